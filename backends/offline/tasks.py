@@ -1,0 +1,399 @@
+"""Offline task generation: descriptive tasks grounded in the data view and earlier tool outcomes.
+
+A task is built around a focal record: a row the generator can see (from the data view or from a
+result an earlier task produced). Subtasks chain tool calls on it and on its neighbours along foreign
+keys; values only a tool can reveal are referenced (`ResultRef`), never stated.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from backends.base import TaskRequest
+from backends.offline.phrasing import entity, plural, show, words
+from environment.tool_checks import placeholder_columns
+from state.schema import DatabaseSchema, Table
+from state.tasks import PlannedCall, ResultRef, Rubric, RubricItem, Subtask, Task
+from state.tools import SqlTool
+
+
+@dataclass
+class Focus:
+    table: Table
+    row: dict[str, Any]
+    search: SqlTool
+    column: str
+    value: str
+
+
+class ToolIndex:
+    def __init__(self, tools: list[SqlTool], database: DatabaseSchema) -> None:
+        self.tools = tools
+        self.database = database
+
+    def of(self, kind: str, table: str) -> list[SqlTool]:
+        return [t for t in self.tools if t.kind == kind and t.table == table]
+
+    def lookup(self, table: str) -> SqlTool | None:
+        pk = [c.name for c in self.database.table(table).primary_key]
+        for tool in self.of("lookup", table) + self.of("join", table):
+            cols = placeholder_columns(tool.sql)
+            if pk and sorted(c for c, _ in cols.values()) == sorted(pk) and len(tool.properties) == len(pk):
+                return tool
+        return None
+
+    def children_lister(self, parent: str) -> list[tuple[SqlTool, str]]:
+        """(tool, fk column) pairs listing a child table's rows for one parent row."""
+        found = []
+        for child in self.database.tables:
+            for fk in child.foreign_keys:
+                if fk.ref_table != parent:
+                    continue
+                for tool in self.of("join", child.name):
+                    cols = placeholder_columns(tool.sql)
+                    if len(tool.properties) == 1 and [c for c, _ in cols.values()] == [fk.column]:
+                        found.append((tool, fk.column))
+        return found
+
+
+def _pk_ref(table: Table, subtask: int, step: int, lookup: SqlTool) -> dict[str, Any]:
+    cols = placeholder_columns(lookup.sql)
+    return {param: ResultRef(subtask=subtask, step=step, field=col) for param, (col, _) in cols.items()}
+
+
+def _short(value: Any) -> str:
+    text = show(value)
+    parts = text.split()
+    return " ".join(parts[:3]) if len(parts) > 3 else text
+
+
+def _focus_candidates(index: ToolIndex, rows_by_table: dict[str, list[dict[str, Any]]]) -> list[Focus]:
+    found = []
+    for table in index.database.tables:
+        if index.lookup(table.name) is None:
+            continue
+        for tool in index.of("search", table.name):
+            (column, _), = placeholder_columns(tool.sql).values() or [(None, None)]
+            for row in rows_by_table.get(table.name, []):
+                value = row.get(column)
+                if isinstance(value, str) and value.strip() and not value.startswith("<BLOB"):
+                    found.append(Focus(table, row, tool, column, _short(value)))
+    return found
+
+
+def _new_value(column: str, json_type: str, current: Any, seen: list[Any], rng: random.Random) -> Any:
+    others = [v for v in seen if v is not None and v != current]
+    lowered = column.lower()
+    if json_type == "boolean" or lowered.startswith(("is_", "has_")):
+        return 0 if current else 1
+    if json_type == "integer":
+        return int(current or 0) + rng.randint(1, 5)
+    if json_type == "number":
+        return round(float(current or 0) * rng.choice([1.1, 1.25, 0.9]) + 1, 2)
+    if "phone" in lowered:
+        return f"555-01{rng.randint(10, 99)}"
+    if "email" in lowered:
+        return f"contact{rng.randint(10, 99)}@example.org"
+    if any(k in lowered for k in ("date", "_on", "_at", "time")):
+        return others[0] if others else "2026-01-15"
+    if "status" in lowered or "type" in lowered:
+        return others[0] if others else "updated"
+    if "note" in lowered or "comment" in lowered:
+        return rng.choice(["Owner asked for a follow-up call.", "Reviewed at the front desk.", "Needs a reminder."])
+    if others:
+        return others[0]
+    return f"{show(current)} (revised)"
+
+
+class TaskBuilder:
+    def __init__(self, request: TaskRequest, rng: random.Random) -> None:
+        self.request = request
+        self.rng = rng
+        self.index = ToolIndex(request.tools, request.database)
+        self.subtasks: list[Subtask] = []
+        self.items: list[RubricItem] = []
+        self.pattern: list[str] = []
+        self.checkpoints: list[str] = []
+        self.has_write = False
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _add(self, description: str, ask: str, steps: list[list[PlannedCall]], critical: list[int]) -> int:
+        n = len(self.subtasks)
+        writes = {t.name for t in self.request.tools if t.mode == "write"}
+        changes = any(call.tool in writes for step in steps for call in step)
+        self.subtasks.append(Subtask(description=description, ask=ask, steps=steps, changes_data=changes))
+        for k, step in enumerate(steps):
+            for call in step:
+                literal = {a: v for a, v in call.arguments.items() if not isinstance(v, ResultRef)}
+                shown = ", ".join(
+                    f"{a}=<{v.field} from {self.subtasks[v.subtask].steps[v.step][0].tool}>"
+                    if isinstance(v, ResultRef) else f"{a}={v!r}"
+                    for a, v in call.arguments.items()
+                )
+                self.pattern.append(f"{call.tool}({shown})")
+                category = "Critical" if k in critical else "Structural"
+                self.items.append(RubricItem(
+                    text=f"Subtask {n + 1}: {call.tool} is called" + (f" with {literal}" if literal else "")
+                    + " and succeeds", category=category, subtask=n, tool=call.tool, arguments=literal))
+        self.checkpoints.append(f"After subtask {n + 1}: {description}")
+        return n
+
+    # -- subtask kinds -------------------------------------------------------------------------
+    def find(self, focus: Focus) -> int:
+        lookup = self.index.lookup(focus.table.name)
+        assert lookup is not None
+        name, col = entity(focus.table.name), words(focus.column)
+        (param,) = focus.search.properties
+        steps = [[PlannedCall(tool=focus.search.name, arguments={param: focus.value})],
+                 [PlannedCall(tool=lookup.name, arguments=_pk_ref(focus.table, len(self.subtasks), 0, lookup))]]
+        return self._add(
+            f"Find the {name} whose {col} contains “{focus.value}” and review its full record.",
+            self.rng.choice([
+                f"could you look up the {name} whose {col} is {focus.value} and show me the full record?",
+                f"can you find the {name} with {col} “{focus.value}” and pull up all of its details?",
+                f"I'm looking for the {name} with {col} {focus.value}. Can you find it and give me its details?",
+            ]),
+            steps, critical=[1])
+
+    def children(self, focus: Focus, found: int) -> int | None:
+        options = self.index.children_lister(focus.table.name)
+        if not options:
+            return None
+        tool, fk = self.rng.choice(options)
+        child = self.request.database.table(tool.table)
+        lookup = self.index.lookup(child.name)
+        parent_key = next(fk_.ref_column for fk_ in child.foreign_keys if fk_.column == fk)
+        (param,) = tool.properties
+        steps = [[PlannedCall(tool=tool.name, arguments={param: ResultRef(subtask=found, step=0, field=parent_key)})]]
+        if lookup is not None:
+            steps.append([PlannedCall(tool=lookup.name, arguments=_pk_ref(child, len(self.subtasks), 0, lookup))])
+        kids, name = plural(child.name), entity(focus.table.name)
+        return self._add(
+            f"Find out which {kids} belong to that {name} and look at the first one in detail.",
+            self.rng.choice([
+                f"which {kids} are on file for this {name}? Please give me the details of the first one.",
+                f"can you list the {kids} linked to that {name} and show me the first one in full?",
+            ]),
+            steps, critical=[0])
+
+    def update(self, focus: Focus, found: int) -> int | None:
+        lookup = self.index.lookup(focus.table.name)
+        for tool in self.index.of("update", focus.table.name):
+            cols = placeholder_columns(tool.sql)
+            target = [(p, c) for p, (c, role) in cols.items() if role == "assign"]
+            if len(target) != 1 or lookup is None:
+                continue
+            param, column = target[0]
+            col = focus.table.column(column)
+            seen = [r.get(column) for r in focus.table.sample_rows]
+            value = _new_value(column, col.json_type, focus.row.get(column), seen, self.rng)
+            args: dict[str, Any] = {p: ResultRef(subtask=found, step=0, field=c) for p, (c, r) in cols.items()
+                                    if r != "assign"}
+            args[param] = value
+            self.has_write = True
+            name = entity(focus.table.name)
+            steps = [[PlannedCall(tool=tool.name, arguments=args)],
+                     [PlannedCall(tool=lookup.name, arguments=_pk_ref(focus.table, found, 0, lookup))]]
+            return self._add(
+                f"Change the {words(column)} of that {name} to {show(value)} and confirm the record shows it.",
+                self.rng.choice([
+                    f"please change its {words(column)} to {show(value)} and show me the updated record.",
+                    f"could you set the {words(column)} to {show(value)}? Then show me the record so I can see it.",
+                ]),
+                steps, critical=[0, 1])
+        return None
+
+    def add_child(self, focus: Focus, found: int) -> int | None:
+        for tool, fk in self.index.children_lister(focus.table.name):
+            child = self.request.database.table(tool.table)
+            inserts = self.index.of("insert", child.name)
+            if not inserts or not child.sample_rows:
+                continue
+            insert = inserts[0]
+            cols = placeholder_columns(insert.sql)
+            template = self.rng.choice(child.sample_rows)
+            parent_key = next(f.ref_column for f in child.foreign_keys if f.column == fk)
+            args: dict[str, Any] = {}
+            for param, (column, _) in cols.items():
+                col = child.column(column)
+                if column == fk:
+                    args[param] = ResultRef(subtask=found, step=0, field=parent_key)
+                elif param not in insert.required and self.rng.random() < 0.5:
+                    continue
+                elif col.unique:
+                    args[param] = f"{show(template.get(column))}-{self.rng.randint(100, 999)}" \
+                        if col.json_type == "string" else None
+                    if args[param] is None:
+                        return None
+                else:
+                    value = template.get(column)
+                    if value is None and param in insert.required:
+                        return None
+                    if value is None or (isinstance(value, str) and value.startswith("<BLOB")):
+                        continue
+                    args[param] = value
+            (list_param,) = tool.properties
+            self.has_write = True
+            kid, name = entity(child.name), entity(focus.table.name)
+            details = ", ".join(f"{words(cols[p][0])} {show(v)}" for p, v in args.items()
+                                if not isinstance(v, ResultRef))
+            steps = [[PlannedCall(tool=insert.name, arguments=args)],
+                     [PlannedCall(tool=tool.name, arguments={list_param: ResultRef(subtask=found, step=0,
+                                                                                   field=parent_key)})]]
+            return self._add(
+                f"Add a new {kid} for that {name} ({details}) and check that it now appears in their list.",
+                self.rng.choice([
+                    f"please add a new {kid} for them with {details}, and then show me their {plural(child.name)}.",
+                    f"I'd like to register a new {kid} for this {name}: {details}. Can you show me the list afterwards?",
+                ]),
+                steps, critical=[0, 1])
+        return None
+
+    def top(self) -> int | None:
+        tops = [t for t in self.request.tools if t.kind == "top"]
+        self.rng.shuffle(tops)
+        for tool in tops:
+            table = self.request.database.table(tool.table)
+            lookup = self.index.lookup(table.name)
+            joined = [t for t in self.index.of("join", table.name) if "JOIN" in t.sql.upper()
+                      and len(t.properties) == len(table.primary_key)]
+            detail = (joined or [lookup])[0] if (joined or lookup) else None
+            if detail is None or table.row_count == 0:
+                continue
+            n = self.rng.choice([2, 3, 5])
+            (column, _), = [v for k, v in placeholder_columns(tool.sql).items()] or [("", "")]
+            order_col = tool.name.split("_by_", 1)[-1].replace("_", " ")
+            steps = [[PlannedCall(tool=tool.name, arguments={"limit": n})],
+                     [PlannedCall(tool=detail.name, arguments=_pk_ref(table, len(self.subtasks), 0, detail))]]
+            return self._add(
+                f"Find the {n} {plural(table.name)} with the highest {order_col} and look at the top one in detail.",
+                self.rng.choice([
+                    f"which {n} {plural(table.name)} have the highest {order_col}? Tell me more about the top one.",
+                    f"can you show me the top {n} {plural(table.name)} by {order_col}, with details for the first?",
+                ]),
+                steps, critical=[0, 1])
+        return None
+
+    def aggregate(self) -> int | None:
+        aggs = [t for t in self.request.tools if t.kind == "aggregate" and not t.properties]
+        self.rng.shuffle(aggs)
+        for tool in aggs:
+            table = self.request.database.table(tool.table)
+            group = tool.sql.split("GROUP BY", 1)[-1].split("ORDER BY")[0].strip().strip('"')
+            searches = [s for s in self.index.of("search", table.name)
+                        if [c for c, _ in placeholder_columns(s.sql).values()] == [group]]
+            if not searches or table.row_count == 0:
+                continue
+            (param,) = searches[0].properties
+            steps = [[PlannedCall(tool=tool.name)],
+                     [PlannedCall(tool=searches[0].name,
+                                  arguments={param: ResultRef(subtask=len(self.subtasks), step=0, field=group)})]]
+            return self._add(
+                f"Get a breakdown of {plural(table.name)} by {words(group)} and list the ones in the largest group.",
+                self.rng.choice([
+                    f"how do our {plural(table.name)} break down by {words(group)}? Then list the ones in the biggest group.",
+                    f"could you give me a count of {plural(table.name)} per {words(group)}, and show the rows of the most common one?",
+                ]),
+                steps, critical=[0])
+        return None
+
+    def range(self) -> int | None:
+        ranges = [t for t in self.request.tools if t.kind == "range"]
+        self.rng.shuffle(ranges)
+        for tool in ranges:
+            table = self.request.database.table(tool.table)
+            lookup = self.index.lookup(table.name)
+            cols = placeholder_columns(tool.sql)
+            column = next(iter(cols.values()))[0]
+            values = sorted({r.get(column) for r in table.sample_rows if r.get(column) is not None}, key=str)
+            if lookup is None or len(values) < 2:
+                continue
+            lo_v, hi_v = values[0], values[-1]
+            args = {p: (lo_v if role == "low" else hi_v) for p, (c, role) in cols.items()}
+            steps = [[PlannedCall(tool=tool.name, arguments=args)],
+                     [PlannedCall(tool=lookup.name, arguments=_pk_ref(table, len(self.subtasks), 0, lookup))]]
+            return self._add(
+                f"List the {plural(table.name)} with {words(column)} between {show(lo_v)} and {show(hi_v)} "
+                f"and look at the first one in detail.",
+                self.rng.choice([
+                    f"which {plural(table.name)} have a {words(column)} between {show(lo_v)} and {show(hi_v)}? "
+                    f"Show me the first one in full.",
+                    f"can you pull the {plural(table.name)} whose {words(column)} falls from {show(lo_v)} to "
+                    f"{show(hi_v)}, and give me details on the first?",
+                ]),
+                steps, critical=[0])
+        return None
+
+    # -- assembly ------------------------------------------------------------------------------
+    def build(self) -> Task:
+        req = self.request
+        rows_by_table = {t.name: list(t.sample_rows) for t in req.database.tables}
+        relation = req.relation
+        if relation == "extends":
+            seen = self._rows_from_previous_calls()
+            if seen:
+                rows_by_table = seen
+            else:
+                relation = "independent"
+        focuses = _focus_candidates(self.index, rows_by_table)
+        previous = {s.description for t in req.previous_tasks for s in t.subtasks}
+        focuses = [f for f in focuses if f"contains “{f.value}”" not in " ".join(previous)] or focuses
+        target = {"easy": 2, "medium": 3, "hard": 4}[req.difficulty]
+        if focuses:
+            focus = self.rng.choice(focuses)
+            found = self.find(focus)
+            extra = [self.children, self.update, self.add_child]
+            self.rng.shuffle(extra)
+            if req.difficulty == "easy":
+                extra = [self.children]
+            for make in extra:
+                if len(self.subtasks) >= target - (1 if req.difficulty == "hard" else 0):
+                    break
+                make(focus, found)
+        for make in self.rng.sample([self.top, self.aggregate, self.range], 3):
+            if len(self.subtasks) >= target:
+                break
+            make()
+        if len(self.subtasks) < 2 and not self.subtasks:
+            raise ValueError("the toolset offers nothing to build a task from (no searchable table with rows)")
+        return self._task(relation)
+
+    def _rows_from_previous_calls(self) -> dict[str, list[dict[str, Any]]]:
+        by_name = {t.name: t for t in self.request.tools}
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for call in self.request.previous_calls:
+            tool = by_name.get(call.tool)
+            if tool is None or not call.result.ok or not call.result.rows or tool.kind not in ("join", "search", "top"):
+                continue
+            table_cols = {c.name for c in self.request.database.table(tool.table).columns}
+            for row in call.result.rows:
+                if table_cols <= set(row):
+                    rows.setdefault(tool.table, []).append({k: row[k] for k in table_cols})
+        return rows
+
+    def _task(self, relation: str) -> Task:
+        parts = [s.description[0].lower() + s.description[1:].rstrip(".") for s in self.subtasks]
+        role = self.rng.choice(["A front-desk employee", "An office manager", "A staff member", "A team lead"])
+        goal = f"{role} wants to {parts[0]}"
+        if len(parts) > 1:
+            goal += "; then " + "; ".join(parts[1:])
+        goal += ". They do not know any record ids and rely on the assistant to look them up."
+        if relation == "extends":
+            goal = "Following up on what they just learned, " + goal[0].lower() + goal[1:]
+        criteria = [f"The user learns the outcome of: {s.description}" for s in self.subtasks]
+        if self.has_write:
+            criteria.append("Every requested change is actually executed and confirmed by reading the record back.")
+        self.items.append(RubricItem(text="Replies are short and friendly.", category="NonCritical"))
+        difficulty = self.request.difficulty
+        return Task(
+            goal=goal, difficulty=difficulty, subtasks=self.subtasks, relation=relation,  # type: ignore[arg-type]
+            rubric=Rubric(success_criteria=criteria, expected_tool_pattern=self.pattern,
+                          checkpoints=self.checkpoints, items=self.items),
+        )
+
+
+def generate_task(request: TaskRequest) -> Task:
+    rng = random.Random(request.rng_key)
+    return TaskBuilder(request, rng).build()

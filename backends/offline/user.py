@@ -1,0 +1,50 @@
+"""The offline user simulator: reveals the latent goal one or two subtasks at a time."""
+
+from __future__ import annotations
+
+import random
+
+from langchain_core.messages import AIMessage, HumanMessage
+
+from backends.base import UserTurnRequest
+from backends.offline.phrasing import CLOSINGS, CONFIRM_ASKS, FEEDBACK, JOINERS, NEXT_FRAMES, OPENINGS, \
+    REQUEST_FRAMES, pick
+from backends.offline.plan import asked_subtasks, is_confirmation
+from state.dialogue import UserTurn
+
+
+def _join(rng: random.Random, asks: list[str]) -> str:
+    text = asks[0][0].upper() + asks[0][1:]
+    for ask in asks[1:]:
+        text += pick(rng, JOINERS) + ask
+    return text
+
+
+def user_turn(request: UserTurnRequest) -> UserTurn:
+    rng = random.Random(request.rng_key)
+    task = request.task
+    span = request.messages[request.task_start:]
+    said = [m.text for m in span if isinstance(m, HumanMessage)]
+    revealed = sorted({i for text in said for i in asked_subtasks(task, text)})
+    remaining = [i for i in range(len(task.subtasks)) if i not in revealed]
+    count = 2 if len(remaining) >= 3 and rng.random() < 0.35 else 1
+    nxt = [task.subtasks[i].ask for i in remaining[:count]]
+
+    if request.user_turn == 0 or not said:
+        if not nxt:
+            return UserTurn(user_message=pick(rng, CLOSINGS), is_task_complete=True)
+        opening = pick(rng, OPENINGS) + " " if request.task_start == 0 else ""
+        frame = pick(rng, REQUEST_FRAMES)
+        body = frame.format(ask=_join(rng, nxt)) if frame == "{ask}" else frame.format(ask=nxt[0][0].upper()
+                                                                                      + _join(rng, nxt)[1:])
+        return UserTurn(user_message=opening + body)
+
+    feedback = pick(rng, FEEDBACK)
+    last_answer = next((m for m in reversed(span) if isinstance(m, AIMessage) and not m.tool_calls), None)
+    if nxt:
+        return UserTurn(user_message=pick(rng, NEXT_FRAMES).format(feedback=feedback, ask=_join(rng, nxt)))
+    writes = any(s.changes_data for s in task.subtasks)
+    confirmed = any(is_confirmation(text) for text in said)
+    if writes and not confirmed and last_answer is not None and rng.random() < 0.6:
+        return UserTurn(user_message=f"{feedback} {pick(rng, CONFIRM_ASKS)}")
+    return UserTurn(user_message=pick(rng, CLOSINGS), is_task_complete=True)

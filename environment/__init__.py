@@ -1,0 +1,1 @@
+"""The SQL environment: schema introspection, per-dialogue sandboxes, and SQL tool synthesis."""

@@ -1,0 +1,159 @@
+"""Read a SQLite database's schema and a small data view, never writing to it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from urllib.parse import quote
+
+import sqlite_utils
+
+from environment.errors import InputError
+from environment.sqlnames import json_type_for, quote_ident
+from state.schema import Column, DatabaseSchema, ForeignKey, SkippedTable, Table
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+DATA_VIEW_ROWS = 5
+_TEXT_PREVIEW = 120
+
+
+def check_database_path(path: str | Path) -> Path:
+    """The path of an existing SQLite file, or an InputError saying what is wrong."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"database not found: {p} (pass --db with the path of a SQLite file)")
+    if p.is_dir():
+        raise InputError(f"database path is a directory: {p} (pass --db with the path of a SQLite file)")
+    try:
+        with p.open("rb") as fh:
+            header = fh.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise InputError(f"cannot read database {p}: {exc.strerror}") from None
+    if header != SQLITE_MAGIC:
+        raise InputError(f"not a SQLite database: {p} (its header is not 'SQLite format 3')")
+    return p.resolve()
+
+
+def open_read_only(path: str | Path) -> sqlite3.Connection:
+    """Open the source database read-only: nothing done through this connection can change it."""
+    p = Path(path).resolve()
+    uri = f"file:{quote(str(p))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def json_value(value: object) -> object:
+    """A database value as it appears in JSON (BLOBs are described, not dumped)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<BLOB {len(bytes(value))} bytes>"
+    return value
+
+
+def _preview(value: object) -> object:
+    value = json_value(value)
+    if isinstance(value, str) and len(value) > _TEXT_PREVIEW:
+        return value[:_TEXT_PREVIEW] + "…"
+    return value
+
+
+def _observed_type(conn: sqlite3.Connection, table: str, column: str) -> str | None:
+    """The storage class most non-null values of a column actually have (first 1000 rows)."""
+    sql = (
+        f"SELECT typeof(v), COUNT(*) FROM (SELECT {quote_ident(column)} AS v FROM {quote_ident(table)} "
+        f"LIMIT 1000) WHERE v IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 1"
+    )
+    row = conn.execute(sql).fetchone()
+    return row[0] if row else None
+
+
+def _table(db: sqlite_utils.Database, conn: sqlite3.Connection, name: str) -> Table:
+    t = db.table(name)
+    unique_single = {
+        idx.columns[0] for idx in t.indexes if idx.unique and len(idx.columns) == 1
+    }
+    columns: list[Column] = []
+    for c in t.columns:
+        json_type, is_blob, is_date = json_type_for(c.type or "")
+        observed = _observed_type(conn, name, c.name)
+        if observed == "blob":
+            is_blob = True
+        elif observed == "text" and json_type in ("integer", "number", "boolean"):
+            json_type = "string"  # declared numeric, but the data says otherwise
+        elif observed == "integer" and not c.type:
+            json_type = "integer"
+        elif observed == "real" and not c.type:
+            json_type = "number"
+        columns.append(
+            Column(
+                name=c.name,
+                declared_type=c.type or "",
+                json_type=json_type,
+                is_blob=is_blob,
+                not_null=bool(c.notnull),
+                has_default=c.default_value is not None,
+                pk_position=int(c.is_pk),
+                is_date=is_date,
+                unique=c.name in unique_single or (c.is_pk == 1 and sum(1 for x in t.columns if x.is_pk) == 1),
+            )
+        )
+    pk = [c for c in columns if c.pk_position]
+    without_rowid = bool(
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=? AND sql LIKE '%WITHOUT ROWID%'", (name,)
+        ).fetchone()
+    )
+    rowid_alias = len(pk) == 1 and pk[0].declared_type.upper() == "INTEGER" and not without_rowid
+    fks = [ForeignKey(column=f.column, ref_table=f.other_table, ref_column=f.other_column or "") for f in t.foreign_keys]
+    order = ", ".join(quote_ident(c.name) for c in sorted(pk, key=lambda c: c.pk_position)) or "rowid"
+    if without_rowid and not pk:
+        order = "1"
+    cur = conn.execute(f"SELECT * FROM {quote_ident(name)} ORDER BY {order} LIMIT {DATA_VIEW_ROWS}")
+    names = [d[0] for d in cur.description]
+    rows = [{k: _preview(v) for k, v in zip(names, r)} for r in cur.fetchall()]
+    count = conn.execute(f"SELECT COUNT(*) FROM {quote_ident(name)}").fetchone()[0]
+    return Table(
+        name=name, columns=columns, foreign_keys=fks, row_count=count, sample_rows=rows,
+        is_rowid_alias_pk=rowid_alias,
+    )
+
+
+def inspect_database(path: str | Path) -> DatabaseSchema:
+    """Tables, columns, declared types, keys, row counts and a data view of a SQLite database.
+
+    Tables that tools cannot work on are listed in `skipped` with the reason, never raised.
+    """
+    source = check_database_path(path)
+    try:
+        conn = open_read_only(source)
+        try:
+            db = sqlite_utils.Database(conn)
+            virtual = {
+                r[0]
+                for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND sql LIKE 'CREATE VIRTUAL%'")
+            }
+            names = [n for n in db.table_names() if not n.startswith("sqlite_")]
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"not a readable SQLite database: {source} ({exc})") from None
+        tables: list[Table] = []
+        skipped: list[SkippedTable] = []
+        for name in names:
+            if name in virtual or any(name.startswith(v + "_") for v in virtual):
+                skipped.append(SkippedTable(name=name, reason="virtual or full-text shadow table"))
+                continue
+            try:
+                table = _table(db, conn, name)
+            except sqlite3.DatabaseError as exc:
+                skipped.append(SkippedTable(name=name, reason=f"could not be read: {exc}"))
+                continue
+            if all(c.is_blob for c in table.columns):
+                skipped.append(SkippedTable(name=name, reason="only BLOB columns: nothing a tool can search or show"))
+                continue
+            tables.append(table)
+    finally:
+        if "conn" in locals():
+            conn.close()
+    if not tables:
+        detail = f" ({len(skipped)} skipped: {skipped[0].reason})" if skipped else ""
+        raise InputError(f"database has no usable tables: {source}{detail}")
+    return DatabaseSchema(path=str(source), tables=tables, skipped=skipped)

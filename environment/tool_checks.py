@@ -1,0 +1,178 @@
+"""Accept a SQL tool only once it parses, its placeholders equal its parameters, and it runs."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jsonschema
+import sqlglot
+from sqlglot import exp
+
+from environment.sandbox import Sandbox, placeholders
+from environment.sqlnames import quote_ident
+from state.schema import DatabaseSchema
+from state.tools import SqlTool
+
+TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_READ = (exp.Select, exp.Union, exp.Intersect, exp.Except)
+_WRITE = (exp.Insert, exp.Update, exp.Delete)
+_NONDETERMINISTIC = (exp.Rand, exp.CurrentTimestamp, exp.CurrentDate, exp.CurrentTime)
+_PREDICATES = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike, exp.Between, exp.In, exp.Is)
+
+
+def static_problems(tool: SqlTool) -> str | None:
+    """What is wrong with a tool without running it, or None."""
+    if not TOOL_NAME.match(tool.name):
+        return f"name {tool.name!r} is not snake_case (lowercase letters, digits, underscores)"
+    params = tool.parameters
+    if params.get("type") != "object" or not isinstance(params.get("properties", {}), dict):
+        return "parameters must be a JSON Schema of type object with properties"
+    try:
+        jsonschema.validators.validator_for(params).check_schema(params)
+    except jsonschema.SchemaError as exc:
+        return f"parameters are not a valid JSON Schema: {exc.message}"
+    missing = set(tool.required) - set(tool.properties)
+    if missing:
+        return f"required lists unknown parameters: {sorted(missing)}"
+    try:
+        statements = [s for s in sqlglot.parse(tool.sql, read="sqlite") if s is not None]
+    except sqlglot.errors.SqlglotError as exc:
+        return f"SQL does not parse: {str(exc).splitlines()[0]}"
+    if len(statements) != 1:
+        return f"SQL must be exactly one statement, found {len(statements)}"
+    statement = statements[0]
+    if isinstance(statement, _READ):
+        kind = "read"
+    elif isinstance(statement, _WRITE):
+        kind = "write"
+    else:
+        return f"only SELECT, INSERT, UPDATE and DELETE are allowed, not {statement.key.upper()}"
+    if kind != tool.mode:
+        return f"mode is {tool.mode!r} but the SQL is a {kind}"
+    for func in statement.find_all(exp.Func):
+        if isinstance(func, _NONDETERMINISTIC) or (
+            isinstance(func, exp.Anonymous) and func.name.lower() in {"random", "randomblob", "changes"}
+        ) or any(isinstance(a, exp.Literal) and a.this.lower() == "now" for a in func.args.values() if a is not None):
+            return f"SQL uses a non-deterministic function ({func.sql(dialect='sqlite')}): results could not be replayed"
+    names = set(placeholders(tool.sql))
+    if names != set(tool.properties):
+        return (
+            f"placeholders {sorted(names)} differ from parameters {sorted(tool.properties)}"
+        )
+    return None
+
+
+def placeholder_columns(sql: str) -> dict[str, tuple[str, str]]:
+    """For each placeholder: the column it is compared with or assigned to, and its role."""
+    statement = sqlglot.parse_one(sql, read="sqlite")
+    found: dict[str, tuple[str, str]] = {}
+    if isinstance(statement, exp.Insert) and isinstance(statement.this, exp.Schema):
+        columns = [c.name for c in statement.this.expressions]
+        values = statement.expression
+        for tup in values.expressions if isinstance(values, exp.Values) else []:
+            for col, val in zip(columns, tup.expressions):
+                if isinstance(val, exp.Placeholder):
+                    found.setdefault(val.name, (col, "assign"))
+    for ph in statement.find_all(exp.Placeholder):
+        if ph.name in found:
+            continue
+        node = ph.parent
+        while node is not None and not isinstance(node, _PREDICATES):
+            node = node.parent
+        if node is None:
+            continue
+        column = next(iter(node.find_all(exp.Column)), None)
+        if column is None:
+            continue
+        role = "match"
+        if isinstance(node, exp.Between):
+            role = "low" if node.args.get("low") is ph or ph in node.args["low"].find_all(exp.Placeholder) else "high"
+        elif isinstance(node, exp.EQ) and isinstance(node.parent, exp.Update) and node in node.parent.expressions:
+            role = "assign"
+        found[ph.name] = (column.name, role)
+    return found
+
+
+def _tables_of(sql: str, schema: DatabaseSchema) -> list[str]:
+    names = {t.name for t in sqlglot.parse_one(sql, read="sqlite").find_all(exp.Table)}
+    return [t.name for t in schema.tables if t.name in names]
+
+
+def sample_arguments(tool: SqlTool, schema: DatabaseSchema, sandbox: Sandbox) -> dict[str, Any]:
+    """Arguments drawn from the data itself, so lookups hit and inserts do not collide."""
+    mapping = placeholder_columns(tool.sql)
+    tables = _tables_of(tool.sql, schema) or [tool.table]
+    args: dict[str, Any] = {}
+    for name, prop in tool.properties.items():
+        json_type = prop.get("type", "string")
+        if isinstance(json_type, list):
+            json_type = next((t for t in json_type if t != "null"), "string")
+        column, role = mapping.get(name, (name, "match"))
+        value = None
+        for table_name in tables:
+            table = schema.table(table_name)
+            if column not in {c.name for c in table.columns}:
+                continue
+            col = table.column(column)
+            q_col, q_table = quote_ident(column), quote_ident(table_name)
+            if role == "assign" and col.unique:
+                value = _fresh_value(sandbox, q_table, q_col, json_type)
+            else:
+                agg = {"low": "MIN", "high": "MAX"}.get(role)
+                sql = (
+                    f"SELECT {agg}({q_col}) FROM {q_table}" if agg
+                    else f"SELECT {q_col} FROM {q_table} WHERE {q_col} IS NOT NULL LIMIT 1"
+                )
+                row = sandbox.conn.execute(sql).fetchone()
+                value = row[0] if row else None
+            break
+        if value is None or isinstance(value, bytes):
+            value = _default_for(json_type, name, prop)
+        if json_type == "boolean":
+            value = bool(value)
+        elif json_type == "string" and not isinstance(value, str):
+            value = str(value)
+        elif json_type == "integer" and not isinstance(value, int):
+            value = _default_for(json_type, name, prop)
+        if "enum" in prop and value not in prop["enum"]:
+            value = prop["enum"][0]
+        args[name] = value
+    return args
+
+
+def _fresh_value(sandbox: Sandbox, q_table: str, q_col: str, json_type: str) -> Any:
+    if json_type in ("integer", "number"):
+        row = sandbox.conn.execute(f"SELECT MAX(CAST({q_col} AS INTEGER)) FROM {q_table}").fetchone()
+        return int(row[0] or 0) + 1
+    n = sandbox.conn.execute(f"SELECT COUNT(*) FROM {q_table}").fetchone()[0]
+    return f"new-{n + 1}"
+
+
+def _default_for(json_type: str, name: str, prop: dict[str, Any]) -> Any:
+    if "limit" in name:
+        return 5
+    return {"integer": 1, "number": 1.0, "boolean": True}.get(json_type, "a")
+
+
+def run_check(tool: SqlTool, schema: DatabaseSchema, sandbox: Sandbox) -> str | None:
+    """Run the tool once with sample arguments inside a savepoint that is rolled back."""
+    try:
+        args = sample_arguments(tool, schema, sandbox)
+    except (sqlglot.errors.SqlglotError, KeyError, ValueError) as exc:
+        return f"could not build sample arguments: {exc}"
+    sandbox.conn.execute("SAVEPOINT tool_check")
+    try:
+        result = sandbox.run(tool, args)
+    finally:
+        sandbox.conn.execute("ROLLBACK TO tool_check")
+        sandbox.conn.execute("RELEASE tool_check")
+    if result.error is not None and not (tool.kind == "delete" and result.error.type == "constraint_violation"):
+        # A delete refused by a foreign key is the data protecting itself, not a broken tool.
+        return f"failed on sample arguments {args}: {result.error.message}"
+    return None
+
+
+def check_tool(tool: SqlTool, schema: DatabaseSchema, sandbox: Sandbox) -> str | None:
+    """The reason a tool is refused, or None when it is accepted."""
+    return static_problems(tool) or run_check(tool, schema, sandbox)

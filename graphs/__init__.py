@@ -1,0 +1,1 @@
+"""Graph wiring, one module per graph, and the command line (`python -m graphs.run`)."""

@@ -1,0 +1,60 @@
+"""The user-oriented dialogue graph.
+
+prepare → task_generator → user_simulator ─┬─ complete / out of turns → validator ─┬─ next task → task_generator
+                               ↑            └─ otherwise → assistant                └─ done → END
+                               └──── answer ──── assistant ⇄ tool_executor (while it calls tools)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langgraph.graph import END, START, StateGraph
+
+from nodes.assistant import assistant
+from nodes.task_generator import task_generator
+from nodes.tool_executor import tool_executor
+from nodes.tool_synthesizer import prepare
+from nodes.user_simulator import user_simulator
+from nodes.validator import validator
+from state.config import Settings
+from state.dialogue import DialogueInput, DialogueOutput, DialogueState
+
+
+def after_user(state: DialogueState) -> Literal["validator", "assistant"]:
+    done = state.ended_by_budget or (state.last_user_turn is not None and state.last_user_turn.is_task_complete)
+    return "validator" if done else "assistant"
+
+
+def after_assistant(state: DialogueState) -> Literal["tool_executor", "user_simulator"]:
+    last = state.messages[-1] if state.messages else None
+    return "tool_executor" if getattr(last, "tool_calls", None) else "user_simulator"
+
+
+def after_validator(state: DialogueState) -> Literal["task_generator", "__end__"]:
+    if state.verdicts and state.verdicts[-1].judgment == "invalid":
+        return END  # the dialogue is rejected already; spend nothing more on it
+    return "task_generator" if len(state.tasks) < state.tasks_per_dialogue else END
+
+
+def build_dialogue_graph() -> StateGraph:
+    builder = StateGraph(DialogueState, context_schema=Settings, input_schema=DialogueInput,
+                         output_schema=DialogueOutput)
+    builder.add_node("prepare", prepare)
+    builder.add_node("task_generator", task_generator)
+    builder.add_node("user_simulator", user_simulator)
+    builder.add_node("assistant", assistant)
+    builder.add_node("tool_executor", tool_executor)
+    builder.add_node("validator", validator)
+    builder.add_edge(START, "prepare")
+    builder.add_edge("prepare", "task_generator")
+    builder.add_edge("task_generator", "user_simulator")
+    builder.add_conditional_edges("user_simulator", after_user)
+    builder.add_conditional_edges("assistant", after_assistant)
+    builder.add_edge("tool_executor", "assistant")
+    builder.add_conditional_edges("validator", after_validator)
+    return builder
+
+
+# Compiled without a checkpointer: the CLI, the tests and `langgraph dev` each bring their own.
+graph = build_dialogue_graph().compile(name="dialogue")

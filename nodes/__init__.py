@@ -1,0 +1,1 @@
+"""Node functions, one module per role. Nodes read state, ask a backend, and return state updates."""

@@ -1,0 +1,55 @@
+"""Assistant node: one step of the assistant, either tool calls or an answer to the user."""
+
+from __future__ import annotations
+
+from langchain_core.messages import AIMessage
+from langgraph.runtime import Runtime
+
+from backends.base import AssistantRequest
+from nodes.common import backend_of, rng_key, settings_of
+from state.dialogue import DialogueState
+from state.config import Settings
+
+
+def normalize_tool_calls(message: AIMessage, serial: int) -> AIMessage:
+    """Every tool call gets an id and dict arguments; calls whose arguments were not JSON are kept as
+    calls with no arguments and flagged, so the executor answers them with an error instead of crashing."""
+    calls = []
+    for i, call in enumerate(message.tool_calls):
+        calls.append({**call, "id": call.get("id") or f"call_{serial + i:04d}", "args": dict(call.get("args") or {})})
+    bad = []
+    for j, invalid in enumerate(message.invalid_tool_calls):
+        bad_id = invalid.get("id") or f"call_{serial + len(calls) + j:04d}"
+        bad.append(bad_id)
+        calls.append({"name": invalid.get("name") or "unknown", "args": {}, "id": bad_id, "type": "tool_call"})
+    kwargs = dict(message.additional_kwargs)
+    kwargs.pop("tool_calls", None)
+    if bad:
+        kwargs["malformed_tool_call_ids"] = bad
+        kwargs["malformed_tool_call_arguments"] = [str(inv.get("args") or "") for inv in message.invalid_tool_calls]
+    return AIMessage(content=message.content, tool_calls=calls, additional_kwargs=kwargs,
+                     response_metadata=message.response_metadata, id=message.id)
+
+
+def current_task_calls(state: DialogueState):
+    return [c for c in state.calls if c.task_index == state.task_index]
+
+
+async def assistant(state: DialogueState, runtime: Runtime[Settings]) -> dict:
+    settings = settings_of(runtime)
+    request = AssistantRequest(
+        tools=state.toolset, messages=state.messages, calls=current_task_calls(state),
+        allow_tools=state.steps_in_turn < settings.max_steps_per_turn,
+        reference_task=state.current_task,
+        rng_key=rng_key(state, "assistant", state.user_turns_in_task, state.steps_in_turn),
+    )
+    message, usage = await backend_of(runtime).assistant_turn(request)
+    message = normalize_tool_calls(message, serial=len(state.calls))
+    if not request.allow_tools and message.tool_calls:
+        # The step budget is spent: drop further calls rather than loop forever.
+        message = AIMessage(content=message.text or "I could not finish that within my step limit; "
+                                                   "please tell me what to focus on.")
+    update: dict = {"messages": [message], "usage": usage}
+    if message.tool_calls:
+        update["steps_in_turn"] = state.steps_in_turn + 1
+    return update

@@ -1,0 +1,28 @@
+"""What every node needs: its settings, its backend, and deterministic random keys."""
+
+from __future__ import annotations
+
+from langgraph.runtime import Runtime
+
+from backends.base import Backend
+from backends.registry import backend_for
+from state.config import Settings
+from state.dialogue import DialogueState
+
+
+def settings_of(runtime: Runtime[Settings] | None) -> Settings:
+    context = getattr(runtime, "context", None)
+    if isinstance(context, Settings):
+        return context
+    if isinstance(context, dict):
+        return Settings(**context)
+    return Settings()
+
+
+def backend_of(runtime: Runtime[Settings] | None) -> Backend:
+    return backend_for(settings_of(runtime))
+
+
+def rng_key(state: DialogueState, role: str, *parts: object) -> str:
+    """A seed string unique to this dialogue, role and position, so replays choose the same."""
+    return ":".join(str(p) for p in (state.seed, state.dialogue_id, role, len(state.tasks), *parts))

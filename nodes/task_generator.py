@@ -1,0 +1,35 @@
+"""Task generator node: the next descriptive task of the dialogue, grounded in schema and outcomes."""
+
+from __future__ import annotations
+
+import random
+
+from langgraph.runtime import Runtime
+
+from backends.base import TaskRequest
+from nodes.common import backend_of, rng_key
+from state.config import Settings
+from state.dialogue import DialogueState
+
+DIFFICULTY_WEIGHTS = {"easy": 0.25, "medium": 0.45, "hard": 0.30}
+
+
+async def task_generator(state: DialogueState, runtime: Runtime[Settings]) -> dict:
+    key = rng_key(state, "task")
+    rng = random.Random(key)
+    difficulty = rng.choices(list(DIFFICULTY_WEIGHTS), weights=list(DIFFICULTY_WEIGHTS.values()))[0]
+    relation = "first" if not state.tasks else rng.choice(["extends", "independent"])
+    assert state.database is not None, "prepare runs before the task generator"
+    task, usage = await backend_of(runtime).generate_task(TaskRequest(
+        database=state.database, tools=state.toolset, difficulty=difficulty, relation=relation,
+        previous_tasks=state.tasks, previous_calls=state.calls, rng_key=key,
+    ))
+    return {
+        "tasks": [*state.tasks, task],
+        "task_starts": [*state.task_starts, len(state.messages)],
+        "user_turns_in_task": 0,
+        "steps_in_turn": 0,
+        "last_user_turn": None,
+        "ended_by_budget": False,
+        "usage": usage,
+    }

@@ -1,0 +1,99 @@
+"""Toolset synthesis: the backend proposes SQL tools; each is checked by running it; one repair; completion."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from langgraph.runtime import Runtime
+from pydantic import ValidationError
+
+from backends.base import Backend, ToolProposalRequest, ToolRepairRequest
+from environment.derive import derive_tools
+from environment.introspect import inspect_database
+from environment.sandbox import Sandbox
+from environment.tool_checks import check_tool
+from nodes.common import backend_of, settings_of
+from state.config import Settings
+from state.dialogue import DialogueState, Usage
+from state.schema import DatabaseSchema
+from state.tools import DroppedTool, SqlTool, Toolset
+
+log = logging.getLogger(__name__)
+
+
+def _parse(proposal: dict[str, object]) -> tuple[SqlTool | None, str]:
+    try:
+        return SqlTool.model_validate({"origin": "model", **proposal}), ""
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return None, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+
+
+async def synthesize_toolset(database: DatabaseSchema, backend: Backend, settings: Settings) -> tuple[Toolset, Usage]:
+    """Propose, check, repair once, and complete with schema-derived tools when too few survive."""
+    proposals, usage = await backend.propose_tools(ToolProposalRequest(database=database, max_tools=settings.max_tools))
+    sandbox = await asyncio.to_thread(Sandbox, database.path)
+    try:
+        accepted: list[SqlTool] = []
+        dropped: list[DroppedTool] = []
+        repaired = 0
+        names: set[str] = set()
+
+        def check(tool: SqlTool) -> str | None:
+            if tool.name in names:
+                return f"duplicate tool name {tool.name!r}"
+            return check_tool(tool, database, sandbox)
+
+        for proposal in proposals:
+            tool, error = _parse(proposal)
+            if tool is not None:
+                error = await asyncio.to_thread(check, tool) or ""
+            if error:
+                fixed, more = await backend.repair_tool(ToolRepairRequest(database=database, tool=proposal, error=error))
+                usage = usage + more
+                if fixed is not None:
+                    tool, error = _parse(fixed)
+                    if tool is not None:
+                        error = await asyncio.to_thread(check, tool) or ""
+                    repaired += 0 if error else 1
+            name = str(proposal.get("name", "?"))
+            if error or tool is None:
+                dropped.append(DroppedTool(name=name, reason=error))
+                continue
+            accepted.append(tool)
+            names.add(tool.name)
+
+        toolset = Toolset(tools=accepted, dropped=dropped, proposed=len(proposals), repaired=repaired)
+        reads = sum(t.mode == "read" for t in accepted)
+        writes = sum(t.mode == "write" for t in accepted)
+        if len(accepted) < settings.min_tools or not reads or not writes:
+            note = (f"only {len(accepted)} of {len(proposals)} proposed tools passed validation "
+                    f"({reads} reads, {writes} writes); completing the toolset with schema-derived tools")
+            log.warning(note)
+            toolset.notes.append(note)
+            toolset.completed_from_schema = True
+            for tool in derive_tools(database, settings.max_tools):
+                if len(toolset.tools) >= max(settings.max_tools, settings.min_tools):
+                    break
+                if tool.name in names:
+                    continue
+                if await asyncio.to_thread(check, tool) is None:
+                    toolset.tools.append(tool)
+                    names.add(tool.name)
+        return toolset, usage
+    finally:
+        sandbox.close()
+
+
+async def prepare(state: DialogueState, runtime: Runtime[Settings]) -> dict:
+    """Read the schema and, when the input brings no toolset, synthesize one."""
+    update: dict = {}
+    database = state.database or await asyncio.to_thread(inspect_database, state.source_db)
+    if state.database is None:
+        update["database"] = database
+    if not state.toolset:
+        toolset, usage = await synthesize_toolset(database, backend_of(runtime), settings_of(runtime))
+        update["toolset"] = toolset.tools
+        update["usage"] = usage
+    return update

@@ -1,0 +1,218 @@
+"""Run many dialogues concurrently into a run folder, and finish an interrupted run.
+
+Each dialogue is one thread of the sqlite checkpointer. A dialogue's line is written only after it
+ended, so a killed run loses at most the steps in flight and `resume` neither loses nor repeats one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiosqlite
+import httpx
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.graph import StateGraph
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from backends.registry import backend_for
+from environment.errors import InputError
+from environment.introspect import inspect_database
+from nodes.tool_synthesizer import synthesize_toolset
+from runner import run_folder as rf
+from runner.export import DialogueRecord, export_dialogue
+from runner.run_folder import RunFolder, check_new_run_dir
+from runner.stats import RunStats, run_stats, stats_table
+from state.config import RunConfig, Settings
+from state.dialogue import DialogueInput, DialogueState
+from state.persistence import strict_serializer
+from state.tools import SqlTool, Toolset
+
+
+def check_backend(settings: Settings) -> None:
+    """Fail fast, before anything is written, on an unknown backend or an unreachable server."""
+    backend_for(settings)
+    if settings.backend != "openai":
+        return
+    url = (settings.base_url or "https://api.openai.com/v1").rstrip("/") + "/models"
+    try:
+        httpx.get(url, timeout=5.0, headers={"Authorization": "Bearer x"})
+    except httpx.HTTPError as exc:
+        raise InputError(f"cannot reach the model server at {settings.base_url or url}: "
+                         f"{type(exc).__name__} (check --base-url / OPENAI_BASE_URL)") from None
+
+
+@asynccontextmanager
+async def open_checkpointer(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
+    async with aiosqlite.connect(str(path)) as conn:
+        saver = AsyncSqliteSaver(conn, serde=strict_serializer())
+        await saver.setup()
+        yield saver
+
+
+def _recursion_limit(config: RunConfig, settings: Settings) -> int:
+    per_task = settings.max_user_turns_per_task * (2 * settings.max_steps_per_turn + 3) + 4
+    return 20 + config.tasks_per_dialogue * per_task
+
+
+class Batch:
+    def __init__(self, builder: StateGraph, folder: RunFolder, config: RunConfig, settings: Settings,
+                 toolset: list[SqlTool], console: Console) -> None:
+        self.builder = builder
+        self.folder = folder
+        self.config = config
+        self.settings = settings
+        self.toolset = toolset
+        self.console = console
+        self.lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        done = self.folder.finished_ids()
+        todo = [i for i in range(self.config.dialogues) if self.config.dialogue_id(i) not in done]
+        sem = asyncio.Semaphore(self.config.concurrency)
+        async with open_checkpointer(self.folder.file(rf.CHECKPOINTS)) as saver:
+            graph = self.builder.compile(checkpointer=saver)
+            columns = [TextColumn("[bold]dialogues"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+            with Progress(*columns, console=self.console, transient=False) as progress:
+                bar = progress.add_task("dialogues", total=self.config.dialogues, completed=len(done))
+
+                async def one(i: int) -> None:
+                    async with sem:
+                        await self._dialogue(graph, i)
+                    progress.advance(bar)
+
+                await asyncio.gather(*(one(i) for i in todo))
+
+    async def _dialogue(self, graph: Any, i: int) -> None:
+        dialogue_id = self.config.dialogue_id(i)
+        cfg = {"configurable": {"thread_id": dialogue_id},
+               "recursion_limit": _recursion_limit(self.config, self.settings)}
+        started = time.perf_counter()
+        error = None
+        try:
+            snapshot = await graph.aget_state(cfg)
+            if not snapshot.values:
+                start = DialogueInput(dialogue_id=dialogue_id, source_db=self.config.source_db,
+                                      seed=self.config.dialogue_seed(i),
+                                      tasks_per_dialogue=self.config.tasks_per_dialogue, toolset=self.toolset)
+                await graph.ainvoke(start, cfg, context=self.settings)
+            elif snapshot.next:
+                await graph.ainvoke(None, cfg, context=self.settings)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a failed dialogue is rejected with its reason, the run goes on
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        snapshot = await graph.aget_state(cfg)
+        latency = time.perf_counter() - started
+        await self._write(dialogue_id, snapshot.values, latency, error)
+
+    async def _write(self, dialogue_id: str, values: dict[str, Any], latency: float, error: str | None) -> None:
+        extra: dict[str, Any] = {"run_id": self.config.run_id, "backend": self.settings.backend,
+                                 "latency_s": round(latency, 4)}
+        if self.settings.backend != "offline":
+            extra["model"] = self.settings.model
+        if values:
+            state = DialogueState.model_validate(values)
+            extra["usage"] = state.usage.model_dump()
+            extra["completed"] = error is None and len(state.verdicts) == state.tasks_per_dialogue and \
+                not state.ended_by_budget
+            record, ok, _ = export_dialogue(state, extra)
+        else:
+            record = DialogueRecord(id=dialogue_id, messages=[], tools=[], metadata={**extra, "completed": False},
+                                    reason="no state was recorded")
+            ok = False
+        if error is not None:
+            record.metadata["error"] = error
+            record.reason = f"error: {error}"
+            ok = False
+        async with self.lock:
+            self.folder.append_line(rf.DIALOGUES if ok else rf.REJECTED,
+                                    record.model_dump(exclude_none=not (record.reason and not ok)))
+
+
+def summarize(folder: RunFolder) -> RunStats:
+    """Compute stats.json from the run folder's lines."""
+    config = RunConfig.model_validate(folder.read_json(rf.CONFIG))
+    report = Toolset.model_validate(folder.read_json(rf.TOOLSET_REPORT))
+    stats = run_stats(folder.read_lines(rf.DIALOGUES), folder.read_lines(rf.REJECTED),
+                      tools_proposed=max(report.proposed, len(report.tools)), tools_accepted=len(report.tools),
+                      backend=str(config.settings.get("backend", "")))
+    folder.write_json(rf.STATS, stats.model_dump())
+    return stats
+
+
+def _backend_notice(settings: Settings, console: Console) -> None:
+    if settings.backend == "offline":
+        console.print("[yellow]backend: offline[/] (deterministic, no LLM; pass --base-url or set "
+                      "OPENAI_BASE_URL to generate with a model)")
+    else:
+        console.print(f"backend: {settings.backend} (model {settings.model} at {settings.base_url or 'OpenAI'})")
+
+
+async def generate(builder: StateGraph, config: RunConfig, settings: Settings, out: Path,
+                   console: Console, toolset: list[SqlTool] | None = None) -> RunStats:
+    """A new run: validate everything, synthesize the toolset once, then run every dialogue."""
+    database = inspect_database(config.source_db)
+    check_backend(settings)
+    check_new_run_dir(out)
+    _backend_notice(settings, console)
+    for skipped in database.skipped:
+        console.print(f"[dim]skipped table {skipped.name!r}: {skipped.reason}[/]")
+    out.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(out)
+    try:
+        if toolset is None:
+            with console.status("synthesizing the toolset"):
+                report, _ = await synthesize_toolset(database, backend_for(settings), settings)
+        else:
+            report = Toolset(tools=toolset, proposed=len(toolset))
+        for note in report.notes:
+            console.print(f"[yellow]note:[/] {note}")
+        if not report.tools:
+            raise InputError(f"no tool could be built for {config.source_db}: "
+                             + "; ".join(f"{d.name}: {d.reason}" for d in report.dropped[:3]))
+        folder.write_json(rf.TOOLSET, [t.toolset_entry() for t in report.tools])
+        folder.write_json(rf.TOOLSET_REPORT, report.model_dump(mode="json"))
+        folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # nothing ran yet: leave no partial run folder
+        raise
+    console.print(f"toolset: {len(report.tools)} tools "
+                  f"({sum(t.mode == 'write' for t in report.tools)} write); run folder: {out}")
+    await Batch(builder, folder, config, settings, report.tools, console).run()
+    return _finish(folder, console)
+
+
+def load_toolset(path: Path) -> list[SqlTool]:
+    entries = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [SqlTool.model_validate(e) for e in entries]
+
+
+async def resume(builder: StateGraph, run_dir: Path, settings: Settings | None, console: Console) -> RunStats:
+    """Finish an interrupted run: continue dialogues from their last checkpoint, start missing ones."""
+    folder = RunFolder(run_dir)
+    if not folder.file(rf.CONFIG).exists():
+        raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
+    config = RunConfig.model_validate(folder.read_json(rf.CONFIG))
+    if settings is None:
+        recorded = {k: v for k, v in config.settings.items() if v is not None}
+        settings = Settings(**recorded)
+    check_backend(settings)
+    _backend_notice(settings, console)
+    toolset = load_toolset(folder.file(rf.TOOLSET))
+    await Batch(builder, folder, config, settings, toolset, console).run()
+    return _finish(folder, console)
+
+
+def _finish(folder: RunFolder, console: Console) -> RunStats:
+    stats = summarize(folder)
+    console.print(stats_table({folder.path.name: stats}))
+    console.print(f"wrote {stats.samples} valid dialogues to {folder.file(rf.DIALOGUES)}"
+                  f" ({stats.rejected} rejected in {rf.REJECTED})")
+    return stats

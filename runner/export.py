@@ -1,0 +1,77 @@
+"""A finished dialogue as one dataset line: OpenAI chat messages, tools and metadata."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
+from pydantic import BaseModel
+
+from prompts import load_prompt
+from runner.stats import DialogueStats, dialogue_stats
+from state.dialogue import DialogueState
+
+
+class DialogueRecord(BaseModel):
+    id: str
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    reason: str | None = None
+
+
+def openai_message(message: AnyMessage) -> dict[str, Any]:
+    """One message in chat-completions format; tool-call arguments are always a JSON string."""
+    if isinstance(message, SystemMessage):
+        return {"role": "system", "content": message.text}
+    if isinstance(message, HumanMessage):
+        return {"role": "user", "content": message.text}
+    if isinstance(message, ToolMessage):
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "name": message.name, "content": message.text}
+    if isinstance(message, AIMessage):
+        out: dict[str, Any] = {"role": "assistant", "content": message.text or None}
+        if message.tool_calls:
+            out["tool_calls"] = [
+                {"id": c["id"], "type": "function",
+                 "function": {"name": c["name"], "arguments": json.dumps(c.get("args") or {}, ensure_ascii=False)}}
+                for c in message.tool_calls
+            ]
+        return out
+    raise TypeError(f"cannot export a {type(message).__name__}")
+
+
+def acceptance(state: DialogueState) -> tuple[bool, str | None]:
+    """Valid when every task was judged valid; otherwise the reason it was rejected."""
+    if len(state.verdicts) < state.tasks_per_dialogue:
+        invalid = next((v for v in state.verdicts if v.judgment == "invalid"), None)
+        if invalid is not None:
+            return False, f"task {invalid.task_index + 1}: {invalid.reasoning}"
+        return False, f"only {len(state.verdicts)} of {state.tasks_per_dialogue} tasks were completed"
+    invalid = next((v for v in state.verdicts if v.judgment == "invalid"), None)
+    if invalid is not None:
+        return False, f"task {invalid.task_index + 1}: {invalid.reasoning}"
+    return True, None
+
+
+def export_dialogue(state: DialogueState, extra: dict[str, Any]) -> tuple[DialogueRecord, bool, DialogueStats]:
+    ok, reason = acceptance(state)
+    stats = dialogue_stats(state)
+    system = {"role": "system", "content": load_prompt("assistant").text.strip()}
+    record = DialogueRecord(
+        id=state.dialogue_id,
+        messages=[system, *(openai_message(m) for m in state.messages)],
+        tools=[t.openai_tool() for t in state.toolset],
+        metadata={
+            "tasks": [t.model_dump(mode="json") for t in state.tasks],
+            "verdicts": [v.model_dump(mode="json") for v in state.verdicts],
+            "stats": stats.model_dump(mode="json"),
+            "seed": state.seed,
+            "source_database": state.source_db,
+            "task_message_starts": state.task_starts,
+            "tool_results": "executed",
+            **extra,
+        },
+        reason=reason,
+    )
+    return record, ok, stats

@@ -1,0 +1,80 @@
+"""The run folder: every file written whole or appended line by line, never half written."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from environment.errors import InputError
+
+CONFIG = "config.json"
+TOOLSET = "toolset.json"
+TOOLSET_REPORT = "toolset_report.json"
+DIALOGUES = "dialogues.jsonl"
+REJECTED = "rejected.jsonl"
+STATS = "stats.json"
+CHECKPOINTS = "checkpoints.sqlite"
+
+
+def check_new_run_dir(path: Path) -> None:
+    """Refuse an output folder that exists with content, or whose parent cannot be written."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise InputError(f"output folder already exists and is not empty: {path} (choose another --out, "
+                         f"or continue it with: python -m graphs.run resume {path})")
+    parent = path if path.exists() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"output folder is not writable: {parent} (choose another --out)")
+
+
+class RunFolder:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_json(self, name: str, data: Any) -> None:
+        """Write a whole JSON file atomically: a temporary file renamed into place."""
+        target = self.file(name)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+
+    def read_json(self, name: str) -> Any:
+        return json.loads(self.file(name).read_text(encoding="utf-8"))
+
+    def append_line(self, name: str, record: dict[str, Any]) -> None:
+        """Append one JSON line with a single write, flushed to disk."""
+        data = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        fd = os.open(self.file(name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def read_lines(self, name: str) -> list[dict[str, Any]]:
+        """The complete lines of a JSONL file; a torn last line (from a kill mid-write) is cut off."""
+        path = self.file(name)
+        if not path.exists():
+            return []
+        raw = path.read_bytes()
+        if raw and not raw.endswith(b"\n"):
+            raw = raw[: raw.rfind(b"\n") + 1]
+            with path.open("r+b") as fh:
+                fh.truncate(len(raw))
+        return [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]
+
+    def rewrite_lines(self, name: str, records: list[dict[str, Any]]) -> None:
+        target = self.file(name)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records),
+                       encoding="utf-8")
+        os.replace(tmp, target)
+
+    def finished_ids(self) -> set[str]:
+        return {r["id"] for name in (DIALOGUES, REJECTED) for r in self.read_lines(name)}

@@ -1,0 +1,117 @@
+"""Dataset statistics: Steps, Turns and Tasks (the paper's definitions), pass rates and throughput."""
+
+from __future__ import annotations
+
+from statistics import fmean
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel, Field
+from rich.table import Table
+
+from state.dialogue import DialogueState
+
+
+class DialogueStats(BaseModel):
+    turns: int = Field(description="User, assistant and tool messages in the dialogue.")
+    steps: list[int] = Field(description="Tool-use iterations for each user request that used tools.")
+    tasks: int
+    user_turns: int
+    premature_completions: int = 0
+
+
+def dialogue_stats(state: DialogueState) -> DialogueStats:
+    turns = sum(1 for m in state.messages if not isinstance(m, SystemMessage))
+    steps: list[int] = []
+    current = 0
+    for m in state.messages:
+        if isinstance(m, HumanMessage):
+            if current:
+                steps.append(current)
+            current = 0
+        elif isinstance(m, AIMessage) and m.tool_calls:
+            current += 1
+    if current:
+        steps.append(current)
+    return DialogueStats(
+        turns=turns, steps=steps, tasks=len(state.tasks),
+        user_turns=sum(1 for m in state.messages if isinstance(m, HumanMessage)),
+        premature_completions=sum(1 for v in state.verdicts if v.premature_completion),
+    )
+
+
+class RunStats(BaseModel):
+    samples: int = 0
+    rejected: int = 0
+    failed: int = Field(0, description="Dialogues that stopped on an error (counted among the rejected).")
+    steps_mean: float = 0.0
+    steps_max: int = 0
+    turns_mean: float = 0.0
+    turns_max: int = 0
+    tasks_mean: float = 0.0
+    tasks_max: int = 0
+    valid_rate: float = 0.0
+    tools_proposed: int = 0
+    tools_accepted: int = 0
+    dialogues_completed: int = 0
+    premature_completions: int = 0
+    latency_per_sample_s: float = 0.0
+    tokens_per_second: float | None = None
+    backend: str = ""
+
+
+def run_stats(accepted: list[dict[str, Any]], rejected: list[dict[str, Any]], tools_proposed: int,
+              tools_accepted: int, backend: str) -> RunStats:
+    """Statistics of a run from its dataset lines (accepted and rejected)."""
+    steps = [s for r in accepted for s in r["metadata"]["stats"]["steps"]]
+    turns = [r["metadata"]["stats"]["turns"] for r in accepted]
+    tasks = [r["metadata"]["stats"]["tasks"] for r in accepted]
+    every = accepted + rejected
+    latency = [r["metadata"].get("latency_s", 0.0) for r in every]
+    tokens = sum(r["metadata"].get("usage", {}).get("completion_tokens", 0) for r in every)
+    total = len(every)
+    return RunStats(
+        samples=len(accepted), rejected=len(rejected),
+        failed=sum(1 for r in rejected if r["metadata"].get("error")),
+        steps_mean=round(fmean(steps), 2) if steps else 0.0, steps_max=max(steps, default=0),
+        turns_mean=round(fmean(turns), 2) if turns else 0.0, turns_max=max(turns, default=0),
+        tasks_mean=round(fmean(tasks), 2) if tasks else 0.0, tasks_max=max(tasks, default=0),
+        valid_rate=round(len(accepted) / total, 4) if total else 0.0,
+        tools_proposed=tools_proposed, tools_accepted=tools_accepted,
+        dialogues_completed=sum(1 for r in every if r["metadata"].get("completed")),
+        premature_completions=sum(r["metadata"]["stats"].get("premature_completions", 0) for r in every
+                                  if "stats" in r["metadata"]),
+        latency_per_sample_s=round(fmean(latency), 4) if latency else 0.0,
+        tokens_per_second=round(tokens / sum(latency), 2) if tokens and sum(latency) else None,
+        backend=backend,
+    )
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{part}/{whole} ({100 * part / whole:.0f}%)" if whole else "0/0"
+
+
+def stats_table(columns: dict[str, RunStats]) -> Table:
+    """The statistics table, one column per run."""
+    table = Table(title="Dataset statistics", show_lines=False)
+    table.add_column("metric")
+    for name in columns:
+        table.add_column(name, justify="right")
+    rows: list[tuple[str, Any]] = [
+        ("Steps (mean / max)", lambda s: f"{s.steps_mean} / {s.steps_max}"),
+        ("Turns (mean / max)", lambda s: f"{s.turns_mean} / {s.turns_max}"),
+        ("Tasks (mean / max)", lambda s: f"{s.tasks_mean} / {s.tasks_max}"),
+        ("Samples", lambda s: str(s.samples)),
+        ("Valid rate", lambda s: f"{100 * s.valid_rate:.1f}%"),
+        ("Tools accepted", lambda s: _pct(s.tools_accepted, s.tools_proposed)),
+        ("Dialogues completed", lambda s: _pct(s.dialogues_completed, s.samples + s.rejected)),
+        ("Dialogues valid", lambda s: _pct(s.samples, s.samples + s.rejected)),
+        ("Premature completions", lambda s: str(s.premature_completions)),
+        ("Latency per sample", lambda s: f"{s.latency_per_sample_s:.3f} s"),
+        ("Tokens per second", lambda s: "n/a (no tokens reported)" if s.tokens_per_second is None
+         else f"{s.tokens_per_second:.1f}"),
+        ("Backend", lambda s: s.backend),
+    ]
+    for label, render in rows:
+        table.add_row(label, *(render(s) for s in columns.values()))
+    return table

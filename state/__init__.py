@@ -1,0 +1,1 @@
+"""Typed state: the pydantic models that cross every boundary of the pipeline."""

@@ -1,0 +1,121 @@
+"""The dialogue graph's state, its narrow input and output, and what flows between its nodes."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+from pydantic import BaseModel, Field
+
+from state.schema import DatabaseSchema
+from state.tasks import RubricCategory, Task
+from state.tools import SqlTool, ToolResult
+
+
+class UserTurn(BaseModel):
+    """What the user simulator returns each turn."""
+
+    user_message: str
+    is_task_complete: bool = False
+
+
+class ExecutedCall(BaseModel):
+    """One tool call as it ran on the dialogue's sandbox."""
+
+    tool_call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    result: ToolResult
+    mode: Literal["read", "write"] | None = None
+    task_index: int = 0
+
+
+class WriteRecord(BaseModel):
+    """An executed write: enough to replay it onto a fresh copy of the source database."""
+
+    tool: str
+    sql: str
+    params: dict[str, Any]
+
+
+class JudgedItem(BaseModel):
+    text: str
+    category: RubricCategory
+    met: bool | None = Field(None, description="None when the category is not enforced.")
+    note: str = ""
+
+
+class Verdict(BaseModel):
+    task_index: int = 0
+    judgment: Literal["valid", "invalid"]
+    reasoning: str
+    items: list[JudgedItem] = []
+    premature_completion: bool = False
+
+
+class Usage(BaseModel):
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(
+            llm_calls=self.llm_calls + other.llm_calls,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+        )
+
+
+def add_usage(left: Usage | None, right: Usage | None) -> Usage:
+    return (left or Usage()) + (right or Usage())
+
+
+class DialogueInput(BaseModel):
+    """What it takes to start (and later replay) one dialogue."""
+
+    dialogue_id: str = Field("dialogue-0", description="Identifier of the dialogue (one thread each).")
+    source_db: str = Field(description="Path of the source SQLite database (opened read-only).")
+    seed: int = Field(0, description="Seed for every random choice in this dialogue.")
+    tasks_per_dialogue: int = Field(2, ge=1, description="How many tasks the user pursues in this dialogue.")
+    toolset: list[SqlTool] = Field(default_factory=list, description="Tools; synthesized when empty.")
+
+
+class DialogueState(DialogueInput):
+    database: DatabaseSchema | None = None
+    messages: Annotated[list[AnyMessage], add_messages] = []
+    tasks: list[Task] = []
+    task_starts: list[int] = Field(default_factory=list, description="Message index where each task begins.")
+    calls: Annotated[list[ExecutedCall], operator.add] = []
+    verdicts: Annotated[list[Verdict], operator.add] = []
+    last_user_turn: UserTurn | None = None
+    user_turns_in_task: int = 0
+    steps_in_turn: int = 0
+    ended_by_budget: bool = False
+    usage: Annotated[Usage, add_usage] = Field(default_factory=Usage)
+
+    @property
+    def task_index(self) -> int:
+        return max(len(self.tasks) - 1, 0)
+
+    @property
+    def current_task(self) -> Task | None:
+        return self.tasks[-1] if self.tasks else None
+
+    def writes(self, toolset: dict[str, SqlTool] | None = None) -> list[WriteRecord]:
+        """Every write that changed the sandbox, in order: the replay log of the dialogue."""
+        tools = toolset or {t.name: t for t in self.toolset}
+        return [
+            WriteRecord(tool=c.tool, sql=tools[c.tool].sql, params=c.arguments)
+            for c in self.calls
+            if c.mode == "write" and c.result.ok and c.tool in tools
+        ]
+
+
+class DialogueOutput(BaseModel):
+    dialogue_id: str
+    messages: list[AnyMessage]
+    tasks: list[Task]
+    verdicts: list[Verdict]
+    calls: list[ExecutedCall]

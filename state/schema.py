@@ -1,0 +1,67 @@
+"""What a database looks like: tables, columns, keys, row counts and a small data view."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+JsonType = Literal["integer", "number", "string", "boolean"]
+
+
+class Column(BaseModel):
+    name: str
+    declared_type: str = Field("", description="The type as declared in CREATE TABLE (may be empty).")
+    json_type: JsonType = Field(description="The JSON Schema type the column maps to.")
+    is_blob: bool = False
+    not_null: bool = False
+    has_default: bool = False
+    unique: bool = Field(False, description="A single-column PRIMARY KEY or UNIQUE index.")
+    pk_position: int = Field(0, description="1-based position in the primary key; 0 if not part of it.")
+    is_date: bool = Field(False, description="Declared as DATE/DATETIME/TIMESTAMP or holds ISO dates.")
+
+
+class ForeignKey(BaseModel):
+    column: str
+    ref_table: str
+    ref_column: str
+
+
+class Table(BaseModel):
+    name: str
+    columns: list[Column]
+    foreign_keys: list[ForeignKey] = []
+    row_count: int = 0
+    sample_rows: list[dict[str, object]] = Field(
+        default_factory=list, description="A small data view: the first rows, values as JSON."
+    )
+    is_rowid_alias_pk: bool = Field(
+        False, description="True when the primary key is a single INTEGER PRIMARY KEY (auto-assigned)."
+    )
+
+    @property
+    def primary_key(self) -> list[Column]:
+        return sorted((c for c in self.columns if c.pk_position), key=lambda c: c.pk_position)
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+
+class SkippedTable(BaseModel):
+    name: str
+    reason: str
+
+
+class DatabaseSchema(BaseModel):
+    path: str
+    tables: list[Table]
+    skipped: list[SkippedTable] = []
+
+    def table(self, name: str) -> Table:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise KeyError(name)

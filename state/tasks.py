@@ -1,0 +1,62 @@
+"""Descriptive tasks and their rubrics."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Difficulty = Literal["easy", "medium", "hard"]
+RubricCategory = Literal["Critical", "Structural", "NonCritical", "InvalidRubric"]
+
+
+class ResultRef(BaseModel):
+    """A dynamic argument: a field of the first row that an earlier planned call returned."""
+
+    subtask: int = Field(description="Index of the subtask whose call produced the row.")
+    step: int = Field(description="Index of the step within that subtask.")
+    field: str
+
+
+ArgValue = ResultRef | str | int | float | bool | None
+
+
+class PlannedCall(BaseModel):
+    tool: str
+    arguments: dict[str, ArgValue] = {}
+
+
+class Subtask(BaseModel):
+    description: str = Field(description="Third-person statement of this part of the goal.")
+    ask: str = Field("", description="First-person phrasing a user could say for it.")
+    changes_data: bool = Field(False, description="True when this part asks for a write.")
+    steps: list[list[PlannedCall]] = Field(
+        default_factory=list,
+        description="Reference plan: sequential tool-use iterations, each a list of calls that may run together.",
+    )
+
+
+class RubricItem(BaseModel):
+    text: str
+    category: RubricCategory = "Critical"
+    subtask: int | None = None
+    tool: str | None = Field(None, description="The tool this item expects to have been called, if any.")
+    arguments: dict[str, ArgValue] = Field(default_factory=dict, description="Expected argument values.")
+
+
+class Rubric(BaseModel):
+    success_criteria: list[str] = []
+    expected_tool_pattern: list[str] = Field(
+        default_factory=list, description="e.g. 'search_owners(last_name=<owner surname>)'."
+    )
+    checkpoints: list[str] = []
+    items: list[RubricItem] = []
+
+
+class Task(BaseModel):
+    goal: str = Field(description="Self-contained statement of the user's end goal.")
+    difficulty: Difficulty = "medium"
+    subtasks: list[Subtask] = []
+    rubric: Rubric = Field(default_factory=Rubric)
+    relation: Literal["first", "extends", "independent"] = "first"
+    style: Literal["descriptive", "question"] = "descriptive"

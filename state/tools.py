@@ -1,0 +1,93 @@
+"""Tools: OpenAI function specs bound to parameterized SQL, and what executing one returns."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+ToolKind = Literal["lookup", "search", "range", "join", "aggregate", "top", "insert", "update", "delete", "other"]
+
+
+class SqlTool(BaseModel):
+    name: str = Field(description="snake_case function name, unique in the toolset.")
+    description: str
+    parameters: dict[str, Any] = Field(description="JSON Schema (type object) of the arguments.")
+    sql: str = Field(description="One parameterized statement using :name placeholders.")
+    mode: Literal["read", "write"]
+    kind: ToolKind = "other"
+    table: str = Field("", description="The main table the tool works on.")
+    origin: Literal["model", "schema"] = Field(
+        "schema", description="'model' when an LLM proposed it, 'schema' when derived from the schema."
+    )
+
+    def function_spec(self) -> dict[str, Any]:
+        """The OpenAI function spec (name, description, parameters)."""
+        return {"name": self.name, "description": self.description, "parameters": self.parameters}
+
+    def openai_tool(self) -> dict[str, Any]:
+        """The tool as the chat-completions `tools` array expects it."""
+        return {"type": "function", "function": self.function_spec()}
+
+    def toolset_entry(self) -> dict[str, Any]:
+        """The tool as written to toolset.json: its function spec plus its SQL and mode."""
+        return {**self.function_spec(), "sql": self.sql, "mode": self.mode, "kind": self.kind,
+                "table": self.table, "origin": self.origin}
+
+    @property
+    def required(self) -> list[str]:
+        return list(self.parameters.get("required", []))
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        return dict(self.parameters.get("properties", {}))
+
+
+class DroppedTool(BaseModel):
+    name: str
+    reason: str
+
+
+class Toolset(BaseModel):
+    tools: list[SqlTool]
+    dropped: list[DroppedTool] = []
+    proposed: int = Field(0, description="How many tools the backend proposed.")
+    repaired: int = Field(0, description="How many proposals were accepted after one repair.")
+    completed_from_schema: bool = Field(
+        False, description="True when too few proposals survived and schema-derived tools were added."
+    )
+    notes: list[str] = []
+
+    def get(self, name: str) -> SqlTool | None:
+        for tool in self.tools:
+            if tool.name == name:
+                return tool
+        return None
+
+
+class ToolError(BaseModel):
+    type: Literal["unknown_tool", "invalid_arguments", "constraint_violation", "sql_error", "budget_exceeded"]
+    message: str
+
+
+class ToolResult(BaseModel):
+    """What one tool call returned. Errors are results too: they never raise."""
+
+    ok: bool
+    rows: list[dict[str, Any]] | None = None
+    row_count: int | None = Field(None, description="Rows the query produced (before truncation).")
+    truncated: bool = False
+    rows_affected: int | None = None
+    last_row_id: int | None = None
+    error: ToolError | None = None
+
+    def to_content(self) -> dict[str, Any]:
+        """The JSON object the tool message carries."""
+        if self.error is not None:
+            return {"error": self.error.model_dump()}
+        if self.rows is not None:
+            content: dict[str, Any] = {"rows": self.rows, "row_count": self.row_count}
+            if self.truncated:
+                content["note"] = f"showing the first {len(self.rows)} of {self.row_count} rows"
+            return content
+        return {"rows_affected": self.rows_affected, "last_row_id": self.last_row_id}
