@@ -95,9 +95,14 @@ class Sandbox:
         error = check_arguments(tool, arguments)
         if error is not None:
             return ToolResult(ok=False, error=error)
-        return self.execute(tool.sql, bind(tool.sql, arguments), tool.mode, max_rows)
+        result = self.execute(tool.sql, bind(tool.sql, arguments), tool.mode, max_rows)
+        if tool.mode == "write" and result.ok:
+            # the sandbox now holds this write: keep its log in step with the dialogue's
+            self.applied.append(_fingerprint(WriteRecord(tool=tool.name, sql=tool.sql, params=arguments)))
+        return result
 
     def apply(self, write: WriteRecord) -> ToolResult:
+        """Replay a recorded write."""
         result = self.execute(write.sql, bind(write.sql, write.params), "write")
         self.applied.append(_fingerprint(write))
         return result

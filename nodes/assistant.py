@@ -11,15 +11,26 @@ from state.dialogue import DialogueState
 from state.config import Settings
 
 
-def normalize_tool_calls(message: AIMessage, serial: int) -> AIMessage:
-    """Every tool call gets an id and dict arguments; calls whose arguments were not JSON are kept as
-    calls with no arguments and flagged, so the executor answers them with an error instead of crashing."""
+def normalize_tool_calls(message: AIMessage, used_ids: set[str]) -> AIMessage:
+    """Every tool call gets a dialogue-unique id and dict arguments. Calls whose arguments were not
+    JSON are kept as calls with no arguments and flagged, so the executor answers them with an error."""
     calls = []
-    for i, call in enumerate(message.tool_calls):
-        calls.append({**call, "id": call.get("id") or f"call_{serial + i:04d}", "args": dict(call.get("args") or {})})
+    taken = set(used_ids)
+
+    def fresh(candidate: str | None) -> str:
+        if not candidate or candidate in taken:
+            n = len(taken)
+            while f"call_{n:04d}" in taken:
+                n += 1
+            candidate = f"call_{n:04d}"
+        taken.add(candidate)
+        return candidate
+
+    for call in message.tool_calls:
+        calls.append({**call, "id": fresh(call.get("id")), "args": dict(call.get("args") or {})})
     bad = []
-    for j, invalid in enumerate(message.invalid_tool_calls):
-        bad_id = invalid.get("id") or f"call_{serial + len(calls) + j:04d}"
+    for invalid in message.invalid_tool_calls:
+        bad_id = fresh(invalid.get("id"))
         bad.append(bad_id)
         calls.append({"name": invalid.get("name") or "unknown", "args": {}, "id": bad_id, "type": "tool_call"})
     kwargs = dict(message.additional_kwargs)
@@ -44,7 +55,7 @@ async def assistant(state: DialogueState, runtime: Runtime[Settings]) -> dict:
         rng_key=rng_key(state, "assistant", state.user_turns_in_task, state.steps_in_turn),
     )
     message, usage = await backend_of(runtime).assistant_turn(request)
-    message = normalize_tool_calls(message, serial=len(state.calls))
+    message = normalize_tool_calls(message, used_ids={c.tool_call_id for c in state.calls})
     if not request.allow_tools and message.tool_calls:
         # The step budget is spent: drop further calls rather than loop forever.
         message = AIMessage(content=message.text or "I could not finish that within my step limit; "

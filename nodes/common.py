@@ -24,5 +24,5 @@ def backend_of(runtime: Runtime[Settings] | None) -> Backend:
 
 
 def rng_key(state: DialogueState, role: str, *parts: object) -> str:
-    """A seed string unique to this dialogue, role and position, so replays choose the same."""
-    return ":".join(str(p) for p in (state.seed, state.dialogue_id, role, len(state.tasks), *parts))
+    """A seed string for this dialogue's seed, role and position, so replays choose the same."""
+    return ":".join(str(p) for p in (state.seed, role, len(state.tasks), *parts))

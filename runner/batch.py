@@ -27,7 +27,7 @@ from environment.introspect import inspect_database
 from nodes.tool_synthesizer import synthesize_toolset
 from runner import run_folder as rf
 from runner.export import DialogueRecord, export_dialogue
-from runner.run_folder import RunFolder, check_new_run_dir
+from runner.run_folder import RunFolder, create_run_dir
 from runner.stats import RunStats, run_stats, stats_table
 from state.config import RunConfig, Settings
 from state.dialogue import DialogueInput, DialogueState
@@ -160,11 +160,11 @@ async def generate(builder: StateGraph, config: RunConfig, settings: Settings, o
     """A new run: validate everything, synthesize the toolset once, then run every dialogue."""
     database = inspect_database(config.source_db)
     check_backend(settings)
-    check_new_run_dir(out)
+    created = not out.exists()
+    create_run_dir(out)
     _backend_notice(settings, console)
     for skipped in database.skipped:
         console.print(f"[dim]skipped table {skipped.name!r}: {skipped.reason}[/]")
-    out.mkdir(parents=True, exist_ok=True)
     folder = RunFolder(out)
     try:
         if toolset is None:
@@ -181,7 +181,12 @@ async def generate(builder: StateGraph, config: RunConfig, settings: Settings, o
         folder.write_json(rf.TOOLSET_REPORT, report.model_dump(mode="json"))
         folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
     except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # nothing ran yet: leave no partial run folder
+        # nothing ran yet: leave no partial run folder behind
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            for child in out.iterdir():
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
         raise
     console.print(f"toolset: {len(report.tools)} tools "
                   f"({sum(t.mode == 'write' for t in report.tools)} write); run folder: {out}")
@@ -190,8 +195,15 @@ async def generate(builder: StateGraph, config: RunConfig, settings: Settings, o
 
 
 def load_toolset(path: Path) -> list[SqlTool]:
-    entries = json.loads(Path(path).read_text(encoding="utf-8"))
-    return [SqlTool.model_validate(e) for e in entries]
+    """Tools from a toolset.json written by an earlier run."""
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))
+        return [SqlTool.model_validate(e) for e in entries]
+    except OSError as exc:
+        raise InputError(f"cannot read toolset {path}: {exc.strerror}") from None
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"not a toolset.json (a JSON list of tools with sql and mode): {path}: "
+                         f"{str(exc).splitlines()[0]}") from None
 
 
 async def resume(builder: StateGraph, run_dir: Path, settings: Settings | None, console: Console) -> RunStats:

@@ -18,16 +18,21 @@ STATS = "stats.json"
 CHECKPOINTS = "checkpoints.sqlite"
 
 
-def check_new_run_dir(path: Path) -> None:
-    """Refuse an output folder that exists with content, or whose parent cannot be written."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+def create_run_dir(path: Path) -> None:
+    """Create a new, empty run folder, or say in one line why it cannot be."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"output path exists and is not a folder: {path} (choose another --out)")
+    if path.exists() and any(path.iterdir()):
         raise InputError(f"output folder already exists and is not empty: {path} (choose another --out, "
                          f"or continue it with: python -m graphs.run resume {path})")
-    parent = path if path.exists() else path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"output folder is not writable: {parent} (choose another --out)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"output folder is not writable: {path} ({exc.strerror or exc}; choose another --out)") \
+            from None
 
 
 class RunFolder:

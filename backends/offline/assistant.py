@@ -84,7 +84,7 @@ def assistant_turn(request: AssistantRequest) -> AIMessage:
     tools = {t.name: t for t in request.tools}
     if request.allow_tools:
         calls = []
-        serial = len(request.calls)
+        serial = sum(isinstance(m, ToolMessage) for m in request.messages)  # unique in the dialogue
         for unit in units:
             pending = _pending(unit, progress)
             if pending is None:

@@ -1,0 +1,41 @@
+"""Shared fixtures: the bundled database, a clean environment, and one offline run reused by many tests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CLINIC = ROOT / "examples" / "clinic.sqlite"
+
+# Tests never reach a model server: no endpoint from the developer's environment leaks in.
+for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL", "FORGE_BACKEND", "FORGE_BASE_URL"):
+    os.environ.pop(var, None)
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("LANGSMITH_TRACING", "false")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def clinic_db() -> Path:
+    return CLINIC
+
+
+@pytest.fixture(scope="session")
+def offline_run(tmp_path_factory) -> Path:
+    """20 dialogues x 2 tasks on the example database, offline, through the CLI entry point."""
+    from graphs.run import main
+
+    out = tmp_path_factory.mktemp("runs") / "clinic-run"
+    before = sha256(CLINIC)
+    code = main(["generate", "--db", str(CLINIC), "--dialogues", "20", "--tasks-per-dialogue", "2",
+                 "--seed", "7", "--concurrency", "4", "--out", str(out)])
+    assert code == 0
+    assert sha256(CLINIC) == before, "the source database must never change"
+    return out

@@ -1,0 +1,61 @@
+"""Crash safety: kill -9 in the middle of a run, then `resume`; every dialogue ends up exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from graphs.run import main
+from runner.run_folder import RunFolder
+from tests.conftest import CLINIC, ROOT, sha256
+
+
+def _ids(out: Path) -> list[str]:
+    ids = []
+    for name in ("dialogues.jsonl", "rejected.jsonl"):
+        path = out / name
+        if path.exists():
+            ids += [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
+    return ids
+
+
+def test_kill_then_resume_loses_and_repeats_nothing(tmp_path):
+    out = tmp_path / "run"
+    n = 40
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    proc = subprocess.Popen([sys.executable, "-m", "graphs.run", "generate", "--db", str(CLINIC), "--dialogues", str(n),
+                             "--concurrency", "4", "--seed", "3", "--out", str(out)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(_ids(out)) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _ids(out)
+    assert 3 <= len(before) < n, "the kill should land mid-run"
+
+    assert main(["resume", str(out)]) == 0
+    after = _ids(out)
+    assert sorted(after) == sorted(set(after)), "a dialogue was written twice"
+    assert len(after) == n
+    assert set(before) <= set(after)
+
+
+def test_torn_last_line_is_cut_off(tmp_path):
+    folder = RunFolder(tmp_path)
+    folder.append_line("dialogues.jsonl", {"id": "a"})
+    with open(tmp_path / "dialogues.jsonl", "ab") as fh:
+        fh.write(b'{"id": "b", "messa')
+    assert folder.finished_ids() == {"a"}
+    assert (tmp_path / "dialogues.jsonl").read_bytes().endswith(b"}\n")
+
+
+def test_resume_of_a_finished_run_changes_nothing(offline_run, tmp_path):
+    before = sha256(offline_run / "dialogues.jsonl")
+    assert main(["resume", str(offline_run)]) == 0
+    assert sha256(offline_run / "dialogues.jsonl") == before
