@@ -1,0 +1,132 @@
+"""SQL environment: read-only source, isolated sandboxes, tool checks that refuse what is unsafe."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from environment.derive import derive_tools
+from environment.errors import InputError
+from environment.introspect import inspect_database, open_read_only
+from environment.sandbox import Sandbox, SandboxPool
+from environment.tool_checks import check_tool, static_problems
+from state.dialogue import WriteRecord
+from state.tools import SqlTool
+from tests.conftest import CLINIC, sha256
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return inspect_database(CLINIC)
+
+
+def test_introspection_sees_keys_types_counts_and_a_data_view(schema):
+    pets = schema.table("pets")
+    assert [c.name for c in pets.primary_key] == ["pet_id"] and pets.is_rowid_alias_pk
+    assert {(f.column, f.ref_table) for f in pets.foreign_keys} == {("owner_id", "owners")}
+    assert pets.column("weight_kg").json_type == "number"
+    assert pets.column("birth_date").is_date
+    assert pets.row_count == 100 and 0 < len(pets.sample_rows) <= 5
+
+
+def test_source_is_read_only():
+    conn = open_read_only(CLINIC)
+    with pytest.raises(sqlite3.OperationalError):
+        conn.execute("DELETE FROM owners")
+    conn.close()
+
+
+def test_sandboxes_are_private_and_the_source_never_changes():
+    before = sha256(CLINIC)
+    a, b = Sandbox(str(CLINIC)), Sandbox(str(CLINIC))
+    a.conn.execute("DELETE FROM invoices")
+    assert a.conn.execute("SELECT COUNT(*) FROM invoices").fetchone()[0] == 0
+    assert b.conn.execute("SELECT COUNT(*) FROM invoices").fetchone()[0] > 0
+    a.close(), b.close()
+    assert sha256(CLINIC) == before
+
+
+def test_pool_rebuilds_exactly_the_state_of_a_write_log(schema):
+    tools = {t.name: t for t in derive_tools(schema)}
+    update = tools["update_owner_phone"]
+    w1 = WriteRecord(tool=update.name, sql=update.sql, params={"owner_id": 1, "new_phone": "111"})
+    w2 = WriteRecord(tool=update.name, sql=update.sql, params={"owner_id": 1, "new_phone": "222"})
+    pool = SandboxPool()
+    phone = lambda box: box.conn.execute("SELECT phone FROM owners WHERE owner_id = 1").fetchone()[0]  # noqa: E731
+    assert phone(pool.checkout("d", str(CLINIC), [w1, w2])) == "222"
+    # a fork from the checkpoint between the two writes: the sandbox goes back to that state
+    assert phone(pool.checkout("d", str(CLINIC), [w1])) == "111"
+    assert phone(pool.checkout("d", str(CLINIC), [])) != "111"
+
+
+def test_derived_tools_cover_every_kind_and_pass_their_checks(schema):
+    tools = derive_tools(schema, max_tools=80)
+    assert {"lookup", "search", "range", "join", "aggregate", "top", "insert", "update", "delete"} <= {t.kind for t in tools}
+    box = Sandbox(schema.path)
+    refused = {t.name: check_tool(t, schema, box) for t in tools}
+    box.close()
+    assert not [n for n, why in refused.items() if why], refused
+
+
+def _tool(sql: str, props: dict, mode: str = "read", name: str = "probe") -> SqlTool:
+    return SqlTool(name=name, description="d", parameters={"type": "object", "properties": props,
+                                                            "required": list(props)}, sql=sql, mode=mode)
+
+
+@pytest.mark.parametrize("tool, reason", [
+    (_tool("SELECT * FROM owners WHERE owner_id = :id", {"owner_id": {"type": "integer"}}), "placeholders"),
+    (_tool("SELECT * FROM owners; DELETE FROM owners", {}), "exactly one statement"),
+    (_tool("DROP TABLE owners", {}), "only SELECT"),
+    (_tool("DELETE FROM owners WHERE owner_id = :id", {"id": {"type": "integer"}}), "mode"),
+    (_tool("SELECT random() AS r", {}), "non-deterministic"),
+    (_tool("SELECT * FROM owners WHERE joined_on < date('now')", {}), "non-deterministic"),
+    (_tool("SELECT * FROM owners", {}, name="Bad Name"), "snake_case"),
+    (_tool("SELECT * FROM owners WHERE", {}), "does not parse"),
+])
+def test_unsafe_or_broken_tools_are_refused(tool, reason):
+    assert reason in (static_problems(tool) or "")
+
+
+def test_a_tool_that_fails_to_run_is_refused(schema):
+    box = Sandbox(schema.path)
+    why = check_tool(_tool("SELECT nope FROM owners WHERE owner_id = :owner_id", {"owner_id": {"type": "integer"}}),
+                     schema, box)
+    box.close()
+    assert why and "failed on sample arguments" in why
+
+
+def test_tool_errors_come_back_as_results(schema):
+    tools = {t.name: t for t in derive_tools(schema)}
+    box = Sandbox(schema.path)
+    bad_type = box.run(tools["get_owner"], {"owner_id": "seven"})
+    extra = box.run(tools["get_owner"], {"owner_id": 1, "x": 2})
+    missing = box.run(tools["get_owner"], {})
+    fk = box.run(tools["add_pet"], {"owner_id": 99999, "name": "Ghost", "species": "cat"})
+    none = box.run(tools["get_owner"], {"owner_id": 99999})
+    box.close()
+    assert bad_type.error.type == extra.error.type == missing.error.type == "invalid_arguments"
+    assert fk.error.type == "constraint_violation"
+    assert none.ok and none.rows == [] and none.row_count == 0
+
+
+def test_large_results_are_capped_and_say_so(schema):
+    tools = {t.name: t for t in derive_tools(schema)}
+    box = Sandbox(schema.path)
+    result = box.run(tools["search_owners_by_city"] if "search_owners_by_city" in tools
+                     else tools["search_appointments_by_status"], {next(iter(
+                         (tools.get("search_owners_by_city") or tools["search_appointments_by_status"]).properties)): "a"},
+                     max_rows=3)
+    box.close()
+    assert len(result.rows) == 3 and result.row_count > 3 and result.truncated
+    assert "showing the first 3" in result.to_content()["note"]
+
+
+def test_database_with_no_usable_table(tmp_path):
+    db = tmp_path / "blobs.sqlite"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE b (data BLOB)")
+    conn.execute("INSERT INTO b VALUES (x'00ff')")
+    conn.commit(), conn.close()
+    with pytest.raises(InputError, match="no usable tables"):
+        inspect_database(db)
