@@ -24,7 +24,7 @@ def backend_for(settings: Settings) -> Backend:
     if settings.backend == "openai":
         from backends.openai import OpenAIBackend
 
-        key = ("openai", settings.model, settings.base_url, settings.temperature, settings.request_timeout)
+        key = ("openai", settings.model_dump_json())
         if key not in _BUILT:
             _BUILT[key] = OpenAIBackend(settings)
         return _BUILT[key]
