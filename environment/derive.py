@@ -5,7 +5,11 @@ Deterministic: the same schema always yields the same toolset.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
+
+import sqlglot
+from sqlglot import exp
 
 from environment.sqlnames import quote_ident as q
 from environment.sqlnames import singular, snake
@@ -15,6 +19,23 @@ from state.tools import SqlTool
 _SEARCH_HINTS = ("name", "title", "description", "city", "reason", "species", "email", "type", "status")
 _UPDATE_HINTS = ("status", "paid", "notes", "note", "phone", "email", "price", "amount", "cost", "active", "name")
 _LIST_LIMIT = 50
+_MAX_NAME = 64  # tool names must match ^[a-z][a-z0-9_]{0,63}$ (see tool_checks.TOOL_NAME)
+
+
+@lru_cache(maxsize=4096)
+def _placeholder_ok(name: str) -> bool:
+    """Whether `:name` reads back as a placeholder (`:from`, `:select`, … are taken for keywords)."""
+    try:
+        statement = sqlglot.parse_one(f"SELECT * FROM t WHERE a = :{name}", read="sqlite")
+    except sqlglot.errors.SqlglotError:
+        return False
+    return [p.name for p in statement.find_all(exp.Placeholder)] == [name]
+
+
+def _param(column: str) -> str:
+    """The placeholder (and parameter) name for a column: snake_case, never an SQL keyword."""
+    name = snake(column, "p")
+    return name if _placeholder_ok(name) else f"{name}_value"
 
 
 def _prop(col: Column, description: str | None = None) -> dict[str, Any]:
@@ -37,10 +58,11 @@ class _Namer:
         self.used: set[str] = set()
 
     def tool(self, name: str) -> str:
-        base, n = snake(name, "tool"), 2
+        base, n = snake(name, "tool")[:_MAX_NAME].rstrip("_"), 2
         candidate = base
         while candidate in self.used:
-            candidate, n = f"{base}_{n}", n + 1
+            suffix = f"_{n}"
+            candidate, n = base[: _MAX_NAME - len(suffix)].rstrip("_") + suffix, n + 1
         self.used.add(candidate)
         return candidate
 
@@ -49,7 +71,7 @@ def _param_names(columns: list[Column]) -> dict[str, str]:
     """column name -> placeholder name, unique within one tool."""
     out: dict[str, str] = {}
     for col in columns:
-        base = snake(col.name, "p")
+        base = _param(col.name)
         name, n = base, 2
         while name in out.values():
             name, n = f"{base}_{n}", n + 1
@@ -98,7 +120,7 @@ def derive_table_tools(table: Table, namer: _Namer, schema: DatabaseSchema) -> l
 
     texts = [c for c in usable if c.json_type == "string" and not c.is_date and not c.pk_position and c.name not in fk_cols]
     for col in _pick(texts, _SEARCH_HINTS)[:2]:
-        p = snake(col.name, "p")
+        p = _param(col.name)
         add(f"search_{t}_by_{snake(col.name)}",
             f"Find {table.name} rows whose {col.name} contains the given text (case-insensitive).",
             _params({p: {"type": "string", "description": f"Text to look for in {col.name}."}}, [p]),
@@ -125,7 +147,7 @@ def derive_table_tools(table: Table, namer: _Namer, schema: DatabaseSchema) -> l
         if parent is None or fk.column not in {c.name for c in usable}:
             continue
         col = table.column(fk.column)
-        p = snake(fk.column, "p")
+        p = _param(fk.column)
         parent_entity = singular(snake(parent.name, "t"))
         add(f"list_{t}_for_{parent_entity}",
             f"List the {table.name} rows that belong to one {parent.name} record (by {fk.column}).",
@@ -157,15 +179,19 @@ def derive_table_tools(table: Table, namer: _Namer, schema: DatabaseSchema) -> l
         if numeric:
             n = numeric[0]
             add(f"summarize_{t}_{snake(n.name)}_by_{snake(g.name)}",
-                f"Per {g.name}: how many {table.name} rows, and the total and average {n.name}.",
+                f"Per {g.name}: how many {table.name} rows, and the total and average {n.name} "
+                f"(rows without a {g.name} are left out).",
                 _params({}, []),
                 f"SELECT {q(g.name)}, COUNT(*) AS row_count, ROUND(SUM({q(n.name)}), 2) AS total_{snake(n.name)}, "
-                f"ROUND(AVG({q(n.name)}), 2) AS average_{snake(n.name)} FROM {qt} GROUP BY {q(g.name)} "
+                f"ROUND(AVG({q(n.name)}), 2) AS average_{snake(n.name)} FROM {qt} WHERE {q(g.name)} IS NOT NULL "
+                f"GROUP BY {q(g.name)} "
                 f"ORDER BY row_count DESC, {q(g.name)}", "read", "aggregate")
         else:
-            add(f"count_{t}_by_{snake(g.name)}", f"How many {table.name} rows there are for each {g.name}.",
+            add(f"count_{t}_by_{snake(g.name)}",
+                f"How many {table.name} rows there are for each {g.name} (rows without a {g.name} are left out).",
                 _params({}, []),
-                f"SELECT {q(g.name)}, COUNT(*) AS row_count FROM {qt} GROUP BY {q(g.name)} "
+                f"SELECT {q(g.name)}, COUNT(*) AS row_count FROM {qt} WHERE {q(g.name)} IS NOT NULL "
+                f"GROUP BY {q(g.name)} "
                 f"ORDER BY row_count DESC, {q(g.name)}", "read", "aggregate")
     if numeric:
         n = numeric[0]
@@ -176,7 +202,10 @@ def derive_table_tools(table: Table, namer: _Namer, schema: DatabaseSchema) -> l
             "read", "top")
 
     blocked = [c for c in table.columns if c.is_blob and c.not_null and not c.has_default]
-    insertable = [c for c in usable if not (table.is_rowid_alias_pk and c.pk_position) and not c.has_default]
+    # An auto-assigned key is left to SQLite, unless it also points at a parent (a one-to-one extension
+    # table): then the caller must say which parent row the new row belongs to.
+    insertable = [c for c in usable if not (table.is_rowid_alias_pk and c.pk_position and c.name not in fk_cols)
+                  and not c.has_default]
     if insertable and not blocked:
         names = _param_names(insertable)
         required = [names[c.name] for c in insertable if c.not_null or c.pk_position]

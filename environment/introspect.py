@@ -82,8 +82,8 @@ def _table(db: sqlite_utils.Database, conn: sqlite3.Connection, name: str) -> Ta
             json_type = "string"  # declared numeric, but the data says otherwise
         elif observed == "integer" and not c.type:
             json_type = "integer"
-        elif observed == "real" and not c.type:
-            json_type = "number"
+        elif observed == "real" and (not c.type or json_type == "integer"):
+            json_type = "number"  # undeclared, or declared INT but holding fractions
         columns.append(
             Column(
                 name=c.name,
@@ -104,7 +104,12 @@ def _table(db: sqlite_utils.Database, conn: sqlite3.Connection, name: str) -> Ta
         ).fetchone()
     )
     rowid_alias = len(pk) == 1 and pk[0].declared_type.upper() == "INTEGER" and not without_rowid
-    fks = [ForeignKey(column=f.column, ref_table=f.other_table, ref_column=f.other_column or "") for f in t.foreign_keys]
+    # One column per foreign key: a compound (multi-column) key cannot be expressed as ForeignKey, so it is
+    # left out rather than half-described. Names are spelled as the columns declare them.
+    actual = {c.name.lower(): c.name for c in columns}
+    fks = [ForeignKey(column=actual.get(f.column.lower(), f.column), ref_table=f.other_table,
+                      ref_column=f.other_column or "")
+           for f in t.foreign_keys if f.column is not None]
     order = ", ".join(quote_ident(c.name) for c in sorted(pk, key=lambda c: c.pk_position)) or "rowid"
     if without_rowid and not pk:
         order = "1"
@@ -116,6 +121,47 @@ def _table(db: sqlite_utils.Database, conn: sqlite3.Connection, name: str) -> Ta
         name=name, columns=columns, foreign_keys=fks, row_count=count, sample_rows=rows,
         is_rowid_alias_pk=rowid_alias,
     )
+
+
+def _resolve_foreign_keys(tables: list[Table]) -> None:
+    """Spell each foreign key's target as the parent declares it.
+
+    SQLite matches table and column names case-insensitively, so `REFERENCES people(id)` may point at
+    `People.ID`; a bare `REFERENCES people` points at the parent's primary key. Rows come back keyed
+    by the declared names, which is what every consumer of the schema looks up.
+    """
+    by_lower = {t.name.lower(): t for t in tables}
+    for table in tables:
+        resolved = []
+        for fk in table.foreign_keys:
+            parent = by_lower.get(fk.ref_table.lower())
+            if parent is not None:
+                ref = fk.ref_column
+                if not ref and len(parent.primary_key) == 1:
+                    ref = parent.primary_key[0].name
+                ref = next((c.name for c in parent.columns if c.name.lower() == ref.lower()), ref)
+                fk = fk.model_copy(update={"ref_table": parent.name, "ref_column": ref})
+            resolved.append(fk)
+        table.foreign_keys = resolved
+
+
+def _shadow_tables(conn: sqlite3.Connection, virtual: set[str]) -> dict[str, str]:
+    """Shadow tables (the storage of FTS, R*Tree and other virtual tables) -> their virtual table.
+
+    SQLite 3.37+ marks them in `PRAGMA table_list`; older versions fall back to the naming
+    convention `<virtual>_<suffix>`. An ordinary table that merely shares the prefix is kept.
+    """
+    def owner(name: str) -> str:
+        return next((v for v in sorted(virtual, key=len, reverse=True) if name.startswith(v + "_")), "")
+
+    try:
+        rows = conn.execute("PRAGMA table_list").fetchall()
+    except sqlite3.DatabaseError:
+        rows = []
+    if rows:
+        return {r[1]: owner(r[1]) or "?" for r in rows if r[0] == "main" and r[2] == "shadow"}
+    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    return {n: owner(n) for n in names if n not in virtual and owner(n)}
 
 
 def inspect_database(path: str | Path) -> DatabaseSchema:
@@ -133,13 +179,18 @@ def inspect_database(path: str | Path) -> DatabaseSchema:
                 for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND sql LIKE 'CREATE VIRTUAL%'")
             }
             names = [n for n in db.table_names() if not n.startswith("sqlite_")]
+            shadow = _shadow_tables(conn, virtual)
         except sqlite3.DatabaseError as exc:
             raise InputError(f"not a readable SQLite database: {source} ({exc})") from None
         tables: list[Table] = []
         skipped: list[SkippedTable] = []
         for name in names:
-            if name in virtual or any(name.startswith(v + "_") for v in virtual):
-                skipped.append(SkippedTable(name=name, reason="virtual or full-text shadow table"))
+            if name in virtual:
+                skipped.append(SkippedTable(name=name, reason="virtual table (full-text or other module): "
+                                                              "its columns cannot be introspected like a table's"))
+                continue
+            if name in shadow:
+                skipped.append(SkippedTable(name=name, reason=f"internal storage of virtual table {shadow[name]!r}"))
                 continue
             try:
                 table = _table(db, conn, name)
@@ -153,6 +204,7 @@ def inspect_database(path: str | Path) -> DatabaseSchema:
     finally:
         if "conn" in locals():
             conn.close()
+    _resolve_foreign_keys(tables)
     if not tables:
         detail = f" ({len(skipped)} skipped: {skipped[0].reason})" if skipped else ""
         raise InputError(f"database has no usable tables: {source}{detail}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import re
+import sqlite3
 from typing import Any
 
 import jsonschema
@@ -11,7 +13,7 @@ from sqlglot import exp
 
 from environment.sandbox import Sandbox, placeholders
 from environment.sqlnames import quote_ident
-from state.schema import DatabaseSchema
+from state.schema import DatabaseSchema, Table
 from state.tools import SqlTool
 
 TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -103,6 +105,7 @@ def sample_arguments(tool: SqlTool, schema: DatabaseSchema, sandbox: Sandbox) ->
     """Arguments drawn from the data itself, so lookups hit and inserts do not collide."""
     mapping = placeholder_columns(tool.sql)
     tables = _tables_of(tool.sql, schema) or [tool.table]
+    free = _free_key(tool, schema, sandbox, mapping, tables)
     args: dict[str, Any] = {}
     for name, prop in tool.properties.items():
         json_type = prop.get("type", "string")
@@ -110,7 +113,7 @@ def sample_arguments(tool: SqlTool, schema: DatabaseSchema, sandbox: Sandbox) ->
             json_type = next((t for t in json_type if t != "null"), "string")
         column, role = mapping.get(name, (name, "match"))
         value = None
-        for table_name in tables:
+        for table_name in tables if name not in free else []:
             table = schema.table(table_name)
             if column not in {c.name for c in table.columns}:
                 continue
@@ -126,7 +129,11 @@ def sample_arguments(tool: SqlTool, schema: DatabaseSchema, sandbox: Sandbox) ->
                 )
                 row = sandbox.conn.execute(sql).fetchone()
                 value = row[0] if row else None
+                if value is None and role == "assign":
+                    value = _parent_value(table, column, schema, sandbox)
             break
+        if name in free:
+            value = free[name]
         if value is None or isinstance(value, bytes):
             value = _default_for(json_type, name, prop)
         if json_type == "boolean":
@@ -139,6 +146,64 @@ def sample_arguments(tool: SqlTool, schema: DatabaseSchema, sandbox: Sandbox) ->
             value = prop["enum"][0]
         args[name] = value
     return args
+
+
+def _parent_value(table: Table, column: str, schema: DatabaseSchema, sandbox: Sandbox) -> Any:
+    """A value of the parent key a foreign-key column points at (for inserts into an empty child table)."""
+    for fk in table.foreign_keys:
+        if fk.column != column or fk.ref_table not in {t.name for t in schema.tables} or not fk.ref_column:
+            continue
+        q_ref, q_parent = quote_ident(fk.ref_column), quote_ident(fk.ref_table)
+        try:
+            row = sandbox.conn.execute(f"SELECT {q_ref} FROM {q_parent} WHERE {q_ref} IS NOT NULL LIMIT 1").fetchone()
+        except sqlite3.Error:
+            return None
+        return row[0] if row else None
+    return None
+
+
+_KEY_CANDIDATES = 50
+_KEY_COMBINATIONS = 20_000
+
+
+def _free_key(tool: SqlTool, schema: DatabaseSchema, sandbox: Sandbox, mapping: dict[str, tuple[str, str]],
+              tables: list[str]) -> dict[str, Any]:
+    """For an INSERT that sets a primary key made of several columns, or of a foreign-key column: a key
+    not taken yet, built from values the key columns may hold (parent keys for foreign-key columns,
+    existing or fresh values for the others), so the check does not collide with a row already there.
+
+    Empty when the statement is not such an insert or no free key is found (the check then runs with
+    the ordinary sample values and reports what SQLite says).
+    """
+    if tool.mode != "write" or not tables or not tool.sql.lstrip().upper().startswith("INSERT"):
+        return {}
+    table = schema.table(tables[0])
+    assigned = {col: param for param, (col, role) in mapping.items() if role == "assign"}
+    key = table.primary_key
+    fk_of = {fk.column: fk for fk in table.foreign_keys
+             if fk.ref_column and fk.ref_table in {t.name for t in schema.tables}}
+    if not key or any(c.name not in assigned for c in key) or (len(key) == 1 and key[0].name not in fk_of):
+        return {}
+    q_table = quote_ident(table.name)
+    candidates: list[list[Any]] = []
+    try:
+        for col in key:
+            fk = fk_of.get(col.name)
+            q_col = quote_ident(fk.ref_column if fk else col.name)
+            source = quote_ident(fk.ref_table) if fk else q_table
+            values = [r[0] for r in sandbox.conn.execute(
+                f"SELECT DISTINCT {q_col} FROM {source} WHERE {q_col} IS NOT NULL LIMIT {_KEY_CANDIDATES}")]
+            if not fk:
+                values.append(_fresh_value(sandbox, q_table, quote_ident(col.name), col.json_type))
+            candidates.append(values)
+        taken = set(sandbox.conn.execute(
+            f"SELECT {', '.join(quote_ident(c.name) for c in key)} FROM {q_table}").fetchall())
+    except sqlite3.Error:
+        return {}
+    for combo in itertools.islice(itertools.product(*candidates), _KEY_COMBINATIONS):
+        if combo not in taken:
+            return {assigned[c.name]: v for c, v in zip(key, combo)}
+    return {}
 
 
 def _fresh_value(sandbox: Sandbox, q_table: str, q_col: str, json_type: str) -> Any:

@@ -47,9 +47,10 @@ class ToolIndex:
     def children_lister(self, parent: str) -> list[tuple[SqlTool, str]]:
         """(tool, fk column) pairs listing a child table's rows for one parent row."""
         found = []
+        parent_cols = {c.name for c in self.database.table(parent).columns}
         for child in self.database.tables:
             for fk in child.foreign_keys:
-                if fk.ref_table != parent:
+                if fk.ref_table != parent or fk.ref_column not in parent_cols:
                     continue
                 for tool in self.of("join", child.name):
                     cols = placeholder_columns(tool.sql)
@@ -81,6 +82,12 @@ def _focus_candidates(index: ToolIndex, rows_by_table: dict[str, list[dict[str, 
                 if isinstance(value, str) and value.strip() and not value.startswith("<BLOB"):
                     found.append(Focus(table, row, tool, column, _short(value)))
     return found
+
+
+def _is_changed(focus: Focus, changed: dict[str, list[dict[str, Any]]]) -> bool:
+    """Whether an earlier write touched the focal row, so its values may no longer be what the view shows."""
+    return any(key and all(show(focus.row.get(col)) == show(value) for col, value in key.items())
+               for key in changed.get(focus.table.name, []))
 
 
 def _new_value(column: str, json_type: str, current: Any, seen: list[Any], rng: random.Random) -> Any:
@@ -209,7 +216,10 @@ class TaskBuilder:
         for tool, fk in self.index.children_lister(focus.table.name):
             child = self.request.database.table(tool.table)
             inserts = self.index.of("insert", child.name)
-            if not inserts or not child.sample_rows:
+            link = child.column(fk)
+            if not inserts or not child.sample_rows or link.unique or link.pk_position:
+                # The link is (part of) the child's key: the data view cannot tell which keys this parent
+                # has free, and a one-to-one child cannot get a second row.
                 continue
             insert = inserts[0]
             cols = placeholder_columns(insert.sql)
@@ -337,7 +347,13 @@ class TaskBuilder:
                 rows_by_table = seen
             else:
                 relation = "independent"
-        focuses = _focus_candidates(self.index, rows_by_table)
+        changed = self._changed_rows()
+        focuses = [f for f in _focus_candidates(self.index, rows_by_table) if not _is_changed(f, changed)]
+        if not focuses and relation == "extends":
+            relation = "independent"
+            focuses = [f for f in _focus_candidates(self.index, {t.name: list(t.sample_rows)
+                                                                 for t in req.database.tables})
+                       if not _is_changed(f, changed)]
         previous = {s.description for t in req.previous_tasks for s in t.subtasks}
         focuses = [f for f in focuses if f"contains “{f.value}”" not in " ".join(previous)] or focuses
         target = {"easy": 2, "medium": 3, "hard": 4}[req.difficulty]
@@ -359,6 +375,19 @@ class TaskBuilder:
         if len(self.subtasks) < 2 and not self.subtasks:
             raise ValueError("the toolset offers nothing to build a task from (no searchable table with rows)")
         return self._task(relation)
+
+    def _changed_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """Per table, the keys of rows an earlier task updated or deleted: the data view is stale for them."""
+        by_name = {t.name: t for t in self.request.tools}
+        changed: dict[str, list[dict[str, Any]]] = {}
+        for call in self.request.previous_calls:
+            tool = by_name.get(call.tool)
+            if tool is None or tool.kind not in ("update", "delete") or not call.result.ok:
+                continue
+            key = {col: call.arguments.get(param) for param, (col, role) in placeholder_columns(tool.sql).items()
+                   if role != "assign"}
+            changed.setdefault(tool.table, []).append(key)
+        return changed
 
     def _rows_from_previous_calls(self) -> dict[str, list[dict[str, Any]]]:
         by_name = {t.name: t for t in self.request.tools}
