@@ -81,6 +81,7 @@ def normalize(reason: str) -> str:
     text = re.sub(r"\{[^}]*\}", "<args>", text)
     text = re.sub(r"\b\d+(\.\d+)?\b", "<n>", text)
     text = re.sub(r"\(\d+ skipped: .*\)", "", text)
+    text = re.sub(r"(constraint failed:) .*", r"\1 <columns>", text)
     return text[:160]
 
 
@@ -151,8 +152,9 @@ def summary_table(results: list[DbResult]) -> RichTable:
     for r in results:
         style = {"ok": "green", "none valid": "yellow", "error": "red"}[r.outcome]
         note = r.error or (r.rejections[0] if r.rejections and not r.valid else "")
+        note = note.replace("Premature completion. ", "").replace("Critical rubric items are unmet: ", "")
         table.add_row(r.name, str(r.tables), str(len(r.skipped)), f"{r.accepted}/{r.derived}", str(r.toolset),
-                      f"[{style}]{r.valid}/{r.total}[/]", f"{r.seconds:.1f}", note[:90])
+                      f"[{style}]{r.valid}/{r.total}[/]", f"{r.seconds:.1f}", note[:140])
     return table
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import tempfile
 import time
@@ -34,6 +35,13 @@ from tests.stub_server import StubServer
 
 ROOT = Path(__file__).resolve().parent.parent
 CLINIC = ROOT / "examples" / "clinic.sqlite"
+
+
+def _serve(latency: float, ports: "multiprocessing.Queue[int]", stop: "multiprocessing.Event") -> None:
+    """The model server, in a process of its own so it does not compete with the framework for the GIL."""
+    with StubServer(ClinicModel(CLINIC), latency=latency, record=False) as server:
+        ports.put(server.port)
+        stop.wait()
 
 
 async def _run(settings: Settings, dialogues: int, concurrency: int, tasks: int) -> tuple[float, int, int]:
@@ -71,8 +79,13 @@ def main() -> None:
     table.add_row("offline", "8", str(n), f"{seconds:.2f}", f"{n / seconds:.1f}", str(calls),
                   f"{calls / seconds:.0f}", "-", f"{1000 * seconds * 8 / calls:.2f} ms*")
 
-    with StubServer(ClinicModel(CLINIC), latency=args.latency, record=False) as server:
-        settings = Settings(backend="openai", base_url=server.base_url, model="stub", http_retries=0)
+    ctx = multiprocessing.get_context("spawn")
+    ports, stop = ctx.Queue(), ctx.Event()
+    server = ctx.Process(target=_serve, args=(args.latency, ports, stop), daemon=True)
+    server.start()
+    try:
+        base_url = f"http://127.0.0.1:{ports.get(timeout=60)}/v1"
+        settings = Settings(backend="openai", base_url=base_url, model="stub", http_retries=0)
         per_call_1 = None
         for concurrency, dialogues in ((1, max(4, args.dialogues // 16)), (32, args.dialogues)):
             seconds, calls, n = asyncio.run(_run(settings, dialogues, concurrency, 1))
@@ -83,6 +96,9 @@ def main() -> None:
                 per_call_1 = overhead
             table.add_row("stub", str(concurrency), str(n), f"{seconds:.2f}", f"{n / seconds:.2f}", str(calls),
                           f"{rate:.1f}", f"{100 * busy:.1f}%", f"{1000 * overhead:.1f} ms")
+    finally:
+        stop.set()
+        server.join(timeout=10)
     Console().print(table)
     print("* offline: wall time x concurrency / backend calls (all framework, no model).")
     print(f"framework overhead per LLM call at concurrency 1: {1000 * (per_call_1 or 0):.1f} ms")
