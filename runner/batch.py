@@ -159,6 +159,9 @@ async def generate(builder: StateGraph, config: RunConfig, settings: Settings, o
                    console: Console, toolset: list[SqlTool] | None = None) -> RunStats:
     """A new run: validate everything, synthesize the toolset once, then run every dialogue."""
     database = inspect_database(config.source_db)
+    if not any(t.row_count for t in database.tables):
+        raise InputError(f"every table of {config.source_db} is empty: tasks need rows to be grounded in "
+                         f"(add some data first)")
     check_backend(settings)
     created = not out.exists()
     create_run_dir(out)

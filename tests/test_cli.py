@@ -47,6 +47,15 @@ def test_database_without_tables(tmp_path, capsys):
     _fails_cleanly(capsys, ["generate", "--db", str(empty), "--out", str(out)], out, "no usable tables")
 
 
+def test_database_whose_tables_are_all_empty(tmp_path, capsys):
+    empty = tmp_path / "empty.sqlite"
+    conn = sqlite3.connect(empty)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.commit(), conn.close()
+    out = tmp_path / "out"
+    _fails_cleanly(capsys, ["generate", "--db", str(empty), "--out", str(out)], out, "is empty")
+
+
 def test_unwritable_output_folder(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -40,7 +40,8 @@ def ungrounded_numbers(request: JudgeRequest) -> list[str]:
         if isinstance(m, (ToolMessage, HumanMessage)):
             known |= _numbers(m.text)
     for call in request.calls:
-        known |= _numbers(json.dumps(call.result.to_content()))
+        dump = json.dumps(call.result.to_content())
+        known |= _numbers(dump) | _numbers(dump.replace("_", " "))  # field names are read out as words
     claims: set[str] = set()
     for m in request.messages:
         if isinstance(m, AIMessage) and not m.tool_calls:

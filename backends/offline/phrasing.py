@@ -22,7 +22,7 @@ def words(column: str) -> str:
 
 def show(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:g}"
+        return repr(value)  # exactly as the JSON result shows it, so every figure stays checkable
     if value is None:
         return "none"
     return str(value)

@@ -87,13 +87,8 @@ class Progress:
 
 def units_for(task: Task, message: str) -> list[Unit]:
     if is_confirmation(message):
-        # Re-check a change: find the record again the way it was first found, then read it back.
-        units = []
-        for i, sub in enumerate(task.subtasks):
-            if not sub.changes_data or len(sub.steps) < 2:
-                continue
-            refs = [v for call in sub.steps[-1] for v in call.arguments.values() if isinstance(v, ResultRef)]
-            origin = [task.subtasks[refs[0].subtask].steps[refs[0].step]] if refs else []
-            units.append(Unit(label=f"v{i}", subtask=i, steps=[*origin, sub.steps[-1]]))
-        return units
+        # Re-check each change by reading the record back the way the change's own check did
+        # (by key, so a renamed record is still found).
+        return [Unit(label=f"v{i}", subtask=i, steps=[sub.steps[-1]])
+                for i, sub in enumerate(task.subtasks) if sub.changes_data and len(sub.steps) > 1]
     return [Unit(label=f"s{i}", subtask=i, steps=task.subtasks[i].steps) for i in asked_subtasks(task, message)]

@@ -27,7 +27,7 @@ def user_turn(request: UserTurnRequest) -> UserTurn:
     said = [m.text for m in span if isinstance(m, HumanMessage)]
     revealed = sorted({i for text in said for i in asked_subtasks(task, text)})
     remaining = [i for i in range(len(task.subtasks)) if i not in revealed]
-    count = 2 if len(remaining) >= 3 and rng.random() < 0.35 else 1
+    count = 2 if len(remaining) >= 2 and rng.random() < 0.5 else 1
     nxt = [task.subtasks[i].ask for i in remaining[:count]]
 
     if request.user_turn == 0 or not said:
