@@ -6,6 +6,7 @@ validation error fed back to the model on failure.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import weakref
@@ -316,8 +317,33 @@ def _parse_verdict(obj: dict[str, Any], request: JudgeRequest) -> Verdict:
 
 # ---------------------------------------------------------------- the backend
 
-def chat_openai(settings: Settings, http_async_client: Any = None) -> BaseChatModel:
+@functools.cache
+def _lean_chat_openai() -> type:
     from langchain_openai import ChatOpenAI
+
+    class LeanChatOpenAI(ChatOpenAI):
+        """ChatOpenAI that hands the conversation and tools to the client as plain JSON.
+
+        The openai client walks every typed request parameter on each call (about 5 ms for a long
+        conversation with 40 tools, the largest framework cost per LLM call); the payload langchain
+        builds is already wire-format JSON, so it goes through `extra_body`, which the client merges
+        into the request body untouched. The request on the wire is the same.
+        """
+
+        def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
+            payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+            if "response_format" in payload or self._use_responses_api(payload):
+                return payload  # those client paths need the typed parameters
+            plain = {key: payload.pop(key) for key in ("messages", "tools") if key in payload}
+            payload["messages"] = []
+            payload["extra_body"] = {**(payload.get("extra_body") or {}), **plain}
+            return payload
+
+    return LeanChatOpenAI
+
+
+def chat_openai(settings: Settings, http_async_client: Any = None) -> BaseChatModel:
+    ChatOpenAI = _lean_chat_openai()
 
     # max_retries is the openai client's own retry loop (openai/_base_client.py, installed openai
     # 3.54): it retries timeouts, connection errors, 408, 409, 429 and 5xx with exponential backoff

@@ -66,7 +66,7 @@ async def _run(settings: Settings, dialogues: int, concurrency: int, tasks: int)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dialogues", type=int, default=64)
+    parser.add_argument("--dialogues", type=int, default=128)
     parser.add_argument("--latency", type=float, default=0.2)
     args = parser.parse_args()
     os.environ.pop("OPENAI_BASE_URL", None)
@@ -87,7 +87,8 @@ def main() -> None:
         base_url = f"http://127.0.0.1:{ports.get(timeout=60)}/v1"
         settings = Settings(backend="openai", base_url=base_url, model="stub", http_retries=0)
         per_call_1 = None
-        for concurrency, dialogues in ((1, max(4, args.dialogues // 16)), (32, args.dialogues)):
+        asyncio.run(_run(settings, 2, 2, 1))  # warm-up: imports, connections, caches
+        for concurrency, dialogues in ((1, max(8, args.dialogues // 16)), (32, args.dialogues)):
             seconds, calls, n = asyncio.run(_run(settings, dialogues, concurrency, 1))
             rate = calls / seconds
             busy = rate / (concurrency / args.latency)

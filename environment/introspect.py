@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from pathlib import Path
 from urllib.parse import quote
@@ -168,8 +169,15 @@ def inspect_database(path: str | Path) -> DatabaseSchema:
     """Tables, columns, declared types, keys, row counts and a data view of a SQLite database.
 
     Tables that tools cannot work on are listed in `skipped` with the reason, never raised.
+    The result is cached for as long as the file is unchanged (every dialogue of a run reads it).
     """
     source = check_database_path(path)
+    stat = source.stat()
+    return _inspect(source, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _inspect(source: Path, _mtime_ns: int, _size: int) -> DatabaseSchema:
     try:
         conn = open_read_only(source)
         try:

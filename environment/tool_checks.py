@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import sqlite3
@@ -66,6 +67,16 @@ def static_problems(tool: SqlTool) -> str | None:
 
 
 def placeholder_columns(sql: str) -> dict[str, tuple[str, str]]:
+    """For each placeholder: the column it is compared with or assigned to, and its role."""
+    return dict(_placeholder_columns(sql))
+
+
+@functools.lru_cache(maxsize=4096)
+def _placeholder_columns(sql: str) -> tuple[tuple[str, tuple[str, str]], ...]:
+    return tuple(_find_placeholder_columns(sql).items())
+
+
+def _find_placeholder_columns(sql: str) -> dict[str, tuple[str, str]]:
     """For each placeholder: the column it is compared with or assigned to, and its role."""
     statement = sqlglot.parse_one(sql, read="sqlite")
     found: dict[str, tuple[str, str]] = {}
