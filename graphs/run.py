@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--tasks-per-dialogue", type=int, default=2, help="tasks per dialogue (default 2)")
     gen.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
     gen.add_argument("--concurrency", type=int, default=8, help="dialogues run at once (default 8)")
+    gen.add_argument("--workers", type=int, default=1,
+                     help="processes to spread the dialogues over (default 1; 2 uses both cores of a 2-core machine)")
     gen.add_argument("--out", type=Path, help="run folder (default runs/<database>-s<seed>-<time>)")
     gen.add_argument("--toolset", type=Path, help="reuse a toolset.json instead of synthesizing one")
     _backend_args(gen)
@@ -66,9 +68,9 @@ def _positive(name: str, value: int) -> None:
 
 
 async def _main(args: argparse.Namespace, console: Console) -> int:
-    builder = build_dialogue_graph()
+    builder = build_dialogue_graph
     if args.command == "generate":
-        for name in ("dialogues", "tasks-per-dialogue", "concurrency"):
+        for name in ("dialogues", "tasks-per-dialogue", "concurrency", "workers"):
             _positive(name, getattr(args, name.replace("-", "_")))
         settings = _settings(args)
         db = Path(args.db)
@@ -77,7 +79,9 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         toolset = load_toolset(args.toolset) if args.toolset else None
         config = RunConfig(run_id=out.name, source_db=str(db.resolve()), dialogues=args.dialogues,
                            tasks_per_dialogue=args.tasks_per_dialogue, seed=args.seed,
-                           concurrency=args.concurrency, settings=settings.public())
+                           concurrency=args.concurrency, workers=args.workers, settings=settings.public())
+        if args.workers > 1 and settings.backend_kind == "custom":
+            raise InputError(f"--workers needs the offline or openai backend, not {settings.backend!r}")
         await generate(builder, config, settings, out, console, toolset)
     elif args.command == "resume":
         given = any(v is not None for v in (args.backend, args.model, args.base_url))

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
+import queue
 import shutil
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import aiosqlite
 import httpx
@@ -55,6 +57,7 @@ async def open_checkpointer(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
         # could), and a checkpoint costs a write instead of an fsync.
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute("PRAGMA busy_timeout=60000")  # worker processes share the file
         saver = AsyncSqliteSaver(conn, serde=strict_serializer())
         await saver.setup()
         yield saver
@@ -65,10 +68,17 @@ def _recursion_limit(config: RunConfig, settings: Settings) -> int:
     return 20 + config.tasks_per_dialogue * per_task
 
 
+def _worker_main(builder_factory: Callable[[], StateGraph], folder: str, config: RunConfig, settings: Settings,
+                 toolset: list[SqlTool], indices: list[int], events: Any) -> None:
+    """A worker process: runs its share of the dialogues and reports each one as it is written."""
+    batch = Batch(builder_factory, RunFolder(Path(folder)), config, settings, toolset, Console(quiet=True))
+    asyncio.run(batch.run_shard(indices, lambda: events.put(1)))
+
+
 class Batch:
-    def __init__(self, builder: StateGraph, folder: RunFolder, config: RunConfig, settings: Settings,
-                 toolset: list[SqlTool], console: Console) -> None:
-        self.builder = builder
+    def __init__(self, builder_factory: Callable[[], StateGraph], folder: RunFolder, config: RunConfig,
+                 settings: Settings, toolset: list[SqlTool], console: Console) -> None:
+        self.builder_factory = builder_factory
         self.folder = folder
         self.config = config
         self.settings = settings
@@ -77,21 +87,58 @@ class Batch:
         self.lock = asyncio.Lock()
 
     async def run(self) -> None:
+        """Run every dialogue not yet in the run folder, in this process or spread over worker processes."""
         done = self.folder.finished_ids()
         todo = [i for i in range(self.config.dialogues) if self.config.dialogue_id(i) not in done]
+        columns = [TextColumn("[bold]dialogues"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            bar = progress.add_task("dialogues", total=self.config.dialogues, completed=len(done))
+            workers = min(self.config.workers, len(todo))
+            if workers > 1:
+                await self._run_in_processes(todo, workers, lambda: progress.advance(bar))
+            else:
+                await self.run_shard(todo, lambda: progress.advance(bar))
+
+    async def run_shard(self, indices: list[int], on_done: Callable[[], None]) -> None:
         sem = asyncio.Semaphore(self.config.concurrency)
         async with open_checkpointer(self.folder.file(rf.CHECKPOINTS)) as saver:
-            graph = self.builder.compile(checkpointer=saver)
-            columns = [TextColumn("[bold]dialogues"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-            with Progress(*columns, console=self.console, transient=False) as progress:
-                bar = progress.add_task("dialogues", total=self.config.dialogues, completed=len(done))
+            graph = self.builder_factory().compile(checkpointer=saver)
 
-                async def one(i: int) -> None:
-                    async with sem:
-                        await self._dialogue(graph, i)
-                    progress.advance(bar)
+            async def one(i: int) -> None:
+                async with sem:
+                    await self._dialogue(graph, i)
+                on_done()
 
-                await asyncio.gather(*(one(i) for i in todo))
+            await asyncio.gather(*(one(i) for i in indices))
+
+    async def _run_in_processes(self, todo: list[int], workers: int, on_done: Callable[[], None]) -> None:
+        """One event loop per core: Python spends a core on roughly 150 model calls a second."""
+        ctx = multiprocessing.get_context("spawn")
+        events = ctx.Queue()
+        per_worker = max(1, -(-self.config.concurrency // workers))
+        config = self.config.model_copy(update={"concurrency": per_worker, "workers": 1})
+        procs = [ctx.Process(target=_worker_main, daemon=True,
+                             args=(self.builder_factory, str(self.folder.path), config, self.settings,
+                                   self.toolset, todo[w::workers], events))
+                 for w in range(workers)]
+        for proc in procs:
+            proc.start()
+        try:
+            remaining = len(todo)
+            while remaining and any(p.is_alive() for p in procs):
+                try:
+                    await asyncio.to_thread(events.get, True, 0.2)
+                except queue.Empty:
+                    continue
+                remaining -= 1
+                on_done()
+        finally:
+            for proc in procs:
+                proc.join(timeout=5 if not any(p.is_alive() for p in procs) else None)
+        failed = [p.exitcode for p in procs if p.exitcode]
+        if failed:
+            raise RuntimeError(f"{len(failed)} worker process(es) failed (exit codes {failed}); "
+                               f"finish the run with: python -m graphs.run resume {self.folder.path}")
 
     async def _dialogue(self, graph: Any, i: int) -> None:
         dialogue_id = self.config.dialogue_id(i)
@@ -135,9 +182,10 @@ class Batch:
             record.metadata["error"] = error
             record.reason = f"error: {error}"
             ok = False
+        line = record.model_dump(exclude_none=not (record.reason and not ok))
         async with self.lock:
-            self.folder.append_line(rf.DIALOGUES if ok else rf.REJECTED,
-                                    record.model_dump(exclude_none=not (record.reason and not ok)))
+            # the fsync runs off the event loop, so other dialogues keep their model calls going
+            await asyncio.to_thread(self.folder.append_line, rf.DIALOGUES if ok else rf.REJECTED, line)
 
 
 def summarize(folder: RunFolder) -> RunStats:
@@ -159,7 +207,7 @@ def _backend_notice(settings: Settings, console: Console) -> None:
         console.print(f"backend: {settings.backend} (model {settings.model} at {settings.base_url or 'OpenAI'})")
 
 
-async def generate(builder: StateGraph, config: RunConfig, settings: Settings, out: Path,
+async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
                    console: Console, toolset: list[SqlTool] | None = None) -> RunStats:
     """A new run: validate everything, synthesize the toolset once, then run every dialogue."""
     database = inspect_database(config.source_db)
@@ -197,7 +245,7 @@ async def generate(builder: StateGraph, config: RunConfig, settings: Settings, o
         raise
     console.print(f"toolset: {len(report.tools)} tools "
                   f"({sum(t.mode == 'write' for t in report.tools)} write); run folder: {out}")
-    await Batch(builder, folder, config, settings, report.tools, console).run()
+    await Batch(builder_factory, folder, config, settings, report.tools, console).run()
     return _finish(folder, console)
 
 
@@ -213,7 +261,7 @@ def load_toolset(path: Path) -> list[SqlTool]:
                          f"{str(exc).splitlines()[0]}") from None
 
 
-async def resume(builder: StateGraph, run_dir: Path, settings: Settings | None, console: Console) -> RunStats:
+async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, settings: Settings | None, console: Console) -> RunStats:
     """Finish an interrupted run: continue dialogues from their last checkpoint, start missing ones."""
     folder = RunFolder(run_dir)
     if not folder.file(rf.CONFIG).exists():
@@ -225,7 +273,7 @@ async def resume(builder: StateGraph, run_dir: Path, settings: Settings | None, 
     check_backend(settings)
     _backend_notice(settings, console)
     toolset = load_toolset(folder.file(rf.TOOLSET))
-    await Batch(builder, folder, config, settings, toolset, console).run()
+    await Batch(builder_factory, folder, config, settings, toolset, console).run()
     return _finish(folder, console)
 
 

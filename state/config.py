@@ -61,6 +61,7 @@ class RunConfig(BaseModel):
     tasks_per_dialogue: int = Field(ge=1)
     seed: int
     concurrency: int = Field(ge=1)
+    workers: int = Field(1, ge=1, description="Processes the dialogues are spread over.")
     settings: dict[str, object] = Field(default_factory=dict, description="Settings, without the API key.")
 
     def dialogue_id(self, i: int) -> str:

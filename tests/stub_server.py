@@ -269,3 +269,41 @@ class StubServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def run_async_stub(responder: Responder, *, latency: float, on_ready: Callable[[int], None],
+                   should_stop: Callable[[], bool]) -> None:
+    """The same server on asyncio (aiohttp), for load: no thread per request, latency as a non-blocking sleep.
+
+    Blocks until `should_stop()` turns true; `on_ready(port)` is called once it listens.
+    """
+    import asyncio
+
+    from aiohttp import web
+
+    stub = StubServer(responder, record=False)
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        if latency:
+            await asyncio.sleep(latency)
+        status, payload, headers = stub.complete(body)
+        return web.json_response(payload, status=status, headers=headers)
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": stub.model, "object": "model"}]})
+
+    async def main() -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", chat)
+        app.router.add_get("/v1/models", models)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        on_ready(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        while not should_stop():
+            await asyncio.sleep(0.05)
+        await runner.cleanup()
+
+    asyncio.run(main())

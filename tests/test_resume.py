@@ -59,3 +59,17 @@ def test_resume_of_a_finished_run_changes_nothing(offline_run, tmp_path):
     before = sha256(offline_run / "dialogues.jsonl")
     assert main(["resume", str(offline_run)]) == 0
     assert sha256(offline_run / "dialogues.jsonl") == before
+
+
+def test_worker_processes_write_each_dialogue_once_and_the_same_dialogues(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["generate", "--db", str(CLINIC), "--dialogues", "8", "--seed", "5", "--out", str(one)]) == 0
+    assert main(["generate", "--db", str(CLINIC), "--dialogues", "8", "--seed", "5", "--workers", "2",
+                 "--out", str(two)]) == 0
+
+    def by_index(out: Path) -> dict[str, list]:
+        lines = [json.loads(line) for line in (out / "dialogues.jsonl").read_text().splitlines()]
+        assert len(lines) == len({r["id"] for r in lines}) == 8
+        return {r["id"].rsplit("-", 1)[-1]: r["messages"] for r in lines}
+
+    assert by_index(one) == by_index(two)
