@@ -87,12 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dialogues", type=int, default=128, help="dialogues for the concurrency-32 runs")
     parser.add_argument("--latency", type=float, default=0.2, help="seconds the stub server takes per call")
-    parser.add_argument("--uvloop", action="store_true", help="run the client on uvloop")
     args = parser.parse_args()
-    if args.uvloop:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     os.environ.pop("OPENAI_BASE_URL", None)
     table = Table(title=f"Dialogue Forge throughput (stub latency {args.latency} s)")
     for col in ("run", "conc.", "workers", "dialogues", "seconds", "dialogues/s", "LLM calls", "calls/s",
