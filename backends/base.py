@@ -31,6 +31,8 @@ class TaskRequest(BaseModel):
     relation: Literal["first", "extends", "independent"]
     previous_tasks: list[Task] = []
     previous_calls: list[ExecutedCall] = Field(default_factory=list, description="Outcomes of earlier tasks.")
+    conversation: list[AnyMessage] = Field(
+        default_factory=list, description="A given conversation the first task must follow on from.")
     rng_key: str = Field(description="Seeds every random choice of this request.")
 
 

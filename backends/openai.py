@@ -171,6 +171,11 @@ def summarize_call(call: ExecutedCall, limit: int = 300) -> str:
 
 
 def task_context(request: TaskRequest) -> str:
+    if request.conversation and not request.previous_tasks:
+        transcript = render_transcript(request.conversation, user="User", result_chars=400)
+        return ("The user has already had this conversation with the assistant:\n"
+                f"{transcript}\n\nWrite a task that follows on naturally from it: what this user would want next, "
+                "using the records and results it mentions where they fit the database.")
     if request.relation == "first" or not request.previous_tasks:
         return "This is the first task of a new conversation."
     goals = "\n".join(f"{i}. {t.goal}" for i, t in enumerate(request.previous_tasks, 1))

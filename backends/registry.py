@@ -16,7 +16,29 @@ def register_backend(name: str, backend: Backend) -> None:
     _CUSTOM[name] = backend
 
 
+_CACHE_PATH: list[str | None] = [None]
+
+
+def use_llm_cache(path: str | None) -> None:
+    """Answer repeated LLM requests (same prompt, same model settings) from a SQLite cache, or stop doing so.
+
+    LangChain's cache is process-wide; it follows the settings of the backend last asked for.
+    """
+    if _CACHE_PATH[0] == path:
+        return
+    from langchain_core.globals import set_llm_cache
+
+    if path is None:
+        set_llm_cache(None)
+    else:
+        from langchain_community.cache import SQLiteCache
+
+        set_llm_cache(SQLiteCache(database_path=path))
+    _CACHE_PATH[0] = path
+
+
 def backend_for(settings: Settings) -> Backend:
+    use_llm_cache(settings.llm_cache)
     if settings.backend in _CUSTOM:
         return _CUSTOM[settings.backend]
     if settings.backend == "offline":

@@ -21,6 +21,12 @@ from state.config import Settings
 from state.dialogue import DialogueInput, DialogueOutput, DialogueState
 
 
+def after_task(state: DialogueState) -> Literal["assistant", "user_simulator"]:
+    """A continued conversation may stop on a tool result: the assistant answers it before the user speaks."""
+    last = state.messages[-1] if state.messages else None
+    return "assistant" if getattr(last, "type", "") == "tool" and not state.user_turns_in_task else "user_simulator"
+
+
 def after_user(state: DialogueState) -> Literal["validator", "assistant"]:
     done = state.ended_by_budget or (state.last_user_turn is not None and state.last_user_turn.is_task_complete)
     return "validator" if done else "assistant"
@@ -48,7 +54,7 @@ def build_dialogue_graph() -> StateGraph:
     builder.add_node("validator", validator)
     builder.add_edge(START, "prepare")
     builder.add_edge("prepare", "task_generator")
-    builder.add_edge("task_generator", "user_simulator")
+    builder.add_conditional_edges("task_generator", after_task)
     builder.add_conditional_edges("user_simulator", after_user)
     builder.add_conditional_edges("assistant", after_assistant)
     builder.add_edge("tool_executor", "assistant")

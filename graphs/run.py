@@ -1,4 +1,4 @@
-"""Command line: `python -m graphs.run generate | resume | stats`.
+"""Command line: `python -m graphs.run generate | resume | fork | history | show | stats`.
 
 Bad input is reported as one line on stderr with exit code 2; nothing half-written is left behind.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -15,14 +16,17 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.table import Table
 
 from environment.errors import InputError
 from graphs.dialogue import build_dialogue_graph
 from runner import run_folder as rf
-from runner.batch import generate, load_toolset, resume
-from runner.run_folder import RunFolder
+from runner.batch import generate, load_toolset, resume, summarize
+from runner.checkpoints import DialogueCheckpoints, render_conversation
+from runner.run_folder import LLM_CACHE, RunFolder
 from runner.stats import RunStats, stats_table
 from state.config import RunConfig, Settings
+from state.dialogue import DialogueInput
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,9 +45,34 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--toolset", type=Path, help="reuse a toolset.json instead of synthesizing one")
     _backend_args(gen)
 
-    res = sub.add_parser("resume", help="finish an interrupted run")
+    gen.add_argument("--from-conversation", type=Path,
+                     help="a JSON list of OpenAI chat messages: every dialogue continues this conversation")
+    gen.add_argument("--cache", action="store_true", help="cache LLM responses in the run folder (llm_cache.sqlite)")
+
+    res = sub.add_parser("resume", help="finish an interrupted run, or continue one dialogue from a checkpoint")
     res.add_argument("run_dir", type=Path)
+    res.add_argument("--dialogue", help="the dialogue to continue (with --checkpoint)")
+    res.add_argument("--checkpoint", help="checkpoint id to continue from (see `history`)")
+    res.add_argument("--cache", action="store_true", help="use the run folder's LLM response cache")
     _backend_args(res)
+
+    fork = sub.add_parser("fork", help="start a new dialogue from another dialogue's checkpoint")
+    fork.add_argument("run_dir", type=Path)
+    fork.add_argument("--dialogue", required=True)
+    fork.add_argument("--checkpoint", required=True)
+    fork.add_argument("--seed", type=int, help="a new seed for what happens after the fork")
+    fork.add_argument("--user-message", help="replace the next user message with this text")
+    fork.add_argument("--cache", action="store_true", help="use the run folder's LLM response cache")
+    _backend_args(fork)
+
+    hist = sub.add_parser("history", help="list every checkpoint of a dialogue")
+    hist.add_argument("run_dir", type=Path)
+    hist.add_argument("--dialogue", required=True)
+
+    show = sub.add_parser("show", help="print a dialogue as it stood at a checkpoint (default: the last)")
+    show.add_argument("run_dir", type=Path)
+    show.add_argument("--dialogue", required=True)
+    show.add_argument("--checkpoint")
 
     st = sub.add_parser("stats", help="print the statistics of one or more runs side by side")
     st.add_argument("run_dirs", type=Path, nargs="+")
@@ -67,6 +96,51 @@ def _positive(name: str, value: int) -> None:
         raise InputError(f"--{name} must be at least 1 (got {value})")
 
 
+def _conversation(path: Path) -> list[dict]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read conversation {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise InputError(f"conversation {path} is not JSON: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("messages"), list):
+        data = data["messages"]
+    if not isinstance(data, list) or not data or not all(isinstance(m, dict) for m in data):
+        raise InputError(f"conversation {path} must be a non-empty JSON list of chat messages (or {{'messages': [...]}})")
+    try:
+        DialogueInput(prelude=data)
+    except ValidationError as exc:
+        raise InputError(f"conversation {path}: {exc.errors()[0]['msg']}") from None
+    return data
+
+
+async def _checkpoint_command(args: argparse.Namespace, console: Console) -> None:
+    given = any(getattr(args, k, None) is not None for k in ("backend", "model", "base_url"))
+    settings = _settings(args) if given else None
+    async with DialogueCheckpoints(args.run_dir, build_dialogue_graph, settings, console) as store:
+        if getattr(args, "cache", False):
+            store.settings = store.settings.model_copy(update={"llm_cache": str(args.run_dir / LLM_CACHE)})
+        if args.command == "history":
+            rows = await store.history(args.dialogue)
+            table = Table(title=f"checkpoints of {args.dialogue}")
+            table.add_column("checkpoint id", no_wrap=True, min_width=36)
+            for col in ("step", "written by", "task", "turn", "next", "last message"):
+                table.add_column(col, no_wrap=col != "last message")
+            for r in rows:
+                table.add_row(r.checkpoint_id, str(r.step), r.node, str(r.task), str(r.turn), r.next, r.excerpt)
+            console.print(table)
+        elif args.command == "show":
+            render_conversation(await store.state(args.dialogue, args.checkpoint), console)
+        elif args.command == "resume":
+            await store.resume(args.dialogue, args.checkpoint)
+            console.print(f"resumed {args.dialogue} from {args.checkpoint}; its line in the dataset was replaced")
+        elif args.command == "fork":
+            new_id = await store.fork(args.dialogue, args.checkpoint, args.seed, args.user_message)
+            console.print(f"forked {args.dialogue} at {args.checkpoint} into {new_id}")
+    if args.command in ("resume", "fork"):
+        console.print(stats_table({args.run_dir.name: summarize(RunFolder(args.run_dir))}))
+
+
 async def _main(args: argparse.Namespace, console: Console) -> int:
     builder = build_dialogue_graph
     if args.command == "generate":
@@ -76,16 +150,26 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         db = Path(args.db)
         run_id = f"{db.stem}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = args.out or Path("runs") / run_id
+        if args.cache:
+            settings = settings.model_copy(update={"llm_cache": str(out.resolve() / LLM_CACHE)})
         toolset = load_toolset(args.toolset) if args.toolset else None
+        prelude = _conversation(args.from_conversation) if args.from_conversation else []
         config = RunConfig(run_id=out.name, source_db=str(db.resolve()), dialogues=args.dialogues,
                            tasks_per_dialogue=args.tasks_per_dialogue, seed=args.seed,
-                           concurrency=args.concurrency, workers=args.workers, settings=settings.public())
+                           concurrency=args.concurrency, workers=args.workers, prelude=prelude,
+                           settings=settings.public())
         if args.workers > 1 and settings.backend_kind == "custom":
             raise InputError(f"--workers needs the offline or openai backend, not {settings.backend!r}")
         await generate(builder, config, settings, out, console, toolset)
-    elif args.command == "resume":
+    elif args.command == "resume" and not args.dialogue:
+        if args.checkpoint:
+            raise InputError("--checkpoint goes with --dialogue")
         given = any(v is not None for v in (args.backend, args.model, args.base_url))
         await resume(builder, args.run_dir, _settings(args) if given else None, console)
+    elif args.command in ("resume", "fork", "history", "show"):
+        if args.command == "resume" and not args.checkpoint:
+            raise InputError("--dialogue goes with --checkpoint (see: python -m graphs.run history RUN_DIR --dialogue ID)")
+        await _checkpoint_command(args, console)
     elif args.command == "stats":
         columns: dict[str, RunStats] = {}
         for run_dir in args.run_dirs:

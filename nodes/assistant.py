@@ -54,7 +54,7 @@ async def assistant(state: DialogueState, runtime: Runtime[Settings]) -> dict:
         reference_task=state.current_task,
         rng_key=rng_key(state, "assistant", state.user_turns_in_task, state.steps_in_turn),
     )
-    message, usage = await backend_of(runtime).assistant_turn(request)
+    message, usage = await backend_of(runtime, state).assistant_turn(request)
     message = normalize_tool_calls(message, used_ids={c.tool_call_id for c in state.calls})
     if not request.allow_tools and message.tool_calls:
         # The step budget is spent: drop further calls rather than loop forever.

@@ -19,8 +19,12 @@ def settings_of(runtime: Runtime[Settings] | None) -> Settings:
     return Settings()
 
 
-def backend_of(runtime: Runtime[Settings] | None) -> Backend:
-    return backend_for(settings_of(runtime))
+def backend_of(runtime: Runtime[Settings] | None, state: DialogueState | None = None) -> Backend:
+    """The run's backend, unless the dialogue's own input names one (as Studio's form can)."""
+    settings = settings_of(runtime)
+    if state is not None and state.backend and state.backend != settings.backend:
+        settings = settings.model_copy(update={"backend": state.backend})
+    return backend_for(settings)
 
 
 def rng_key(state: DialogueState, role: str, *parts: object) -> str:

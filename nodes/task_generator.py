@@ -19,10 +19,13 @@ async def task_generator(state: DialogueState, runtime: Runtime[Settings]) -> di
     rng = random.Random(key)
     difficulty = rng.choices(list(DIFFICULTY_WEIGHTS), weights=list(DIFFICULTY_WEIGHTS.values()))[0]
     relation = "first" if not state.tasks else rng.choice(["extends", "independent"])
+    conversation = state.messages if not state.tasks and state.prelude else []
+    if conversation:
+        relation = "extends"
     assert state.database is not None, "prepare runs before the task generator"
-    task, usage = await backend_of(runtime).generate_task(TaskRequest(
+    task, usage = await backend_of(runtime, state).generate_task(TaskRequest(
         database=state.database, tools=state.toolset, difficulty=difficulty, relation=relation,
-        previous_tasks=state.tasks, previous_calls=state.calls, rng_key=key,
+        previous_tasks=state.tasks, previous_calls=state.calls, conversation=conversation, rng_key=key,
     ))
     return {
         "tasks": [*state.tasks, task],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from langchain_core.messages import convert_to_messages
 from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
@@ -87,13 +88,15 @@ async def synthesize_toolset(database: DatabaseSchema, backend: Backend, setting
 
 
 async def prepare(state: DialogueState, runtime: Runtime[Settings]) -> dict:
-    """Read the schema and, when the input brings no toolset, synthesize one."""
+    """Read the schema, take over a given conversation, and synthesize a toolset when none is given."""
     update: dict = {}
+    if state.prelude and not state.messages:
+        update["messages"] = convert_to_messages(state.prelude)  # the conversation being continued
     database = state.database or await asyncio.to_thread(inspect_database, state.source_db)
     if state.database is None:
         update["database"] = database
     if not state.toolset:
-        toolset, usage = await synthesize_toolset(database, backend_of(runtime), settings_of(runtime))
+        toolset, usage = await synthesize_toolset(database, backend_of(runtime, state), settings_of(runtime))
         update["toolset"] = toolset.tools
         update["usage"] = usage
     return update

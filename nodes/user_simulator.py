@@ -29,7 +29,7 @@ async def user_simulator(state: DialogueState, runtime: Runtime[Settings]) -> di
     settings = settings_of(runtime)
     if state.user_turns_in_task >= settings.max_user_turns_per_task:
         return {"ended_by_budget": True}
-    backend = backend_of(runtime)
+    backend = backend_of(runtime, state)
     task = state.current_task
     assert task is not None, "the task generator runs before the user simulator"
     request = UserTurnRequest(task=task, messages=state.messages, task_start=state.task_starts[-1],

@@ -16,7 +16,7 @@ async def validator(state: DialogueState, runtime: Runtime[Settings]) -> dict:
     assert task is not None
     start = state.task_starts[-1]
     declared = bool(state.last_user_turn and state.last_user_turn.is_task_complete) and not state.ended_by_budget
-    verdict, usage = await backend_of(runtime).judge(JudgeRequest(
+    verdict, usage = await backend_of(runtime, state).judge(JudgeRequest(
         task=task, messages=state.messages[start:], calls=current_task_calls(state),
         user_declared_complete=declared, ended_by_budget=state.ended_by_budget, task_index=state.task_index,
     ))

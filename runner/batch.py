@@ -39,7 +39,7 @@ from state.tools import SqlTool, Toolset
 
 def check_backend(settings: Settings) -> None:
     """Fail fast, before anything is written, on an unknown backend or an unreachable server."""
-    backend_for(settings)
+    backend_for(settings.model_copy(update={"llm_cache": None}))  # the cache lives in a folder not made yet
     if settings.backend != "openai":
         return
     url = (settings.base_url or "https://api.openai.com/v1").rstrip("/") + "/models"
@@ -150,7 +150,7 @@ class Batch:
             snapshot = await graph.aget_state(cfg)
             if not snapshot.values:
                 start = DialogueInput(dialogue_id=dialogue_id, source_db=self.config.source_db,
-                                      seed=self.config.dialogue_seed(i),
+                                      seed=self.config.dialogue_seed(i), prelude=self.config.prelude,
                                       tasks_per_dialogue=self.config.tasks_per_dialogue, toolset=self.toolset)
                 await graph.ainvoke(start, cfg, context=self.settings)
             elif snapshot.next:
@@ -161,9 +161,11 @@ class Batch:
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         snapshot = await graph.aget_state(cfg)
         latency = time.perf_counter() - started
-        await self._write(dialogue_id, snapshot.values, latency, error)
+        await self.write(dialogue_id, snapshot.values, latency, error)
 
-    async def _write(self, dialogue_id: str, values: dict[str, Any], latency: float, error: str | None) -> None:
+    async def write(self, dialogue_id: str, values: dict[str, Any], latency: float, error: str | None,
+                    replace: bool = False) -> None:
+        """Write a finished dialogue's line; with replace, its earlier line (in either file) goes."""
         extra: dict[str, Any] = {"run_id": self.config.run_id, "backend": self.settings.backend,
                                  "latency_s": round(latency, 4)}
         if self.settings.backend != "offline":
@@ -184,6 +186,11 @@ class Batch:
             ok = False
         line = record.model_dump(exclude_none=not (record.reason and not ok))
         async with self.lock:
+            if replace:
+                for name in (rf.DIALOGUES, rf.REJECTED):
+                    kept = [r for r in self.folder.read_lines(name) if r["id"] != dialogue_id]
+                    if self.folder.file(name).exists():
+                        self.folder.rewrite_lines(name, kept)
             # the fsync runs off the event loop, so other dialogues keep their model calls going
             await asyncio.to_thread(self.folder.append_line, rf.DIALOGUES if ok else rf.REJECTED, line)
 

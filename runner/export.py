@@ -57,10 +57,11 @@ def acceptance(state: DialogueState) -> tuple[bool, str | None]:
 def export_dialogue(state: DialogueState, extra: dict[str, Any]) -> tuple[DialogueRecord, bool, DialogueStats]:
     ok, reason = acceptance(state)
     stats = dialogue_stats(state)
-    system = {"role": "system", "content": load_prompt("assistant").text.strip()}
+    # A continued conversation comes first exactly as it was given; otherwise our assistant's system prompt.
+    head = list(state.prelude) or [{"role": "system", "content": load_prompt("assistant").text.strip()}]
     record = DialogueRecord(
         id=state.dialogue_id,
-        messages=[system, *(openai_message(m) for m in state.messages)],
+        messages=[*head, *(openai_message(m) for m in state.messages[len(state.prelude):])],
         tools=[t.openai_tool() for t in state.toolset],
         metadata={
             "tasks": [t.model_dump(mode="json") for t in state.tasks],
@@ -70,6 +71,8 @@ def export_dialogue(state: DialogueState, extra: dict[str, Any]) -> tuple[Dialog
             "source_database": state.source_db,
             "task_message_starts": state.task_starts,
             "tool_results": "executed",
+            **({"forked_from": state.forked_from.model_dump()} if state.forked_from else {}),
+            **({"prelude_messages": len(state.prelude)} if state.prelude else {}),
             **extra,
         },
         reason=reason,

@@ -16,6 +16,7 @@ DIALOGUES = "dialogues.jsonl"
 REJECTED = "rejected.jsonl"
 STATS = "stats.json"
 CHECKPOINTS = "checkpoints.sqlite"
+LLM_CACHE = "llm_cache.sqlite"
 
 
 def create_run_dir(path: Path) -> None:

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     max_result_rows: int = Field(20, description="Rows of a query result shown to the model (the rest is counted).")
     max_tools: int = Field(40, description="Largest toolset synthesized from a schema.")
     min_tools: int = Field(8, description="Fewer accepted proposals than this are completed with schema-derived tools.")
+    llm_cache: str | None = Field(None, description="Path of a SQLite cache of LLM responses: replays cost no calls.")
 
     @model_validator(mode="after")
     def _default_backend(self) -> "Settings":
@@ -62,6 +63,8 @@ class RunConfig(BaseModel):
     seed: int
     concurrency: int = Field(ge=1)
     workers: int = Field(1, ge=1, description="Processes the dialogues are spread over.")
+    prelude: list[dict[str, object]] = Field(default_factory=list,
+                                             description="A conversation every dialogue continues (OpenAI messages).")
     settings: dict[str, object] = Field(default_factory=dict, description="Settings, without the API key.")
 
     def dialogue_id(self, i: int) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from state.schema import DatabaseSchema
 from state.tasks import RubricCategory, Task
@@ -72,14 +72,34 @@ def add_usage(left: Usage | None, right: Usage | None) -> Usage:
     return (left or Usage()) + (right or Usage())
 
 
+class ForkOrigin(BaseModel):
+    dialogue: str
+    checkpoint: str
+
+
 class DialogueInput(BaseModel):
     """What it takes to start (and later replay) one dialogue."""
 
     dialogue_id: str = Field("dialogue-0", description="Identifier of the dialogue (one thread each).")
-    source_db: str = Field(description="Path of the source SQLite database (opened read-only).")
+    source_db: str = Field("examples/clinic.sqlite", description="Path of the source SQLite database (opened read-only).")
     seed: int = Field(0, description="Seed for every random choice in this dialogue.")
     tasks_per_dialogue: int = Field(2, ge=1, description="How many tasks the user pursues in this dialogue.")
+    backend: str = Field("", description="'offline' or 'openai'; empty: the run's settings decide.")
     toolset: list[SqlTool] = Field(default_factory=list, description="Tools; synthesized when empty.")
+    prelude: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="An existing conversation (OpenAI chat messages) to continue; exported unchanged.")
+    forked_from: ForkOrigin | None = Field(None, description="Set on a dialogue forked from another's checkpoint.")
+
+    @field_validator("prelude")
+    @classmethod
+    def _chat_messages(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, message in enumerate(messages):
+            if message.get("role") not in ("system", "user", "assistant", "tool"):
+                raise ValueError(f"message {i} has no valid role (system, user, assistant or tool)")
+            if message["role"] == "tool" and not message.get("tool_call_id"):
+                raise ValueError(f"message {i} is a tool message without tool_call_id")
+        return messages
 
 
 class DialogueState(DialogueInput):

@@ -32,9 +32,9 @@ def model_types(root: type[BaseModel]) -> set[type[BaseModel]]:
 def strict_serializer(*roots: type[BaseModel]) -> JsonPlusSerializer:
     """A serializer that revives only the given state models (and what they contain) and messages."""
     if not roots:
-        from state.dialogue import DialogueState
+        from state.dialogue import DialogueInput, DialogueOutput, DialogueState
 
-        roots = (DialogueState,)
+        roots = (DialogueState, DialogueInput, DialogueOutput)
     types = set(_MESSAGES)
     for root in roots:
         types |= model_types(root)

@@ -7,6 +7,7 @@ answers in words taken only from the tool results.
 
 from __future__ import annotations
 
+import json
 import random
 
 from langchain_core.messages import AIMessage, ToolMessage
@@ -15,6 +16,7 @@ from backends.base import AssistantRequest
 from backends.offline.phrasing import describe_row, entity, pick, plural, show
 from backends.offline.plan import Progress, Unit, call_id, last_user_index, units_for
 from state.dialogue import ExecutedCall
+from state.tools import ToolResult
 
 _NOT_UNDERSTOOD = [
     "Sorry, I'm not sure which records you mean. Could you tell me a name or another detail I can search for?",
@@ -57,6 +59,33 @@ def _describe(call: ExecutedCall, table: str, rng: random.Random) -> str:
         f"Done: {result.rows_affected} records changed."
 
 
+def _unanswered_results(request: AssistantRequest) -> list[ExecutedCall]:
+    """Tool results at the end of the conversation that no assistant text has answered yet."""
+    trailing: list[ToolMessage] = []
+    for message in reversed(request.messages):
+        if not isinstance(message, ToolMessage):
+            break
+        trailing.insert(0, message)
+    calls = []
+    for message in trailing:
+        try:
+            content = json.loads(message.text)
+        except ValueError:
+            continue
+        if isinstance(content, dict):
+            calls.append(ExecutedCall(tool_call_id=message.tool_call_id, tool=message.name or "tool", arguments={},
+                                      result=ToolResult.model_validate(_as_result(content))))
+    return calls
+
+
+def _as_result(content: dict) -> dict:
+    if "error" in content:
+        return {"ok": False, "error": {"type": "sql_error", "message": str(content["error"])}}
+    if "rows" in content:
+        return {"ok": True, "rows": content["rows"], "row_count": content.get("row_count", len(content["rows"]))}
+    return {"ok": True, "rows_affected": content.get("rows_affected"), "last_row_id": content.get("last_row_id")}
+
+
 def assistant_turn(request: AssistantRequest) -> AIMessage:
     rng = random.Random(request.rng_key)
     u = last_user_index(request.messages)
@@ -65,6 +94,11 @@ def assistant_turn(request: AssistantRequest) -> AIMessage:
         return AIMessage(content=pick(rng, _NOT_UNDERSTOOD))
     units = units_for(task, request.messages[u].text)
     if not units:
+        pending = _unanswered_results(request)
+        if pending:  # a continued conversation stopped on tool results: answer from them
+            tools = {t.name: t for t in request.tools}
+            return AIMessage(content=" ".join(
+                _describe(c, tools[c.tool].table if c.tool in tools else c.tool, rng) for c in pending))
         return AIMessage(content=pick(rng, _NOT_UNDERSTOOD))
 
     since_user = {m.tool_call_id for m in request.messages[u:] if isinstance(m, ToolMessage)}

@@ -54,7 +54,7 @@ FEEDBACK = [
     "Okay, that makes sense.",
     "Thanks for checking.",
 ]
-NEXT_FRAMES = ["{feedback} Next, {ask}", "{feedback} {ask}", "{feedback} One more thing: {ask}"]
+NEXT_FRAMES = ["{feedback} Next, {ask_lower}", "{feedback} {ask}", "{feedback} One more thing: {ask_lower}"]
 CONFIRM_ASKS = [
     "Just to be sure, can you double-check that the change really went through?",
     "Before I go, could you confirm the update is saved?",

@@ -7,6 +7,7 @@ keys; values only a tool can reveal are referenced (`ResultRef`), never stated.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -342,7 +343,7 @@ class TaskBuilder:
         rows_by_table = {t.name: list(t.sample_rows) for t in req.database.tables}
         relation = req.relation
         if relation == "extends":
-            seen = self._rows_from_previous_calls()
+            seen = self._rows_from_previous_calls() or self._rows_from_conversation()
             if seen:
                 rows_by_table = seen
             else:
@@ -400,6 +401,26 @@ class TaskBuilder:
             for row in call.result.rows:
                 if table_cols <= set(row):
                     rows.setdefault(tool.table, []).append({k: row[k] for k in table_cols})
+        return rows
+
+    def _rows_from_conversation(self) -> dict[str, list[dict[str, Any]]]:
+        """Rows that tool results of a given conversation showed, matched to tables by their columns."""
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for message in self.request.conversation:
+            if message.type != "tool":
+                continue
+            try:
+                content = json.loads(message.text)
+            except ValueError:
+                continue
+            found = content.get("rows") if isinstance(content, dict) else content
+            for row in found if isinstance(found, list) else []:
+                if not isinstance(row, dict):
+                    continue
+                for table in self.request.database.tables:
+                    columns = {c.name for c in table.columns}
+                    if columns <= set(row):
+                        rows.setdefault(table.name, []).append({k: row[k] for k in columns})
         return rows
 
     def _task(self, relation: str) -> Task:

@@ -20,6 +20,12 @@ def _join(rng: random.Random, asks: list[str]) -> str:
     return text
 
 
+def _next(rng: random.Random, asks: list[str]) -> str:
+    """Feedback on the last answer, then the next request."""
+    ask = _join(rng, asks)
+    return pick(rng, NEXT_FRAMES).format(feedback=pick(rng, FEEDBACK), ask=ask, ask_lower=ask[0].lower() + ask[1:])
+
+
 def user_turn(request: UserTurnRequest) -> UserTurn:
     rng = random.Random(request.rng_key)
     task = request.task
@@ -33,6 +39,10 @@ def user_turn(request: UserTurnRequest) -> UserTurn:
     if request.user_turn == 0 or not said:
         if not nxt:
             return UserTurn(user_message=pick(rng, CLOSINGS), is_task_complete=True)
+        before = request.messages[-1] if request.task_start and request.messages else None
+        if isinstance(before, AIMessage) and before.text and not before.tool_calls:
+            # picking up after the assistant's last answer, as a person would
+            return UserTurn(user_message=_next(rng, nxt))
         opening = pick(rng, OPENINGS) + " " if request.task_start == 0 else ""
         frame = pick(rng, REQUEST_FRAMES)
         body = frame.format(ask=_join(rng, nxt)) if frame == "{ask}" else frame.format(ask=nxt[0][0].upper()
@@ -42,7 +52,7 @@ def user_turn(request: UserTurnRequest) -> UserTurn:
     feedback = pick(rng, FEEDBACK)
     last_answer = next((m for m in reversed(span) if isinstance(m, AIMessage) and not m.tool_calls), None)
     if nxt:
-        return UserTurn(user_message=pick(rng, NEXT_FRAMES).format(feedback=feedback, ask=_join(rng, nxt)))
+        return UserTurn(user_message=_next(rng, nxt))
     writes = any(s.changes_data for s in task.subtasks)
     confirmed = any(is_confirmation(text) for text in said)
     if writes and not confirmed and last_answer is not None and rng.random() < 0.6:

@@ -1,0 +1,190 @@
+"""Working with one dialogue's checkpoints: list them, show the state at one, resume or fork from it.
+
+Resuming or forking needs nothing but the checkpoint: the sandbox database is rebuilt from the writes
+recorded in the state at that checkpoint, replayed onto a fresh copy of the source.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langgraph.graph import StateGraph
+from pydantic import BaseModel
+from rich.console import Console
+
+from environment.errors import InputError
+from runner import run_folder as rf
+from runner.batch import Batch, _recursion_limit, load_toolset, open_checkpointer
+from runner.run_folder import RunFolder
+from state.config import RunConfig, Settings
+from state.dialogue import DialogueState, ForkOrigin, UserTurn
+
+
+class CheckpointRow(BaseModel):
+    checkpoint_id: str
+    step: int
+    node: str
+    task: int
+    turn: int
+    next: str
+    excerpt: str
+
+
+def excerpt(message: AnyMessage | None, width: int = 48) -> str:
+    if message is None:
+        return ""
+    if isinstance(message, AIMessage) and message.tool_calls:
+        text = "calls " + ", ".join(c["name"] for c in message.tool_calls)
+    else:
+        text = " ".join(message.text.split())
+    label = {"human": "user", "ai": "assistant", "tool": "tool"}.get(message.type, message.type)
+    text = f"{label}: {text}"
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class DialogueCheckpoints:
+    """One run folder's checkpointer, opened for inspecting and continuing its dialogues."""
+
+    def __init__(self, run_dir: Path, builder_factory: Callable[[], StateGraph], settings: Settings | None,
+                 console: Console) -> None:
+        self.folder = RunFolder(run_dir)
+        if not self.folder.file(rf.CONFIG).exists() or not self.folder.file(rf.CHECKPOINTS).exists():
+            raise InputError(f"not a run folder (no {rf.CONFIG} or {rf.CHECKPOINTS}): {run_dir}")
+        self.config = RunConfig.model_validate(self.folder.read_json(rf.CONFIG))
+        if settings is None:
+            settings = Settings(**{k: v for k, v in self.config.settings.items() if v is not None})
+        self.settings = settings
+        self.builder_factory = builder_factory
+        self.console = console
+
+    async def __aenter__(self) -> "DialogueCheckpoints":
+        self._saver_cm = open_checkpointer(self.folder.file(rf.CHECKPOINTS))
+        saver = await self._saver_cm.__aenter__()
+        self.graph = self.builder_factory().compile(checkpointer=saver)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._saver_cm.__aexit__(*exc)
+
+    def _cfg(self, dialogue_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
+        configurable = {"thread_id": dialogue_id}
+        if checkpoint_id:
+            configurable["checkpoint_id"] = checkpoint_id
+        return {"configurable": configurable, "recursion_limit": _recursion_limit(self.config, self.settings)}
+
+    async def history(self, dialogue_id: str) -> list[CheckpointRow]:
+        """Every checkpoint of a dialogue, oldest first, with the node that wrote it."""
+        snapshots = [s async for s in self.graph.aget_state_history(self._cfg(dialogue_id))]
+        if not snapshots:
+            raise InputError(f"no dialogue {dialogue_id!r} in {self.folder.path} (see its dialogues.jsonl ids)")
+        snapshots.reverse()
+        rows = []
+        for i, snap in enumerate(snapshots):
+            writer = "input" if i == 0 else ",".join(snapshots[i - 1].next) or "?"
+            values = snap.values
+            messages = values.get("messages") or []
+            rows.append(CheckpointRow(
+                checkpoint_id=snap.config["configurable"]["checkpoint_id"], step=snap.metadata.get("step", -1),
+                node=writer, task=len(values.get("tasks") or []), turn=values.get("user_turns_in_task", 0),
+                next=",".join(snap.next) or "END", excerpt=excerpt(messages[-1] if messages else None)))
+        return rows
+
+    async def snapshot(self, dialogue_id: str, checkpoint_id: str | None):
+        snap = await self.graph.aget_state(self._cfg(dialogue_id, checkpoint_id))
+        if not snap.values:
+            where = f" at checkpoint {checkpoint_id}" if checkpoint_id else ""
+            raise InputError(f"no state for dialogue {dialogue_id!r}{where} (list them with: "
+                             f"python -m graphs.run history {self.folder.path} --dialogue {dialogue_id})")
+        return snap
+
+    async def state(self, dialogue_id: str, checkpoint_id: str | None = None) -> DialogueState:
+        return DialogueState.model_validate((await self.snapshot(dialogue_id, checkpoint_id)).values)
+
+    async def _writer_of(self, dialogue_id: str, checkpoint_id: str) -> str:
+        rows = await self.history(dialogue_id)
+        for row in rows:
+            if row.checkpoint_id == checkpoint_id:
+                return row.node
+        raise InputError(f"dialogue {dialogue_id!r} has no checkpoint {checkpoint_id!r}")
+
+    def _batch(self) -> Batch:
+        return Batch(self.builder_factory, self.folder, self.config, self.settings,
+                     load_toolset(self.folder.file(rf.TOOLSET)), self.console)
+
+    async def _finish(self, dialogue_id: str, started: float, replace: bool, run: Any) -> None:
+        error = None
+        try:
+            await run
+        except Exception as exc:  # reported in the dataset line, like any failed dialogue
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        values = (await self.graph.aget_state(self._cfg(dialogue_id))).values
+        await self._batch().write(dialogue_id, values, time.perf_counter() - started, error, replace=replace)
+
+    async def resume(self, dialogue_id: str, checkpoint_id: str) -> None:
+        """Continue a dialogue from one of its checkpoints; its line in the dataset is replaced."""
+        await self._writer_of(dialogue_id, checkpoint_id)
+        started = time.perf_counter()
+        run = self.graph.ainvoke(None, self._cfg(dialogue_id, checkpoint_id), context=self.settings)
+        await self._finish(dialogue_id, started, replace=True, run=run)
+
+    async def fork(self, dialogue_id: str, checkpoint_id: str, seed: int | None = None,
+                   user_message: str | None = None) -> str:
+        """Start a new dialogue from another's checkpoint, optionally with a different next user message."""
+        writer = await self._writer_of(dialogue_id, checkpoint_id)
+        snap = await self.snapshot(dialogue_id, checkpoint_id)
+        if user_message is not None and tuple(snap.next) != ("user_simulator",):
+            raise InputError(f"--user-message needs a checkpoint whose next step is the user simulator; "
+                             f"{checkpoint_id} is followed by {', '.join(snap.next) or 'nothing'}")
+        new_id = await self._fresh_id(dialogue_id)
+        values = {**snap.values, "dialogue_id": new_id,
+                  "forked_from": ForkOrigin(dialogue=dialogue_id, checkpoint=checkpoint_id)}
+        if seed is not None:
+            values["seed"] = seed
+        cfg = self._cfg(new_id)
+        started = time.perf_counter()
+        if writer == "input":
+            run = self.graph.ainvoke(values, cfg, context=self.settings)
+        else:
+            await self.graph.aupdate_state(cfg, values, as_node=writer)
+            if user_message is not None:
+                state = DialogueState.model_validate(values)
+                await self.graph.aupdate_state(cfg, {
+                    "messages": [HumanMessage(content=user_message)],
+                    "last_user_turn": UserTurn(user_message=user_message, is_task_complete=False),
+                    "user_turns_in_task": state.user_turns_in_task + 1, "steps_in_turn": 0,
+                }, as_node="user_simulator")
+            run = self.graph.ainvoke(None, cfg, context=self.settings)
+        await self._finish(new_id, started, replace=False, run=run)
+        return new_id
+
+    async def _fresh_id(self, dialogue_id: str) -> str:
+        taken = self.folder.finished_ids()
+        n = 1
+        while True:
+            candidate = f"{dialogue_id}-fork{n}"
+            if candidate not in taken and not (await self.graph.aget_state(self._cfg(candidate))).values:
+                return candidate
+            n += 1
+
+
+def render_conversation(state: DialogueState, console: Console) -> None:
+    """The conversation as it stood, readable: roles, tool calls with arguments, results, then the writes."""
+    tools = {t.name: t for t in state.toolset}
+    for message in state.messages:
+        if isinstance(message, HumanMessage):
+            console.print(f"[bold cyan]user[/]: {message.text}", highlight=False, markup=True)
+        elif isinstance(message, AIMessage):
+            if message.text.strip():
+                console.print(f"[bold green]assistant[/]: {message.text}", highlight=False)
+            for call in message.tool_calls:
+                console.print(f"[green]assistant calls[/] {call['name']}({call.get('args')})", highlight=False)
+        elif isinstance(message, ToolMessage):
+            text = message.text if len(message.text) <= 400 else message.text[:399] + "…"
+            console.print(f"[yellow]tool {message.name}[/]: {text}", highlight=False)
+    writes = state.writes(tools)
+    console.print(f"\n[bold]database writes applied so far: {len(writes)}[/]")
+    for w in writes:
+        console.print(f"  {w.tool}({w.params})", highlight=False)
