@@ -6,14 +6,15 @@ validation error fed back to the model on failure.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import re
 import weakref
 from typing import Any, Callable, Iterable, TypeVar
 
+import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from backends.base import (AssistantRequest, JudgeRequest, TaskRequest, ToolProposalRequest, ToolRepairRequest,
@@ -322,38 +323,30 @@ def _parse_verdict(obj: dict[str, Any], request: JudgeRequest) -> Verdict:
 
 # ---------------------------------------------------------------- the backend
 
-@functools.cache
-def _lean_chat_openai() -> type:
-    from langchain_openai import ChatOpenAI
+class LeanChatOpenAI(ChatOpenAI):
+    """ChatOpenAI that hands the conversation and tools to the client as plain JSON.
 
-    class LeanChatOpenAI(ChatOpenAI):
-        """ChatOpenAI that hands the conversation and tools to the client as plain JSON.
+    The openai client walks every typed request parameter on each call (about 5 ms for a long
+    conversation with 40 tools, the largest framework cost per LLM call); the payload langchain
+    builds is already wire-format JSON, so it goes through `extra_body`, which the client merges
+    into the request body untouched. The request on the wire is the same.
+    """
 
-        The openai client walks every typed request parameter on each call (about 5 ms for a long
-        conversation with 40 tools, the largest framework cost per LLM call); the payload langchain
-        builds is already wire-format JSON, so it goes through `extra_body`, which the client merges
-        into the request body untouched. The request on the wire is the same.
-        """
-
-        def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
-            payload = super()._get_request_payload(input_, stop=stop, **kwargs)
-            if "response_format" in payload or self._use_responses_api(payload):
-                return payload  # those client paths need the typed parameters
-            plain = {key: payload.pop(key) for key in ("messages", "tools") if key in payload}
-            payload["messages"] = []
-            payload["extra_body"] = {**(payload.get("extra_body") or {}), **plain}
-            return payload
-
-    return LeanChatOpenAI
+    def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
+        payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+        if "response_format" in payload or self._use_responses_api(payload):
+            return payload  # those client paths need the typed parameters
+        plain = {key: payload.pop(key) for key in ("messages", "tools") if key in payload}
+        payload["messages"] = []
+        payload["extra_body"] = {**(payload.get("extra_body") or {}), **plain}
+        return payload
 
 
 def chat_openai(settings: Settings, http_async_client: Any = None) -> BaseChatModel:
-    ChatOpenAI = _lean_chat_openai()
-
     # max_retries is the openai client's own retry loop (openai/_base_client.py, installed openai
     # 3.54): it retries timeouts, connection errors, 408, 409, 429 and 5xx with exponential backoff
     # (0.5 s doubling up to 8 s, minus up to 25% jitter), honouring Retry-After / retry-after-ms.
-    return ChatOpenAI(
+    return LeanChatOpenAI(
         model=settings.model,
         base_url=settings.base_url,
         api_key=settings.api_key.get_secret_value() if settings.api_key else "not-needed",
@@ -382,21 +375,23 @@ class OpenAIBackend:
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[BaseChatModel, Any]] = \
             weakref.WeakKeyDictionary()
 
-    def _model(self) -> BaseChatModel:
+    async def _model(self) -> BaseChatModel:
         """The chat model for the running event loop.
 
         langchain-openai shares one async HTTP client per (base_url, timeout) across the process, and
         its pooled connections belong to the loop that opened them: a backend reused under a second
-        asyncio.run() fails with "Event loop is closed". So each loop gets its own client.
+        asyncio.run() fails with "Event loop is closed". So each loop gets its own client, built in a
+        worker thread because loading TLS certificates reads files (a blocking call on the loop).
         """
         if not self._owns_model:
             return self.chat_model
         loop = asyncio.get_running_loop()
         if loop not in self._per_loop:
-            import openai
+            def build() -> tuple[BaseChatModel, Any]:
+                client = openai.DefaultAsyncHttpxClient()
+                return chat_openai(self.settings, client), client
 
-            client = openai.DefaultAsyncHttpxClient()
-            self._per_loop[loop] = (chat_openai(self.settings, client), client)
+            self._per_loop[loop] = await asyncio.to_thread(build)
         return self._per_loop[loop][0]
 
     async def aclose(self) -> None:
@@ -413,7 +408,7 @@ class OpenAIBackend:
         error, text = "", ""
         attempts = self.settings.parse_retries + 1
         for _ in range(attempts):
-            reply = await self._model().ainvoke(history)
+            reply = await (await self._model()).ainvoke(history)
             usage = usage + usage_of(reply)
             text = reply.text
             try:
@@ -475,7 +470,7 @@ class OpenAIBackend:
                                _parse_user_turn)
 
     async def assistant_turn(self, request: AssistantRequest) -> tuple[AIMessage, Usage]:
-        model = self._model()
+        model = await self._model()
         if request.allow_tools and request.tools:
             model = model.bind_tools([t.openai_tool() for t in request.tools])  # type: ignore[assignment]
         reply = await model.ainvoke([SystemMessage(content=load_prompt("assistant").text), *request.messages])

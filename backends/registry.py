@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from langchain_core.globals import set_llm_cache
+
 from backends.base import Backend
 from backends.offline import OfflineBackend
+from backends.openai import OpenAIBackend
 from environment.errors import InputError
 from state.config import Settings
 
@@ -26,8 +29,6 @@ def use_llm_cache(path: str | None) -> None:
     """
     if _CACHE_PATH[0] == path:
         return
-    from langchain_core.globals import set_llm_cache
-
     if path is None:
         set_llm_cache(None)
     else:
@@ -44,8 +45,6 @@ def backend_for(settings: Settings) -> Backend:
     if settings.backend == "offline":
         return _BUILT.setdefault(("offline",), OfflineBackend())
     if settings.backend == "openai":
-        from backends.openai import OpenAIBackend
-
         key = ("openai", settings.model_dump_json())
         if key not in _BUILT:
             _BUILT[key] = OpenAIBackend(settings)

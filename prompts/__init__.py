@@ -5,7 +5,6 @@ Each `<role>.md` starts with a `version: N` line; `$name` placeholders are fille
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from string import Template
 
@@ -23,10 +22,19 @@ class Prompt(BaseModel):
         return Template(self.text).substitute({k: str(v) for k, v in values.items()})
 
 
-@lru_cache(maxsize=None)
-def load_prompt(name: str) -> Prompt:
-    path = PROMPT_DIR / f"{name}.md"
+def _read(path: Path) -> Prompt:
     head, _, body = path.read_text(encoding="utf-8").partition("\n")
     if not head.startswith("version:"):
         raise ValueError(f"prompt {path} must start with a 'version: N' line")
-    return Prompt(name=name, version=int(head.split(":", 1)[1]), text=body.lstrip("\n"))
+    return Prompt(name=path.stem, version=int(head.split(":", 1)[1]), text=body.lstrip("\n"))
+
+
+# Read once at import: nodes run on an event loop, where file reads would block it.
+_PROMPTS = {path.stem: _read(path) for path in sorted(PROMPT_DIR.glob("*.md"))}
+
+
+def load_prompt(name: str) -> Prompt:
+    try:
+        return _PROMPTS[name]
+    except KeyError:
+        raise KeyError(f"no prompt named {name!r} in {PROMPT_DIR}") from None
