@@ -104,3 +104,23 @@ def test_stats_of_several_runs(offline_run, capsys):
     assert main(["stats", str(offline_run), str(offline_run)]) == 0
     out = capsys.readouterr().out
     assert "Steps" in out and "Turns" in out and "Valid rate" in out
+
+
+def test_reuse_a_toolset_from_an_earlier_run(offline_run, tmp_path):
+    out = tmp_path / "reused"
+    assert main(["generate", "--db", str(CLINIC), "--dialogues", "2", "--toolset",
+                 str(offline_run / "toolset.json"), "--out", str(out)]) == 0
+    import json
+
+    before = json.loads((offline_run / "toolset.json").read_text())
+    after = json.loads((out / "toolset.json").read_text())
+    assert after == before
+    assert len((out / "dialogues.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_toolset_file_that_is_not_one(tmp_path, capsys):
+    bogus = tmp_path / "toolset.json"
+    bogus.write_text('{"not": "a list"}')
+    out = tmp_path / "out"
+    _fails_cleanly(capsys, ["generate", "--db", str(CLINIC), "--toolset", str(bogus), "--out", str(out)], out,
+                   "not a toolset.json")
