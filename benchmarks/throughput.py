@@ -126,7 +126,7 @@ def main() -> None:
     finally:
         stop.set()
         server.join(timeout=10)
-    Console().print(table)
+    Console(width=150).print(table)
     print(f"framework overhead per LLM call at concurrency 1: {1000 * per_call['graph']:.1f} ms over the latency, "
           f"{1000 * (per_call['graph'] - per_call['raw']):.1f} ms over a bare HTTP client "
           f"(whose own {1000 * per_call['raw']:.1f} ms are the stub server, loopback and wake-up costs)")
