@@ -274,7 +274,6 @@ class TaskBuilder:
             if detail is None or table.row_count == 0:
                 continue
             n = self.rng.choice([2, 3, 5])
-            (column, _), = [v for k, v in placeholder_columns(tool.sql).items()] or [("", "")]
             order_col = tool.name.split("_by_", 1)[-1].replace("_", " ")
             steps = [[PlannedCall(tool=tool.name, arguments={"limit": n})],
                      [PlannedCall(tool=detail.name, arguments=_pk_ref(table, len(self.subtasks), 0, detail))]]
