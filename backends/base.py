@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from state.dialogue import ExecutedCall, Usage, UserTurn, Verdict
 from state.schema import DatabaseSchema
 from state.tasks import Difficulty, Task
-from state.tools import SqlTool
+from state.tools import Tool
 
 
 class ToolProposalRequest(BaseModel):
@@ -26,7 +26,7 @@ class ToolRepairRequest(BaseModel):
 
 class TaskRequest(BaseModel):
     database: DatabaseSchema
-    tools: list[SqlTool]
+    tools: list[Tool]
     difficulty: Difficulty
     relation: Literal["first", "extends", "independent"]
     previous_tasks: list[Task] = []
@@ -46,7 +46,7 @@ class UserTurnRequest(BaseModel):
 
 
 class AssistantRequest(BaseModel):
-    tools: list[SqlTool]
+    tools: list[Tool]
     messages: list[AnyMessage]
     calls: list[ExecutedCall] = []
     allow_tools: bool = Field(True, description="False when the step budget is spent: answer in text.")

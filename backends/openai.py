@@ -24,7 +24,7 @@ from state.config import Settings
 from state.dialogue import ExecutedCall, Usage, UserTurn, Verdict
 from state.schema import DatabaseSchema
 from state.tasks import ResultRef, Task
-from state.tools import SqlTool
+from state.tools import Tool
 
 T = TypeVar("T")
 
@@ -146,7 +146,7 @@ def render_schema(database: DatabaseSchema) -> str:
     return "\n\n".join(blocks)
 
 
-def render_tools(tools: Iterable[SqlTool]) -> str:
+def render_tools(tools: Iterable[Tool]) -> str:
     lines, optional = [], False
     for tool in tools:
         required = set(tool.required)

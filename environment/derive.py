@@ -14,7 +14,7 @@ from sqlglot import exp
 from environment.sqlnames import quote_ident as q
 from environment.sqlnames import singular, snake
 from state.schema import Column, DatabaseSchema, Table
-from state.tools import SqlTool
+from state.tools import Tool
 
 _SEARCH_HINTS = ("name", "title", "description", "city", "reason", "species", "email", "type", "status")
 _UPDATE_HINTS = ("status", "paid", "notes", "note", "phone", "email", "price", "amount", "cost", "active", "name")
@@ -96,8 +96,8 @@ def _pick(columns: list[Column], hints: tuple[str, ...]) -> list[Column]:
     return sorted(columns, key=rank)
 
 
-def derive_table_tools(table: Table, namer: _Namer, schema: DatabaseSchema) -> list[SqlTool]:
-    tools: list[SqlTool] = []
+def derive_table_tools(table: Table, namer: _Namer, schema: DatabaseSchema) -> list[Tool]:
+    tools: list[Tool] = []
     t = snake(table.name, "t")
     entity = singular(t)
     qt = q(table.name)
@@ -107,7 +107,7 @@ def derive_table_tools(table: Table, namer: _Namer, schema: DatabaseSchema) -> l
     order = _ordering(table)
 
     def add(name: str, description: str, params: dict[str, Any], sql: str, mode: str, kind: str) -> None:
-        tools.append(SqlTool(name=namer.tool(name), description=description, parameters=params, sql=sql,
+        tools.append(Tool(name=namer.tool(name), description=description, parameters=params, sql=sql,
                              mode=mode, kind=kind, table=table.name, origin="schema"))
 
     if pk and len(pk) == len(table.primary_key):
@@ -229,7 +229,7 @@ def derive_table_tools(table: Table, namer: _Namer, schema: DatabaseSchema) -> l
     return tools
 
 
-def derive_tools(schema: DatabaseSchema, max_tools: int = 60) -> list[SqlTool]:
+def derive_tools(schema: DatabaseSchema, max_tools: int = 60) -> list[Tool]:
     """Schema-derived tools for every table, most connected tables first, capped at max_tools.
 
     Tools are taken round-robin by kind so a cap keeps a mix of reads and writes.
@@ -244,7 +244,7 @@ def derive_tools(schema: DatabaseSchema, max_tools: int = 60) -> list[SqlTool]:
     ordered = sorted(schema.tables, key=lambda t: (-degree[t.name], -t.row_count, t.name))
     per_table = [derive_table_tools(t, namer, schema) for t in ordered]
     priority = ["lookup", "search", "join", "update", "insert", "aggregate", "range", "top", "delete"]
-    picked: list[SqlTool] = []
+    picked: list[Tool] = []
     for kind in priority:
         for tools in per_table:
             picked.extend(tool for tool in tools if tool.kind == kind)

@@ -19,7 +19,7 @@ from sqlglot import exp
 
 from environment.introspect import json_value, open_read_only
 from state.dialogue import WriteRecord
-from state.tools import SqlTool, ToolError, ToolResult
+from state.tools import Tool, ToolError, ToolResult
 
 DEFAULT_MAX_ROWS = 20
 _FETCH_LIMIT = 10_000
@@ -43,7 +43,7 @@ def bind(sql: str, arguments: dict[str, Any]) -> dict[str, Any]:
     return {name: arguments.get(name) for name in placeholders(sql)}
 
 
-def check_arguments(tool: SqlTool, arguments: dict[str, Any]) -> ToolError | None:
+def check_arguments(tool: Tool, arguments: dict[str, Any]) -> ToolError | None:
     """Validate call arguments against the tool's JSON Schema."""
     schema = {"additionalProperties": False, **tool.parameters}
     validator = jsonschema.validators.validator_for(schema)(schema)
@@ -90,7 +90,7 @@ class Sandbox:
         except (sqlite3.Error, OverflowError, ValueError) as exc:
             return ToolResult(ok=False, error=ToolError(type="sql_error", message=str(exc)))
 
-    def run(self, tool: SqlTool, arguments: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS) -> ToolResult:
+    def run(self, tool: Tool, arguments: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS) -> ToolResult:
         """Check the arguments against the tool's schema, then run its SQL with them bound."""
         error = check_arguments(tool, arguments)
         if error is not None:

@@ -15,7 +15,7 @@ from sqlglot import exp
 from environment.sandbox import Sandbox, placeholders
 from environment.sqlnames import quote_ident
 from state.schema import DatabaseSchema, Table
-from state.tools import SqlTool
+from state.tools import Tool
 
 TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _READ = (exp.Select, exp.Union, exp.Intersect, exp.Except)
@@ -24,7 +24,7 @@ _NONDETERMINISTIC = (exp.Rand, exp.CurrentTimestamp, exp.CurrentDate, exp.Curren
 _PREDICATES = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike, exp.Between, exp.In, exp.Is)
 
 
-def static_problems(tool: SqlTool) -> str | None:
+def static_problems(tool: Tool) -> str | None:
     """What is wrong with a tool without running it, or None."""
     if not TOOL_NAME.match(tool.name):
         return f"name {tool.name!r} is not snake_case (lowercase letters, digits, underscores)"
@@ -112,7 +112,7 @@ def _tables_of(sql: str, schema: DatabaseSchema) -> list[str]:
     return [t.name for t in schema.tables if t.name in names]
 
 
-def sample_arguments(tool: SqlTool, schema: DatabaseSchema, sandbox: Sandbox) -> dict[str, Any]:
+def sample_arguments(tool: Tool, schema: DatabaseSchema, sandbox: Sandbox) -> dict[str, Any]:
     """Arguments drawn from the data itself, so lookups hit and inserts do not collide."""
     mapping = placeholder_columns(tool.sql)
     tables = _tables_of(tool.sql, schema) or [tool.table]
@@ -177,7 +177,7 @@ _KEY_CANDIDATES = 50
 _KEY_COMBINATIONS = 20_000
 
 
-def _free_key(tool: SqlTool, schema: DatabaseSchema, sandbox: Sandbox, mapping: dict[str, tuple[str, str]],
+def _free_key(tool: Tool, schema: DatabaseSchema, sandbox: Sandbox, mapping: dict[str, tuple[str, str]],
               tables: list[str]) -> dict[str, Any]:
     """For an INSERT that sets a primary key made of several columns, or of a foreign-key column: a key
     not taken yet, built from values the key columns may hold (parent keys for foreign-key columns,
@@ -231,7 +231,7 @@ def _default_for(json_type: str, name: str, prop: dict[str, Any]) -> Any:
     return {"integer": 1, "number": 1.0, "boolean": True}.get(json_type, "a")
 
 
-def run_check(tool: SqlTool, schema: DatabaseSchema, sandbox: Sandbox) -> str | None:
+def run_check(tool: Tool, schema: DatabaseSchema, sandbox: Sandbox) -> str | None:
     """Run the tool once with sample arguments inside a savepoint that is rolled back."""
     try:
         args = sample_arguments(tool, schema, sandbox)
@@ -249,6 +249,6 @@ def run_check(tool: SqlTool, schema: DatabaseSchema, sandbox: Sandbox) -> str | 
     return None
 
 
-def check_tool(tool: SqlTool, schema: DatabaseSchema, sandbox: Sandbox) -> str | None:
+def check_tool(tool: Tool, schema: DatabaseSchema, sandbox: Sandbox) -> str | None:
     """The reason a tool is refused, or None when it is accepted."""
     return static_problems(tool) or run_check(tool, schema, sandbox)

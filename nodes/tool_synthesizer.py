@@ -18,14 +18,14 @@ from nodes.common import backend_of, settings_of
 from state.config import Settings
 from state.dialogue import DialogueState, Usage
 from state.schema import DatabaseSchema
-from state.tools import DroppedTool, SqlTool, Toolset
+from state.tools import DroppedTool, Tool, Toolset
 
 log = logging.getLogger(__name__)
 
 
-def _parse(proposal: dict[str, object]) -> tuple[SqlTool | None, str]:
+def _parse(proposal: dict[str, object]) -> tuple[Tool | None, str]:
     try:
-        return SqlTool.model_validate({"origin": "model", **proposal}), ""
+        return Tool.model_validate({"origin": "model", **proposal}), ""
     except ValidationError as exc:
         first = exc.errors()[0]
         return None, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
@@ -36,12 +36,12 @@ async def synthesize_toolset(database: DatabaseSchema, backend: Backend, setting
     proposals, usage = await backend.propose_tools(ToolProposalRequest(database=database, max_tools=settings.max_tools))
     sandbox = await asyncio.to_thread(Sandbox, database.path)
     try:
-        accepted: list[SqlTool] = []
+        accepted: list[Tool] = []
         dropped: list[DroppedTool] = []
         repaired = 0
         names: set[str] = set()
 
-        def check(tool: SqlTool) -> str | None:
+        def check(tool: Tool) -> str | None:
             if tool.name in names:
                 return f"duplicate tool name {tool.name!r}"
             return check_tool(tool, database, sandbox)

@@ -34,7 +34,7 @@ from runner.stats import RunStats, run_stats, stats_table
 from state.config import RunConfig, Settings
 from state.dialogue import DialogueInput, DialogueState
 from state.persistence import strict_serializer
-from state.tools import SqlTool, Toolset
+from state.tools import Tool, Toolset
 
 
 def check_backend(settings: Settings) -> None:
@@ -69,7 +69,7 @@ def _recursion_limit(config: RunConfig, settings: Settings) -> int:
 
 
 def _worker_main(builder_factory: Callable[[], StateGraph], folder: str, config: RunConfig, settings: Settings,
-                 toolset: list[SqlTool], indices: list[int], events: Any) -> None:
+                 toolset: list[Tool], indices: list[int], events: Any) -> None:
     """A worker process: runs its share of the dialogues and reports each one as it is written."""
     batch = Batch(builder_factory, RunFolder(Path(folder)), config, settings, toolset, Console(quiet=True))
     asyncio.run(batch.run_shard(indices, lambda: events.put(1)))
@@ -77,7 +77,7 @@ def _worker_main(builder_factory: Callable[[], StateGraph], folder: str, config:
 
 class Batch:
     def __init__(self, builder_factory: Callable[[], StateGraph], folder: RunFolder, config: RunConfig,
-                 settings: Settings, toolset: list[SqlTool], console: Console) -> None:
+                 settings: Settings, toolset: list[Tool], console: Console) -> None:
         self.builder_factory = builder_factory
         self.folder = folder
         self.config = config
@@ -215,7 +215,7 @@ def _backend_notice(settings: Settings, console: Console) -> None:
 
 
 async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
-                   console: Console, toolset: list[SqlTool] | None = None) -> RunStats:
+                   console: Console, toolset: list[Tool] | None = None) -> RunStats:
     """A new run: validate everything, synthesize the toolset once, then run every dialogue."""
     database = inspect_database(config.source_db)
     if not any(t.row_count for t in database.tables):
@@ -256,11 +256,11 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
     return _finish(folder, console)
 
 
-def load_toolset(path: Path) -> list[SqlTool]:
+def load_toolset(path: Path) -> list[Tool]:
     """Tools from a toolset.json written by an earlier run."""
     try:
         entries = json.loads(Path(path).read_text(encoding="utf-8"))
-        return [SqlTool.model_validate(e) for e in entries]
+        return [Tool.model_validate(e) for e in entries]
     except OSError as exc:
         raise InputError(f"cannot read toolset {path}: {exc.strerror}") from None
     except (ValueError, TypeError) as exc:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from state.schema import DatabaseSchema
 from state.tasks import RubricCategory, Task
-from state.tools import SqlTool, ToolResult
+from state.tools import Tool, ToolResult
 
 
 class UserTurn(BaseModel):
@@ -85,7 +85,7 @@ class DialogueInput(BaseModel):
     seed: int = Field(0, description="Seed for every random choice in this dialogue.")
     tasks_per_dialogue: int = Field(2, ge=1, description="How many tasks the user pursues in this dialogue.")
     backend: str = Field("", description="'offline' or 'openai'; empty: the run's settings decide.")
-    toolset: list[SqlTool] = Field(default_factory=list, description="Tools; synthesized when empty.")
+    toolset: list[Tool] = Field(default_factory=list, description="Tools; synthesized when empty.")
     prelude: list[dict[str, Any]] = Field(
         default_factory=list,
         description="An existing conversation (OpenAI chat messages) to continue; exported unchanged.")
@@ -123,7 +123,7 @@ class DialogueState(DialogueInput):
     def current_task(self) -> Task | None:
         return self.tasks[-1] if self.tasks else None
 
-    def writes(self, toolset: dict[str, SqlTool] | None = None) -> list[WriteRecord]:
+    def writes(self, toolset: dict[str, Tool] | None = None) -> list[WriteRecord]:
         """Every write that changed the sandbox, in order: the replay log of the dialogue."""
         tools = toolset or {t.name: t for t in self.toolset}
         return [

@@ -9,17 +9,25 @@ from pydantic import BaseModel, Field
 ToolKind = Literal["lookup", "search", "range", "join", "aggregate", "top", "insert", "update", "delete", "other"]
 
 
-class SqlTool(BaseModel):
+class Tool(BaseModel):
+    """An OpenAI function spec bound to one parameterized SQL statement (executed on a sandbox) or, when
+    it has no SQL, to an output schema (its results are simulated)."""
+
     name: str = Field(description="snake_case function name, unique in the toolset.")
     description: str
     parameters: dict[str, Any] = Field(description="JSON Schema (type object) of the arguments.")
-    sql: str = Field(description="One parameterized statement using :name placeholders.")
-    mode: Literal["read", "write"]
+    sql: str = Field("", description="One parameterized statement using :name placeholders; empty when simulated.")
+    mode: Literal["read", "write"] = "read"
     kind: ToolKind = "other"
-    table: str = Field("", description="The main table the tool works on.")
-    origin: Literal["model", "schema"] = Field(
-        "schema", description="'model' when an LLM proposed it, 'schema' when derived from the schema."
+    table: str = Field("", description="The main table (or entity) the tool works on.")
+    origin: Literal["model", "schema", "seed"] = Field(
+        "schema", description="'model' when an LLM proposed it, 'schema' when derived, 'seed' when given."
     )
+    output_schema: dict[str, Any] = Field(default_factory=dict, description="JSON Schema of the return value.")
+
+    @property
+    def simulated(self) -> bool:
+        return not self.sql
 
     def function_spec(self) -> dict[str, Any]:
         """The OpenAI function spec (name, description, parameters)."""
@@ -30,9 +38,14 @@ class SqlTool(BaseModel):
         return {"type": "function", "function": self.function_spec()}
 
     def toolset_entry(self) -> dict[str, Any]:
-        """The tool as written to toolset.json: its function spec plus its SQL and mode."""
-        return {**self.function_spec(), "sql": self.sql, "mode": self.mode, "kind": self.kind,
-                "table": self.table, "origin": self.origin}
+        """The tool as written to toolset.json: its function spec plus its SQL (or output schema) and mode."""
+        entry = {**self.function_spec(), "mode": self.mode, "kind": self.kind, "table": self.table,
+                 "origin": self.origin}
+        if self.sql:
+            entry["sql"] = self.sql
+        if self.output_schema:
+            entry["output_schema"] = self.output_schema
+        return entry
 
     @property
     def required(self) -> list[str]:
@@ -49,7 +62,7 @@ class DroppedTool(BaseModel):
 
 
 class Toolset(BaseModel):
-    tools: list[SqlTool]
+    tools: list[Tool]
     dropped: list[DroppedTool] = []
     proposed: int = Field(0, description="How many tools the backend proposed.")
     repaired: int = Field(0, description="How many proposals were accepted after one repair.")
@@ -58,7 +71,7 @@ class Toolset(BaseModel):
     )
     notes: list[str] = []
 
-    def get(self, name: str) -> SqlTool | None:
+    def get(self, name: str) -> Tool | None:
         for tool in self.tools:
             if tool.name == name:
                 return tool

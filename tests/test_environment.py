@@ -12,7 +12,7 @@ from environment.introspect import inspect_database, open_read_only
 from environment.sandbox import Sandbox, SandboxPool
 from environment.tool_checks import check_tool, static_problems
 from state.dialogue import WriteRecord
-from state.tools import SqlTool
+from state.tools import Tool
 from tests.conftest import CLINIC, sha256
 
 
@@ -69,8 +69,8 @@ def test_derived_tools_cover_every_kind_and_pass_their_checks(schema):
     assert not [n for n, why in refused.items() if why], refused
 
 
-def _tool(sql: str, props: dict, mode: str = "read", name: str = "probe") -> SqlTool:
-    return SqlTool(name=name, description="d", parameters={"type": "object", "properties": props,
+def _tool(sql: str, props: dict, mode: str = "read", name: str = "probe") -> Tool:
+    return Tool(name=name, description="d", parameters={"type": "object", "properties": props,
                                                             "required": list(props)}, sql=sql, mode=mode)
 
 

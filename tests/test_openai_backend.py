@@ -21,7 +21,7 @@ from state.config import Settings
 from state.dialogue import ExecutedCall, Usage, UserTurn, Verdict
 from state.schema import Column, DatabaseSchema, ForeignKey, Table
 from state.tasks import Rubric, RubricItem, Subtask, Task
-from state.tools import SqlTool, ToolResult
+from state.tools import Tool, ToolResult
 
 try:  # tests/ is a plain directory: pytest puts it on sys.path; from the project root `tests.` works too
     from tests.fakes import ScriptedChatModel, ScriptExhausted
@@ -76,13 +76,13 @@ def database() -> DatabaseSchema:
 
 
 @pytest.fixture(scope="module")
-def tools() -> list[SqlTool]:
+def tools() -> list[Tool]:
     return [
-        SqlTool(name="search_owners", description="Find owners by last name.", mode="read", kind="search",
+        Tool(name="search_owners", description="Find owners by last name.", mode="read", kind="search",
                 table="owners", sql='SELECT * FROM owners WHERE last_name LIKE :last_name',
                 parameters={"type": "object", "properties": {"last_name": {"type": "string"}},
                             "required": ["last_name"]}),
-        SqlTool(name="list_pets_for_owner", description="The pets of one owner.", mode="read", kind="join",
+        Tool(name="list_pets_for_owner", description="The pets of one owner.", mode="read", kind="join",
                 table="pets", sql="SELECT * FROM pets WHERE owner_id = :owner_id",
                 parameters={"type": "object", "properties": {"owner_id": {"type": "integer"},
                                                              "limit": {"type": "integer"}},

@@ -17,27 +17,27 @@ from backends.offline.phrasing import entity, plural, show, words
 from environment.tool_checks import placeholder_columns
 from state.schema import DatabaseSchema, Table
 from state.tasks import PlannedCall, ResultRef, Rubric, RubricItem, Subtask, Task
-from state.tools import SqlTool
+from state.tools import Tool
 
 
 @dataclass
 class Focus:
     table: Table
     row: dict[str, Any]
-    search: SqlTool
+    search: Tool
     column: str
     value: str
 
 
 class ToolIndex:
-    def __init__(self, tools: list[SqlTool], database: DatabaseSchema) -> None:
+    def __init__(self, tools: list[Tool], database: DatabaseSchema) -> None:
         self.tools = tools
         self.database = database
 
-    def of(self, kind: str, table: str) -> list[SqlTool]:
+    def of(self, kind: str, table: str) -> list[Tool]:
         return [t for t in self.tools if t.kind == kind and t.table == table]
 
-    def lookup(self, table: str) -> SqlTool | None:
+    def lookup(self, table: str) -> Tool | None:
         pk = [c.name for c in self.database.table(table).primary_key]
         for tool in self.of("lookup", table) + self.of("join", table):
             cols = placeholder_columns(tool.sql)
@@ -45,7 +45,7 @@ class ToolIndex:
                 return tool
         return None
 
-    def children_lister(self, parent: str) -> list[tuple[SqlTool, str]]:
+    def children_lister(self, parent: str) -> list[tuple[Tool, str]]:
         """(tool, fk column) pairs listing a child table's rows for one parent row."""
         found = []
         parent_cols = {c.name for c in self.database.table(parent).columns}
@@ -60,7 +60,7 @@ class ToolIndex:
         return found
 
 
-def _pk_ref(table: Table, subtask: int, step: int, lookup: SqlTool) -> dict[str, Any]:
+def _pk_ref(table: Table, subtask: int, step: int, lookup: Tool) -> dict[str, Any]:
     cols = placeholder_columns(lookup.sql)
     return {param: ResultRef(subtask=subtask, step=step, field=col) for param, (col, _) in cols.items()}
 
