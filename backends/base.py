@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 from state.dialogue import ExecutedCall, Usage, UserTurn, Verdict
 from state.schema import DatabaseSchema
 from state.tasks import Difficulty, Task
+from environment.simulator import SimulatedWorld
+from state.toolprep import Question
 from state.tools import Tool
 
 
@@ -33,6 +35,8 @@ class TaskRequest(BaseModel):
     previous_calls: list[ExecutedCall] = Field(default_factory=list, description="Outcomes of earlier tasks.")
     conversation: list[AnyMessage] = Field(
         default_factory=list, description="A given conversation the first task must follow on from.")
+    style: Literal["descriptive", "question"] = Field(
+        "descriptive", description="A latent goal for a user simulator, or a direct question (task-oriented).")
     rng_key: str = Field(description="Seeds every random choice of this request.")
 
 
@@ -53,6 +57,43 @@ class AssistantRequest(BaseModel):
     reference_task: Task | None = Field(
         None, description="The task's reference plan; only the offline backend's plan-following assistant reads it."
     )
+    rng_key: str
+
+
+class QuestionRequest(BaseModel):
+    domain: str
+    seed_tools: list[Tool]
+    count: int = 24
+    rng_key: str
+
+
+class ToolDesignRequest(BaseModel):
+    domain: str
+    question: Question
+    known_tools: list[Tool] = Field(default_factory=list, description="Tools so far, whose conventions to follow.")
+    rng_key: str
+
+
+class ExpansionRequest(BaseModel):
+    domain: str
+    tools: list[Tool]
+    max_new: int = 10
+    rng_key: str
+
+
+class OutputSchemaRequest(BaseModel):
+    tool: Tool
+    previous: list[Tool] = Field(default_factory=list, description="Tools already given output schemas, in order.")
+    registry: dict[str, str] = Field(default_factory=dict, description="Canonical type of every field seen so far.")
+    feedback: str = Field("", description="Type conflicts in the last answer, to repair.")
+
+
+class SimulationRequest(BaseModel):
+    tool: Tool
+    arguments: dict[str, object]
+    messages: list[AnyMessage]
+    reference_time: str = Field(description="The dialogue's 'now', or the date the user stated.")
+    world: SimulatedWorld = Field(description="Every entity returned so far in this dialogue.")
     rng_key: str
 
 
@@ -82,3 +123,13 @@ class Backend(Protocol):
     async def assistant_turn(self, request: AssistantRequest) -> tuple[AIMessage, Usage]: ...
 
     async def judge(self, request: JudgeRequest) -> tuple[Verdict, Usage]: ...
+
+    async def generate_questions(self, request: QuestionRequest) -> tuple[list[Question], Usage]: ...
+
+    async def design_tools(self, request: ToolDesignRequest) -> tuple[list[dict[str, object]], Usage]: ...
+
+    async def expand_tools(self, request: ExpansionRequest) -> tuple[list[dict[str, object]], Usage]: ...
+
+    async def predict_output_schema(self, request: OutputSchemaRequest) -> tuple[dict[str, object], Usage]: ...
+
+    async def simulate_tool(self, request: SimulationRequest) -> tuple[object, Usage]: ...

@@ -17,8 +17,11 @@ from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMes
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from backends.base import (AssistantRequest, JudgeRequest, TaskRequest, ToolProposalRequest, ToolRepairRequest,
+from backends.base import (AssistantRequest, ExpansionRequest, JudgeRequest, OutputSchemaRequest, Question,
+                           QuestionRequest, SimulationRequest, TaskRequest, ToolDesignRequest, ToolProposalRequest,
+                           ToolRepairRequest,
                            UserTurnRequest)
+from environment.simulator import validation_error
 from prompts import load_prompt
 from state.config import Settings
 from state.dialogue import ExecutedCall, Usage, UserTurn, Verdict
@@ -277,6 +280,32 @@ _CATEGORIES = {"critical": "Critical", "structural": "Structural", "noncritical"
                "invalidrubric": "InvalidRubric"}
 
 
+class _Questions(BaseModel):
+    questions: list[Question]
+
+
+class _ToolSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    description: str = ""
+    parameters: dict[str, Any]
+
+
+class _ToolSpecs(BaseModel):
+    tools: list[dict[str, Any]]
+
+    def model_post_init(self, _: Any) -> None:
+        for tool in self.tools:
+            _ToolSpec.model_validate(tool)
+
+
+def _parse_output_schema(obj: dict[str, Any]) -> dict[str, object]:
+    schema = obj.get("schema", obj) if isinstance(obj.get("schema"), dict) else obj
+    if schema.get("type") not in ("object", "array"):
+        raise ReplyError("the output schema's top-level type must be 'object' or 'array'")
+    return schema
+
+
 def _parse_task(obj: dict[str, Any], request: TaskRequest) -> Task:
     subtasks = obj.get("subtasks")
     if isinstance(subtasks, list):
@@ -477,6 +506,55 @@ class OpenAIBackend:
         if not isinstance(reply, AIMessage):
             reply = AIMessage(content=reply.content)
         return reply, usage_of(reply)
+
+    async def generate_questions(self, request: QuestionRequest) -> tuple[list[Question], Usage]:
+        prompt = load_prompt("tool_questions").render(domain=request.domain, tools=render_tools(request.seed_tools),
+                                                      count=request.count)
+        return await self._ask("tool_questions", [HumanMessage(content=prompt)],
+                               lambda obj: _Questions.model_validate(obj).questions)
+
+    async def design_tools(self, request: ToolDesignRequest) -> tuple[list[dict[str, object]], Usage]:
+        prompt = load_prompt("tool_designer").render(domain=request.domain, question=request.question.text,
+                                                     tools=render_tools(request.known_tools) or "(none yet)")
+        return await self._ask("tool_designer", [HumanMessage(content=prompt)],
+                               lambda obj: _ToolSpecs.model_validate(obj).tools)
+
+    async def expand_tools(self, request: ExpansionRequest) -> tuple[list[dict[str, object]], Usage]:
+        listing = json.dumps([t.function_spec() for t in request.tools], ensure_ascii=False)
+        prompt = load_prompt("tool_expansion").render(domain=request.domain, tools=listing, max_new=request.max_new)
+        tools, usage = await self._ask("tool_expansion", [HumanMessage(content=prompt)],
+                                       lambda obj: _ToolSpecs.model_validate(obj).tools)
+        return tools[: request.max_new], usage
+
+    async def predict_output_schema(self, request: OutputSchemaRequest) -> tuple[dict[str, object], Usage]:
+        """One running conversation: every earlier tool and the schema given for it, then this tool."""
+        history: list[BaseMessage] = [SystemMessage(content=load_prompt("output_schema").text)]
+        for tool in request.previous:
+            history += [HumanMessage(content=json.dumps(tool.function_spec(), ensure_ascii=False)),
+                        AIMessage(content=json.dumps(tool.output_schema, ensure_ascii=False))]
+        ask = json.dumps(request.tool.function_spec(), ensure_ascii=False)
+        if request.feedback:
+            ask += f"\n\nYour last schema for this tool broke consistency: {request.feedback}. Fix those types."
+        return await self._ask("output_schema", [*history, HumanMessage(content=ask)], _parse_output_schema)
+
+    async def simulate_tool(self, request: SimulationRequest) -> tuple[object, Usage]:
+        tool = request.tool
+        known = [r for k, r in request.world.entities.items() if k.startswith(f"{tool.table}:")][-10:]
+        prompt = load_prompt("tool_simulator").render(
+            tool=json.dumps(tool.function_spec(), ensure_ascii=False),
+            output_schema=json.dumps(tool.output_schema, ensure_ascii=False),
+            arguments=json.dumps(request.arguments, ensure_ascii=False, default=str),
+            reference_time=request.reference_time, known=json.dumps(known, ensure_ascii=False, default=str) or "[]",
+            transcript=render_transcript(request.messages[-12:], user="User", result_chars=300))
+
+        def parse(obj: dict[str, Any]) -> object:
+            result = obj.get("result", obj)
+            error = validation_error(tool, result)
+            if error:
+                raise ReplyError(f"the result does not match the output schema: {error}")
+            return result
+
+        return await self._ask("tool_simulator", [HumanMessage(content=prompt)], parse)
 
     async def judge(self, request: JudgeRequest) -> tuple[Verdict, Usage]:
         transcript = render_transcript(request.messages, user="User", result_chars=JUDGE_RESULT_CHARS)

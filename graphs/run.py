@@ -1,4 +1,4 @@
-"""Command line: `python -m graphs.run generate | resume | fork | history | show | stats`.
+"""Command line: `python -m graphs.run generate | resume | fork | history | show | toolprep | stats`.
 
 Bad input is reported as one line on stderr with exit code 2; nothing half-written is left behind.
 """
@@ -19,12 +19,15 @@ from rich.console import Console
 from rich.table import Table
 
 from environment.errors import InputError
+from environment.sqlnames import snake
 from graphs.dialogue import build_dialogue_graph
+from graphs.toolprep import build_toolprep_graph
 from runner import run_folder as rf
 from runner.batch import generate, load_toolset, resume, summarize
 from runner.checkpoints import DialogueCheckpoints, render_conversation
 from runner.run_folder import LLM_CACHE, RunFolder
 from runner.stats import RunStats, stats_table
+from runner.toolprep import run_toolprep
 from state.config import RunConfig, Settings
 from state.dialogue import DialogueInput
 
@@ -73,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("run_dir", type=Path)
     show.add_argument("--dialogue", required=True)
     show.add_argument("--checkpoint")
+
+    prep = sub.add_parser("toolprep", help="grow a consistent toolset with output schemas from a few seed tools")
+    prep.add_argument("--tools", type=Path, required=True, help="seed tools: a JSON list of OpenAI function specs")
+    prep.add_argument("--domain", required=True, help="the domain the tools serve, e.g. 'online bookstore'")
+    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--out", type=Path, help="run folder (default runs/toolprep-<domain>-s<seed>-<time>)")
+    _backend_args(prep)
 
     st = sub.add_parser("stats", help="print the statistics of one or more runs side by side")
     st.add_argument("run_dirs", type=Path, nargs="+")
@@ -170,6 +180,9 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         if args.command == "resume" and not args.checkpoint:
             raise InputError("--dialogue goes with --checkpoint (see: python -m graphs.run history RUN_DIR --dialogue ID)")
         await _checkpoint_command(args, console)
+    elif args.command == "toolprep":
+        out = args.out or Path("runs") / f"toolprep-{snake(args.domain)}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        await run_toolprep(build_toolprep_graph, args.tools, args.domain, out, _settings(args), args.seed, console)
     elif args.command == "stats":
         columns: dict[str, RunStats] = {}
         for run_dir in args.run_dirs:

@@ -33,8 +33,9 @@ def strict_serializer(*roots: type[BaseModel]) -> JsonPlusSerializer:
     """A serializer that revives only the given state models (and what they contain) and messages."""
     if not roots:
         from state.dialogue import DialogueInput, DialogueOutput, DialogueState
+        from state.toolprep import ToolprepInput, ToolprepOutput, ToolprepState
 
-        roots = (DialogueState, DialogueInput, DialogueOutput)
+        roots = (DialogueState, DialogueInput, DialogueOutput, ToolprepState, ToolprepInput, ToolprepOutput)
     types = set(_MESSAGES)
     for root in roots:
         types |= model_types(root)

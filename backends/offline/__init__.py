@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from langchain_core.messages import AIMessage
 
-from backends.base import (AssistantRequest, JudgeRequest, TaskRequest, ToolProposalRequest, ToolRepairRequest,
-                           UserTurnRequest)
+import datetime as dt
+import random
+
+from backends.base import (AssistantRequest, ExpansionRequest, JudgeRequest, OutputSchemaRequest, Question,
+                           QuestionRequest, SimulationRequest, TaskRequest, ToolDesignRequest, ToolProposalRequest,
+                           ToolRepairRequest, UserTurnRequest)
+from backends.offline import toolprep
 from backends.offline.assistant import assistant_turn
 from backends.offline.judge import judge
 from backends.offline.tasks import generate_task
 from backends.offline.user import user_turn
 from environment.derive import derive_tools
+from environment.simulator import simulate
 from state.dialogue import Usage, UserTurn, Verdict
 from state.tasks import Task
 
@@ -38,3 +44,22 @@ class OfflineBackend:
 
     async def judge(self, request: JudgeRequest) -> tuple[Verdict, Usage]:
         return judge(request), Usage()
+
+    async def generate_questions(self, request: QuestionRequest) -> tuple[list[Question], Usage]:
+        return toolprep.generate_questions(request), Usage()
+
+    async def design_tools(self, request: ToolDesignRequest) -> tuple[list[dict[str, object]], Usage]:
+        return toolprep.design_tools(request), Usage()
+
+    async def expand_tools(self, request: ExpansionRequest) -> tuple[list[dict[str, object]], Usage]:
+        return toolprep.expand_tools(request), Usage()
+
+    async def predict_output_schema(self, request: OutputSchemaRequest) -> tuple[dict[str, object], Usage]:
+        return toolprep.predict_output_schema(request), Usage()
+
+    async def simulate_tool(self, request: SimulationRequest) -> tuple[object, Usage]:
+        """Values drawn from the output schema, consistent with what the dialogue's world already holds."""
+        world = request.world.model_copy(deep=True)
+        reference = dt.datetime.fromisoformat(request.reference_time)
+        return simulate(request.tool, dict(request.arguments), world, random.Random(request.rng_key), reference), \
+            Usage()
