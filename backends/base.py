@@ -7,10 +7,9 @@ from typing import Literal, Protocol, runtime_checkable
 from langchain_core.messages import AIMessage, AnyMessage
 from pydantic import BaseModel, Field
 
-from state.dialogue import ExecutedCall, Usage, UserTurn, Verdict
+from state.dialogue import ExecutedCall, SimulatedWorld, Usage, UserTurn, Verdict
 from state.schema import DatabaseSchema
 from state.tasks import Difficulty, Task
-from environment.simulator import SimulatedWorld
 from state.toolprep import Question
 from state.tools import Tool
 
@@ -27,7 +26,7 @@ class ToolRepairRequest(BaseModel):
 
 
 class TaskRequest(BaseModel):
-    database: DatabaseSchema
+    database: DatabaseSchema | None = Field(None, description="None when every tool is simulated.")
     tools: list[Tool]
     difficulty: Difficulty
     relation: Literal["first", "extends", "independent"]

@@ -51,3 +51,25 @@ def backend_for(settings: Settings) -> Backend:
         return _BUILT[key]
     known = ", ".join(["offline", "openai", *_CUSTOM])
     raise InputError(f"unknown backend {settings.backend!r} (choose one of: {known})")
+
+
+def agent_backend_for(settings: Settings):
+    """The user-agent (method B) backend, chosen by the same rule as `backend_for`."""
+    from backends.agent_base import registered_agent_backend
+
+    use_llm_cache(settings.llm_cache)
+    custom = registered_agent_backend(settings.backend)
+    if custom is not None:
+        return custom
+    if settings.backend == "offline":
+        from backends.offline.agent import OfflineAgentBackend
+
+        return _BUILT.setdefault(("agent-offline",), OfflineAgentBackend())
+    if settings.backend == "openai":
+        from backends.openai_agent import OpenAIAgentBackend
+
+        key = ("agent-openai", settings.model_dump_json())
+        if key not in _BUILT:
+            _BUILT[key] = OpenAIAgentBackend(settings)
+        return _BUILT[key]
+    raise InputError(f"unknown backend {settings.backend!r} for the user agent (choose one of: offline, openai)")

@@ -14,8 +14,7 @@ import re
 from typing import Any
 
 import jsonschema
-from pydantic import BaseModel, Field
-
+from state.dialogue import SimulatedWorld
 from state.tools import Tool
 
 _DATE = re.compile(r"\b(20\d\d-[01]\d-[0-3]\d)\b")
@@ -23,12 +22,6 @@ _FIRST = ["Ava", "Liam", "Maya", "Noah", "Zoe", "Omar", "Lena", "Ravi", "Iris", 
 _LAST = ["Garcia", "Chen", "Okafor", "Novak", "Silva", "Kim", "Moreau", "Patel", "Jensen", "Rossi"]
 _WORDS = ["standard", "premium", "basic", "express", "classic", "compact", "deluxe", "eco", "pro", "mini"]
 _STATUS = ["active", "pending", "confirmed", "shipped", "completed"]
-
-
-class SimulatedWorld(BaseModel):
-    reference_time: str = Field(description="The dialogue's 'now' (ISO 8601); dates in results are drawn around it.")
-    entities: dict[str, dict[str, Any]] = Field(default_factory=dict, description="'entity:id' -> its fields.")
-    serial: int = 0
 
 
 def reference_time_for(seed: int) -> str:
@@ -107,6 +100,8 @@ class Drawer:
                 moment.isoformat(timespec="minutes")
         if "email" in name:
             return f"{rng.choice(_FIRST).lower()}.{rng.choice(_LAST).lower()}@example.com"
+        if name == "name":
+            return f"{rng.choice(_WORDS).title()} {rng.choice(['Edition', 'Plan', 'Kit', 'Series', 'Model', 'Set'])}"
         if "name" in name:
             return f"{rng.choice(_FIRST)} {rng.choice(_LAST)}" if any(k in name for k in ("user", "customer", "full",
                                                                                           "person", "owner")) \

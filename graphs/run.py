@@ -21,6 +21,7 @@ from rich.table import Table
 from environment.errors import InputError
 from environment.sqlnames import snake
 from graphs.dialogue import build_dialogue_graph
+from graphs.task_oriented import build_task_oriented_graph
 from graphs.toolprep import build_toolprep_graph
 from runner import run_folder as rf
 from runner.batch import generate, load_toolset, resume, summarize
@@ -37,7 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="synthesize a dataset of dialogues from a SQLite database")
-    gen.add_argument("--db", required=True, help="path of the source SQLite database (never modified)")
+    gen.add_argument("--db", help="path of the source SQLite database (never modified); "
+                                   "without it, --toolset with simulated tools")
+    gen.add_argument("--pipeline", choices=["user", "task"], default="user",
+                     help="user-oriented dialogues (default) or task-oriented direct questions")
     gen.add_argument("--dialogues", type=int, default=10, help="how many dialogues (default 10)")
     gen.add_argument("--tasks-per-dialogue", type=int, default=2, help="tasks per dialogue (default 2)")
     gen.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
@@ -124,10 +128,21 @@ def _conversation(path: Path) -> list[dict]:
     return data
 
 
+PIPELINES = {"user": build_dialogue_graph, "task": build_task_oriented_graph}
+
+
+def _pipeline_of(run_dir: Path):
+    """The graph builder a run folder was made with."""
+    folder = RunFolder(run_dir)
+    if not folder.file(rf.CONFIG).exists():
+        raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
+    return PIPELINES[folder.read_json(rf.CONFIG).get("pipeline", "user")]
+
+
 async def _checkpoint_command(args: argparse.Namespace, console: Console) -> None:
     given = any(getattr(args, k, None) is not None for k in ("backend", "model", "base_url"))
     settings = _settings(args) if given else None
-    async with DialogueCheckpoints(args.run_dir, build_dialogue_graph, settings, console) as store:
+    async with DialogueCheckpoints(args.run_dir, _pipeline_of(args.run_dir), settings, console) as store:
         if getattr(args, "cache", False):
             store.settings = store.settings.model_copy(update={"llm_cache": str(args.run_dir / LLM_CACHE)})
         if args.command == "history":
@@ -152,30 +167,32 @@ async def _checkpoint_command(args: argparse.Namespace, console: Console) -> Non
 
 
 async def _main(args: argparse.Namespace, console: Console) -> int:
-    builder = build_dialogue_graph
     if args.command == "generate":
         for name in ("dialogues", "tasks-per-dialogue", "concurrency", "workers"):
             _positive(name, getattr(args, name.replace("-", "_")))
         settings = _settings(args)
-        db = Path(args.db)
-        run_id = f"{db.stem}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if not args.db and not args.toolset:
+            raise InputError("pass --db with a SQLite database, or --toolset with a toolset.json (simulated tools)")
+        db = Path(args.db) if args.db else None
+        stem = db.stem if db else args.toolset.resolve().parent.name
+        run_id = f"{stem}-{args.pipeline}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = args.out or Path("runs") / run_id
         if args.cache:
             settings = settings.model_copy(update={"llm_cache": str(out.resolve() / LLM_CACHE)})
         toolset = load_toolset(args.toolset) if args.toolset else None
         prelude = _conversation(args.from_conversation) if args.from_conversation else []
-        config = RunConfig(run_id=out.name, source_db=str(db.resolve()), dialogues=args.dialogues,
+        config = RunConfig(run_id=out.name, source_db=str(db.resolve()) if db else "", dialogues=args.dialogues,
                            tasks_per_dialogue=args.tasks_per_dialogue, seed=args.seed,
                            concurrency=args.concurrency, workers=args.workers, prelude=prelude,
-                           settings=settings.public())
+                           pipeline=args.pipeline, settings=settings.public())
         if args.workers > 1 and settings.backend_kind == "custom":
             raise InputError(f"--workers needs the offline or openai backend, not {settings.backend!r}")
-        await generate(builder, config, settings, out, console, toolset)
+        await generate(PIPELINES[args.pipeline], config, settings, out, console, toolset)
     elif args.command == "resume" and not args.dialogue:
         if args.checkpoint:
             raise InputError("--checkpoint goes with --dialogue")
         given = any(v is not None for v in (args.backend, args.model, args.base_url))
-        await resume(builder, args.run_dir, _settings(args) if given else None, console)
+        await resume(_pipeline_of(args.run_dir), args.run_dir, _settings(args) if given else None, console)
     elif args.command in ("resume", "fork", "history", "show"):
         if args.command == "resume" and not args.checkpoint:
             raise InputError("--dialogue goes with --checkpoint (see: python -m graphs.run history RUN_DIR --dialogue ID)")

@@ -22,10 +22,10 @@ async def task_generator(state: DialogueState, runtime: Runtime[Settings]) -> di
     conversation = state.messages if not state.tasks and state.prelude else []
     if conversation:
         relation = "extends"
-    assert state.database is not None, "prepare runs before the task generator"
     task, usage = await backend_of(runtime, state).generate_task(TaskRequest(
         database=state.database, tools=state.toolset, difficulty=difficulty, relation=relation,
-        previous_tasks=state.tasks, previous_calls=state.calls, conversation=conversation, rng_key=key,
+        previous_tasks=state.tasks, previous_calls=state.calls, conversation=conversation, style=state.task_style,
+        rng_key=key,
     ))
     return {
         "tasks": [*state.tasks, task],

@@ -11,12 +11,14 @@ from pydantic import ValidationError
 
 from backends.base import Backend, ToolProposalRequest, ToolRepairRequest
 from environment.derive import derive_tools
+from environment.errors import InputError
 from environment.introspect import inspect_database
+from environment.simulator import reference_time_for
 from environment.sandbox import Sandbox
 from environment.tool_checks import check_tool
 from nodes.common import backend_of, settings_of
 from state.config import Settings
-from state.dialogue import DialogueState, Usage
+from state.dialogue import DialogueState, SimulatedWorld, Usage
 from state.schema import DatabaseSchema
 from state.tools import DroppedTool, Tool, Toolset
 
@@ -92,6 +94,12 @@ async def prepare(state: DialogueState, runtime: Runtime[Settings]) -> dict:
     update: dict = {}
     if state.prelude and not state.messages:
         update["messages"] = convert_to_messages(state.prelude)  # the conversation being continued
+    if any(t.simulated for t in state.toolset) and state.world is None:
+        update["world"] = SimulatedWorld(reference_time=reference_time_for(state.seed))
+    if not state.source_db:  # simulated tools only: nothing to inspect or synthesize from
+        if not state.toolset:
+            raise InputError("a dialogue without a database needs a toolset (pass --toolset)")
+        return update
     database = state.database or await asyncio.to_thread(inspect_database, state.source_db)
     if state.database is None:
         update["database"] = database

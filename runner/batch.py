@@ -151,6 +151,7 @@ class Batch:
             if not snapshot.values:
                 start = DialogueInput(dialogue_id=dialogue_id, source_db=self.config.source_db,
                                       seed=self.config.dialogue_seed(i), prelude=self.config.prelude,
+                                      task_style="question" if self.config.pipeline == "task" else "descriptive",
                                       tasks_per_dialogue=self.config.tasks_per_dialogue, toolset=self.toolset)
                 await graph.ainvoke(start, cfg, context=self.settings)
             elif snapshot.next:
@@ -217,19 +218,23 @@ def _backend_notice(settings: Settings, console: Console) -> None:
 async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
                    console: Console, toolset: list[Tool] | None = None) -> RunStats:
     """A new run: validate everything, synthesize the toolset once, then run every dialogue."""
-    database = inspect_database(config.source_db)
-    if not any(t.row_count for t in database.tables):
+    database = inspect_database(config.source_db) if config.source_db else None
+    if database is not None and not any(t.row_count for t in database.tables):
         raise InputError(f"every table of {config.source_db} is empty: tasks need rows to be grounded in "
                          f"(add some data first)")
+    if database is None and not toolset:
+        raise InputError("nothing to work on: pass --db (a SQLite database) or --toolset (simulated tools)")
+    if database is None and any(not t.simulated for t in toolset or []):
+        raise InputError("the toolset has SQL tools: pass --db with the database they run on")
     check_backend(settings)
     created = not out.exists()
     create_run_dir(out)
     _backend_notice(settings, console)
-    for skipped in database.skipped:
+    for skipped in database.skipped if database else []:
         console.print(f"[dim]skipped table {skipped.name!r}: {skipped.reason}[/]")
     folder = RunFolder(out)
     try:
-        if toolset is None:
+        if toolset is None and database is not None:
             with console.status("synthesizing the toolset"):
                 report, _ = await synthesize_toolset(database, backend_for(settings), settings)
         else:

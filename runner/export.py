@@ -41,6 +41,12 @@ def openai_message(message: AnyMessage) -> dict[str, Any]:
     raise TypeError(f"cannot export a {type(message).__name__}")
 
 
+def _sources(state: DialogueState) -> str:
+    """Whether the dialogue's tool results were executed, simulated, or both."""
+    kinds = {"simulated" if c.simulated else "executed" for c in state.calls}
+    return "mixed" if len(kinds) > 1 else (kinds.pop() if kinds else "none")
+
+
 def acceptance(state: DialogueState) -> tuple[bool, str | None]:
     """Valid when every task was judged valid; otherwise the reason it was rejected."""
     if len(state.verdicts) < state.tasks_per_dialogue:
@@ -70,7 +76,9 @@ def export_dialogue(state: DialogueState, extra: dict[str, Any]) -> tuple[Dialog
             "seed": state.seed,
             "source_database": state.source_db,
             "task_message_starts": state.task_starts,
-            "tool_results": "executed",
+            "tool_results": _sources(state),
+            "tool_calls": [{"id": c.tool_call_id, "tool": c.tool, "result": "simulated" if c.simulated else "executed"}
+                           for c in state.calls],
             **({"forked_from": state.forked_from.model_dump()} if state.forked_from else {}),
             **({"prelude_messages": len(state.prelude)} if state.prelude else {}),
             **extra,

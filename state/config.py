@@ -63,6 +63,7 @@ class RunConfig(BaseModel):
     seed: int
     concurrency: int = Field(ge=1)
     workers: int = Field(1, ge=1, description="Processes the dialogues are spread over.")
+    pipeline: Literal["user", "task"] = Field("user", description="User-oriented dialogues, or task-oriented questions.")
     prelude: list[dict[str, object]] = Field(default_factory=list,
                                              description="A conversation every dialogue continues (OpenAI messages).")
     settings: dict[str, object] = Field(default_factory=dict, description="Settings, without the API key.")

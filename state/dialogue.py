@@ -21,8 +21,14 @@ class UserTurn(BaseModel):
     is_task_complete: bool = False
 
 
+class SimulatedWorld(BaseModel):
+    reference_time: str = Field(description="The dialogue's 'now' (ISO 8601); dates in results are drawn around it.")
+    entities: dict[str, dict[str, Any]] = Field(default_factory=dict, description="'entity:id' -> its fields.")
+    serial: int = 0
+
+
 class ExecutedCall(BaseModel):
-    """One tool call as it ran on the dialogue's sandbox."""
+    """One tool call as it ran: executed on the dialogue's sandbox, or simulated."""
 
     tool_call_id: str
     tool: str
@@ -30,6 +36,7 @@ class ExecutedCall(BaseModel):
     result: ToolResult
     mode: Literal["read", "write"] | None = None
     task_index: int = 0
+    simulated: bool = False
 
 
 class WriteRecord(BaseModel):
@@ -81,7 +88,9 @@ class DialogueInput(BaseModel):
     """What it takes to start (and later replay) one dialogue."""
 
     dialogue_id: str = Field("dialogue-0", description="Identifier of the dialogue (one thread each).")
-    source_db: str = Field("examples/clinic.sqlite", description="Path of the source SQLite database (opened read-only).")
+    source_db: str = Field("examples/clinic.sqlite",
+                           description="Path of the source SQLite database (opened read-only); empty when every "
+                                       "tool is simulated.")
     seed: int = Field(0, description="Seed for every random choice in this dialogue.")
     tasks_per_dialogue: int = Field(2, ge=1, description="How many tasks the user pursues in this dialogue.")
     backend: str = Field("", description="'offline' or 'openai'; empty: the run's settings decide.")
@@ -90,6 +99,8 @@ class DialogueInput(BaseModel):
         default_factory=list,
         description="An existing conversation (OpenAI chat messages) to continue; exported unchanged.")
     forked_from: ForkOrigin | None = Field(None, description="Set on a dialogue forked from another's checkpoint.")
+    task_style: Literal["descriptive", "question"] = Field(
+        "descriptive", description="Latent goals for a user simulator, or direct questions (task-oriented).")
 
     @field_validator("prelude")
     @classmethod
@@ -113,6 +124,7 @@ class DialogueState(DialogueInput):
     user_turns_in_task: int = 0
     steps_in_turn: int = 0
     ended_by_budget: bool = False
+    world: SimulatedWorld | None = Field(None, description="What simulated tools have returned so far.")
     usage: Annotated[Usage, add_usage] = Field(default_factory=Usage)
 
     @property
@@ -129,7 +141,7 @@ class DialogueState(DialogueInput):
         return [
             WriteRecord(tool=c.tool, sql=tools[c.tool].sql, params=c.arguments)
             for c in self.calls
-            if c.mode == "write" and c.result.ok and c.tool in tools
+            if c.mode == "write" and c.result.ok and c.tool in tools and not c.simulated
         ]
 
 

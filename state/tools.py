@@ -84,9 +84,14 @@ class ToolError(BaseModel):
 
 
 class ToolResult(BaseModel):
-    """What one tool call returned. Errors are results too: they never raise."""
+    """What one tool call returned. Errors are results too: they never raise.
+
+    `rows` holds the records a result carries (a simulated object counts as one row), so later calls
+    can refer to them whatever the tool's output shape.
+    """
 
     ok: bool
+    value: Any = Field(None, description="A simulated tool's result, exactly as the tool returns it.")
     rows: list[dict[str, Any]] | None = None
     row_count: int | None = Field(None, description="Rows the query produced (before truncation).")
     truncated: bool = False
@@ -94,10 +99,12 @@ class ToolResult(BaseModel):
     last_row_id: int | None = None
     error: ToolError | None = None
 
-    def to_content(self) -> dict[str, Any]:
+    def to_content(self) -> Any:
         """The JSON object the tool message carries."""
         if self.error is not None:
             return {"error": self.error.model_dump()}
+        if self.value is not None:
+            return self.value
         if self.rows is not None:
             content: dict[str, Any] = {"rows": self.rows, "row_count": self.row_count}
             if self.truncated:

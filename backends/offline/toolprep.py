@@ -33,9 +33,15 @@ def entities_of(tools: list[Tool]) -> list[str]:
 
 def entity_fields(entity: str, tools: list[Tool]) -> dict[str, dict[str, Any]]:
     """What an entity looks like: its id plus every field its tools take or return."""
-    out: dict[str, dict[str, Any]] = {f"{entity}_id": {"type": "integer", "description": f"Id of the {entity}."}}
+    words = entity.replace("_", " ")
+    out: dict[str, dict[str, Any]] = {
+        f"{entity}_id": {"type": "integer", "description": f"Id of the {words}."},
+        # every record has a name and a status people ask about and change
+        "name": {"type": "string", "description": f"Name of the {words}."},
+        "status": {"type": "string", "description": f"Status of the {words}."},
+    }
     for tool in tools:
-        if (tool.table or tool_entity(tool.name)) != entity:
+        if (tool.table or tool_entity(tool.name)) != entity or tool.kind in ("aggregate", "delete"):
             continue
         for source in (tool.parameters, tool.output_schema.get("items", tool.output_schema)):
             for name, prop in (source.get("properties") or {}).items() if isinstance(source, dict) else []:
