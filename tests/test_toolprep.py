@@ -217,3 +217,18 @@ def test_task_and_user_oriented_runs_on_the_same_toolset(prepared, tmp_path, cap
     assert main(["stats", str(user), str(task)]) == 0
     table = capsys.readouterr().out
     assert "user" in table and "task" in table and "Turns" in table
+
+
+def test_spec_checks_refuse_open_ended_enums_and_bad_schemas():
+    from state.tools import Tool
+
+    def tool(props, required=()):
+        return Tool(name="find_user", description="d", parameters={"type": "object", "properties": props,
+                                                                   "required": list(required)})
+
+    assert not spec_problems(tool({"status": {"type": "string", "enum": ["open", "closed"]}}))
+    assert "open-ended" in " ".join(spec_problems(tool({"user_id": {"type": "integer", "enum": [1, 2]}})))
+    assert "required" in " ".join(spec_problems(tool({"a": {"type": "string"}}, ["b"])))
+    assert "not a valid JSON Schema" in " ".join(spec_problems(tool({"a": {"type": "strnig"}})))
+    assert "snake_case" in " ".join(spec_problems(Tool(name="FindUser", description="d",
+                                                       parameters={"type": "object", "properties": {}})))
