@@ -232,3 +232,32 @@ def test_spec_checks_refuse_open_ended_enums_and_bad_schemas():
     assert "not a valid JSON Schema" in " ".join(spec_problems(tool({"a": {"type": "strnig"}})))
     assert "snake_case" in " ".join(spec_problems(Tool(name="FindUser", description="d",
                                                        parameters={"type": "object", "properties": {}})))
+
+
+def test_a_model_simulating_off_schema_is_retried_then_replaced(prepared):
+    from types import SimpleNamespace
+
+    from backends.base import SimulationRequest
+    from nodes.tool_executor import _simulated
+    from runner.batch import load_toolset
+
+    tools = {t.name: t for t in load_toolset(prepared)}
+    get_book = tools["get_book"]
+    world = SimulatedWorld(reference_time=reference_time_for(3))
+    bad = json.dumps({"result": {"book_id": "not-a-number", "name": 5}})
+    good = json.dumps({"result": {"book_id": 42, "name": "Dune", "status": "active",
+                                  "created_at": "2025-05-01T10:00"}})
+    model = ScriptedChatModel(responses=[bad, good])
+    backend = OpenAIBackend(Settings(backend="openai", parse_retries=1), chat_model=model)
+    request = SimulationRequest(tool=get_book, arguments={"book_id": 42}, messages=[],
+                                reference_time=world.reference_time, world=world, rng_key="k")
+    value, _ = asyncio.run(backend.simulate_tool(request))
+    assert value["name"] == "Dune" and not validation_error(get_book, value)
+    assert "does not match the output schema" in model.calls[1][-1].text  # the mismatch was fed back
+
+    register_backend("off-schema", OpenAIBackend(Settings(backend="openai", parse_retries=1),
+                                                 chat_model=ScriptedChatModel(responses=[bad] * 4)))
+    state = DialogueState(dialogue_id="d", source_db="", seed=3, toolset=list(tools.values()))
+    runtime = SimpleNamespace(context=Settings(backend="off-schema"))
+    result = asyncio.run(_simulated(state, runtime, get_book, {"book_id": 42}, world, 0))
+    assert result.ok and result.value["book_id"] == 42 and not validation_error(get_book, result.value)
