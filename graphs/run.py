@@ -20,6 +20,7 @@ from rich.table import Table
 
 from environment.errors import InputError
 from environment.sqlnames import snake
+from graphs import reasoning_cli
 from graphs.dialogue import build_dialogue_graph
 from graphs.task_oriented import build_task_oriented_graph
 from graphs.toolprep import build_toolprep_graph
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stats", help="print the statistics of one or more runs side by side")
     st.add_argument("run_dirs", type=Path, nargs="+")
+    reasoning_cli.add_parsers(sub)
     return parser
 
 
@@ -208,6 +210,8 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
                 raise InputError(f"no {rf.STATS} in {run_dir} (is it a finished run folder?)")
             columns[run_dir.name] = RunStats.model_validate(folder.read_json(rf.STATS))
         console.print(stats_table(columns))
+    if args.command in reasoning_cli.COMMANDS:
+        await reasoning_cli.run(args, console)
     return 0
 
 

@@ -55,9 +55,9 @@ async def open_checkpointer(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
     async with aiosqlite.connect(str(path)) as conn:
         # WAL without a sync per commit: a killed process loses nothing committed (only a power cut
         # could), and a checkpoint costs a write instead of an fsync.
+        await conn.execute("PRAGMA busy_timeout=60000")  # first: worker processes share the file
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.execute("PRAGMA busy_timeout=60000")  # worker processes share the file
         saver = AsyncSqliteSaver(conn, serde=strict_serializer())
         await saver.setup()
         yield saver

