@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from environment.errors import InputError
+from graphs.reasoning import build_hardening_graph, build_reasoning_item_graph
 from runner.reasoning import run_ablation, run_reasoning
 from state.agent import ReasoningRunConfig, ReasoningSettings
 
@@ -84,6 +85,6 @@ async def run(args: argparse.Namespace, console: Console) -> None:
                                 seed=args.seed, concurrency=args.concurrency, solvers=settings.solver_names(),
                                 settings=settings.public())
     if args.command == "reasoning":
-        await run_reasoning(config, settings, out, console)
+        await run_reasoning(config, settings, out, console, build_reasoning_item_graph, build_hardening_graph)
     else:
-        await run_ablation(config, settings, out, console)
+        await run_ablation(config, settings, out, console, build_reasoning_item_graph)

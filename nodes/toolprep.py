@@ -101,6 +101,17 @@ def _normal_name(name: str) -> str:
     return f"{_SYNONYMS.get(verb, verb)}_{re.sub(r's$', '', rest)}"
 
 
+def _settle_types(tool: Tool, registry: EntityRegistry, report: StageReport) -> Tool:
+    """Register a tool's fields; one that contradicts an earlier type takes that type, and it is logged."""
+    conflicts = registry.conflicts(tool)
+    if conflicts:
+        tool = registry.coerce(tool)
+        report.repaired += 1
+        report.notes += [f"repaired: {c.describe()}" for c in conflicts]
+    registry.register(tool)
+    return tool
+
+
 class MergeIn(_Stage):
     seed_tools: list[Tool]
     designed: list[Tool]
@@ -120,12 +131,7 @@ async def merge(state: ToolprepState, runtime: Runtime[Settings]) -> dict:
             if tool.name != first.name or tool.parameters != first.parameters:
                 report.notes.append(f"folded {tool.name} into {first.name}")
             continue
-        conflicts = registry.conflicts(tool)
-        if conflicts:
-            tool = registry.coerce(tool)
-            report.repaired += 1
-            report.notes += [f"repaired: {c.describe()}" for c in conflicts]
-        registry.register(tool)
+        tool = _settle_types(tool, registry, report)
         kept[key] = tool
     report.kept = len(kept)
     return {"merged": list(kept.values()), "field_types": registry.types, "field_first_seen": registry.first_seen,
@@ -159,12 +165,7 @@ async def expand(state: ToolprepState, runtime: Runtime[Settings]) -> dict:
             report.dropped.append(DroppedTool(name=str(raw.get("name", "?")),
                                               reason=why or "duplicates an existing tool or exceeds the limit"))
             continue
-        conflicts = registry.conflicts(tool)
-        if conflicts:
-            tool = registry.coerce(tool)
-            report.repaired += 1
-            report.notes += [f"repaired: {c.describe()}" for c in conflicts]
-        registry.register(tool)
+        tool = _settle_types(tool, registry, report)
         taken.add(_normal_name(tool.name))
         added.append(tool)
     report.kept = len(added)

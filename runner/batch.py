@@ -10,7 +10,6 @@ import asyncio
 import json
 import multiprocessing
 import queue
-import shutil
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,7 +28,7 @@ from environment.introspect import inspect_database
 from nodes.tool_synthesizer import synthesize_toolset
 from runner import run_folder as rf
 from runner.export import DialogueRecord, export_dialogue
-from runner.run_folder import RunFolder, create_run_dir
+from runner.run_folder import RunFolder, new_run_folder
 from runner.stats import RunStats, run_stats, stats_table
 from state.config import RunConfig, Settings
 from state.dialogue import DialogueInput, DialogueState
@@ -227,13 +226,10 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
     if database is None and any(not t.simulated for t in toolset or []):
         raise InputError("the toolset has SQL tools: pass --db with the database they run on")
     check_backend(settings)
-    created = not out.exists()
-    create_run_dir(out)
-    _backend_notice(settings, console)
-    for skipped in database.skipped if database else []:
-        console.print(f"[dim]skipped table {skipped.name!r}: {skipped.reason}[/]")
-    folder = RunFolder(out)
-    try:
+    with new_run_folder(out) as folder:  # until the toolset is written: on failure, no partial folder
+        _backend_notice(settings, console)
+        for skipped in database.skipped if database else []:
+            console.print(f"[dim]skipped table {skipped.name!r}: {skipped.reason}[/]")
         if toolset is None and database is not None:
             with console.status("synthesizing the toolset"):
                 report, _ = await synthesize_toolset(database, backend_for(settings), settings)
@@ -247,14 +243,6 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
         folder.write_json(rf.TOOLSET, [t.toolset_entry() for t in report.tools])
         folder.write_json(rf.TOOLSET_REPORT, report.model_dump(mode="json"))
         folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
-    except BaseException:
-        # nothing ran yet: leave no partial run folder behind
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        else:
-            for child in out.iterdir():
-                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
-        raise
     console.print(f"toolset: {len(report.tools)} tools "
                   f"({sum(t.mode == 'write' for t in report.tools)} write); run folder: {out}")
     await Batch(builder_factory, folder, config, settings, report.tools, console).run()

@@ -8,20 +8,19 @@ folder behind. Items are threads of the run's sqlite checkpointer, and so is the
 from __future__ import annotations
 
 import asyncio
-import shutil
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from langchain_core.messages import SystemMessage
+from langgraph.graph import StateGraph
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from backends.agent_base import AgentBackend
 from backends.registry import agent_backend_for
-from graphs.reasoning import build_hardening_graph, build_reasoning_item_graph
 from knowledge.corpus import load_corpus, read_text_file
 from knowledge.embedder import Embedder, get_embedder
 from knowledge.retriever import retriever_for
@@ -32,7 +31,7 @@ from nodes.user_generator import generate_profile_pool
 from runner import run_folder as rf
 from runner.batch import check_backend, open_checkpointer
 from runner.export import openai_message
-from runner.run_folder import RunFolder, create_run_dir
+from runner.run_folder import RunFolder, create_run_dir, new_run_folder
 from state.agent import (HardeningEntry, HardeningInput, HardeningState, ItemInput, ItemOutput, ItemState, Profile,
                          QualityReport, ReasoningRunConfig, ReasoningSettings, UserAgentInput, UserAgentState)
 from state.dialogue import Usage
@@ -91,10 +90,7 @@ def backend_notice(settings: ReasoningSettings, console: Console) -> None:
 
 async def _start_folder(config: ReasoningRunConfig, settings: ReasoningSettings, prepared: Prepared, out: Path,
                         console: Console) -> tuple[RunFolder, list[Profile]]:
-    created = not out.exists()
-    create_run_dir(out)
-    folder = RunFolder(out)
-    try:
+    with new_run_folder(out) as folder:
         folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
         with console.status(f"generating {config.users} user profiles"):
             pool = await generate_profile_pool(prepared.scenario, config.users, prepared.backend, prepared.embedder,
@@ -104,13 +100,6 @@ async def _start_folder(config: ReasoningRunConfig, settings: ReasoningSettings,
         folder.write_json(PROFILES, {"profiles": [p.model_dump(mode="json") for p in pool.profiles],
                                      "regenerated_near_duplicates": pool.regenerated,
                                      "threshold": settings.profile_similarity, "notes": pool.notes})
-    except BaseException:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        else:
-            for child in out.iterdir():
-                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
-        raise
     for note in pool.notes:
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"profiles: {len(pool.profiles)} ({pool.regenerated} near-duplicates regenerated); run folder: {out}")
@@ -182,14 +171,16 @@ def quality_table(report: QualityReport, title: str) -> Table:
     return table
 
 
-async def run_reasoning(config: ReasoningRunConfig, settings: ReasoningSettings, out: Path,
-                        console: Console) -> dict[str, Any]:
+async def run_reasoning(config: ReasoningRunConfig, settings: ReasoningSettings, out: Path, console: Console,
+                        item_graph: Callable[[], StateGraph], hardening_graph: Callable[[], StateGraph]
+                        ) -> dict[str, Any]:
+    """Items first (one thread each), then the hardening loop over their questions."""
     prepared = await prepare(config, settings, out)
     backend_notice(settings, console)
     folder, profiles = await _start_folder(config, settings, prepared, out, console)
     starts = _starts(config, profiles, prepared)
     async with open_reasoning_checkpointer(folder.file(rf.CHECKPOINTS)) as saver:
-        items = await run_items(build_reasoning_item_graph().compile(checkpointer=saver), starts, settings,
+        items = await run_items(item_graph().compile(checkpointer=saver), starts, settings,
                                 config.concurrency, console, "items")
         entries = []
         for start in starts:
@@ -200,7 +191,7 @@ async def run_reasoning(config: ReasoningRunConfig, settings: ReasoningSettings,
                                               question=state.question))
         final: HardeningState | None = None
         if entries:
-            final = await run_hardening(build_hardening_graph().compile(checkpointer=saver), entries, config,
+            final = await run_hardening(hardening_graph().compile(checkpointer=saver), entries, config,
                                         settings, console)
     by_id = {e.item_id: e for e in (final.entries if final else [])}
     for start in starts:
@@ -281,14 +272,14 @@ def item_record(item_id: str, state: ItemState, entry: HardeningEntry, config: R
     }
 
 
-async def run_ablation(config: ReasoningRunConfig, settings: ReasoningSettings, out: Path,
-                       console: Console) -> dict[str, QualityReport]:
+async def run_ablation(config: ReasoningRunConfig, settings: ReasoningSettings, out: Path, console: Console,
+                       item_graph: Callable[[], StateGraph]) -> dict[str, QualityReport]:
     prepared = await prepare(config, settings, out)
     backend_notice(settings, console)
     folder, profiles = await _start_folder(config, settings, prepared, out, console)
     reports: dict[str, QualityReport] = {}
     async with open_reasoning_checkpointer(folder.file(rf.CHECKPOINTS)) as saver:
-        graph = build_reasoning_item_graph().compile(checkpointer=saver)
+        graph = item_graph().compile(checkpointer=saver)
         for mode in MODES:
             starts = _starts(config, profiles, prepared, mode=mode, make_question=False, tag=mode)
             items = await run_items(graph, starts, settings, config.concurrency, console, MODES[mode])

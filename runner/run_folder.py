@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from environment.errors import InputError
 
@@ -34,6 +36,22 @@ def create_run_dir(path: Path) -> None:
     except OSError as exc:
         raise InputError(f"output folder is not writable: {path} ({exc.strerror or exc}; choose another --out)") \
             from None
+
+
+@contextmanager
+def new_run_folder(path: Path) -> Iterator["RunFolder"]:
+    """A new, empty run folder for setting a run up; if the setup fails, nothing of it is left behind."""
+    created = not path.exists()
+    create_run_dir(path)
+    try:
+        yield RunFolder(path)
+    except BaseException:
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            for child in path.iterdir():
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+        raise
 
 
 class RunFolder:

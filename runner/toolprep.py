@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -13,7 +12,7 @@ from rich.table import Table
 from environment.seeds import read_seed_tools
 from runner import run_folder as rf
 from runner.batch import check_backend, open_checkpointer
-from runner.run_folder import RunFolder, create_run_dir
+from runner.run_folder import new_run_folder
 from state.config import Settings
 from state.toolprep import StageReport, ToolprepInput, ToolprepState
 
@@ -24,10 +23,7 @@ async def run_toolprep(builder_factory: Callable[[], StateGraph], seed_file: Pat
                        settings: Settings, seed: int, console: Console) -> ToolprepState:
     seeds = read_seed_tools(seed_file)
     check_backend(settings)
-    created = not out.exists()
-    create_run_dir(out)
-    folder = RunFolder(out)
-    try:
+    with new_run_folder(out) as folder:
         folder.write_json(rf.CONFIG, {"command": "toolprep", "domain": domain, "seed_file": str(seed_file.resolve()),
                                       "seed": seed, "settings": settings.public()})
         async with open_checkpointer(folder.file(rf.CHECKPOINTS)) as saver:
@@ -41,10 +37,6 @@ async def run_toolprep(builder_factory: Callable[[], StateGraph], seed_file: Pat
         folder.write_json(TOOLPREP_REPORT, {"domain": domain, "seed_tools": len(seeds), "tools": len(state.tools),
                                             "field_types": state.field_types,
                                             "stages": [r.model_dump() for r in state.reports]})
-    except BaseException:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
     console.print(report_table(state.reports))
     console.print(f"wrote {len(state.tools)} tools to {folder.file(rf.TOOLSET)}")
     return state
