@@ -1,8 +1,8 @@
 """Robustness sweep: run the offline pipeline on every Spider database and report what survives.
 
-    python benchmarks/spider_sweep.py [--spider DIR] [--dialogues N] [--seed S] [--only NAME ...] [--json FILE]
+    python benchmarks/spider_sweep.py --spider DIR [--dialogues N] [--seed S] [--only NAME ...] [--json FILE]
 
-For each `<db>/<db>.sqlite` under DIR (default `../shared/spider` relative to the repository root) it
+DIR holds the Spider benchmark's databases, one folder each (`<db>/<db>.sqlite`). For each one it
 runs the pipeline in-process, as `python -m graphs.run generate --backend offline` would (inspect the
 schema, synthesize and check the toolset once, then run N dialogues of 2 tasks each through the
 dialogue graph with an in-memory checkpointer), and records: tables, tools accepted, skipped tables
@@ -208,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spider", type=Path, default=ROOT.parent / "shared" / "spider",
-                        help="folder of <db>/<db>.sqlite databases (default ../shared/spider from the repo root)")
+    parser.add_argument("--spider", type=Path, required=True,
+                        help="folder of Spider databases, one <db>/<db>.sqlite per folder")
     parser.add_argument("--dialogues", type=int, default=2, help="dialogues per database, 2 tasks each (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     parser.add_argument("--only", nargs="*", help="restrict to these database names")

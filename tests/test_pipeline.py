@@ -1,4 +1,4 @@
-"""The core pipeline, offline, on the example database: the issue's acceptance figures."""
+"""The core pipeline, offline, on the example database: the figures a dataset run must reach."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_run_folder_holds_every_output(offline_run: Path) -> None:
     assert {t["mode"] for t in toolset} == {"read", "write"}
 
 
-def test_acceptance_figures(offline_run: Path) -> None:
+def test_dataset_figures(offline_run: Path) -> None:
     accepted = _lines(offline_run / "dialogues.jsonl")
     rejected = _lines(offline_run / "rejected.jsonl") if (offline_run / "rejected.jsonl").exists() else []
     assert len(accepted) + len(rejected) == 20
