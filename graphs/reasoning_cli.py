@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from rich.console import Console
 
 from environment.errors import InputError
 from graphs.reasoning import build_hardening_graph, build_reasoning_item_graph
-from runner.reasoning import run_ablation, run_reasoning
+from runner.reasoning import resume_reasoning, run_ablation, run_reasoning
 from state.agent import ReasoningRunConfig, ReasoningSettings
 
 COMMANDS = ("reasoning", "ablate")
@@ -88,3 +89,13 @@ async def run(args: argparse.Namespace, console: Console) -> None:
         await run_reasoning(config, settings, out, console, build_reasoning_item_graph, build_hardening_graph)
     else:
         await run_ablation(config, settings, out, console, build_reasoning_item_graph)
+
+
+def is_reasoning_run(run_dir: Path) -> bool:
+    config = run_dir / "config.json"
+    return config.exists() and json.loads(config.read_text(encoding="utf-8")).get("command") in ("reasoning", "ablate")
+
+
+async def resume(run_dir: Path, console: Console) -> None:
+    """`python -m graphs.run resume RUN_DIR` on a reasoning run folder."""
+    await resume_reasoning(run_dir, None, console, build_reasoning_item_graph, build_hardening_graph)

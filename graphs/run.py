@@ -190,6 +190,8 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         if args.workers > 1 and settings.backend_kind == "custom":
             raise InputError(f"--workers needs the offline or openai backend, not {settings.backend!r}")
         await generate(PIPELINES[args.pipeline], config, settings, out, console, toolset)
+    elif args.command == "resume" and not args.dialogue and reasoning_cli.is_reasoning_run(args.run_dir):
+        await reasoning_cli.resume(args.run_dir, console)
     elif args.command == "resume" and not args.dialogue:
         if args.checkpoint:
             raise InputError("--checkpoint goes with --dialogue")

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from backends.agent_base import AgentBackend
 from backends.registry import agent_backend_for
+from environment.errors import InputError
 from knowledge.corpus import load_corpus, read_text_file
 from knowledge.embedder import Embedder, get_embedder
 from knowledge.retriever import retriever_for
@@ -67,7 +68,8 @@ class Prepared:
     backend: AgentBackend
 
 
-async def prepare(config: ReasoningRunConfig, settings: ReasoningSettings, out: Path) -> Prepared:
+async def prepare(config: ReasoningRunConfig, settings: ReasoningSettings, out: Path,
+                  existing: bool = False) -> Prepared:
     """Check every input and load what the run needs; nothing is written yet."""
     scenario = read_text_file(Path(config.scenario_file), "scenario file")
     load_corpus(config.corpus)  # one clear line for a missing or empty corpus, before the model loads
@@ -75,7 +77,7 @@ async def prepare(config: ReasoningRunConfig, settings: ReasoningSettings, out: 
     await asyncio.to_thread(retriever_for, config.corpus, settings.embedding_model)
     check_backend(settings)
     backend = agent_backend_for(settings)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if not existing and out.exists() and (not out.is_dir() or any(out.iterdir())):
         create_run_dir(out)  # raises the usual one-line error
     return Prepared(scenario, embedder, backend)
 
@@ -178,6 +180,33 @@ async def run_reasoning(config: ReasoningRunConfig, settings: ReasoningSettings,
     prepared = await prepare(config, settings, out)
     backend_notice(settings, console)
     folder, profiles = await _start_folder(config, settings, prepared, out, console)
+    return await _items_then_hardening(folder, config, settings, prepared, profiles, console, item_graph,
+                                       hardening_graph)
+
+
+async def resume_reasoning(run_dir: Path, settings: ReasoningSettings | None, console: Console,
+                           item_graph: Callable[[], StateGraph], hardening_graph: Callable[[], StateGraph]
+                           ) -> dict[str, Any]:
+    """Finish an interrupted `reasoning` run: every item and the hardening loop go on from their last
+    checkpoint; the output files are written anew from the final states."""
+    folder = RunFolder(run_dir)
+    if not folder.file(rf.CONFIG).exists() or not folder.file(PROFILES).exists():
+        raise InputError(f"not a reasoning run folder (no {rf.CONFIG} or {PROFILES}): {run_dir}")
+    config = ReasoningRunConfig.model_validate(folder.read_json(rf.CONFIG))
+    if config.command != "reasoning":
+        raise InputError(f"{run_dir} is an {config.command} run; only reasoning runs can be resumed")
+    settings = settings or ReasoningSettings(**{k: v for k, v in config.settings.items() if v is not None})
+    profiles = [Profile.model_validate(p) for p in folder.read_json(PROFILES)["profiles"]]
+    prepared = await prepare(config, settings, run_dir, existing=True)
+    backend_notice(settings, console)
+    return await _items_then_hardening(folder, config, settings, prepared, profiles, console, item_graph,
+                                       hardening_graph)
+
+
+async def _items_then_hardening(folder: RunFolder, config: ReasoningRunConfig, settings: ReasoningSettings,
+                                prepared: Prepared, profiles: list[Profile], console: Console,
+                                item_graph: Callable[[], StateGraph], hardening_graph: Callable[[], StateGraph]
+                                ) -> dict[str, Any]:
     starts = _starts(config, profiles, prepared)
     async with open_reasoning_checkpointer(folder.file(rf.CHECKPOINTS)) as saver:
         items = await run_items(item_graph().compile(checkpointer=saver), starts, settings,
@@ -194,13 +223,17 @@ async def run_reasoning(config: ReasoningRunConfig, settings: ReasoningSettings,
             final = await run_hardening(hardening_graph().compile(checkpointer=saver), entries, config,
                                         settings, console)
     by_id = {e.item_id: e for e in (final.entries if final else [])}
+    records, rejected = [], []
     for start in starts:
         state = items[start.agent_id]
         if isinstance(state, str) or start.agent_id not in by_id:
             reason = state if isinstance(state, str) else "no reasoning question was produced"
-            folder.append_line(rf.REJECTED, {"id": start.agent_id, "reason": reason})
+            rejected.append({"id": start.agent_id, "reason": reason})
             continue
-        folder.append_line(ITEMS, item_record(start.agent_id, state, by_id[start.agent_id], config, settings))
+        records.append(item_record(start.agent_id, state, by_id[start.agent_id], config, settings))
+    # every line follows from the final states, so the files are written whole (a resume rewrites them)
+    folder.rewrite_lines(ITEMS, records)
+    folder.rewrite_lines(rf.REJECTED, rejected)
     curve = final.easy_ratio if final else []
     summary = {
         "easy_ratio": curve, "rounds": (final.round if final else 0), "max_rounds": settings.max_rounds,
