@@ -8,6 +8,7 @@ from typing import Any
 
 from environment.errors import InputError
 from environment.sqlnames import singular, snake
+from environment.tool_specs import spec_problems
 from state.tools import Tool
 
 # Types as they appear in the wild (Python names, BFCL-style "dict") -> JSON Schema types.
@@ -81,8 +82,12 @@ def read_seed_tools(path: str | Path) -> list[Tool]:
         if name in seen:
             raise InputError(f"seed tool {i} ({fn['name']}): the name appears twice")
         seen.add(name)
-        tools.append(Tool(name=name, description=fn["description"], parameters=fn["parameters"],
-                          mode=tool_mode(name), kind=tool_kind(name), table=tool_entity(name), origin="seed"))
+        tool = Tool(name=name, description=fn["description"], parameters=fn["parameters"],
+                    mode=tool_mode(name), kind=tool_kind(name), table=tool_entity(name), origin="seed")
+        problems = spec_problems(tool)
+        if problems:
+            raise InputError(f"seed tool {i} ({fn['name']}): {problems[0]}")
+        tools.append(tool)
     return tools
 
 

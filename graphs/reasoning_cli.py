@@ -92,8 +92,11 @@ async def run(args: argparse.Namespace, console: Console) -> None:
 
 
 def is_reasoning_run(run_dir: Path) -> bool:
-    config = run_dir / "config.json"
-    return config.exists() and json.loads(config.read_text(encoding="utf-8")).get("command") in ("reasoning", "ablate")
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # not one; the dialogue commands say what is wrong with the folder
+    return isinstance(config, dict) and config.get("command") in ("reasoning", "ablate")
 
 
 async def resume(run_dir: Path, console: Console) -> None:

@@ -10,14 +10,18 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
+import openai
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from backends.openai import BackendOutputError
 from environment.errors import InputError
 from environment.sqlnames import snake
 from graphs import reasoning_cli
@@ -134,11 +138,16 @@ PIPELINES = {"user": build_dialogue_graph, "task": build_task_oriented_graph}
 
 
 def _pipeline_of(run_dir: Path):
-    """The graph builder a run folder was made with."""
+    """The graph builder a dialogue run folder was made with."""
     folder = RunFolder(run_dir)
     if not folder.file(rf.CONFIG).exists():
         raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
-    return PIPELINES[folder.read_json(rf.CONFIG).get("pipeline", "user")]
+    config = folder.read_json(rf.CONFIG)
+    if not isinstance(config, dict):
+        raise InputError(f"{folder.file(rf.CONFIG)} is not a run configuration; the run folder may be damaged")
+    if config.get("command") in ("toolprep", "reasoning", "ablate"):
+        raise InputError(f"{run_dir} is a {config['command']} run folder; this command works on dialogue runs")
+    return PIPELINES[config.get("pipeline", "user")]
 
 
 async def _checkpoint_command(args: argparse.Namespace, console: Console) -> None:
@@ -168,6 +177,14 @@ async def _checkpoint_command(args: argparse.Namespace, console: Console) -> Non
         console.print(stats_table({args.run_dir.name: summarize(RunFolder(args.run_dir))}))
 
 
+def _outcome(stats: RunStats, out: Path) -> int:
+    """A run that produced no valid dialogue failed, whatever the reasons: say so and exit non-zero."""
+    if stats.samples == 0 and stats.rejected:
+        print(f"error: no dialogue was valid; the reasons are in {out / rf.REJECTED}", file=sys.stderr)
+        return 1
+    return 0
+
+
 async def _main(args: argparse.Namespace, console: Console) -> int:
     if args.command == "generate":
         for name in ("dialogues", "tasks-per-dialogue", "concurrency", "workers"):
@@ -179,6 +196,7 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         stem = db.stem if db else args.toolset.resolve().parent.name
         run_id = f"{stem}-{args.pipeline}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = args.out or Path("runs") / run_id
+        args.started_out = out
         if args.cache:
             settings = settings.model_copy(update={"llm_cache": str(out.resolve() / LLM_CACHE)})
         toolset = load_toolset(args.toolset) if args.toolset else None
@@ -189,19 +207,23 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
                            pipeline=args.pipeline, settings=settings.public())
         if args.workers > 1 and settings.backend_kind == "custom":
             raise InputError(f"--workers needs the offline or openai backend, not {settings.backend!r}")
-        await generate(PIPELINES[args.pipeline], config, settings, out, console, toolset)
+        stats = await generate(PIPELINES[args.pipeline], config, settings, out, console, toolset)
+        return _outcome(stats, out)
     elif args.command == "resume" and not args.dialogue and reasoning_cli.is_reasoning_run(args.run_dir):
         await reasoning_cli.resume(args.run_dir, console)
     elif args.command == "resume" and not args.dialogue:
         if args.checkpoint:
             raise InputError("--checkpoint goes with --dialogue")
         given = any(v is not None for v in (args.backend, args.model, args.base_url))
-        await resume(_pipeline_of(args.run_dir), args.run_dir, _settings(args) if given else None, console)
+        stats = await resume(_pipeline_of(args.run_dir), args.run_dir, _settings(args) if given else None, console)
+        return _outcome(stats, args.run_dir)
     elif args.command in ("resume", "fork", "history", "show"):
         if args.command == "resume" and not args.checkpoint:
             raise InputError("--dialogue goes with --checkpoint (see: python -m graphs.run history RUN_DIR --dialogue ID)")
         await _checkpoint_command(args, console)
     elif args.command == "toolprep":
+        if not args.domain.strip():
+            raise InputError("--domain must name the domain the tools serve, e.g. 'online bookstore'")
         out = args.out or Path("runs") / f"toolprep-{snake(args.domain)}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         await run_toolprep(build_toolprep_graph, args.tools, args.domain, out, _settings(args), args.seed, console)
     elif args.command == "stats":
@@ -217,11 +239,17 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a run the way Ctrl-C does: cleanly, resumable
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
     console = Console(stderr=False)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return asyncio.run(_main(args, console))
     except InputError as exc:
@@ -231,8 +259,15 @@ def main(argv: list[str] | None = None) -> int:
         first = exc.errors()[0]
         print(f"error: invalid input: {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
         return 2
+    except (BackendOutputError, openai.APIError) as exc:  # the model server failed us, not the user's input
+        print(f"error: the model server: {str(exc).splitlines()[0][:300]}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("interrupted: finish the run with `python -m graphs.run resume RUN_DIR`", file=sys.stderr)
+        target = getattr(args, "run_dir", None) or getattr(args, "started_out", None)
+        if target is not None and Path(target).exists():
+            print(f"interrupted: finish the run with `python -m graphs.run resume {target}`", file=sys.stderr)
+        else:
+            print("interrupted", file=sys.stderr)
         return 130
 
 

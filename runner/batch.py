@@ -24,7 +24,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from backends.registry import backend_for
 from environment.errors import InputError
-from environment.introspect import inspect_database
+from environment.introspect import check_database_path, inspect_database
+from environment.sandbox import Sandbox
+from environment.tool_checks import check_tool
 from nodes.tool_synthesizer import synthesize_toolset
 from runner import run_folder as rf
 from runner.export import DialogueRecord, export_dialogue
@@ -38,19 +40,31 @@ from state.tools import Tool, Toolset
 
 def check_backend(settings: Settings) -> None:
     """Fail fast, before anything is written, on an unknown backend or an unreachable server."""
-    backend_for(settings.model_copy(update={"llm_cache": None}))  # the cache lives in a folder not made yet
+    try:
+        backend_for(settings.model_copy(update={"llm_cache": None}))  # the cache lives in a folder not made yet
+    except InputError:
+        raise
+    except Exception as exc:  # e.g. a base URL the HTTP client cannot parse
+        raise InputError(f"cannot set up the {settings.backend} backend: {str(exc).splitlines()[0]} "
+                         f"(check --base-url / OPENAI_BASE_URL)") from None
     if settings.backend != "openai":
         return
     url = (settings.base_url or "https://api.openai.com/v1").rstrip("/") + "/models"
+    key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
     try:
-        httpx.get(url, timeout=5.0, headers={"Authorization": "Bearer x"})
-    except httpx.HTTPError as exc:
+        response = httpx.get(url, timeout=5.0, headers={"Authorization": f"Bearer {key}"})
+    except Exception as exc:  # unreachable, or a URL the client cannot parse
         raise InputError(f"cannot reach the model server at {settings.base_url or url}: "
                          f"{type(exc).__name__} (check --base-url / OPENAI_BASE_URL)") from None
+    if response.status_code in (401, 403):
+        raise InputError(f"the model server at {settings.base_url or url} refused the API key "
+                         f"(HTTP {response.status_code}; check OPENAI_API_KEY)")
 
 
 @asynccontextmanager
 async def open_checkpointer(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
+    if path.exists() and path.stat().st_size and path.read_bytes()[:16] != b"SQLite format 3\x00":
+        raise InputError(f"{path} is not a SQLite checkpoint file (it may be damaged)")
     async with aiosqlite.connect(str(path)) as conn:
         # WAL without a sync per commit: a killed process loses nothing committed (only a power cut
         # could), and a checkpoint costs a write instead of an fsync.
@@ -71,7 +85,10 @@ def _worker_main(builder_factory: Callable[[], StateGraph], folder: str, config:
                  toolset: list[Tool], indices: list[int], events: Any) -> None:
     """A worker process: runs its share of the dialogues and reports each one as it is written."""
     batch = Batch(builder_factory, RunFolder(Path(folder)), config, settings, toolset, Console(quiet=True))
-    asyncio.run(batch.run_shard(indices, lambda: events.put(1)))
+    try:
+        asyncio.run(batch.run_shard(indices, lambda: events.put(1)))
+    except KeyboardInterrupt:  # the parent says what to do next; the checkpoints keep the work
+        raise SystemExit(130) from None
 
 
 class Batch:
@@ -153,7 +170,7 @@ class Batch:
                                       task_style="question" if self.config.pipeline == "task" else "descriptive",
                                       tasks_per_dialogue=self.config.tasks_per_dialogue, toolset=self.toolset)
                 await graph.ainvoke(start, cfg, context=self.settings)
-            elif snapshot.next:
+            elif snapshot.next or snapshot.tasks:  # tasks: a step cut off mid-write
                 await graph.ainvoke(None, cfg, context=self.settings)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
@@ -195,10 +212,25 @@ class Batch:
             await asyncio.to_thread(self.folder.append_line, rf.DIALOGUES if ok else rf.REJECTED, line)
 
 
+def _misfits(tools: list[Tool], database: Any) -> str:
+    """The first SQL tool that does not run on this database, with the reason; empty when all do."""
+    sandbox = Sandbox(database.path)
+    try:
+        for tool in tools:
+            if not tool.simulated:
+                why = check_tool(tool, database, sandbox)
+                if why:
+                    return f"tool {tool.name}: {why}"
+        return ""
+    finally:
+        sandbox.close()
+
+
 def summarize(folder: RunFolder) -> RunStats:
     """Compute stats.json from the run folder's lines."""
     config = RunConfig.model_validate(folder.read_json(rf.CONFIG))
-    report = Toolset.model_validate(folder.read_json(rf.TOOLSET_REPORT))
+    report = Toolset.model_validate(folder.read_json(rf.TOOLSET_REPORT)) if folder.file(rf.TOOLSET_REPORT).exists() \
+        else Toolset(tools=load_toolset(folder.file(rf.TOOLSET)))
     stats = run_stats(folder.read_lines(rf.DIALOGUES), folder.read_lines(rf.REJECTED),
                       tools_proposed=max(report.proposed, len(report.tools)), tools_accepted=len(report.tools),
                       backend=str(config.settings.get("backend", "")))
@@ -235,6 +267,11 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
                 report, _ = await synthesize_toolset(database, backend_for(settings), settings)
         else:
             report = Toolset(tools=toolset, proposed=len(toolset))
+            if database is not None:
+                misfit = await asyncio.to_thread(_misfits, report.tools, database)
+                if misfit:
+                    raise InputError(f"the toolset does not fit {config.source_db}: {misfit} "
+                                     f"(was it made for another database?)")
         for note in report.notes:
             console.print(f"[yellow]note:[/] {note}")
         if not report.tools:
@@ -267,6 +304,8 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
     if not folder.file(rf.CONFIG).exists():
         raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
     config = RunConfig.model_validate(folder.read_json(rf.CONFIG))
+    if config.source_db:
+        check_database_path(config.source_db)  # moved or deleted: say so before any dialogue is touched
     if settings is None:
         recorded = {k: v for k, v in config.settings.items() if v is not None}
         settings = Settings(**recorded)
@@ -280,6 +319,6 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
 def _finish(folder: RunFolder, console: Console) -> RunStats:
     stats = summarize(folder)
     console.print(stats_table({folder.path.name: stats}))
-    console.print(f"wrote {stats.samples} valid dialogues to {folder.file(rf.DIALOGUES)}"
-                  f" ({stats.rejected} rejected in {rf.REJECTED})")
+    console.print(f"{stats.samples} valid dialogues in {folder.file(rf.DIALOGUES)}, "
+                  f"{stats.rejected} rejected in {folder.file(rf.REJECTED)}")
     return stats

@@ -133,6 +133,8 @@ class DialogueCheckpoints:
     async def fork(self, dialogue_id: str, checkpoint_id: str, seed: int | None = None,
                    user_message: str | None = None) -> str:
         """Start a new dialogue from another's checkpoint, optionally with a different next user message."""
+        if user_message is not None and not user_message.strip():
+            raise InputError("--user-message is empty: give the text the user says next")
         writer = await self._writer_of(dialogue_id, checkpoint_id)
         snap = await self.snapshot(dialogue_id, checkpoint_id)
         if user_message is not None and tuple(snap.next) != ("user_simulator",):

@@ -132,7 +132,7 @@ async def run_items(graph: Any, starts: list[ItemInput], settings: ReasoningSett
                     snapshot = await graph.aget_state(cfg)
                     if not snapshot.values:
                         await graph.ainvoke(start, cfg, context=settings)
-                    elif snapshot.next:
+                    elif snapshot.next or snapshot.tasks:  # tasks: a step cut off mid-write
                         await graph.ainvoke(None, cfg, context=settings)
                     results[start.agent_id] = ItemState.model_validate((await graph.aget_state(cfg)).values)
                 except (asyncio.CancelledError, KeyboardInterrupt):

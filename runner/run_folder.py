@@ -23,9 +23,13 @@ LLM_CACHE = "llm_cache.sqlite"
 
 def create_run_dir(path: Path) -> None:
     """Create a new, empty run folder, or say in one line why it cannot be."""
-    if path.exists() and not path.is_dir():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise InputError(f"unusable output folder {str(path)[:80]}…: {exc.strerror}") from None
+    if exists and not is_dir:
         raise InputError(f"output path exists and is not a folder: {path} (choose another --out)")
-    if path.exists() and any(path.iterdir()):
+    if exists and any(path.iterdir()):
         raise InputError(f"output folder already exists and is not empty: {path} (choose another --out, "
                          f"or continue it with: python -m graphs.run resume {path})")
     try:
@@ -41,7 +45,10 @@ def create_run_dir(path: Path) -> None:
 @contextmanager
 def new_run_folder(path: Path) -> Iterator["RunFolder"]:
     """A new, empty run folder for setting a run up; if the setup fails, nothing of it is left behind."""
-    created = not path.exists()
+    try:
+        created = not path.exists()
+    except OSError:
+        created = True
     create_run_dir(path)
     try:
         yield RunFolder(path)
@@ -69,7 +76,13 @@ class RunFolder:
         os.replace(tmp, target)
 
     def read_json(self, name: str) -> Any:
-        return json.loads(self.file(name).read_text(encoding="utf-8"))
+        path = self.file(name)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise InputError(f"{path} is not valid JSON ({exc}); the run folder may be damaged") from None
 
     def append_line(self, name: str, record: dict[str, Any]) -> None:
         """Append one JSON line with a single write, flushed to disk."""
@@ -91,7 +104,15 @@ class RunFolder:
             raw = raw[: raw.rfind(b"\n") + 1]
             with path.open("r+b") as fh:
                 fh.truncate(len(raw))
-        return [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]
+        records = []
+        for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                raise InputError(f"{path} line {n} is not JSON; the run folder may be damaged") from None
+        return records
 
     def rewrite_lines(self, name: str, records: list[dict[str, Any]]) -> None:
         target = self.file(name)

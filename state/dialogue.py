@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import operator
 from typing import Annotated, Any, Literal
 
@@ -105,11 +106,41 @@ class DialogueInput(BaseModel):
     @field_validator("prelude")
     @classmethod
     def _chat_messages(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Only conversations a chat-completions endpoint would accept: every call answered, every answer
+        to a call, arguments as JSON text."""
+        open_calls: set[str] = set()
         for i, message in enumerate(messages):
-            if message.get("role") not in ("system", "user", "assistant", "tool"):
+            role = message.get("role")
+            if role not in ("system", "user", "assistant", "tool"):
                 raise ValueError(f"message {i} has no valid role (system, user, assistant or tool)")
-            if message["role"] == "tool" and not message.get("tool_call_id"):
-                raise ValueError(f"message {i} is a tool message without tool_call_id")
+            if role != "tool" and open_calls:
+                raise ValueError(f"message {i}: tool calls {sorted(open_calls)} were never answered by tool messages")
+            content = message.get("content")
+            if role in ("system", "user") and not (isinstance(content, str) and content.strip()):
+                raise ValueError(f"message {i} ({role}) needs text content")
+            if role == "assistant":
+                for call in message.get("tool_calls") or []:
+                    fn = call.get("function") if isinstance(call, dict) else None
+                    if not isinstance(fn, dict) or not isinstance(call.get("id"), str) or not fn.get("name"):
+                        raise ValueError(f"message {i}: each tool call needs an id and a function name")
+                    if not isinstance(fn.get("arguments"), str):
+                        raise ValueError(f"message {i}: tool call arguments must be a JSON string")
+                    try:
+                        json.loads(fn["arguments"])
+                    except ValueError:
+                        raise ValueError(f"message {i}: tool call arguments are not valid JSON") from None
+                    open_calls.add(call["id"])
+                if not message.get("tool_calls") and not (isinstance(content, str) and content.strip()):
+                    raise ValueError(f"message {i} (assistant) needs text content or tool calls")
+            if role == "tool":
+                call_id = message.get("tool_call_id")
+                if not call_id:
+                    raise ValueError(f"message {i} is a tool message without tool_call_id")
+                if call_id not in open_calls:
+                    raise ValueError(f"message {i} answers tool call {call_id!r}, which no assistant message made")
+                open_calls.discard(call_id)
+        if open_calls:
+            raise ValueError(f"tool calls {sorted(open_calls)} at the end were never answered by tool messages")
         return messages
 
 

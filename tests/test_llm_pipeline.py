@@ -39,7 +39,7 @@ def test_generate_through_a_local_openai_compatible_server(tmp_path):
     assert stats["tokens_per_second"] and stats["tokens_per_second"] > 0
 
 
-def test_a_model_that_never_returns_valid_json_is_a_clean_rejection(tmp_path):
+def test_a_model_that_never_returns_valid_json_is_a_clean_rejection(tmp_path, capsys):
     class Broken(ClinicModel):
         def __call__(self, request):
             if "You play a person" in _text(request):
@@ -50,7 +50,8 @@ def test_a_model_that_never_returns_valid_json_is_a_clean_rejection(tmp_path):
     with StubServer(Broken(CLINIC)) as server:
         code = main(["generate", "--db", str(CLINIC), "--dialogues", "2", "--tasks-per-dialogue", "1",
                      "--base-url", server.base_url, "--model", "stub-model", "--out", str(out)])
-    assert code == 0
+    assert code == 1  # dialogues were rejected cleanly, but a run with no valid dialogue failed
+    assert "no dialogue was valid" in capsys.readouterr().err
     rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
     assert len(rejected) == 2
     assert all("BackendOutputError" in r["reason"] for r in rejected)

@@ -44,6 +44,9 @@ def test_kill_then_resume_loses_and_repeats_nothing(tmp_path):
     assert sorted(after) == sorted(set(after)), "a dialogue was written twice"
     assert len(after) == n
     assert set(before) <= set(after)
+    # dialogues cut off mid-step go on from their checkpoints rather than being rejected half-done
+    rejected = out / "rejected.jsonl"
+    assert not rejected.exists() or not rejected.read_text().strip(), rejected.read_text()[:500]
 
 
 def test_torn_last_line_is_cut_off(tmp_path):
