@@ -232,7 +232,8 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
             folder = RunFolder(run_dir)
             if not folder.file(rf.STATS).exists():
                 raise InputError(f"no {rf.STATS} in {run_dir} (is it a finished run folder?)")
-            columns[run_dir.name] = RunStats.model_validate(folder.read_json(rf.STATS))
+            label = run_dir.name if run_dir.name not in columns else str(run_dir)  # two runs, one column each
+            columns[label] = RunStats.model_validate(folder.read_json(rf.STATS))
         console.print(stats_table(columns))
     if args.command in reasoning_cli.COMMANDS:
         await reasoning_cli.run(args, console)
