@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from backends.openai import BackendOutputError
-from environment.errors import InputError
+from environment.errors import InputError, RunError
 from environment.sqlnames import snake
 from graphs import reasoning_cli
 from graphs.dialogue import build_dialogue_graph
@@ -260,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         first = exc.errors()[0]
         print(f"error: invalid input: {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
         return 2
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (BackendOutputError, openai.APIError) as exc:  # the model server failed us, not the user's input
         print(f"error: the model server: {str(exc).splitlines()[0][:300]}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ import asyncio
 import json
 import multiprocessing
 import queue
+import traceback
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from backends.registry import backend_for
-from environment.errors import InputError
+from environment.errors import InputError, RunError
 from environment.introspect import check_database_path, inspect_database
 from environment.sandbox import Sandbox
 from environment.tool_checks import check_tool
@@ -82,13 +83,16 @@ def _recursion_limit(config: RunConfig, settings: Settings) -> int:
 
 
 def _worker_main(builder_factory: Callable[[], StateGraph], folder: str, config: RunConfig, settings: Settings,
-                 toolset: list[Tool], indices: list[int], events: Any) -> None:
+                 toolset: list[Tool], indices: list[int], events: Any, number: int) -> None:
     """A worker process: runs its share of the dialogues and reports each one as it is written."""
     batch = Batch(builder_factory, RunFolder(Path(folder)), config, settings, toolset, Console(quiet=True))
     try:
         asyncio.run(batch.run_shard(indices, lambda: events.put(1)))
     except KeyboardInterrupt:  # the parent says what to do next; the checkpoints keep the work
         raise SystemExit(130) from None
+    except Exception:  # kept for the user to read; the parent reports it in one line
+        (Path(folder) / f"worker-{number}.log").write_text(traceback.format_exc(), encoding="utf-8")
+        raise SystemExit(1) from None
 
 
 class Batch:
@@ -135,7 +139,7 @@ class Batch:
         config = self.config.model_copy(update={"concurrency": per_worker, "workers": 1})
         procs = [ctx.Process(target=_worker_main, daemon=True,
                              args=(self.builder_factory, str(self.folder.path), config, self.settings,
-                                   self.toolset, todo[w::workers], events))
+                                   self.toolset, todo[w::workers], events, w))
                  for w in range(workers)]
         for proc in procs:
             proc.start()
@@ -151,10 +155,12 @@ class Batch:
         finally:
             for proc in procs:
                 proc.join(timeout=5 if not any(p.is_alive() for p in procs) else None)
-        failed = [p.exitcode for p in procs if p.exitcode]
+        failed = [(w, p.exitcode) for w, p in enumerate(procs) if p.exitcode]
         if failed:
-            raise RuntimeError(f"{len(failed)} worker process(es) failed (exit codes {failed}); "
-                               f"finish the run with: python -m graphs.run resume {self.folder.path}")
+            logs = ", ".join(str(self.folder.file(f"worker-{w}.log")) for w, code in failed if code == 1)
+            raise RunError(f"{len(failed)} worker process(es) stopped (exit codes {[c for _, c in failed]})"
+                           + (f"; see {logs}" if logs else "")
+                           + f"; finish the run with: python -m graphs.run resume {self.folder.path}")
 
     async def _dialogue(self, graph: Any, i: int) -> None:
         dialogue_id = self.config.dialogue_id(i)

@@ -76,3 +76,30 @@ def test_worker_processes_write_each_dialogue_once_and_the_same_dialogues(tmp_pa
         return {r["id"].rsplit("-", 1)[-1]: r["messages"] for r in lines}
 
     assert by_index(one) == by_index(two)
+
+
+def test_a_failing_worker_is_reported_in_one_line_with_its_log(tmp_path, capsys):
+    import asyncio
+
+    from rich.console import Console
+
+    from environment.errors import RunError
+    from graphs.dialogue import build_dialogue_graph
+    from runner.batch import Batch, load_toolset
+    from state.config import RunConfig, Settings
+
+    source = tmp_path / "source"
+    assert main(["generate", "--db", str(CLINIC), "--dialogues", "1", "--out", str(source)]) == 0
+    folder = RunFolder(tmp_path / "broken")
+    folder.path.mkdir()
+    (folder.path / "checkpoints.sqlite").mkdir()  # a worker cannot open it
+    config = RunConfig(run_id="broken", source_db=str(CLINIC), dialogues=4, tasks_per_dialogue=1, seed=0,
+                       concurrency=2, workers=2)
+    batch = Batch(build_dialogue_graph, folder, config, Settings(backend="offline"),
+                  load_toolset(source / "toolset.json"), Console(quiet=True))
+    try:
+        asyncio.run(batch.run())
+        raise AssertionError("the run should have failed")
+    except RunError as exc:
+        assert "worker-0.log" in str(exc) and "resume" in str(exc)
+    assert "Traceback" in (folder.path / "worker-0.log").read_text()
