@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from environment.errors import InputError
+from environment.errors import InputError, read_json_input
 from environment.sqlnames import singular, snake
 from environment.tool_specs import spec_problems
 from state.tools import Tool
@@ -63,12 +62,7 @@ def read_seed_tools(path: str | Path) -> list[Tool]:
     """Seed tools from a JSON file: a list of OpenAI function specs, `{"type": "function", ...}`
     wrappers, or bare function objects (also under a top-level "tools" key)."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"cannot read seed tools {p}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise InputError(f"seed tools {p} are not valid JSON: {exc}") from None
+    data = read_json_input(p, "seed tools")
     if isinstance(data, dict) and isinstance(data.get("tools"), list):
         data = data["tools"]
     elif isinstance(data, dict):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -22,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from backends.openai import BackendOutputError
-from environment.errors import InputError, RunError
+from environment.errors import InputError, RunError, read_json_input
 from environment.sqlnames import snake
 from graphs import reasoning_cli
 from graphs.dialogue import build_dialogue_graph
@@ -117,12 +116,7 @@ def _positive(name: str, value: int) -> None:
 
 
 def _conversation(path: Path) -> list[dict]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"cannot read conversation {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise InputError(f"conversation {path} is not JSON: {exc}") from None
+    data = read_json_input(path, "conversation")
     if isinstance(data, dict) and isinstance(data.get("messages"), list):
         data = data["messages"]
     if not isinstance(data, list) or not data or not all(isinstance(m, dict) for m in data):

@@ -7,7 +7,6 @@ ended, so a killed run loses at most the steps in flight and `resume` neither lo
 from __future__ import annotations
 
 import asyncio
-import json
 import multiprocessing
 import queue
 import traceback
@@ -24,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from backends.registry import backend_for
-from environment.errors import InputError, RunError
+from environment.errors import InputError, RunError, read_json_input
 from environment.introspect import check_database_path, inspect_database
 from environment.sandbox import Sandbox
 from environment.tool_checks import check_tool
@@ -75,6 +74,16 @@ async def open_checkpointer(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
         saver = AsyncSqliteSaver(conn, serde=strict_serializer())
         await saver.setup()
         yield saver
+
+
+async def run_thread(graph: Any, start: Any, cfg: dict[str, Any], context: Any) -> None:
+    """Run a thread to its end: start it when it has no checkpoint, go on when it stopped part way,
+    leave it when it is finished."""
+    snapshot = await graph.aget_state(cfg)
+    if not snapshot.values:
+        await graph.ainvoke(start, cfg, context=context)
+    elif snapshot.next or snapshot.tasks:  # tasks: a step cut off mid-write leaves no 'next'
+        await graph.ainvoke(None, cfg, context=context)
 
 
 def _recursion_limit(config: RunConfig, settings: Settings) -> int:
@@ -169,15 +178,11 @@ class Batch:
         started = time.perf_counter()
         error = None
         try:
-            snapshot = await graph.aget_state(cfg)
-            if not snapshot.values:
-                start = DialogueInput(dialogue_id=dialogue_id, source_db=self.config.source_db,
-                                      seed=self.config.dialogue_seed(i), prelude=self.config.prelude,
-                                      task_style="question" if self.config.pipeline == "task" else "descriptive",
-                                      tasks_per_dialogue=self.config.tasks_per_dialogue, toolset=self.toolset)
-                await graph.ainvoke(start, cfg, context=self.settings)
-            elif snapshot.next or snapshot.tasks:  # tasks: a step cut off mid-write
-                await graph.ainvoke(None, cfg, context=self.settings)
+            start = DialogueInput(dialogue_id=dialogue_id, source_db=self.config.source_db,
+                                  seed=self.config.dialogue_seed(i), prelude=self.config.prelude,
+                                  task_style="question" if self.config.pipeline == "task" else "descriptive",
+                                  tasks_per_dialogue=self.config.tasks_per_dialogue, toolset=self.toolset)
+            await run_thread(graph, start, cfg, self.settings)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
         except Exception as exc:  # a failed dialogue is rejected with its reason, the run goes on
@@ -244,9 +249,11 @@ def summarize(folder: RunFolder) -> RunStats:
     return stats
 
 
-def _backend_notice(settings: Settings, console: Console) -> None:
+def backend_notice(settings: Settings, console: Console, offline: str = "") -> None:
+    """Say which backend runs; the offline one says it is no LLM (and, with `offline`, what it does instead)."""
     if settings.backend == "offline":
-        console.print("[yellow]backend: offline[/] (deterministic, no LLM; pass --base-url or set "
+        detail = f": {offline}" if offline else ""
+        console.print(f"[yellow]backend: offline[/] (deterministic, no LLM{detail}; pass --base-url or set "
                       "OPENAI_BASE_URL to generate with a model)")
     else:
         console.print(f"backend: {settings.backend} (model {settings.model} at {settings.base_url or 'OpenAI'})")
@@ -265,7 +272,7 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
         raise InputError("the toolset has SQL tools: pass --db with the database they run on")
     check_backend(settings)
     with new_run_folder(out) as folder:  # until the toolset is written: on failure, no partial folder
-        _backend_notice(settings, console)
+        backend_notice(settings, console)
         for skipped in database.skipped if database else []:
             console.print(f"[dim]skipped table {skipped.name!r}: {skipped.reason}[/]")
         if toolset is None and database is not None:
@@ -294,11 +301,9 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
 
 def load_toolset(path: Path) -> list[Tool]:
     """Tools from a toolset.json written by an earlier run."""
+    entries = read_json_input(path, "toolset")
     try:
-        entries = json.loads(Path(path).read_text(encoding="utf-8"))
         return [Tool.model_validate(e) for e in entries]
-    except OSError as exc:
-        raise InputError(f"cannot read toolset {path}: {exc.strerror}") from None
     except (ValueError, TypeError) as exc:
         raise InputError(f"not a toolset.json (a JSON list of tools with sql and mode): {path}: "
                          f"{str(exc).splitlines()[0]}") from None
@@ -316,7 +321,7 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
         recorded = {k: v for k, v in config.settings.items() if v is not None}
         settings = Settings(**recorded)
     check_backend(settings)
-    _backend_notice(settings, console)
+    backend_notice(settings, console)
     toolset = load_toolset(folder.file(rf.TOOLSET))
     await Batch(builder_factory, folder, config, settings, toolset, console).run()
     return _finish(folder, console)

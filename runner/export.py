@@ -49,14 +49,11 @@ def _sources(state: DialogueState) -> str:
 
 def acceptance(state: DialogueState) -> tuple[bool, str | None]:
     """Valid when every task was judged valid; otherwise the reason it was rejected."""
-    if len(state.verdicts) < state.tasks_per_dialogue:
-        invalid = next((v for v in state.verdicts if v.judgment == "invalid"), None)
-        if invalid is not None:
-            return False, f"task {invalid.task_index + 1}: {invalid.reasoning}"
-        return False, f"only {len(state.verdicts)} of {state.tasks_per_dialogue} tasks were completed"
     invalid = next((v for v in state.verdicts if v.judgment == "invalid"), None)
     if invalid is not None:
         return False, f"task {invalid.task_index + 1}: {invalid.reasoning}"
+    if len(state.verdicts) < state.tasks_per_dialogue:
+        return False, f"only {len(state.verdicts)} of {state.tasks_per_dialogue} tasks were completed"
     return True, None
 
 

@@ -30,7 +30,7 @@ from metrics.quality import quality_report
 from nodes.reasoning import transcript_of
 from nodes.user_generator import generate_profile_pool
 from runner import run_folder as rf
-from runner.batch import check_backend, open_checkpointer
+from runner.batch import backend_notice, check_backend, open_checkpointer, run_thread
 from runner.export import openai_message
 from runner.run_folder import RunFolder, create_run_dir, new_run_folder
 from state.agent import (HardeningEntry, HardeningInput, HardeningState, ItemInput, ItemOutput, ItemState, Profile,
@@ -82,12 +82,8 @@ async def prepare(config: ReasoningRunConfig, settings: ReasoningSettings, out: 
     return Prepared(scenario, embedder, backend)
 
 
-def backend_notice(settings: ReasoningSettings, console: Console) -> None:
-    if settings.backend == "offline":
-        console.print("[yellow]backend: offline[/] (deterministic, no LLM: templated profiles and actions, "
-                      "computed questions, solver strategies; pass --base-url or set OPENAI_BASE_URL for a model)")
-    else:
-        console.print(f"backend: {settings.backend} (model {settings.model} at {settings.base_url or 'OpenAI'})")
+def _backend_notice(settings: ReasoningSettings, console: Console) -> None:
+    backend_notice(settings, console, "templated profiles and actions, computed questions, solver strategies")
 
 
 async def _start_folder(config: ReasoningRunConfig, settings: ReasoningSettings, prepared: Prepared, out: Path,
@@ -129,11 +125,7 @@ async def run_items(graph: Any, starts: list[ItemInput], settings: ReasoningSett
             cfg = {"configurable": {"thread_id": start.agent_id}, "recursion_limit": _recursion_limit(settings)}
             async with sem:
                 try:
-                    snapshot = await graph.aget_state(cfg)
-                    if not snapshot.values:
-                        await graph.ainvoke(start, cfg, context=settings)
-                    elif snapshot.next or snapshot.tasks:  # tasks: a step cut off mid-write
-                        await graph.ainvoke(None, cfg, context=settings)
+                    await run_thread(graph, start, cfg, settings)
                     results[start.agent_id] = ItemState.model_validate((await graph.aget_state(cfg)).values)
                 except (asyncio.CancelledError, KeyboardInterrupt):
                     raise
@@ -178,7 +170,7 @@ async def run_reasoning(config: ReasoningRunConfig, settings: ReasoningSettings,
                         ) -> dict[str, Any]:
     """Items first (one thread each), then the hardening loop over their questions."""
     prepared = await prepare(config, settings, out)
-    backend_notice(settings, console)
+    _backend_notice(settings, console)
     folder, profiles = await _start_folder(config, settings, prepared, out, console)
     return await _items_then_hardening(folder, config, settings, prepared, profiles, console, item_graph,
                                        hardening_graph)
@@ -198,7 +190,7 @@ async def resume_reasoning(run_dir: Path, settings: ReasoningSettings | None, co
     settings = settings or ReasoningSettings(**{k: v for k, v in config.settings.items() if v is not None})
     profiles = [Profile.model_validate(p) for p in folder.read_json(PROFILES)["profiles"]]
     prepared = await prepare(config, settings, run_dir, existing=True)
-    backend_notice(settings, console)
+    _backend_notice(settings, console)
     return await _items_then_hardening(folder, config, settings, prepared, profiles, console, item_graph,
                                        hardening_graph)
 
@@ -308,7 +300,7 @@ def item_record(item_id: str, state: ItemState, entry: HardeningEntry, config: R
 async def run_ablation(config: ReasoningRunConfig, settings: ReasoningSettings, out: Path, console: Console,
                        item_graph: Callable[[], StateGraph]) -> dict[str, QualityReport]:
     prepared = await prepare(config, settings, out)
-    backend_notice(settings, console)
+    _backend_notice(settings, console)
     folder, profiles = await _start_folder(config, settings, prepared, out, console)
     reports: dict[str, QualityReport] = {}
     async with open_reasoning_checkpointer(folder.file(rf.CHECKPOINTS)) as saver:

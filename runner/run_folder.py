@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from environment.errors import InputError
+from environment.errors import InputError, read_json_input
 
 CONFIG = "config.json"
 TOOLSET = "toolset.json"
@@ -76,13 +76,7 @@ class RunFolder:
         os.replace(tmp, target)
 
     def read_json(self, name: str) -> Any:
-        path = self.file(name)
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise InputError(f"cannot read {path}: {exc.strerror}") from None
-        except ValueError as exc:
-            raise InputError(f"{path} is not valid JSON ({exc}); the run folder may be damaged") from None
+        return read_json_input(self.file(name), "run file")
 
     def append_line(self, name: str, record: dict[str, Any]) -> None:
         """Append one JSON line with a single write, flushed to disk."""
