@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import queue
-import traceback
+import threading
 import time
+import traceback
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -91,14 +93,30 @@ def _recursion_limit(config: RunConfig, settings: Settings) -> int:
     return 20 + config.tasks_per_dialogue * per_task
 
 
+_DISK_FULL_EXIT = 75  # a worker's way of saying the disk filled up
+
+
+def _outlive_no_parent(parent: int) -> None:
+    """End this worker as soon as the process that owns the run folder is gone (even killed with -9), so no
+    orphan goes on writing into a folder that the next `resume` owns."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _worker_main(builder_factory: Callable[[], StateGraph], folder: str, config: RunConfig, settings: Settings,
-                 toolset: list[Tool], indices: list[int], events: Any, number: int) -> None:
+                 toolset: list[Tool], indices: list[int], events: Any, number: int, parent: int) -> None:
     """A worker process: runs its share of the dialogues and reports each one as it is written."""
+    _outlive_no_parent(parent)
     batch = Batch(builder_factory, RunFolder(Path(folder)), config, settings, toolset, Console(quiet=True))
     try:
         asyncio.run(batch.run_shard(indices, lambda: events.put(1)))
     except KeyboardInterrupt:  # the parent says what to do next; the checkpoints keep the work
         raise SystemExit(130) from None
+    except rf.DiskFullError:
+        raise SystemExit(_DISK_FULL_EXIT) from None
     except Exception:  # kept for the user to read; the parent reports it in one line
         (Path(folder) / f"worker-{number}.log").write_text(traceback.format_exc(), encoding="utf-8")
         raise SystemExit(1) from None
@@ -148,7 +166,7 @@ class Batch:
         config = self.config.model_copy(update={"concurrency": per_worker, "workers": 1})
         procs = [ctx.Process(target=_worker_main, daemon=True,
                              args=(self.builder_factory, str(self.folder.path), config, self.settings,
-                                   self.toolset, todo[w::workers], events, w))
+                                   self.toolset, todo[w::workers], events, w, os.getpid()))
                  for w in range(workers)]
         for proc in procs:
             proc.start()
@@ -165,6 +183,8 @@ class Batch:
             for proc in procs:
                 proc.join(timeout=5 if not any(p.is_alive() for p in procs) else None)
         failed = [(w, p.exitcode) for w, p in enumerate(procs) if p.exitcode]
+        if any(code == _DISK_FULL_EXIT for _, code in failed):
+            raise rf.disk_full_error(self.folder.path, self.folder.path)
         if failed:
             logs = ", ".join(str(self.folder.file(f"worker-{w}.log")) for w, code in failed if code == 1)
             raise RunError(f"{len(failed)} worker process(es) stopped (exit codes {[c for _, c in failed]})"
@@ -186,6 +206,8 @@ class Batch:
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
         except Exception as exc:  # a failed dialogue is rejected with its reason, the run goes on
+            if rf.is_disk_full(exc):  # not the dialogue's fault: stop, and let `resume` go on from its checkpoint
+                raise rf.disk_full_error(self.folder.file(rf.CHECKPOINTS), self.folder.path) from None
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         snapshot = await graph.aget_state(cfg)
         latency = time.perf_counter() - started
@@ -245,6 +267,9 @@ def summarize(folder: RunFolder) -> RunStats:
     stats = run_stats(folder.read_lines(rf.DIALOGUES), folder.read_lines(rf.REJECTED),
                       tools_proposed=max(report.proposed, len(report.tools)), tools_accepted=len(report.tools),
                       backend=str(config.settings.get("backend", "")))
+    for name in (rf.DIALOGUES, rf.REJECTED):
+        if folder.file(name).exists():
+            folder.sort_lines(name)
     folder.write_json(rf.STATS, stats.model_dump())
     return stats
 
@@ -271,32 +296,44 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
     if database is None and any(not t.simulated for t in toolset or []):
         raise InputError("the toolset has SQL tools: pass --db with the database they run on")
     check_backend(settings)
-    with new_run_folder(out) as folder:  # until the toolset is written: on failure, no partial folder
+    with new_run_folder(out, "generate") as folder:  # until the toolset is written: on failure, no partial folder
         backend_notice(settings, console)
         for skipped in database.skipped if database else []:
             console.print(f"[dim]skipped table {skipped.name!r}: {skipped.reason}[/]")
-        if toolset is None and database is not None:
-            with console.status("synthesizing the toolset"):
-                report, _ = await synthesize_toolset(database, backend_for(settings), settings)
-        else:
+        if toolset is not None:
             report = Toolset(tools=toolset, proposed=len(toolset))
             if database is not None:
                 misfit = await asyncio.to_thread(_misfits, report.tools, database)
                 if misfit:
                     raise InputError(f"the toolset does not fit {config.source_db}: {misfit} "
                                      f"(was it made for another database?)")
-        for note in report.notes:
-            console.print(f"[yellow]note:[/] {note}")
-        if not report.tools:
-            raise InputError(f"no tool could be built for {config.source_db}: "
-                             + "; ".join(f"{d.name}: {d.reason}" for d in report.dropped[:3]))
-        folder.write_json(rf.TOOLSET, [t.toolset_entry() for t in report.tools])
-        folder.write_json(rf.TOOLSET_REPORT, report.model_dump(mode="json"))
+            _write_toolset(folder, report)
+        # the config goes first (after a given toolset): a run killed while its toolset is synthesized resumes
         folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
-    console.print(f"toolset: {len(report.tools)} tools "
-                  f"({sum(t.mode == 'write' for t in report.tools)} write); run folder: {out}")
-    await Batch(builder_factory, folder, config, settings, report.tools, console).run()
-    return _finish(folder, console)
+        if toolset is None:
+            report = await _synthesize(folder, database, settings, console)
+    with folder:
+        console.print(f"toolset: {len(report.tools)} tools "
+                      f"({sum(t.mode == 'write' for t in report.tools)} write); run folder: {out}")
+        await Batch(builder_factory, folder, config, settings, report.tools, console).run()
+        return _finish(folder, console)
+
+
+async def _synthesize(folder: RunFolder, database: Any, settings: Settings, console: Console) -> Toolset:
+    with console.status("synthesizing the toolset"):
+        report, _ = await synthesize_toolset(database, backend_for(settings), settings)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if not report.tools:
+        raise InputError(f"no tool could be built for {database.path}: "
+                         + "; ".join(f"{d.name}: {d.reason}" for d in report.dropped[:3]))
+    _write_toolset(folder, report)
+    return report
+
+
+def _write_toolset(folder: RunFolder, report: Toolset) -> None:
+    folder.write_json(rf.TOOLSET_REPORT, report.model_dump(mode="json"))
+    folder.write_json(rf.TOOLSET, [t.toolset_entry() for t in report.tools])  # last: its presence means both are whole
 
 
 def load_toolset(path: Path) -> list[Tool]:
@@ -314,17 +351,23 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
     folder = RunFolder(run_dir)
     if not folder.file(rf.CONFIG).exists():
         raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
-    config = RunConfig.model_validate(folder.read_json(rf.CONFIG))
-    if config.source_db:
-        check_database_path(config.source_db)  # moved or deleted: say so before any dialogue is touched
-    if settings is None:
-        recorded = {k: v for k, v in config.settings.items() if v is not None}
-        settings = Settings(**recorded)
-    check_backend(settings)
-    backend_notice(settings, console)
-    toolset = load_toolset(folder.file(rf.TOOLSET))
-    await Batch(builder_factory, folder, config, settings, toolset, console).run()
-    return _finish(folder, console)
+    with folder.own("resume"):
+        config = RunConfig.model_validate(folder.read_json(rf.CONFIG))
+        if config.source_db:
+            check_database_path(config.source_db)  # moved or deleted: say so before any dialogue is touched
+        if settings is None:
+            recorded = {k: v for k, v in config.settings.items() if v is not None}
+            settings = Settings(**recorded)
+        check_backend(settings)
+        backend_notice(settings, console)
+        if folder.file(rf.TOOLSET).exists():
+            toolset = load_toolset(folder.file(rf.TOOLSET))
+        elif config.source_db:  # stopped while the toolset was being synthesized: synthesize it again
+            toolset = (await _synthesize(folder, inspect_database(config.source_db), settings, console)).tools
+        else:
+            raise InputError(f"{folder.file(rf.TOOLSET)} is missing and the run has no database to derive it from")
+        await Batch(builder_factory, folder, config, settings, toolset, console).run()
+        return _finish(folder, console)
 
 
 def _finish(folder: RunFolder, console: Console) -> RunStats:

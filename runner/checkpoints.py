@@ -126,9 +126,10 @@ class DialogueCheckpoints:
     async def resume(self, dialogue_id: str, checkpoint_id: str) -> None:
         """Continue a dialogue from one of its checkpoints; its line in the dataset is replaced."""
         await self._writer_of(dialogue_id, checkpoint_id)
-        started = time.perf_counter()
-        run = self.graph.ainvoke(None, self._cfg(dialogue_id, checkpoint_id), context=self.settings)
-        await self._finish(dialogue_id, started, replace=True, run=run)
+        with self.folder.own("resume --dialogue"):
+            started = time.perf_counter()
+            run = self.graph.ainvoke(None, self._cfg(dialogue_id, checkpoint_id), context=self.settings)
+            await self._finish(dialogue_id, started, replace=True, run=run)
 
     async def fork(self, dialogue_id: str, checkpoint_id: str, seed: int | None = None,
                    user_message: str | None = None) -> str:
@@ -140,6 +141,11 @@ class DialogueCheckpoints:
         if user_message is not None and tuple(snap.next) != ("user_simulator",):
             raise InputError(f"--user-message needs a checkpoint whose next step is the user simulator; "
                              f"{checkpoint_id} is followed by {', '.join(snap.next) or 'nothing'}")
+        with self.folder.own("fork"):
+            return await self._fork(dialogue_id, checkpoint_id, writer, snap, seed, user_message)
+
+    async def _fork(self, dialogue_id: str, checkpoint_id: str, writer: str, snap: Any, seed: int | None,
+                    user_message: str | None) -> str:
         new_id = await self._fresh_id(dialogue_id)
         values = {**snap.values, "dialogue_id": new_id,
                   "forked_from": ForkOrigin(dialogue=dialogue_id, checkpoint=checkpoint_id)}

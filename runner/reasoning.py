@@ -88,7 +88,7 @@ def _backend_notice(settings: ReasoningSettings, console: Console) -> None:
 
 async def _start_folder(config: ReasoningRunConfig, settings: ReasoningSettings, prepared: Prepared, out: Path,
                         console: Console) -> tuple[RunFolder, list[Profile]]:
-    with new_run_folder(out) as folder:
+    with new_run_folder(out, config.command) as folder:
         folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
         with console.status(f"generating {config.users} user profiles"):
             pool = await generate_profile_pool(prepared.scenario, config.users, prepared.backend, prepared.embedder,
@@ -172,8 +172,9 @@ async def run_reasoning(config: ReasoningRunConfig, settings: ReasoningSettings,
     prepared = await prepare(config, settings, out)
     _backend_notice(settings, console)
     folder, profiles = await _start_folder(config, settings, prepared, out, console)
-    return await _items_then_hardening(folder, config, settings, prepared, profiles, console, item_graph,
-                                       hardening_graph)
+    with folder:  # owned since it was made
+        return await _items_then_hardening(folder, config, settings, prepared, profiles, console, item_graph,
+                                           hardening_graph)
 
 
 async def resume_reasoning(run_dir: Path, settings: ReasoningSettings | None, console: Console,
@@ -189,10 +190,11 @@ async def resume_reasoning(run_dir: Path, settings: ReasoningSettings | None, co
         raise InputError(f"{run_dir} is an {config.command} run; only reasoning runs can be resumed")
     settings = settings or ReasoningSettings(**{k: v for k, v in config.settings.items() if v is not None})
     profiles = [Profile.model_validate(p) for p in folder.read_json(PROFILES)["profiles"]]
-    prepared = await prepare(config, settings, run_dir, existing=True)
-    _backend_notice(settings, console)
-    return await _items_then_hardening(folder, config, settings, prepared, profiles, console, item_graph,
-                                       hardening_graph)
+    with folder.own("resume"):
+        prepared = await prepare(config, settings, run_dir, existing=True)
+        _backend_notice(settings, console)
+        return await _items_then_hardening(folder, config, settings, prepared, profiles, console, item_graph,
+                                           hardening_graph)
 
 
 async def _items_then_hardening(folder: RunFolder, config: ReasoningRunConfig, settings: ReasoningSettings,
@@ -302,6 +304,13 @@ async def run_ablation(config: ReasoningRunConfig, settings: ReasoningSettings, 
     prepared = await prepare(config, settings, out)
     _backend_notice(settings, console)
     folder, profiles = await _start_folder(config, settings, prepared, out, console)
+    with folder:  # owned since it was made
+        return await _ablation_modes(folder, config, settings, prepared, profiles, console, item_graph)
+
+
+async def _ablation_modes(folder: RunFolder, config: ReasoningRunConfig, settings: ReasoningSettings,
+                          prepared: Prepared, profiles: list[Profile], console: Console,
+                          item_graph: Callable[[], StateGraph]) -> dict[str, QualityReport]:
     reports: dict[str, QualityReport] = {}
     async with open_reasoning_checkpointer(folder.file(rf.CHECKPOINTS)) as saver:
         graph = item_graph().compile(checkpointer=saver)

@@ -1,15 +1,20 @@
-"""The run folder: every file written whole or appended line by line, never half written."""
+"""The run folder: one owner at a time, every file written whole or appended line by line, never half written."""
 
 from __future__ import annotations
 
+import datetime as dt
+import errno
+import fcntl
 import json
 import os
 import shutil
+import socket
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from environment.errors import InputError, read_json_input
+from environment.errors import InputError, RunError, read_json_input
 
 CONFIG = "config.json"
 TOOLSET = "toolset.json"
@@ -19,6 +24,34 @@ REJECTED = "rejected.jsonl"
 STATS = "stats.json"
 CHECKPOINTS = "checkpoints.sqlite"
 LLM_CACHE = "llm_cache.sqlite"
+OWNER_LOCK = ".owner.lock"
+
+
+class DiskFullError(RunError):
+    """The disk filled up while the run was writing: the run stops, and `resume` continues it."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An OS write refused for lack of space, or SQLite saying the same in its own words."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "database or disk is full" in str(exc)
+
+
+def disk_full_error(path: Path, folder: Path) -> DiskFullError:
+    return DiskFullError(f"the disk is full (writing {path}); free some space, then continue the run with: "
+                         f"python -m graphs.run resume {folder}")
+
+
+@contextmanager
+def _writing(folder: Path, target: Path) -> Iterator[None]:
+    """Turn a full disk while writing `target` into one line that says how to go on."""
+    try:
+        yield
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(target, folder) from None
+        raise
 
 
 def create_run_dir(path: Path) -> None:
@@ -29,7 +62,7 @@ def create_run_dir(path: Path) -> None:
         raise InputError(f"unusable output folder {str(path)[:80]}…: {exc.strerror}") from None
     if exists and not is_dir:
         raise InputError(f"output path exists and is not a folder: {path} (choose another --out)")
-    if exists and any(path.iterdir()):
+    if exists and any(child.name != OWNER_LOCK for child in path.iterdir()):
         raise InputError(f"output folder already exists and is not empty: {path} (choose another --out, "
                          f"or continue it with: python -m graphs.run resume {path})")
     try:
@@ -43,50 +76,113 @@ def create_run_dir(path: Path) -> None:
 
 
 @contextmanager
-def new_run_folder(path: Path) -> Iterator["RunFolder"]:
-    """A new, empty run folder for setting a run up; if the setup fails, nothing of it is left behind."""
+def new_run_folder(path: Path, command: str = "generate") -> Iterator["RunFolder"]:
+    """A new, empty run folder for setting a run up, owned by this process; if the setup fails, nothing of
+    it is left behind. On success the folder stays owned: the caller releases it (`with folder:`)."""
     try:
         created = not path.exists()
     except OSError:
         created = True
     create_run_dir(path)
+    folder = RunFolder(path).own(command)  # refused: another process set it up first, and it is theirs
     try:
-        yield RunFolder(path)
+        yield folder
     except BaseException:
         if created:
             shutil.rmtree(path, ignore_errors=True)
         else:
             for child in path.iterdir():
                 shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+        folder.release()
         raise
 
 
 class RunFolder:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._owner_fd: int | None = None
 
     def file(self, name: str) -> Path:
         return self.path / name
 
+    def own(self, command: str) -> "RunFolder":
+        """Make this process the folder's only writer, or refuse in one line naming the process that is.
+
+        The lock is an flock on a file in the folder: the kernel drops it when its process ends, however
+        it ends, so a killed run never blocks the next `resume`. Nothing is written unless it is taken.
+        """
+        if self._owner_fd is not None:
+            return self
+        lock = self.file(OWNER_LOCK)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _read_owner(fd)
+            os.close(fd)
+            raise InputError(f"run folder {self.path} is in use by process {holder.get('pid', '?')} on "
+                             f"{holder.get('host', '?')} ({holder.get('command', '?')}, since "
+                             f"{holder.get('since', '?')}); wait for it to end, or stop it first") from None
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                 "argv": " ".join(sys.argv[1:])[:300], "since": dt.datetime.now().isoformat(timespec="seconds")}
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(owner).encode(), 0)
+        except OSError:  # the lock holds even where its note cannot be written (a full disk)
+            pass
+        self._owner_fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._owner_fd is not None:
+            os.close(self._owner_fd)  # the lock file stays: unlinking it would let two processes lock two files
+            self._owner_fd = None
+
+    def __enter__(self) -> "RunFolder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
     def write_json(self, name: str, data: Any) -> None:
-        """Write a whole JSON file atomically: a temporary file renamed into place."""
+        """Write a whole JSON file atomically: a temporary file, flushed, renamed into place."""
         target = self.file(name)
         tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
+        self._replace(tmp, target, (json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n").encode())
+
+    def _replace(self, tmp: Path, target: Path, data: bytes) -> None:
+        try:
+            with _writing(self.path, target):
+                with tmp.open("wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def read_json(self, name: str) -> Any:
         return read_json_input(self.file(name), "run file")
 
     def append_line(self, name: str, record: dict[str, Any]) -> None:
-        """Append one JSON line with a single write, flushed to disk."""
+        """Append one JSON line, flushed to disk; a write that fails part way (a full disk) is taken back."""
         data = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
-        fd = os.open(self.file(name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        target = self.file(name)
+        with _writing(self.path, target):
+            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                try:
+                    written = 0
+                    while written < len(data):
+                        written += os.write(fd, data[written:])
+                    os.fsync(fd)
+                except OSError:
+                    os.ftruncate(fd, size)  # no torn line is left for the next append to follow
+                    raise
+            finally:
+                os.close(fd)
 
     def read_lines(self, name: str) -> list[dict[str, Any]]:
         """The complete lines of a JSONL file; a torn last line (from a kill mid-write) is cut off."""
@@ -96,7 +192,7 @@ class RunFolder:
         raw = path.read_bytes()
         if raw and not raw.endswith(b"\n"):
             raw = raw[: raw.rfind(b"\n") + 1]
-            with path.open("r+b") as fh:
+            with _writing(self.path, path), path.open("r+b") as fh:
                 fh.truncate(len(raw))
         records = []
         for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
@@ -109,11 +205,27 @@ class RunFolder:
         return records
 
     def rewrite_lines(self, name: str, records: list[dict[str, Any]]) -> None:
+        """Replace a JSONL file whole (a temporary file renamed into place)."""
         target = self.file(name)
         tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records),
-                       encoding="utf-8")
-        os.replace(tmp, target)
+        self._replace(tmp, target, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n"
+                                           for r in records).encode("utf-8"))
+
+    def sort_lines(self, name: str) -> None:
+        """Put a JSONL file's lines in id order, so the dataset's bytes do not depend on which dialogue
+        happened to finish first."""
+        records = self.read_lines(name)
+        ordered = sorted(records, key=lambda r: str(r.get("id", "")))
+        if ordered != records:
+            self.rewrite_lines(name, ordered)
 
     def finished_ids(self) -> set[str]:
         return {r["id"] for name in (DIALOGUES, REJECTED) for r in self.read_lines(name)}
+
+
+def _read_owner(fd: int) -> dict[str, Any]:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}

@@ -23,7 +23,7 @@ async def run_toolprep(builder_factory: Callable[[], StateGraph], seed_file: Pat
                        settings: Settings, seed: int, console: Console) -> ToolprepState:
     seeds = read_seed_tools(seed_file)
     check_backend(settings)
-    with new_run_folder(out) as folder:
+    with new_run_folder(out, "toolprep") as folder:
         folder.write_json(rf.CONFIG, {"command": "toolprep", "domain": domain, "seed_file": str(seed_file.resolve()),
                                       "seed": seed, "settings": settings.public()})
         async with open_checkpointer(folder.file(rf.CHECKPOINTS)) as saver:
@@ -37,6 +37,7 @@ async def run_toolprep(builder_factory: Callable[[], StateGraph], seed_file: Pat
         folder.write_json(TOOLPREP_REPORT, {"domain": domain, "seed_tools": len(seeds), "tools": len(state.tools),
                                             "field_types": state.field_types,
                                             "stages": [r.model_dump() for r in state.reports]})
+    folder.release()
     console.print(report_table(state.reports))
     console.print(f"wrote {len(state.tools)} tools to {folder.file(rf.TOOLSET)}")
     return state
