@@ -12,6 +12,7 @@ import jsonschema
 import sqlglot
 from sqlglot import exp
 
+from environment.clock import CLOCK_PREFIX
 from environment.sandbox import Sandbox, placeholders
 from environment.sqlnames import quote_ident
 from state.schema import DatabaseSchema, Table
@@ -59,6 +60,8 @@ def static_problems(tool: Tool) -> str | None:
         ) or any(isinstance(a, exp.Literal) and a.this.lower() == "now" for a in func.args.values() if a is not None):
             return f"SQL uses a non-deterministic function ({func.sql(dialect='sqlite')}): results could not be replayed"
     names = set(placeholders(tool.sql))
+    if any(name.startswith(CLOCK_PREFIX) for name in names):
+        return f"placeholders starting with {CLOCK_PREFIX!r} are reserved for the dialogue's clock"
     if names != set(tool.properties):
         return (
             f"placeholders {sorted(names)} differ from parameters {sorted(tool.properties)}"

@@ -18,6 +18,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.runtime import Runtime
 
 from backends.base import SimulationRequest
+from environment.clock import dialogue_clock
 from environment.sandbox import SANDBOXES, check_arguments
 from environment.simulator import reconcile, reference_time_for, simulate, stated_date, validation_error
 from nodes.common import backend_of, rng_key, settings_of
@@ -44,7 +45,7 @@ def reference_time(state: DialogueState, world: SimulatedWorld) -> str:
 
 async def _simulated(state: DialogueState, runtime: Runtime[Settings], tool: Tool, args: dict[str, Any],
                      world: SimulatedWorld, serial: int) -> ToolResult:
-    error = check_arguments(tool, args)
+    error = check_arguments(tool, args, settings_of(runtime).max_argument_chars)
     if error is not None:
         return ToolResult(ok=False, error=error)
     now = reference_time(state, world)
@@ -72,9 +73,12 @@ async def tool_executor(state: DialogueState, runtime: Runtime[Settings]) -> dic
                          last.additional_kwargs.get("malformed_tool_call_arguments", [])))
     sql_calls = [c for c in last.tool_calls if c["name"] in tools and not tools[c["name"]].simulated]
     executed: dict[str, ToolResult] = {}
+    # one clock per dialogue: its seeded time, a minute on per call; writes record it so replays match
+    clocks = {c["id"]: dialogue_clock(world.reference_time, len(state.calls) + i)
+              for i, c in enumerate(last.tool_calls) if c["name"] in tools and tools[c["name"]].mode == "write"}
     if sql_calls and state.source_db:
-        executed = await asyncio.to_thread(_run_sql, state, tools, sql_calls, settings.max_result_rows,
-                                           settings.max_tool_calls_per_step, [c["id"] for c in last.tool_calls])
+        executed = await asyncio.to_thread(_run_sql, state, tools, sql_calls, settings, clocks,
+                                           [c["id"] for c in last.tool_calls])
     messages, calls = [], []
     for i, call in enumerate(last.tool_calls):
         tool = tools.get(call["name"])
@@ -96,7 +100,8 @@ async def tool_executor(state: DialogueState, runtime: Runtime[Settings]) -> dic
                 type="sql_error", message="this dialogue has no database to run SQL tools on"))
         calls.append(ExecutedCall(tool_call_id=call["id"], tool=call["name"], arguments=call["args"], result=result,
                                   mode=tool.mode if tool else None, task_index=state.task_index,
-                                  simulated=bool(tool and tool.simulated)))
+                                  simulated=bool(tool and tool.simulated),
+                                  clock=clocks.get(call["id"]) if call["id"] in executed else None))
         messages.append(ToolMessage(content=tool_message_content(result), tool_call_id=call["id"],
                                     name=call["name"], status="success" if result.ok else "error"))
     update: dict = {"messages": messages, "calls": calls}
@@ -105,13 +110,14 @@ async def tool_executor(state: DialogueState, runtime: Runtime[Settings]) -> dic
     return update
 
 
-def _run_sql(state: DialogueState, tools: dict[str, Tool], calls: list[dict], max_rows: int, max_calls: int,
-             order: list[str]) -> dict[str, ToolResult]:
+def _run_sql(state: DialogueState, tools: dict[str, Tool], calls: list[dict], settings: Settings,
+             clocks: dict[str, str], order: list[str]) -> dict[str, ToolResult]:
     """Run SQL tool calls on the dialogue's sandbox, rebuilt from its write log if need be."""
     sandbox = SANDBOXES.checkout(state.dialogue_id, state.source_db, state.writes(tools))
     results = {}
     with sandbox.lock:
         for call in calls:
-            if order.index(call["id"]) < max_calls:
-                results[call["id"]] = sandbox.run(tools[call["name"]], call["args"], max_rows)
+            if order.index(call["id"]) < settings.max_tool_calls_per_step:
+                results[call["id"]] = sandbox.run(tools[call["name"]], call["args"], settings.max_result_rows,
+                                                  clocks.get(call["id"]), settings.max_argument_chars)
     return results

@@ -216,8 +216,8 @@ class Batch:
     async def write(self, dialogue_id: str, values: dict[str, Any], latency: float, error: str | None,
                     replace: bool = False) -> None:
         """Write a finished dialogue's line; with replace, its earlier line (in either file) goes."""
-        extra: dict[str, Any] = {"run_id": self.config.run_id, "backend": self.settings.backend,
-                                 "latency_s": round(latency, 4)}
+        # the latency goes beside the dataset, not in it: the same seed gives the same dataset, byte for byte
+        extra: dict[str, Any] = {"run_id": self.config.run_id, "backend": self.settings.backend}
         if self.settings.backend != "offline":
             extra["model"] = self.settings.model
         if values:
@@ -242,6 +242,8 @@ class Batch:
                     if self.folder.file(name).exists():
                         self.folder.rewrite_lines(name, kept)
             # the fsync runs off the event loop, so other dialogues keep their model calls going
+            await asyncio.to_thread(self.folder.append_line, rf.TIMINGS, {"id": dialogue_id,
+                                                                          "latency_s": round(latency, 4)})
             await asyncio.to_thread(self.folder.append_line, rf.DIALOGUES if ok else rf.REJECTED, line)
 
 
@@ -264,7 +266,11 @@ def summarize(folder: RunFolder) -> RunStats:
     config = RunConfig.model_validate(folder.read_json(rf.CONFIG))
     report = Toolset.model_validate(folder.read_json(rf.TOOLSET_REPORT)) if folder.file(rf.TOOLSET_REPORT).exists() \
         else Toolset(tools=load_toolset(folder.file(rf.TOOLSET)))
-    stats = run_stats(folder.read_lines(rf.DIALOGUES), folder.read_lines(rf.REJECTED),
+    accepted, rejected = folder.read_lines(rf.DIALOGUES), folder.read_lines(rf.REJECTED)
+    latency = {r["id"]: r["latency_s"] for r in folder.read_lines(rf.TIMINGS)}  # the last one of a dialogue counts
+    for record in accepted + rejected:
+        record["metadata"].setdefault("latency_s", latency.get(record["id"], 0.0))
+    stats = run_stats(accepted, rejected,
                       tools_proposed=max(report.proposed, len(report.tools)), tools_accepted=len(report.tools),
                       backend=str(config.settings.get("backend", "")))
     for name in (rf.DIALOGUES, rf.REJECTED):

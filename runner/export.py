@@ -74,7 +74,9 @@ def export_dialogue(state: DialogueState, extra: dict[str, Any]) -> tuple[Dialog
             "source_database": state.source_db,
             "task_message_starts": state.task_starts,
             "tool_results": _sources(state),
-            "tool_calls": [{"id": c.tool_call_id, "tool": c.tool, "result": "simulated" if c.simulated else "executed"}
+            # a write's clock: the time columns defaulting to now were given, so a replay can give them too
+            "tool_calls": [{"id": c.tool_call_id, "tool": c.tool, "result": "simulated" if c.simulated else "executed",
+                            **({"clock": c.clock} if c.clock and c.result.ok else {})}
                            for c in state.calls],
             **({"forked_from": state.forked_from.model_dump()} if state.forked_from else {}),
             **({"prelude_messages": len(state.prelude)} if state.prelude else {}),

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     max_steps_per_turn: int = Field(6, description="Guard: tool-use iterations before the assistant must answer.")
     max_tool_calls_per_step: int = Field(8, description="Guard: tool calls executed in one assistant step.")
     max_result_rows: int = Field(20, description="Rows of a query result shown to the model (the rest is counted).")
+    max_argument_chars: int = Field(10_000, ge=1, description="Longest text a tool argument may carry; a longer one "
+                                    "is refused with a tool error naming the argument, before any SQL runs.")
     max_tools: int = Field(40, description="Largest toolset synthesized from a schema.")
     min_tools: int = Field(8, description="Fewer accepted proposals than this are completed with schema-derived tools.")
     llm_cache: str | None = Field(None, description="Path of a SQLite cache of LLM responses: replays cost no calls.")

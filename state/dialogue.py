@@ -38,6 +38,7 @@ class ExecutedCall(BaseModel):
     mode: Literal["read", "write"] | None = None
     task_index: int = 0
     simulated: bool = False
+    clock: str | None = Field(None, description="The dialogue's time when an executed write ran (time defaults).")
 
 
 class WriteRecord(BaseModel):
@@ -46,6 +47,7 @@ class WriteRecord(BaseModel):
     tool: str
     sql: str
     params: dict[str, Any]
+    clock: str | None = Field(None, description="The dialogue's time it ran at: columns defaulting to now take it.")
 
 
 class JudgedItem(BaseModel):
@@ -170,7 +172,7 @@ class DialogueState(DialogueInput):
         """Every write that changed the sandbox, in order: the replay log of the dialogue."""
         tools = toolset or {t.name: t for t in self.toolset}
         return [
-            WriteRecord(tool=c.tool, sql=tools[c.tool].sql, params=c.arguments)
+            WriteRecord(tool=c.tool, sql=tools[c.tool].sql, params=c.arguments, clock=c.clock)
             for c in self.calls
             if c.mode == "write" and c.result.ok and c.tool in tools and not c.simulated
         ]

@@ -81,6 +81,7 @@ class Toolset(BaseModel):
 class ToolError(BaseModel):
     type: Literal["unknown_tool", "invalid_arguments", "constraint_violation", "sql_error", "budget_exceeded"]
     message: str
+    field: str | None = Field(None, description="The argument that was refused, when one was.")
 
 
 class ToolResult(BaseModel):
@@ -102,7 +103,7 @@ class ToolResult(BaseModel):
     def to_content(self) -> Any:
         """The JSON object the tool message carries."""
         if self.error is not None:
-            return {"error": self.error.model_dump()}
+            return {"error": self.error.model_dump(exclude_none=True)}
         if self.value is not None:
             return self.value
         if self.rows is not None:
