@@ -44,6 +44,13 @@ def disk_full_error(path: Path, folder: Path) -> DiskFullError:
                          f"python -m graphs.run resume {folder}")
 
 
+def write_fully(fd: int, data: bytes) -> None:
+    """Every byte of data, however many writes it takes (the one path run files are written through)."""
+    written = 0
+    while written < len(data):
+        written += os.write(fd, data[written:])
+
+
 @contextmanager
 def _writing(folder: Path, target: Path) -> Iterator[None]:
     """Turn a full disk while writing `target` into one line that says how to go on."""
@@ -154,10 +161,12 @@ class RunFolder:
     def _replace(self, tmp: Path, target: Path, data: bytes) -> None:
         try:
             with _writing(self.path, target):
-                with tmp.open("wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    write_fully(fd, data)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
                 os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -175,9 +184,7 @@ class RunFolder:
             try:
                 size = os.fstat(fd).st_size
                 try:
-                    written = 0
-                    while written < len(data):
-                        written += os.write(fd, data[written:])
+                    write_fully(fd, data)
                     os.fsync(fd)
                 except OSError:
                     os.ftruncate(fd, size)  # no torn line is left for the next append to follow
