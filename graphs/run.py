@@ -147,7 +147,8 @@ def _pipeline_of(run_dir: Path):
 async def _checkpoint_command(args: argparse.Namespace, console: Console) -> None:
     given = any(getattr(args, k, None) is not None for k in ("backend", "model", "base_url"))
     settings = _settings(args) if given else None
-    async with DialogueCheckpoints(args.run_dir, _pipeline_of(args.run_dir), settings, console) as store:
+    owner = args.command if args.command in ("resume", "fork") else None  # history and show only read
+    async with DialogueCheckpoints(args.run_dir, _pipeline_of(args.run_dir), settings, console, owner) as store:
         if getattr(args, "cache", False):
             store.settings = store.settings.model_copy(update={"llm_cache": str(args.run_dir / LLM_CACHE)})
         if args.command == "history":
@@ -167,8 +168,8 @@ async def _checkpoint_command(args: argparse.Namespace, console: Console) -> Non
         elif args.command == "fork":
             new_id = await store.fork(args.dialogue, args.checkpoint, args.seed, args.user_message)
             console.print(f"forked {args.dialogue} at {args.checkpoint} into {new_id}")
-    if args.command in ("resume", "fork"):
-        console.print(stats_table({args.run_dir.name: summarize(RunFolder(args.run_dir))}))
+        if owner:
+            console.print(stats_table({args.run_dir.name: summarize(store.folder)}))
 
 
 def _outcome(stats: RunStats, out: Path) -> int:

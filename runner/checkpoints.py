@@ -49,7 +49,8 @@ class DialogueCheckpoints:
     """One run folder's checkpointer, opened for inspecting and continuing its dialogues."""
 
     def __init__(self, run_dir: Path, builder_factory: Callable[[], StateGraph], settings: Settings | None,
-                 console: Console) -> None:
+                 console: Console, owner: str | None = None) -> None:
+        self.owner = owner  # the command, when it writes: the folder is then taken before anything is opened
         self.folder = RunFolder(run_dir)
         if not self.folder.file(rf.CONFIG).exists() or not self.folder.file(rf.CHECKPOINTS).exists():
             raise InputError(f"not a run folder (no {rf.CONFIG} or {rf.CHECKPOINTS}): {run_dir}")
@@ -61,13 +62,22 @@ class DialogueCheckpoints:
         self.console = console
 
     async def __aenter__(self) -> "DialogueCheckpoints":
-        self._saver_cm = open_checkpointer(self.folder.file(rf.CHECKPOINTS))
-        saver = await self._saver_cm.__aenter__()
+        if self.owner:
+            self.folder.own(self.owner)
+        try:
+            self._saver_cm = open_checkpointer(self.folder.file(rf.CHECKPOINTS))
+            saver = await self._saver_cm.__aenter__()
+        except BaseException:
+            self.folder.release()
+            raise
         self.graph = self.builder_factory().compile(checkpointer=saver)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._saver_cm.__aexit__(*exc)
+        try:
+            await self._saver_cm.__aexit__(*exc)
+        finally:
+            self.folder.release()
 
     def _cfg(self, dialogue_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
         configurable = {"thread_id": dialogue_id}
@@ -126,10 +136,10 @@ class DialogueCheckpoints:
     async def resume(self, dialogue_id: str, checkpoint_id: str) -> None:
         """Continue a dialogue from one of its checkpoints; its line in the dataset is replaced."""
         await self._writer_of(dialogue_id, checkpoint_id)
-        with self.folder.own("resume --dialogue"):
-            started = time.perf_counter()
-            run = self.graph.ainvoke(None, self._cfg(dialogue_id, checkpoint_id), context=self.settings)
-            await self._finish(dialogue_id, started, replace=True, run=run)
+        self.folder.own("resume --dialogue")
+        started = time.perf_counter()
+        run = self.graph.ainvoke(None, self._cfg(dialogue_id, checkpoint_id), context=self.settings)
+        await self._finish(dialogue_id, started, replace=True, run=run)
 
     async def fork(self, dialogue_id: str, checkpoint_id: str, seed: int | None = None,
                    user_message: str | None = None) -> str:
@@ -141,11 +151,7 @@ class DialogueCheckpoints:
         if user_message is not None and tuple(snap.next) != ("user_simulator",):
             raise InputError(f"--user-message needs a checkpoint whose next step is the user simulator; "
                              f"{checkpoint_id} is followed by {', '.join(snap.next) or 'nothing'}")
-        with self.folder.own("fork"):
-            return await self._fork(dialogue_id, checkpoint_id, writer, snap, seed, user_message)
-
-    async def _fork(self, dialogue_id: str, checkpoint_id: str, writer: str, snap: Any, seed: int | None,
-                    user_message: str | None) -> str:
+        self.folder.own("fork")  # held already when opened as the fork's owner
         new_id = await self._fresh_id(dialogue_id)
         values = {**snap.values, "dialogue_id": new_id,
                   "forked_from": ForkOrigin(dialogue=dialogue_id, checkpoint=checkpoint_id)}
