@@ -55,7 +55,7 @@ def _child(argv: list[str], sabotage: Sabotage, after_lines: int) -> None:
 
 
 def start(argv: list[str], sabotage: Sabotage = "", after_lines: int = 0) -> multiprocessing.Process:
-    proc = multiprocessing.get_context("fork").Process(target=_child, args=(argv, sabotage, after_lines), daemon=True)
+    proc = multiprocessing.get_context("fork").Process(target=_child, args=(argv, sabotage, after_lines))
     proc.start()
     return proc
 

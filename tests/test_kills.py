@@ -50,9 +50,8 @@ def test_ten_kills_at_any_moment_then_resume_loses_and_repeats_nothing(tmp_path)
             proc = forked.start(_resume(out), moment, after_lines=rng.randint(0, 1))
             proc.join()
             if moment == "mid-line":
-                raw = (out / rf.DIALOGUES).read_bytes() + (out / rf.REJECTED).read_bytes() \
-                    if (out / rf.REJECTED).exists() else (out / rf.DIALOGUES).read_bytes()
-                assert not raw.endswith(b"\n"), "the kill should have left a torn line"
+                ends = [(out / name).read_bytes()[-1:] for name in (rf.DIALOGUES, rf.REJECTED) if (out / name).exists()]
+                assert any(end != b"\n" for end in ends), "the kill should have left a torn line"
             if moment == "stats":
                 assert not (out / rf.STATS).exists(), "the kill should have come before stats.json was in place"
         assert proc.exitcode == -9

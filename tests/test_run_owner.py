@@ -89,3 +89,41 @@ def test_a_folder_left_with_only_its_lock_can_be_generated_into(tmp_path):
     (out / rf.OWNER_LOCK).write_text('{"pid": 1}')  # killed right after taking the folder
     assert main(["generate", "--db", str(CLINIC), "--dialogues", "1", "--out", str(out)]) == 0
     shutil.rmtree(out)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_worker_processes_end_with_their_killed_parent(tmp_path):
+    """Orphaned workers would go on writing lines into a folder the next resume owns: duplicates."""
+    out = tmp_path / "run"
+    proc = forked.start(["generate", "--db", str(CLINIC), "--dialogues", "12", "--workers", "2",
+                         "--concurrency", "2", "--out", str(out)])
+    try:
+        _wait_for(lambda: _finished(out) >= 1, "the first dialogue")
+        workers = _children(proc.pid)
+        assert workers, "the run should have started worker processes"
+    finally:
+        forked.kill(proc)
+    _wait_for(lambda: not any(_running(w) for w in workers), "the workers to end", seconds=10)
+    written = _finished(out)
+    assert written < 12, "the kill should land mid-run"
+    time.sleep(0.5)
+    assert _finished(out) == written, "a line was written after the run's owner was killed"
