@@ -56,8 +56,8 @@ ds = load_from_disk("dataset")
 Columns: `id`, `run`, `source_database`, `valid`, `reason` (why a rejected dialogue was rejected),
 `difficulty` (one per task), `messages` (OpenAI chat messages: `role`, `content`, `reasoning_content`,
 `tool_calls` with JSON-string `arguments`, `tool_call_id`, `name`; null where a message has no such
-field), `tools` (OpenAI function specs, stored as JSON) and `metadata` (tasks with rubrics, verdicts,
-per-dialogue statistics; stored as JSON).
+field), `tools` (OpenAI function specs as a JSON string: `json.loads` it) and `metadata` (tasks with
+rubrics, verdicts, per-dialogue statistics; a JSON string too).
 
 ## Statistics of the source runs
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from runner.exporters.openai_format import MESSAGE_KEYS, chat_message
 from runner.exporters.source import SourceDialogue
@@ -13,9 +14,9 @@ PARQUET_DIR = "data"
 
 
 def features():
-    """Messages as typed columns (readable by any parquet reader); tools and metadata as JSON, since every
-    tool's parameters have a shape of their own."""
-    from datasets import Features, Json, List, Value
+    """Messages as typed columns (readable by any parquet reader); tools and metadata as JSON text, since every
+    tool's parameters have a shape of their own. (Text, not `datasets.Json`: its decoder rounds some floats.)"""
+    from datasets import Features, List, Value
 
     call = {"id": Value("string"), "type": Value("string"),
             "function": {"name": Value("string"), "arguments": Value("string")}}
@@ -23,7 +24,7 @@ def features():
     return Features({
         "id": Value("string"), "run": Value("string"), "source_database": Value("string"),
         "valid": Value("bool"), "reason": Value("string"), "difficulty": List(Value("string")),
-        "messages": List(message), "tools": Json(), "metadata": Json(),
+        "messages": List(message), "tools": Value("string"), "metadata": Value("string"),
     })
 
 
@@ -35,18 +36,27 @@ def hf_row(dialogue: SourceDialogue) -> dict[str, Any]:
     return {"id": dialogue.id, "run": dialogue.run, "source_database": dialogue.database, "valid": dialogue.valid,
             "reason": dialogue.reason, "difficulty": [str(t.get("difficulty", "")) for t in
                                                        dialogue.metadata.get("tasks", [])],
-            "messages": messages, "tools": dialogue.tools, "metadata": dialogue.metadata}
+            "messages": messages, "tools": json.dumps(dialogue.tools, ensure_ascii=False),
+            "metadata": json.dumps(dialogue.metadata, ensure_ascii=False)}
 
 
 def parquet_name(split: str) -> str:
     return f"{PARQUET_DIR}/{split}-00000-of-00001.parquet"
 
 
-def write_hf(splits: dict[str, list[SourceDialogue]], folder: Path) -> None:
+def _rows(dialogues: list[SourceDialogue], advance: Callable[[], None]) -> list[dict[str, Any]]:
+    rows = []
+    for d in dialogues:
+        rows.append(hf_row(d))
+        advance()
+    return rows
+
+
+def write_hf(splits: dict[str, list[SourceDialogue]], folder: Path, advance: Callable[[], None]) -> None:
     from datasets import Dataset, DatasetDict, disable_progress_bars
 
     disable_progress_bars()  # our own progress is shown; theirs would interleave with it
-    dataset = DatasetDict({name: Dataset.from_list([hf_row(d) for d in rows], features=features())
+    dataset = DatasetDict({name: Dataset.from_list(_rows(rows, advance), features=features())
                            for name, rows in splits.items()})
     dataset.save_to_disk(str(folder / DATASET_DIR))
     (folder / PARQUET_DIR).mkdir()

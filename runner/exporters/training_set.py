@@ -6,10 +6,11 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 from pydantic import BaseModel, Field
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from environment.errors import InputError
@@ -67,15 +68,20 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def _write(request: ExportRequest, splits: dict[str, list[SourceDialogue]], folder: Path,
-           result: ExportResult) -> None:
+           result: ExportResult, advance: Callable[[], None]) -> None:
     if request.format == "openai":
         for name, rows in splits.items():
-            _write_jsonl(folder / f"{name}.jsonl", [openai_line(d) for d in rows])
+            lines = []
+            for d in rows:
+                lines.append(openai_line(d))
+                advance()
+            _write_jsonl(folder / f"{name}.jsonl", lines)
     elif request.format == "sharegpt":
         files = {}
         for name, rows in splits.items():
             samples = []
             for d in rows:
+                advance()
                 try:
                     converted = to_sharegpt(d)
                 except NotShareGPT as exc:
@@ -92,7 +98,7 @@ def _write(request: ExportRequest, splits: dict[str, list[SourceDialogue]], fold
         from runner.exporters.hf import write_hf
         from runner.stats import read_run_stats
 
-        write_hf(splits, folder)
+        write_hf(splits, folder, advance)
         card = dataset_card(request.out.name, splits, read_run_stats(request.run_dirs), request.only,
                             len(result.dropped_copies), request.dedup)
         (folder / "README.md").write_text(card, encoding="utf-8")
@@ -120,8 +126,9 @@ def export_training_set(request: ExportRequest, console: Console) -> ExportResul
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        with console.status(f"writing the {request.format} dataset"):
-            _write(request, splits, staging, result)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"writing the {request.format} dataset", total=len(dialogues))
+            _write(request, splits, staging, result, lambda: progress.advance(task))
         result.splits = {name: len(rows) - sum(1 for d in rows if d.id in result.skipped)
                          for name, rows in splits.items()}
         (staging / MANIFEST).write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
