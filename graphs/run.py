@@ -1,4 +1,4 @@
-"""Command line: `python -m graphs.run generate | resume | fork | history | show | toolprep | stats`.
+"""Command line: `python -m graphs.run generate | resume | fork | history | show | toolprep | stats | export | report`.
 
 Bad input is reported as one line on stderr with exit code 2; nothing half-written is left behind.
 """
@@ -23,7 +23,7 @@ from rich.table import Table
 from backends.openai import BackendOutputError
 from environment.errors import InputError, RunError, read_json_input
 from environment.sqlnames import snake
-from graphs import reasoning_cli
+from graphs import dataset_cli, reasoning_cli
 from graphs.dialogue import build_dialogue_graph
 from graphs.task_oriented import build_task_oriented_graph
 from graphs.toolprep import build_toolprep_graph
@@ -31,7 +31,7 @@ from runner import run_folder as rf
 from runner.batch import generate, load_toolset, resume, summarize
 from runner.checkpoints import DialogueCheckpoints, render_conversation
 from runner.run_folder import LLM_CACHE, RunFolder
-from runner.stats import RunStats, stats_table
+from runner.stats import RunStats, read_run_stats, stats_table
 from runner.toolprep import run_toolprep
 from state.config import RunConfig, Settings
 from state.dialogue import DialogueInput
@@ -95,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stats", help="print the statistics of one or more runs side by side")
     st.add_argument("run_dirs", type=Path, nargs="+")
     reasoning_cli.add_parsers(sub)
+    dataset_cli.add_parsers(sub)
     return parser
 
 
@@ -222,16 +223,11 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         out = args.out or Path("runs") / f"toolprep-{snake(args.domain)}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         await run_toolprep(build_toolprep_graph, args.tools, args.domain, out, _settings(args), args.seed, console)
     elif args.command == "stats":
-        columns: dict[str, RunStats] = {}
-        for run_dir in args.run_dirs:
-            folder = RunFolder(run_dir)
-            if not folder.file(rf.STATS).exists():
-                raise InputError(f"no {rf.STATS} in {run_dir} (is it a finished run folder?)")
-            label = run_dir.name if run_dir.name not in columns else str(run_dir)  # two runs, one column each
-            columns[label] = RunStats.model_validate(folder.read_json(rf.STATS))
-        console.print(stats_table(columns))
+        console.print(stats_table(read_run_stats(args.run_dirs)))
     if args.command in reasoning_cli.COMMANDS:
         await reasoning_cli.run(args, console)
+    if args.command in dataset_cli.COMMANDS:
+        dataset_cli.run(args, console)
     return 0
 
 

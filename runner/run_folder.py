@@ -62,6 +62,14 @@ def _writing(folder: Path, target: Path) -> Iterator[None]:
         raise
 
 
+def run_labels(run_dirs: list[Path]) -> list[str]:
+    """A short label per run folder: its name, or its path where an earlier run has the same name."""
+    labels: list[str] = []
+    for run_dir in run_dirs:
+        labels.append(run_dir.name if run_dir.name not in labels else str(run_dir))
+    return labels
+
+
 def create_run_dir(path: Path) -> None:
     """Create a new, empty run folder, or say in one line why it cannot be."""
     try:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from statistics import fmean
-from typing import Any
+from typing import Any, Callable
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 from rich.table import Table
 
+from environment.errors import InputError
+from runner import run_folder as rf
+from runner.exporters.source import SourceDialogue
+from runner.run_folder import RunFolder, run_labels
 from state.dialogue import DialogueState
 
 
@@ -91,27 +96,78 @@ def _pct(part: int, whole: int) -> str:
     return f"{part}/{whole} ({100 * part / whole:.0f}%)" if whole else "0/0"
 
 
+# Each figure of the statistics table, rendered from a run's stats: `stats` prints them and `report` shows them.
+STATS_ROWS: list[tuple[str, Callable[[RunStats], str]]] = [
+    ("Steps (mean / max)", lambda s: f"{s.steps_mean} / {s.steps_max}"),
+    ("Turns (mean / max)", lambda s: f"{s.turns_mean} / {s.turns_max}"),
+    ("Tasks (mean / max)", lambda s: f"{s.tasks_mean} / {s.tasks_max}"),
+    ("Samples", lambda s: str(s.samples)),
+    ("Valid rate", lambda s: f"{100 * s.valid_rate:.1f}%"),
+    ("Tools accepted", lambda s: _pct(s.tools_accepted, s.tools_proposed)),
+    ("Dialogues completed", lambda s: _pct(s.dialogues_completed, s.samples + s.rejected)),
+    ("Dialogues valid", lambda s: _pct(s.samples, s.samples + s.rejected)),
+    ("Premature completions", lambda s: str(s.premature_completions)),
+    ("Latency per sample", lambda s: f"{s.latency_per_sample_s:.3f} s"),
+    ("Tokens per second", lambda s: "n/a (no tokens reported)" if s.tokens_per_second is None
+     else f"{s.tokens_per_second:.1f}"),
+    ("Backend", lambda s: s.backend),
+]
+
+
+def stats_rows(columns: dict[str, RunStats]) -> list[tuple[str, list[str]]]:
+    """The statistics table as text: one row per figure, one cell per run."""
+    return [(label, [render(s) for s in columns.values()]) for label, render in STATS_ROWS]
+
+
 def stats_table(columns: dict[str, RunStats]) -> Table:
     """The statistics table, one column per run."""
     table = Table(title="Dataset statistics", show_lines=False)
     table.add_column("metric")
     for name in columns:
         table.add_column(name, justify="right")
-    rows: list[tuple[str, Any]] = [
-        ("Steps (mean / max)", lambda s: f"{s.steps_mean} / {s.steps_max}"),
-        ("Turns (mean / max)", lambda s: f"{s.turns_mean} / {s.turns_max}"),
-        ("Tasks (mean / max)", lambda s: f"{s.tasks_mean} / {s.tasks_max}"),
-        ("Samples", lambda s: str(s.samples)),
-        ("Valid rate", lambda s: f"{100 * s.valid_rate:.1f}%"),
-        ("Tools accepted", lambda s: _pct(s.tools_accepted, s.tools_proposed)),
-        ("Dialogues completed", lambda s: _pct(s.dialogues_completed, s.samples + s.rejected)),
-        ("Dialogues valid", lambda s: _pct(s.samples, s.samples + s.rejected)),
-        ("Premature completions", lambda s: str(s.premature_completions)),
-        ("Latency per sample", lambda s: f"{s.latency_per_sample_s:.3f} s"),
-        ("Tokens per second", lambda s: "n/a (no tokens reported)" if s.tokens_per_second is None
-         else f"{s.tokens_per_second:.1f}"),
-        ("Backend", lambda s: s.backend),
-    ]
-    for label, render in rows:
-        table.add_row(label, *(render(s) for s in columns.values()))
+    for label, cells in stats_rows(columns):
+        table.add_row(label, *cells)
     return table
+
+
+def read_run_stats(run_dirs: list[Path]) -> dict[str, RunStats]:
+    """Each finished run's stats.json, by run label (the folder name; the path where two names clash)."""
+    columns: dict[str, RunStats] = {}
+    for run_dir, label in zip(run_dirs, run_labels(run_dirs)):
+        folder = RunFolder(run_dir)
+        if not folder.file(rf.STATS).exists():
+            raise InputError(f"no {rf.STATS} in {run_dir} (is it a finished run folder?)")
+        columns[label] = RunStats.model_validate(folder.read_json(rf.STATS))
+    return columns
+
+
+class DatabaseRow(BaseModel):
+    """One source database's share of a dataset."""
+
+    database: str
+    runs: str
+    toolsets: int = Field(description="Distinct toolsets its dialogues used (one per database unless mixed).")
+    valid: int
+    rejected: int
+    valid_rate: float
+    tasks: int = Field(description="Tasks in its valid dialogues.")
+    turns_mean: float = Field(description="Mean turns of its valid dialogues.")
+
+
+def database_rows(dialogues: list[SourceDialogue]) -> list[DatabaseRow]:
+    """Per source database (metadata.source_database), in name order."""
+    groups: dict[str, list[SourceDialogue]] = {}
+    for d in dialogues:
+        groups.setdefault(d.database, []).append(d)
+    rows = []
+    for name in sorted(groups):
+        group = groups[name]
+        valid = [d for d in group if d.valid]
+        turns = [d.metadata.get("stats", {}).get("turns", 0) for d in valid]
+        rows.append(DatabaseRow(
+            database=name, runs=", ".join(dict.fromkeys(d.run for d in group)),
+            toolsets=len({str(d.metadata.get("toolset") or d.run) for d in group}),
+            valid=len(valid), rejected=len(group) - len(valid), valid_rate=round(len(valid) / len(group), 4),
+            tasks=sum(d.metadata.get("stats", {}).get("tasks", 0) for d in valid),
+            turns_mean=round(fmean(turns), 2) if turns else 0.0))
+    return rows

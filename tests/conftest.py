@@ -39,3 +39,24 @@ def offline_run(tmp_path_factory) -> Path:
     assert code == 0
     assert sha256(CLINIC) == before, "the source database must never change"
     return out
+
+
+@pytest.fixture(scope="session")
+def second_run(tmp_path_factory) -> Path:
+    """A second, smaller offline run (another seed, one task per dialogue), for merging and side-by-side views."""
+    from graphs.run import main
+
+    out = tmp_path_factory.mktemp("runs") / "clinic-second"
+    code = main(["generate", "--db", str(CLINIC), "--dialogues", "4", "--tasks-per-dialogue", "1",
+                 "--seed", "11", "--concurrency", "4", "--out", str(out)])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def planted_run(offline_run, tmp_path_factory) -> Path:
+    """The offline run copied under another name, with what a real dataset has that it lacks: rejected dialogues,
+    a second database (and its toolset), reasoning on an assistant message, and three near-copies."""
+    from tests.planting import plant_run
+
+    return plant_run(offline_run, tmp_path_factory.mktemp("runs") / "clinic-planted")

@@ -1,0 +1,1 @@
+"""Turning runs into training sets: OpenAI chat lines, LLaMA-Factory ShareGPT, Hugging Face datasets."""

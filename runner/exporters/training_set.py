@@ -1,0 +1,156 @@
+"""`export`: runs → one training set in a folder, written whole (a temporary folder renamed into place)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Literal
+
+from pydantic import BaseModel, Field
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from environment.errors import InputError
+from environment.sqlnames import snake
+from runner.exporters.dedup import DroppedCopy, drop_near_copies, embed_dialogues
+from runner.exporters.openai_format import openai_line
+from runner.exporters.sharegpt import NotShareGPT, dataset_info, to_sharegpt
+from runner.exporters.source import Selection, SourceDialogue, load_runs, select
+from runner.exporters.splits import split_of
+
+Format = Literal["openai", "sharegpt", "hf"]
+MANIFEST = "export.json"
+
+
+class ExportRequest(BaseModel):
+    run_dirs: list[Path] = Field(min_length=1)
+    format: Format
+    out: Path
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of dialogues hashed into the test split.")
+    only: Selection = "valid"
+    dedup: float | None = Field(None, gt=0.0, le=1.0, description="Cosine similarity at which a dialogue is a copy.")
+    embedding_model: str = ""
+
+
+class ExportResult(BaseModel):
+    """What was written, and what was left out and why (also saved as export.json)."""
+
+    format: Format
+    out: Path
+    runs: list[str]
+    only: Selection
+    test_fraction: float
+    splits: dict[str, int]
+    dedup_threshold: float | None = None
+    dropped_copies: list[DroppedCopy] = Field(default_factory=list)
+    skipped: dict[str, str] = Field(default_factory=dict, description="Dialogue id → why the format cannot carry it.")
+    changes: dict[str, int] = Field(default_factory=dict,
+                                    description="ShareGPT: what had to change for the turns to alternate, and how often.")
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"output already exists: {out} (choose another --out)")
+
+
+def _split(dialogues: list[SourceDialogue], test_fraction: float) -> dict[str, list[SourceDialogue]]:
+    splits: dict[str, list[SourceDialogue]] = {"train": [], "test": []} if test_fraction > 0 else {"train": []}
+    for d in dialogues:
+        splits[split_of(d.id, test_fraction)].append(d)
+    return splits
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def _write(request: ExportRequest, splits: dict[str, list[SourceDialogue]], folder: Path,
+           result: ExportResult, advance: Callable[[], None]) -> None:
+    if request.format == "openai":
+        for name, rows in splits.items():
+            lines = []
+            for d in rows:
+                lines.append(openai_line(d))
+                advance()
+            _write_jsonl(folder / f"{name}.jsonl", lines)
+    elif request.format == "sharegpt":
+        files = {}
+        for name, rows in splits.items():
+            samples = []
+            for d in rows:
+                advance()
+                try:
+                    converted = to_sharegpt(d)
+                except NotShareGPT as exc:
+                    result.skipped[d.id] = str(exc)
+                    continue
+                for change, count in converted.changes.items():
+                    result.changes[change] = result.changes.get(change, 0) + count
+                samples.append(converted.sample)
+            (folder / f"{name}.json").write_text(json.dumps(samples, ensure_ascii=False, indent=1), encoding="utf-8")
+            files[f"{snake(request.out.name) or 'dialogues'}_{name}"] = f"{name}.json"
+        (folder / "dataset_info.json").write_text(json.dumps(dataset_info(files), indent=2), encoding="utf-8")
+    else:
+        from runner.exporters.card import dataset_card
+        from runner.exporters.hf import write_hf
+        from runner.stats import read_run_stats
+
+        write_hf(splits, folder, advance)
+        card = dataset_card(request.out.name, splits, read_run_stats(request.run_dirs), request.only,
+                            len(result.dropped_copies), request.dedup)
+        (folder / "README.md").write_text(card, encoding="utf-8")
+
+
+def export_training_set(request: ExportRequest, console: Console) -> ExportResult:
+    _check_out(request.out)
+    runs = load_runs(request.run_dirs)
+    dialogues = select(runs, request.only)
+    if not dialogues:
+        raise InputError(f"no {request.only} dialogues in {', '.join(map(str, request.run_dirs))}; "
+                         "try --only all")
+    result = ExportResult(format=request.format, out=request.out, runs=[str(r.path) for r in runs],
+                          only=request.only, test_fraction=request.test_fraction, splits={},
+                          dedup_threshold=request.dedup)
+    if request.dedup is not None:
+        from knowledge.embedder import get_embedder
+
+        vectors = embed_dialogues(dialogues, get_embedder(request.embedding_model), console)
+        dialogues, result.dropped_copies = drop_near_copies(dialogues, vectors, request.dedup)
+    splits = _split(dialogues, request.test_fraction)
+    # Written into a hidden sibling and renamed into place: an interrupted export leaves no half-written dataset.
+    request.out.parent.mkdir(parents=True, exist_ok=True)
+    staging = request.out.parent / f".{request.out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"writing the {request.format} dataset", total=len(dialogues))
+            _write(request, splits, staging, result, lambda: progress.advance(task))
+        result.splits = {name: len(rows) - sum(1 for d in rows if d.id in result.skipped)
+                         for name, rows in splits.items()}
+        (staging / MANIFEST).write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        if request.out.exists():
+            request.out.rmdir()  # empty (checked above); rename needs the name free
+        os.rename(staging, request.out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return result
+
+
+def export_summary(result: ExportResult) -> Table:
+    table = Table(title=f"{result.format} export: {result.out}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for name, count in result.splits.items():
+        table.add_row(f"{name} dialogues", str(count))
+    if result.dedup_threshold is not None:
+        table.add_row(f"near-copies dropped (similarity ≥ {result.dedup_threshold})", str(len(result.dropped_copies)))
+    if result.skipped:
+        table.add_row("dialogues ShareGPT cannot carry (skipped)", str(len(result.skipped)))
+    for change, count in result.changes.items():
+        table.add_row(change, str(count))
+    return table

@@ -1,0 +1,1 @@
+"""`report`: one self-contained HTML dataset card with charts and a dialogue browser."""

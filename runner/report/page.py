@@ -1,0 +1,65 @@
+"""Build the report page: statistics, charts and the dialogue browser in one HTML file that needs no network."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jinja2
+import plotly.offline
+from rich.console import Console
+
+from environment.errors import InputError
+from runner.exporters.dedup import embed_dialogues, nearest_similarity
+from runner.exporters.source import load_runs
+from runner.report.browser import browser_json
+from runner.report.figures import all_figures
+from runner.report.summary import similarity_summary, summarize_run
+from runner.stats import database_rows, read_run_stats, stats_rows
+
+HERE = Path(__file__).parent
+WIDE_CHARTS = ("tools", "rejections")  # long labels: these take the full width
+
+
+def _summaries(run_dirs: list[Path], console: Console, embedding_model: str):
+    from knowledge.embedder import get_embedder
+
+    runs = load_runs(run_dirs)
+    stats = read_run_stats(run_dirs)
+    embedder = get_embedder(embedding_model)
+    summaries = [summarize_run(run, stats[run.label],
+                               nearest_similarity(embed_dialogues(run.accepted, embedder, console)))
+                 for run in runs]
+    return runs, stats, summaries
+
+
+def render_report(run_dirs: list[Path], console: Console, embedding_model: str = "") -> str:
+    runs, stats, summaries = _summaries(run_dirs, console, embedding_model)
+    figures = [(name, fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{name}",
+                                  config={"displaylogo": False, "responsive": True}))
+               for name, fig in all_figures(summaries)]
+    dialogues = [d for run in runs for d in run.dialogues]
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE), autoescape=True,
+                                     undefined=jinja2.StrictUndefined)
+    return environment.get_template("template.html").render(
+        title="Dataset card: " + ", ".join(run.label for run in runs),
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        runs=runs, stats_header=list(stats), stats_rows=stats_rows(stats),
+        databases=database_rows(dialogues), figures=figures, wide=WIDE_CHARTS,
+        similarity={s.label: similarity_summary(s.similarity) for s in summaries},
+        plotly_js=plotly.offline.get_plotlyjs(), browser_js=(HERE / "browser.js").read_text(encoding="utf-8"),
+        dialogues_json=browser_json(dialogues),
+    )
+
+
+def write_report(run_dirs: list[Path], out: Path, console: Console, embedding_model: str = "") -> Path:
+    if out.exists() and out.is_dir():
+        raise InputError(f"--out is a folder: {out} (give the HTML file to write, e.g. {out / 'report.html'})")
+    html = render_report(run_dirs, console, embedding_model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, out)  # whole or not at all
+    return out
+
