@@ -58,13 +58,15 @@ def amounts(text: str) -> list[float]:
     return [float(a.replace(",", "")) for a in _AMOUNT.findall(text)]
 
 
-def _recount(action: Action, profile: Profile, exact: bool) -> str:
-    if exact:
-        return action.description.replace(f", {profile.name} ", ", I ", 1)
-    cost = next((f for f in action.facts if f.name.endswith("_cost")), None)
-    label = cost.label if cost else "something"
-    rough = f"about ${round(cost.value):,}" if cost else "some money"
-    return f"On {action.date}, I spent {rough} on {label}."
+def _recount(actions: list[Action], everything: list[Action], profile: Profile, figures: bool) -> str:
+    """The actions in the first person, exact (questions are computed from these numbers); with
+    `concrete_figures` followed, also the running total spent so far."""
+    text = " ".join(a.description.replace(f", {profile.name} ", ", I ", 1) for a in actions)
+    if figures and actions:
+        upto = everything.index(actions[-1]) + 1
+        spent = sum(f.value for a in everything[:upto] for f in a.facts if f.name.endswith("_cost"))
+        text += f" That makes ${spent:,.2f} spent so far."
+    return text
 
 
 def _title(chunk_line: str) -> str:
@@ -78,11 +80,11 @@ def user_turn(request: AgentTurnRequest, profile: Profile, said: list[str], prof
     everything = "\n".join(m.text for m in request.messages)
     varied = follows(style, "vary_wording", rng)
     size = 1 if follows(style, "one_concern", rng) else 2
-    exact = follows(style, "concrete_figures", rng)
+    figures = follows(style, "concrete_figures", rng)
     told = sum(1 for a in request.actions if any(a.date in text for text in said))
     pending = request.actions[told:]
     if not said:
-        recount = " ".join(_recount(a, profile, exact) for a in pending[:size])
+        recount = _recount(pending[:size], request.actions, profile, figures)
         return UserTurn(user_message=f"{pick(OPENINGS, style, rng, varied)} I'm {profile.name}, a {profile.role}, and "
                                      f"I want to {profile.intent}; {profile_facts}. {recount} "
                                      f"{pick(FOLLOW_UPS, style, rng, varied)}")
@@ -91,7 +93,7 @@ def user_turn(request: AgentTurnRequest, profile: Profile, said: list[str], prof
     if replies and follows(style, "acknowledge", rng):
         titles = re.findall(r"According to ([^:]+):", replies[-1])
         thanks = pick(ACKNOWLEDGEMENTS, style, rng, varied, everything)
-        parts.append(f"{thanks[:-1]} about the {titles[0]}." if titles else thanks)
+        parts.append(f"{thanks} Noted on the {titles[0]}." if titles else thanks)
     if replies and follows(style, "refer_back", rng):
         quoted = amounts(replies[-1]) or [a for r in replies for a in amounts(r)]
         if quoted:
@@ -100,7 +102,7 @@ def user_turn(request: AgentTurnRequest, profile: Profile, said: list[str], prof
         return UserTurn(user_message=" ".join([*parts, pick(CLOSINGS, style, rng, varied, everything)]),
                         is_task_complete=True)
     batch = pending[:1] if request.last_turn else pending[:size]
-    recount = " ".join(_recount(a, profile, exact) for a in batch)
+    recount = _recount(batch, request.actions, profile, figures)
     if request.last_turn:
         return UserTurn(user_message=" ".join([*parts, f"One last thing: {recount} That's everything for now, "
                                                        f"thanks!"]), is_task_complete=True)
