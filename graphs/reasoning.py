@@ -1,7 +1,7 @@
 """Method B's graphs: one reasoning item per thread, and the hardening loop over all items.
 
 Item:  START ─┬─ mode "actions" → observe → act → reflect ⟲ → agent_user
-              └─ otherwise ─────────────────────────────────→ agent_user
+              └─ otherwise (or the actions already taken) ──→ agent_user
        agent_user ─┬─ complete / out of turns → question_generator → END (or END without a question)
                    └─ otherwise → knowledge_assistant → agent_user
 

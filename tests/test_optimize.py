@@ -14,6 +14,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from backends.agent_base import QualityJudgeRequest, register_agent_backend
 from backends.offline import OfflineBackend
@@ -157,8 +158,12 @@ def test_offline_run_prints_table_2_and_the_evolved_tree_is_best_under_h():
     assert params["rendered"]["user"] == PromptParams.from_file_data(params).user.render()
 
 
+class Crash(Exception):
+    pass
+
+
 class CrashingJudge(OfflineAgentBackend):
-    """The offline backend, but the process is 'killed' at the n-th judgement (once)."""
+    """The offline backend, but the run dies at the n-th judgement (once), as a killed process would."""
 
     def __init__(self, at: int) -> None:
         self.calls, self.at = 0, at
@@ -166,7 +171,7 @@ class CrashingJudge(OfflineAgentBackend):
     async def judge_quality(self, request: QualityJudgeRequest):
         self.calls += 1
         if self.calls == self.at:
-            raise KeyboardInterrupt
+            raise Crash("killed")
         return await super().judge_quality(request)
 
 
@@ -177,8 +182,8 @@ def test_a_killed_run_resumes_to_the_same_winner(tmp_path):
     # 2 dialogues per judgement: the unoptimized batch, then four judged trees; the kill is in generation 1
     register_agent_backend("crashing-offline", CrashingJudge(at=2 * 5 + 1))
     out = tmp_path / "run"
-    code, printed = _optimize(out, "--backend", "crashing-offline")
-    assert code == 130, printed
+    with pytest.raises(Crash):
+        _optimize(out, "--backend", "crashing-offline")
     assert not (out / "metric_tree.json").exists()
     code, printed = _cli(["resume", str(out)])
     assert code == 0, printed
