@@ -69,15 +69,19 @@ def turns_of(messages: list[Any]) -> Dialogue:
 
 
 async def generate_batch(dialogue_graph: Any, starts: list[ItemInput], params: PromptParams,
-                         settings: ReasoningSettings, seed_offset: int) -> list[Dialogue]:
+                         settings: ReasoningSettings, seed_offset: int,
+                         running: asyncio.Semaphore | None = None) -> list[Dialogue]:
     """One dialogue per start, with these prompt parameters; the same offset gives the same turn-level draws
-    (common random numbers, so two evaluations differ by their parameters only)."""
+    (common random numbers, so two evaluations differ by their parameters only). `running` bounds how
+    many dialogues run at once."""
     context = settings.model_copy(update={"prompt_params": params})
     limit = 2 * settings.max_dialogue_turns + 10
+    running = running or asyncio.Semaphore(len(starts) or 1)
 
     async def one(start: ItemInput) -> Dialogue:
         item = start.model_copy(update={"seed": start.seed + seed_offset, "make_question": False})
-        final = await dialogue_graph.ainvoke(item, {"recursion_limit": limit}, context=context)
+        async with running:
+            final = await dialogue_graph.ainvoke(item, {"recursion_limit": limit}, context=context)
         return turns_of(final["messages"])
 
     return list(await asyncio.gather(*(one(s) for s in starts)))
@@ -103,7 +107,8 @@ async def judge_batch(backend: AgentBackend, scenario: str, batch: list[Dialogue
 async def judged(dialogue_graph: Any, state: OptimizeState, params: PromptParams,
                  runtime: Runtime[Settings]) -> HScore:
     settings = reasoning_settings(runtime)
-    batch = await generate_batch(dialogue_graph, state.starts, params, settings, JUDGE_SEED)
+    batch = await generate_batch(dialogue_graph, state.starts, params, settings, JUDGE_SEED,
+                                 asyncio.Semaphore(state.concurrency))
     return await judge_batch(agent_backend_of(runtime, state.backend), state.scenario, batch)
 
 
@@ -140,10 +145,11 @@ async def tune(state: OptimizeState, runtime: Runtime[Settings], *, dialogue_gra
     def params(t: np.ndarray, p: np.ndarray) -> PromptParams:
         return PromptParams(user=PromptStyle.from_vector("user", t), assistant=PromptStyle.from_vector("assistant", p))
 
+    running = asyncio.Semaphore(state.concurrency)
     base, moved_theta, moved_phi = await asyncio.gather(
-        generate_batch(dialogue_graph, state.starts, params(theta, phi), settings, offset),
-        generate_batch(dialogue_graph, state.starts, params(theta + budget.mu * u1, phi), settings, offset),
-        generate_batch(dialogue_graph, state.starts, params(theta, phi + budget.mu * u2), settings, offset))
+        generate_batch(dialogue_graph, state.starts, params(theta, phi), settings, offset, running),
+        generate_batch(dialogue_graph, state.starts, params(theta + budget.mu * u1, phi), settings, offset, running),
+        generate_batch(dialogue_graph, state.starts, params(theta, phi + budget.mu * u2), settings, offset, running))
     f, f_theta = tree_score(candidate.tree, base, settings), tree_score(candidate.tree, moved_theta, settings)
     g, g_phi = (tree_score(candidate.tree, exchanges(base), settings),
                 tree_score(candidate.tree, exchanges(moved_phi), settings))

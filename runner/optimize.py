@@ -161,7 +161,8 @@ async def _optimize(folder: RunFolder, config: OptimizeRunConfig, settings: Reas
         if not (await graph.aget_state(cfg)).values:  # not started yet: make the users and their actions first
             starts = await action_sequences(config, settings, prepared, agent_graph, console)
             start = OptimizeInput(run_id=config.run_id, scenario=prepared.scenario, starts=starts,
-                                  budget=config.budget, seed=config.seed, backend=settings.backend)
+                                  budget=config.budget, seed=config.seed, backend=settings.backend,
+                                  concurrency=config.concurrency)
         final = await run_optimizer(graph, start, config, settings, console)
     summary = await asyncio.to_thread(write_outputs, folder, final)
     console.print(quality_table(final, Path(config.scenario_file).parent.name))

@@ -86,6 +86,7 @@ class OptimizeInput(BaseModel):
     budget: OptimizeBudget = Field(default_factory=OptimizeBudget)
     seed: int = 0
     backend: str = ""
+    concurrency: int = Field(4, ge=1, description="Dialogues made at once.")
 
 
 class OptimizeState(OptimizeInput):

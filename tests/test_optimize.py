@@ -33,7 +33,8 @@ from tests.fakes import ScriptedChatModel
 from tests.reasoning_support import CORPUS, SCENARIO, play_every_role
 
 SETTINGS = ReasoningSettings(backend="offline", max_actions=4)
-BUDGET = ["--generations", "2", "--population", "1", "--steps", "1", "--dialogues", "2", "--seed", "5"]
+BUDGET = ["--generations", "2", "--population", "1", "--steps", "1", "--dialogues", "2", "--seed", "5",
+          "--max-actions", "3"]
 ROWS = ["Unoptimized", "distinct-n", "TF-IDF", "embedding", "Evolved tree"]
 
 
@@ -134,6 +135,7 @@ def _table(printed: str) -> dict[str, list[float]]:
     return rows
 
 
+@pytest.mark.timeout(900)  # a whole (tiny) optimization: a few minutes on a busy machine
 def test_offline_run_prints_table_2_and_the_evolved_tree_is_best_under_h():
     out, code, printed = offline_run()
     assert code == 0, printed
@@ -175,6 +177,7 @@ class CrashingJudge(OfflineAgentBackend):
         return await super().judge_quality(request)
 
 
+@pytest.mark.timeout(900)  # the uninterrupted run, then one killed and resumed
 def test_a_killed_run_resumes_to_the_same_winner(tmp_path):
     first, code, _ = offline_run()
     assert code == 0
@@ -241,4 +244,4 @@ def test_reasoning_talks_with_the_tuned_prompts(tmp_path):
     assert PromptParams.model_validate(config["settings"]["prompt_params"]) == params
     items = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
     follow_ups = [m["content"] for item in items for m in item["messages"][2:] if m["role"] == "user"]
-    assert follow_ups and all("You mentioned $" in t or "about the" in t for t in follow_ups)
+    assert follow_ups and all("You mentioned $" in t or "Noted on the" in t for t in follow_ups)
