@@ -39,21 +39,22 @@ def direction(seed: int, size: int, *where: object) -> np.ndarray:
     return np.random.default_rng(rng_for(seed, *where).getrandbits(64)).standard_normal(size)
 
 
-def zo_update(vector: np.ndarray, value: float, perturbed: float, u: np.ndarray, mu: float, lr: float,
-              max_update: float) -> np.ndarray:
-    """One ascent step along the two-point estimate ∇ ≈ [f(x + μu) − f(x)] / μ · u, its norm clipped."""
-    update = lr * (perturbed - value) / mu * u
-    norm = float(np.linalg.norm(update))
-    if norm > max_update:
-        update *= max_update / norm
-    return vector + update
+def zo_update(vector: np.ndarray, value: float, perturbed: float, u: np.ndarray, mu: float, lr: float) -> np.ndarray:
+    """One ascent step of length `lr` along the two-point estimate ∇ ≈ [f(x + μu) − f(x)] / μ · u.
+
+    The step is normalized because metric trees differ in scale by orders of magnitude (a product of
+    small rates next to a sum of counts): a raw step would barely move the prompts under one tree and
+    throw them to their limits under another. No change in f, no step."""
+    gradient = (perturbed - value) / mu * u
+    norm = float(np.linalg.norm(gradient))
+    return vector + lr * gradient / norm if norm > 1e-12 else vector.copy()
 
 
 async def zo_step(vector: np.ndarray, objective: Callable[[np.ndarray], Awaitable[float]], u: np.ndarray,
-                  mu: float, lr: float, max_update: float) -> tuple[np.ndarray, float, float]:
+                  mu: float, lr: float) -> tuple[np.ndarray, float, float]:
     """Evaluate the objective at x and x + μu and step; returns (new x, f(x), f(x + μu))."""
     value, perturbed = await asyncio.gather(objective(vector), objective(vector + mu * u))
-    return zo_update(vector, value, perturbed, u, mu, lr, max_update), value, perturbed
+    return zo_update(vector, value, perturbed, u, mu, lr), value, perturbed
 
 
 # ---------------------------------------------------------------- dialogues and scores
@@ -153,8 +154,8 @@ async def tune(state: OptimizeState, runtime: Runtime[Settings], *, dialogue_gra
     f, f_theta = tree_score(candidate.tree, base, settings), tree_score(candidate.tree, moved_theta, settings)
     g, g_phi = (tree_score(candidate.tree, exchanges(base), settings),
                 tree_score(candidate.tree, exchanges(moved_phi), settings))
-    tuned = params(zo_update(theta, f, f_theta, u1, budget.mu, budget.lr, budget.max_update),
-                   zo_update(phi, g, g_phi, u2, budget.mu, budget.lr, budget.max_update))
+    tuned = params(zo_update(theta, f, f_theta, u1, budget.mu, budget.lr),
+                   zo_update(phi, g, g_phi, u2, budget.mu, budget.lr))
     record = ZOStep(step=step, f=f, f_theta=f_theta, g=g, g_phi=g_phi,
                     theta=[round(float(v), 6) for v in tuned.user.vector()],
                     phi=[round(float(v), 6) for v in tuned.assistant.vector()])

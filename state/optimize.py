@@ -19,10 +19,8 @@ class OptimizeBudget(BaseModel):
     steps: int = Field(2, ge=0, description="Zeroth-order steps on θ and φ per tree.")
     dialogues: int = Field(4, ge=2, description="Dialogues generated per evaluation.")
     mu: float = Field(0.5, gt=0, description="Perturbation radius μ of the two-point estimates.")
-    lr: float = Field(0.5, gt=0, description="Learning rate of the zeroth-order steps.")
+    lr: float = Field(1.0, gt=0, description="Learning rate: the length of one zeroth-order step in parameter space.")
     depth: int = Field(3, ge=1, description="Depth d of a new random tree.")
-    max_update: float = Field(1.0, gt=0, description="Largest norm of one step's update (keeps a steep metric from "
-                              "throwing the parameters to their limits).")
 
     def evaluations_per_tree(self) -> int:
         """Dialogue batches per tree: three per step (unperturbed, θ perturbed, φ perturbed) and the judge's."""
