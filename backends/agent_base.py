@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from state.agent import Action, JudgeScore, KnowledgeChunk, Memory, Profile, ReasoningQuestion
 from state.dialogue import Usage, UserTurn
+from state.prompt_params import PromptStyle
 
 
 class ProfileRequest(BaseModel):
@@ -49,6 +50,7 @@ class AgentTurnRequest(BaseModel):
     knowledge: list[KnowledgeChunk]
     turn: int
     last_turn: bool = Field(False, description="The turn budget is spent after this message.")
+    style: PromptStyle = Field(default_factory=lambda: PromptStyle(role="user"), description="θ: how the user talks.")
     rng_key: str
 
 
@@ -56,6 +58,8 @@ class KnowledgeAnswerRequest(BaseModel):
     scenario: str
     messages: list[AnyMessage]
     knowledge: list[KnowledgeChunk]
+    style: PromptStyle = Field(default_factory=lambda: PromptStyle(role="assistant"),
+                               description="φ: how the assistant answers.")
     rng_key: str
 
 

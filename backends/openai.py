@@ -430,14 +430,15 @@ class OpenAIBackend:
             await entry[1].aclose()
 
     async def _ask(self, role: str, messages: list[BaseMessage],
-                   parse: Callable[[dict[str, Any]], T]) -> tuple[T, Usage]:
-        """Invoke, parse the reply's JSON with `parse`, and on failure feed the error back and retry."""
+                   parse: Callable[[dict[str, Any]], T], **options: Any) -> tuple[T, Usage]:
+        """Invoke, parse the reply's JSON with `parse`, and on failure feed the error back and retry.
+        `options` (e.g. a temperature) go with every request of this call."""
         history = list(messages)
         usage = Usage()
         error, text = "", ""
         attempts = self.settings.parse_retries + 1
         for _ in range(attempts):
-            reply = await (await self._model()).ainvoke(history)
+            reply = await (await self._model()).ainvoke(history, **options)
             usage = usage + usage_of(reply)
             text = reply.text
             try:

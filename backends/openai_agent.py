@@ -204,18 +204,20 @@ class OpenAIAgentBackend:
             opening = "The conversation is under way: react to the assistant's latest reply."
         system = load_prompt("user_agent_turn").render(scenario=request.scenario, persona=persona, actions=actions,
                                                        memory=memory, knowledge=render_knowledge(request.knowledge),
-                                                       opening=opening)
+                                                       opening=opening, style=request.style.render())
         transcript = render_transcript(request.messages, user="You", result_chars=None)
         text = (f"The conversation so far (your messages are marked You):\n\n{transcript}\n\nWrite your next message."
                 if request.messages else "Write your first message.")
         return await self.llm._ask("user_agent_turn", [SystemMessage(content=system), HumanMessage(content=text)],
-                                   _parse_turn)
+                                   _parse_turn, temperature=request.style.temperature)
 
     async def answer(self, request: KnowledgeAnswerRequest) -> tuple[AIMessage, Usage]:
         system = load_prompt("knowledge_assistant").render(scenario=request.scenario,
-                                                           knowledge=render_knowledge(request.knowledge))
+                                                           knowledge=render_knowledge(request.knowledge),
+                                                           style=request.style.render())
         model = await self.llm._model()
-        reply = await model.ainvoke([SystemMessage(content=system), *request.messages])
+        reply = await model.ainvoke([SystemMessage(content=system), *request.messages],
+                                    temperature=request.style.temperature)
         return AIMessage(content=reply.text), usage_of(reply)
 
     async def make_question(self, request: QuestionRequest) -> tuple[ReasoningQuestion, Usage]:

@@ -1,7 +1,7 @@
 """Method B's graphs: one reasoning item per thread, and the hardening loop over all items.
 
 Item:  START ─┬─ mode "actions" → observe → act → reflect ⟲ → agent_user
-              └─ otherwise ─────────────────────────────────→ agent_user
+              └─ otherwise (or the actions already taken) ──→ agent_user
        agent_user ─┬─ complete / out of turns → question_generator → END (or END without a question)
                    └─ otherwise → knowledge_assistant → agent_user
 
@@ -21,7 +21,8 @@ from state.agent import HardeningInput, HardeningState, ItemInput, ItemOutput, I
 
 
 def start(state: ItemState) -> Literal["observe", "agent_user"]:
-    return "observe" if state.mode == "actions" and state.profile is not None else "agent_user"
+    acting = state.mode == "actions" and state.profile is not None and not state.agent_done
+    return "observe" if acting else "agent_user"
 
 
 def after_user(state: ItemState) -> Literal["question_generator", "knowledge_assistant", "__end__"]:

@@ -9,10 +9,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from environment.errors import InputError
+from pydantic import ValidationError
+
+from environment.errors import InputError, read_json_input
 from graphs.reasoning import build_hardening_graph, build_reasoning_item_graph
 from runner.reasoning import resume_reasoning, run_ablation, run_reasoning
 from state.agent import ReasoningRunConfig, ReasoningSettings
+from state.prompt_params import PromptParams
 
 COMMANDS = ("reasoning", "ablate")
 
@@ -43,6 +46,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     abl = sub.add_parser("ablate", help="the same number of dialogues three ways (direct, + profile, + actions), "
                                         "their quality side by side and a similarity plot")
     _common(abl, "dialogues per way (default 10)")
+    for p in (rea, abl):
+        p.add_argument("--prompt-params", type=Path, help="prompt_params.json of an `optimize` run: talk with its "
+                                                          "tuned prompts (default: the untuned ones)")
+
+
+def read_prompt_params(path: Path) -> PromptParams:
+    data = read_json_input(path, "prompt parameters file")
+    try:
+        return PromptParams.from_file_data(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InputError(f"prompt parameters {path}: {'.'.join(map(str, first['loc']))}: {first['msg']} "
+                         f"(expected the prompt_params.json of an optimize run)") from None
 
 
 def _settings(args: argparse.Namespace) -> ReasoningSettings:
@@ -55,6 +71,8 @@ def _settings(args: argparse.Namespace) -> ReasoningSettings:
         if not names:
             raise InputError("--solvers needs at least one model name (e.g. --solvers model-a,model-b)")
         given["solvers"] = names
+    if getattr(args, "prompt_params", None) is not None:
+        given["prompt_params"] = read_prompt_params(args.prompt_params)
     settings = ReasoningSettings(**{k: v for k, v in given.items() if v is not None})
     if settings.min_actions > settings.max_actions:
         settings = settings.model_copy(update={"min_actions": settings.max_actions})

@@ -23,7 +23,7 @@ from rich.table import Table
 from backends.openai import BackendOutputError
 from environment.errors import InputError, RunError, read_json_input
 from environment.sqlnames import snake
-from graphs import dataset_cli, reasoning_cli
+from graphs import dataset_cli, optimize_cli, reasoning_cli
 from graphs.dialogue import build_dialogue_graph
 from graphs.task_oriented import build_task_oriented_graph
 from graphs.toolprep import build_toolprep_graph
@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("run_dirs", type=Path, nargs="+")
     reasoning_cli.add_parsers(sub)
     dataset_cli.add_parsers(sub)
+    optimize_cli.add_parser(sub)
     return parser
 
 
@@ -140,7 +141,7 @@ def _pipeline_of(run_dir: Path):
     config = folder.read_json(rf.CONFIG)
     if not isinstance(config, dict):
         raise InputError(f"{folder.file(rf.CONFIG)} is not a run configuration; the run folder may be damaged")
-    if config.get("command") in ("toolprep", "reasoning", "ablate"):
+    if config.get("command") in ("toolprep", "reasoning", "ablate", "optimize"):
         raise InputError(f"{run_dir} is a {config['command']} run folder; this command works on dialogue runs")
     return PIPELINES[config.get("pipeline", "user")]
 
@@ -207,6 +208,8 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         return _outcome(stats, out)
     elif args.command == "resume" and not args.dialogue and reasoning_cli.is_reasoning_run(args.run_dir):
         await reasoning_cli.resume(args.run_dir, console)
+    elif args.command == "resume" and not args.dialogue and optimize_cli.is_optimize_run(args.run_dir):
+        await optimize_cli.resume(args.run_dir, console)
     elif args.command == "resume" and not args.dialogue:
         if args.checkpoint:
             raise InputError("--checkpoint goes with --dialogue")
@@ -228,6 +231,8 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         await reasoning_cli.run(args, console)
     if args.command in dataset_cli.COMMANDS:
         dataset_cli.run(args, console)
+    elif args.command == optimize_cli.COMMAND:
+        await optimize_cli.run(args, console)
     return 0
 
 

@@ -38,6 +38,9 @@ def resolve_model(name: str = "") -> str:
     return name  # a hub name: loads from the local cache when offline
 
 
+SMALL_BATCH = 4
+
+
 class Embedder:
     """A sentence-transformers model; `encode` returns float32 rows of unit length."""
 
@@ -70,9 +73,19 @@ class Embedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
         with self._lock:  # one model, shared by threads and event loops
-            vectors = self.model.encode(list(texts), batch_size=32, normalize_embeddings=True,
-                                        convert_to_numpy=True, show_progress_bar=False)
+            threads = torch.get_num_threads()
+            if len(texts) <= SMALL_BATCH:
+                # a few short texts gain nothing from threads, and on a busy machine the threads fight for
+                # the cores: one retrieval query took ~1 s with all threads, ~70 ms with one
+                torch.set_num_threads(1)
+            try:
+                vectors = self.model.encode(list(texts), batch_size=32, normalize_embeddings=True,
+                                            convert_to_numpy=True, show_progress_bar=False)
+            finally:
+                torch.set_num_threads(threads)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 

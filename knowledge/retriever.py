@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -41,6 +42,9 @@ class VectorIndex:
         return self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
 
 
+RECENT_QUERIES = 4096
+
+
 class FaissRetriever:
     """Chunks embedded once; a query returns the k most similar, best first."""
 
@@ -49,11 +53,26 @@ class FaissRetriever:
         self.embedder = embedder
         self.index = VectorIndex(embedder.dim)
         self.index.add(embedder.encode([c.text for c in chunks]))
+        self._recent: OrderedDict[tuple[str, int], list[KnowledgeChunk]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def search(self, query: str, k: int = 3) -> list[KnowledgeChunk]:
+        key = (query, k)
+        with self._lock:
+            found = self._recent.get(key)
+            if found is not None:
+                self._recent.move_to_end(key)
+                return list(found)
         scores, ids = self.index.search(self.embedder.encode([query]), k)
-        return [self.chunks[i].model_copy(update={"score": round(float(s), 4)})
-                for s, i in zip(scores[0], ids[0]) if i >= 0]
+        found = [self.chunks[i].model_copy(update={"score": round(float(s), 4)})
+                 for s, i in zip(scores[0], ids[0]) if i >= 0]
+        with self._lock:
+            # tuning prompts asks the same questions of the corpus over and over (the three batches of a
+            # zeroth-order step share most of their turns): answer repeats from memory
+            self._recent[key] = found
+            if len(self._recent) > RECENT_QUERIES:
+                self._recent.popitem(last=False)
+        return list(found)
 
 
 _REGISTERED: dict[str, Retriever] = {}

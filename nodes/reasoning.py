@@ -46,7 +46,7 @@ async def agent_user(state: ItemState, runtime: Runtime[Settings]) -> dict:
         actions=state.actions if state.mode == "actions" else [],
         memory=state.memory, messages=state.messages, knowledge=retrieve(state.corpus, query, settings),
         turn=state.user_turns, last_turn=state.user_turns + 1 >= settings.max_dialogue_turns,
-        rng_key=f"{state.seed}:user:{state.user_turns}")
+        style=settings.prompt_params.user, rng_key=f"{state.seed}:user:{state.user_turns}")
     turn, usage = await agent_backend_of(runtime, state.backend).user_turn(request)
     if turn.is_task_complete and not any(isinstance(m, AIMessage) for m in state.messages):
         turn = turn.model_copy(update={"is_task_complete": False})  # nobody has answered yet
@@ -59,7 +59,7 @@ async def knowledge_assistant(state: ItemState, runtime: Runtime[Settings]) -> d
     last = next((m.text for m in reversed(state.messages) if isinstance(m, HumanMessage)), "")
     request = KnowledgeAnswerRequest(scenario=state.scenario, messages=state.messages,
                                      knowledge=retrieve(state.corpus, last, settings),
-                                     rng_key=f"{state.seed}:assistant:{state.user_turns}")
+                                     style=settings.prompt_params.assistant, rng_key=f"{state.seed}:assistant:{state.user_turns}")
     message, usage = await agent_backend_of(runtime, state.backend).answer(request)
     return {"messages": [message], "usage": usage}
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from state.config import Settings
 from state.dialogue import Usage, UserTurn, add_usage
+from state.prompt_params import PromptParams
 
 OFFLINE_SOLVERS = ["exact", "skip-step", "rounder"]
 """The offline backend's solver strategies: exact arithmetic, one that forgets the last step of a long
@@ -35,6 +36,9 @@ class ReasoningSettings(Settings):
     max_rounds: int = Field(3, ge=0, description="Guard: rounds of regenerating easy questions.")
     solvers: list[str] = Field(default_factory=list, description="Solver model names. Empty: the offline strategies "
                                "(offline backend) or the run's model (LLM backend).")
+    prompt_params: PromptParams = Field(default_factory=PromptParams, description="θ and φ: the weights of the user "
+                                        "agent's and the assistant's prompt fragments, and their temperatures "
+                                        "(`optimize` tunes them; `--prompt-params` reads its prompt_params.json).")
 
     def solver_names(self) -> list[str]:
         if self.solvers:
@@ -166,6 +170,10 @@ class ItemInput(UserAgentInput):
     mode: Literal["direct", "profile", "actions"] = Field(
         "actions", description="direct: no profile, no actions; profile: a profile only; actions: the full agent.")
     make_question: bool = Field(True, description="Derive a reasoning question from the finished dialogue.")
+    actions: list[Action] = Field(default_factory=list, description="Actions already taken (with agent_done: the "
+                                  "dialogue starts at once, e.g. when prompts are tuned on fixed action sequences).")
+    memory: Memory = Field(default_factory=Memory)
+    agent_done: bool = False
 
 
 class ItemState(UserAgentState, ItemInput):

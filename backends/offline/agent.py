@@ -14,7 +14,8 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from backends.agent_base import (ActRequest, AgentTurnRequest, KnowledgeAnswerRequest, ProfileRequest,
                                  QualityJudgeRequest, QuestionRequest, ReflectRequest, SolveRequest, TopicRequest)
-from backends.offline import questions
+from backends.offline import questions, styled
+from backends.offline.styled import statements
 from state.agent import Action, Fact, JudgeScore, KnowledgeChunk, Memory, Profile, ReasoningQuestion
 from state.dialogue import Usage, UserTurn
 
@@ -184,13 +185,6 @@ def reflect(request: ReflectRequest) -> Memory:
     return Memory(notes=[*memory.notes, note, *learned], facts=[*memory.facts, *action.facts])
 
 
-def first_person(action: Action, profile: Profile | None) -> str:
-    text = action.description
-    if profile is not None:
-        text = text.replace(f", {profile.name} ", ", I ", 1)
-    return text
-
-
 # ---------------------------------------------------------------- the dialogue
 
 OPENINGS = ["Hi!", "Hello there.", "Good morning.", "Hi, quick question.", "Hey, thanks for taking this."]
@@ -240,59 +234,8 @@ def user_turn(request: AgentTurnRequest) -> UserTurn:
                                          f"{rng.choice(FOLLOW_UPS)}")
         return UserTurn(user_message=rng.choice(CLOSINGS), is_task_complete=True)
 
-    # mode "actions": recount the actions, two at a time, asking about each
-    told = sum(1 for a in request.actions if any(a.date in text for text in said))
-    pending = request.actions[told:]
-    if not said:
-        batch = pending[:2]
-        recount = " ".join(first_person(a, profile) for a in batch)
-        return UserTurn(user_message=f"{rng.choice(OPENINGS)} I'm {profile.name}, a {profile.role}, and I want to "
-                                     f"{profile.intent}; {_profile_facts(profile)}. {recount} "
-                                     f"{rng.choice(FOLLOW_UPS)}")
-    if pending:
-        batch = pending[:1] if request.last_turn else pending[:2]
-        recount = " ".join(first_person(a, profile) for a in batch)
-        if request.last_turn:
-            return UserTurn(user_message=f"One last thing: {recount} That's everything for now, thanks!",
-                            is_task_complete=True)
-        return UserTurn(user_message=f"Got it. Also, {recount[0].lower()}{recount[1:]} {rng.choice(FOLLOW_UPS)}")
-    return UserTurn(user_message=rng.choice(CLOSINGS), is_task_complete=True)
-
-
-def statements(text: str) -> list[str]:
-    """A chunk's body as whole statements: each list item, and each sentence of a wrapped paragraph."""
-    body = "\n".join(text.splitlines()[1:])
-    units: list[str] = []
-    for para in re.split(r"\n\s*\n", body):
-        lines = [line.strip() for line in para.splitlines() if line.strip()]
-        if lines and all(line.startswith(("-", "*")) for line in lines):
-            units.extend(line.strip("-* ").rstrip(".") + "." for line in lines)
-        elif lines:
-            units.extend(s.strip() for s in re.split(r"(?<=[.!?])\s+", " ".join(lines)) if s.strip())
-    return units
-
-
-def _relevant_lines(chunk: KnowledgeChunk, words: set[str], limit: int = 2) -> list[str]:
-    units = statements(chunk.text)
-    scored = sorted(units, key=lambda u: -len(words & set(re.findall(r"[a-z]{4,}", u.lower()))))
-    return scored[:limit]
-
-
-def answer(request: KnowledgeAnswerRequest) -> AIMessage:
-    rng = _rng(request.rng_key)
-    last = next((m.text for m in reversed(request.messages) if isinstance(m, HumanMessage)), "")
-    if not request.knowledge:
-        return AIMessage(content="I could not find anything on that in the published price lists.")
-    words = set(re.findall(r"[a-z]{4,}", last.lower()))
-    parts = []
-    for chunk in request.knowledge[:2]:
-        title = chunk.text.splitlines()[0].lstrip("# ").strip()
-        parts.append(f"According to {title}: " + " ".join(_relevant_lines(chunk, words)))
-    lead = rng.choice(["Here is what the published terms say.", "Let me check the price lists.",
-                       "Good question; the documents cover this."])
-    amounts = re.findall(r"\$\d[\d,]*(?:\.\d{2})?", last)
-    tail = f" I noted the amounts you mentioned ({', '.join(amounts[:3])})." if amounts else ""
-    return AIMessage(content=f"{lead} {' '.join(parts)}{tail}")
+    # mode "actions": recount the actions, as θ shapes the turn
+    return styled.user_turn(request, profile, said, _profile_facts(profile))
 
 
 class OfflineAgentBackend:
@@ -313,7 +256,7 @@ class OfflineAgentBackend:
         return user_turn(request), Usage()
 
     async def answer(self, request: KnowledgeAnswerRequest) -> tuple[AIMessage, Usage]:
-        return answer(request), Usage()
+        return styled.answer(request), Usage()
 
     async def make_question(self, request: QuestionRequest) -> tuple[ReasoningQuestion, Usage]:
         return questions.make_question(request), Usage()

@@ -213,6 +213,7 @@ def solve(request: SolveRequest) -> str:
 # ---------------------------------------------------------------- quality judge (heuristic)
 
 _WORD = re.compile(r"[a-z]{4,}")
+_CONTENT = re.compile(r"[a-z]{5,}")
 
 
 def _turns(transcript: str) -> list[tuple[str, str]]:
@@ -225,20 +226,30 @@ def _turns(transcript: str) -> list[tuple[str, str]]:
 
 
 def judge_quality(request: QualityJudgeRequest) -> JudgeScore:
-    """Coherence: assistant replies that pick up the user's words; fluency: well-formed messages of a
-    sensible length; diversity: distinct word pairs in the dialogue. Each mapped onto 1..5."""
+    """Coherence: replies that pick up the other speaker's words (the assistant the user's question, the
+    user the assistant's last answer); fluency: well-formed messages of a sensible length; diversity:
+    distinct word pairs in the dialogue. Each mapped onto 1..5."""
     turns = _turns(request.transcript)
-    pairs = [(turns[i][1], turns[i + 1][1]) for i in range(len(turns) - 1)
-             if turns[i][0] == "User" and turns[i + 1][0] == "Assistant"]
-    linked = sum(1 for u, a in pairs if set(_WORD.findall(u.lower())) & set(_WORD.findall(a.lower())))
-    coherence = 1 + 4 * (linked / len(pairs) if pairs else 0)
+
+    def link_rate(first: str, second: str, words: re.Pattern[str]) -> float:
+        pairs = [(turns[i][1], turns[i + 1][1]) for i in range(len(turns) - 1)
+                 if turns[i][0] == first and turns[i + 1][0] == second]
+        linked = sum(1 for a, b in pairs if set(words.findall(a.lower())) & set(words.findall(b.lower())))
+        return linked / len(pairs) if pairs else 0.0
+
+    answered = link_rate("User", "Assistant", _WORD)
+    # the user's follow-ups: a content word of the answer (5+ letters, so not "that" or "your")
+    followed = link_rate("Assistant", "User", _CONTENT)
+    has_follow_ups = any(turns[i][0] == "Assistant" and turns[i + 1][0] == "User" for i in range(len(turns) - 1))
+    coherence = 1 + 4 * ((answered + followed) / 2 if has_follow_ups else answered)
     good = sum(1 for _, t in turns if 5 <= len(t.split()) <= 90 and t.rstrip()[-1:] in ".!?)")
     fluency = 1 + 4 * (good / len(turns) if turns else 0)
     words = request.transcript.lower().split()
     bigrams = list(zip(words, words[1:]))
     diversity = 1 + 4 * (len(set(bigrams)) / len(bigrams) if bigrams else 0)
     return JudgeScore(coherence=round(coherence, 2), fluency=round(fluency, 2), diversity=round(diversity, 2),
-                      reasoning="offline heuristic: word overlap between turns, message form, distinct word pairs")
+                      reasoning="offline heuristic: word overlap between turns both ways, message form, "
+                                "distinct word pairs")
 
 
 def check_label(question: ReasoningQuestion) -> bool:
