@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from backends.openai import BackendOutputError
+from backends.llm.replies import BackendOutputError
 from environment.errors import InputError, RunError, read_json_input
 from environment.sqlnames import snake
 from graphs import reasoning_cli
