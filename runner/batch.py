@@ -32,14 +32,18 @@ from runner import run_folder as rf
 from runner.export import DialogueRecord, export_dialogue
 from runner.run_folder import RunFolder, new_run_folder
 from runner.stats import RunStats, run_stats, stats_table
-from state.config import RunConfig, Settings
-from state.dialogue import DialogueInput, DialogueState
+from state.config import LLM_ROLES, RunConfig, Settings
+from state.dialogue import DialogueInput, DialogueState, Usage
 from state.persistence import strict_serializer
 from state.tools import Tool, Toolset
 
 
 def check_backend(settings: Settings) -> None:
-    """Fail fast, before anything is written, on an unknown backend or an unreachable server."""
+    """Fail fast, before anything is written, on an unknown backend or an unreachable server.
+
+    With several endpoints for a role, one that does not answer is left to the run (it is rested
+    there and the others carry on); a role none of whose endpoints answers stops the run here.
+    """
     try:
         backend_for(settings.model_copy(update={"llm_cache": None}))  # the cache lives in a folder not made yet
     except InputError:
@@ -49,16 +53,39 @@ def check_backend(settings: Settings) -> None:
                          f"(check --base-url / OPENAI_BASE_URL)") from None
     if settings.backend != "openai":
         return
-    url = (settings.base_url or "https://api.openai.com/v1").rstrip("/") + "/models"
     key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
+    answers: dict[str | None, str] = {}
+    for role in LLM_ROLES:
+        urls = settings.role_target(role)[1]
+        for url in urls:
+            if url not in answers:
+                answers[url] = _reachability(url, key)
+        refused = next((answers[u] for u in urls if answers[u].startswith("refused")), None)
+        if refused:
+            raise InputError(f"the model server at {refused.split(' ', 1)[1]} (check OPENAI_API_KEY)")
+        if all(answers[u] for u in urls):
+            raise InputError(f"cannot reach the model server at {', '.join(answers[u] for u in urls)} "
+                             f"(check --base-url / OPENAI_BASE_URL)")
+
+
+def _reachability(url: str | None, key: str) -> str:
+    """"" when the server answers; else why not ("refused ..." when it refused the key)."""
+    shown = url or "https://api.openai.com/v1"
     try:
-        response = httpx.get(url, timeout=5.0, headers={"Authorization": f"Bearer {key}"})
+        response = httpx.get(shown.rstrip("/") + "/models", timeout=5.0, headers={"Authorization": f"Bearer {key}"})
     except Exception as exc:  # unreachable, or a URL the client cannot parse
-        raise InputError(f"cannot reach the model server at {settings.base_url or url}: "
-                         f"{type(exc).__name__} (check --base-url / OPENAI_BASE_URL)") from None
+        return f"{shown}: {type(exc).__name__}"
     if response.status_code in (401, 403):
-        raise InputError(f"the model server at {settings.base_url or url} refused the API key "
-                         f"(HTTP {response.status_code}; check OPENAI_API_KEY)")
+        return f"refused {shown} refused the API key (HTTP {response.status_code})"
+    return ""
+
+
+async def settle_backend(backend: Any, console: Console) -> None:
+    """Find each endpoint's structured-output mode before the work starts, and say which it is."""
+    settle = getattr(backend, "settle", None)
+    if settle is not None:
+        for line in await settle():
+            console.print(line)
 
 
 @asynccontextmanager
@@ -129,6 +156,7 @@ class Batch:
                 await self.run_shard(todo, lambda: progress.advance(bar))
 
     async def run_shard(self, indices: list[int], on_done: Callable[[], None]) -> None:
+        await settle_backend(backend_for(self.settings), Console(quiet=True))  # a worker process probes for itself
         sem = asyncio.Semaphore(self.config.concurrency)
         async with open_checkpointer(self.folder.file(rf.CHECKPOINTS)) as saver:
             graph = self.builder_factory().compile(checkpointer=saver)
@@ -176,7 +204,7 @@ class Batch:
         cfg = {"configurable": {"thread_id": dialogue_id},
                "recursion_limit": _recursion_limit(self.config, self.settings)}
         started = time.perf_counter()
-        error = None
+        error, failed_usage = None, None
         try:
             start = DialogueInput(dialogue_id=dialogue_id, source_db=self.config.source_db,
                                   seed=self.config.dialogue_seed(i), prelude=self.config.prelude,
@@ -187,24 +215,30 @@ class Batch:
             raise
         except Exception as exc:  # a failed dialogue is rejected with its reason, the run goes on
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            failed_usage = getattr(exc, "usage", None)  # the calls of the step that failed count too
         snapshot = await graph.aget_state(cfg)
         latency = time.perf_counter() - started
-        await self.write(dialogue_id, snapshot.values, latency, error)
+        await self.write(dialogue_id, snapshot.values, latency, error, failed_usage=failed_usage)
 
     async def write(self, dialogue_id: str, values: dict[str, Any], latency: float, error: str | None,
-                    replace: bool = False) -> None:
+                    replace: bool = False, failed_usage: Usage | None = None) -> None:
         """Write a finished dialogue's line; with replace, its earlier line (in either file) goes."""
         extra: dict[str, Any] = {"run_id": self.config.run_id, "backend": self.settings.backend,
                                  "latency_s": round(latency, 4)}
         if self.settings.backend != "offline":
             extra["model"] = self.settings.model
+            record_of = getattr(backend_for(self.settings), "record", None)
+            if record_of is not None:
+                extra.update(record_of())  # models per role, structured mode per endpoint
         if values:
             state = DialogueState.model_validate(values)
-            extra["usage"] = state.usage.model_dump()
+            extra["usage"] = (state.usage + failed_usage if isinstance(failed_usage, Usage) else state.usage).model_dump()
             extra["completed"] = error is None and len(state.verdicts) == state.tasks_per_dialogue and \
                 not state.ended_by_budget
             record, ok, _ = export_dialogue(state, extra)
         else:
+            if isinstance(failed_usage, Usage):
+                extra["usage"] = failed_usage.model_dump()
             record = DialogueRecord(id=dialogue_id, messages=[], tools=[], metadata={**extra, "completed": False},
                                     reason="no state was recorded")
             ok = False
@@ -273,6 +307,7 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
     check_backend(settings)
     with new_run_folder(out) as folder:  # until the toolset is written: on failure, no partial folder
         backend_notice(settings, console)
+        await settle_backend(backend_for(settings), console)
         for skipped in database.skipped if database else []:
             console.print(f"[dim]skipped table {skipped.name!r}: {skipped.reason}[/]")
         if toolset is None and database is not None:
@@ -322,6 +357,7 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
         settings = Settings(**recorded)
     check_backend(settings)
     backend_notice(settings, console)
+    await settle_backend(backend_for(settings), console)
     toolset = load_toolset(folder.file(rf.TOOLSET))
     await Batch(builder_factory, folder, config, settings, toolset, console).run()
     return _finish(folder, console)
