@@ -175,7 +175,7 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
     if args.command == "generate":
         for name in ("dialogues", "tasks-per-dialogue", "concurrency", "workers"):
             _positive(name, getattr(args, name.replace("-", "_")))
-        settings = _settings(args).model_copy(update={"max_in_flight": args.concurrency})
+        settings = _settings(args)
         if not args.db and not args.toolset:
             raise InputError("pass --db with a SQLite database, or --toolset with a toolset.json (simulated tools)")
         db = Path(args.db) if args.db else None

@@ -131,13 +131,20 @@ def _worker_main(builder_factory: Callable[[], StateGraph], folder: str, config:
         raise SystemExit(1) from None
 
 
+def capped(settings: Settings, config: RunConfig) -> Settings:
+    """The settings with each endpoint's concurrency capped at the run's: never more requests at once."""
+    if settings.max_in_flight == config.concurrency:
+        return settings
+    return settings.model_copy(update={"max_in_flight": config.concurrency})
+
+
 class Batch:
     def __init__(self, builder_factory: Callable[[], StateGraph], folder: RunFolder, config: RunConfig,
                  settings: Settings, toolset: list[Tool], console: Console) -> None:
         self.builder_factory = builder_factory
         self.folder = folder
         self.config = config
-        self.settings = settings
+        self.settings = capped(settings, config)
         self.toolset = toolset
         self.console = console
         self.lock = asyncio.Lock()
@@ -304,6 +311,7 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
         raise InputError("nothing to work on: pass --db (a SQLite database) or --toolset (simulated tools)")
     if database is None and any(not t.simulated for t in toolset or []):
         raise InputError("the toolset has SQL tools: pass --db with the database they run on")
+    settings = capped(settings, config)
     check_backend(settings)
     with new_run_folder(out) as folder:  # until the toolset is written: on failure, no partial folder
         backend_notice(settings, console)
@@ -355,6 +363,7 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
     if settings is None:
         recorded = {k: v for k, v in config.settings.items() if v is not None}
         settings = Settings(**recorded)
+    settings = capped(settings, config)
     check_backend(settings)
     backend_notice(settings, console)
     await settle_backend(backend_for(settings), console)
