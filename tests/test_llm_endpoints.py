@@ -249,3 +249,17 @@ def test_small_model_replies_over_a_whole_run_are_counted_in_the_statistics(tmp_
     stats = json.loads((out / "stats.json").read_text())
     assert stats["empty_replies"] >= 1 and stats["unknown_tools"] >= 1
     assert stats["samples"] + stats["rejected"] == 2
+
+
+def test_the_llm_settings_have_environment_fallbacks(monkeypatch):
+    from state.config import Settings
+
+    monkeypatch.setenv("FORGE_STRUCTURED", "json_object")
+    monkeypatch.setenv("FORGE_REASONING", "drop")
+    monkeypatch.setenv("FORGE_MODEL_FOR", '{"user": "small@http://user-host/v1", "judge": "big"}')
+    monkeypatch.setenv("FORGE_EXTRA_BASE_URLS", '["http://b/v1"]')
+    given = Settings(base_url="http://a/v1")
+    assert (given.structured, given.reasoning) == ("json_object", "drop")
+    assert given.role_target("user") == ("small", ["http://user-host/v1"])
+    assert given.role_target("judge") == ("big", ["http://a/v1", "http://b/v1"])
+    assert given.role_target("assistant") == (given.model, ["http://a/v1", "http://b/v1"])
