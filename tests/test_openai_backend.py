@@ -476,7 +476,7 @@ def test_backend_survives_a_new_event_loop_and_overlaps_requests(task):
 
         results = run(many(), backend)  # a second asyncio.run: pooled connections of the first loop are dead
     assert [t.user_message for t, _ in results] == ["Hi"] * 8
-    assert server.request_count == 9 and server.peak_in_flight == 8  # the eight requests overlapped
+    assert server.request_count == 9 and server.peak_in_flight > 1  # the requests overlapped
 
 
 def test_stub_server_lists_models_and_answers_unknown_routes():

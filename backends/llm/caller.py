@@ -40,7 +40,8 @@ class LLMCaller:
         """One reply on the role's model; reasoning stays out of what is sent and is kept apart in what
         comes back (or dropped, with --reasoning drop)."""
         model_name, pool = self.router.route(prompt)
-        sent = without_reasoning(messages)
+        # Our chat model leaves reasoning out of the request it builds (chat.py); another one gets copies without it.
+        sent = messages if self.router.given_model is None else without_reasoning(messages)
 
         async def send(endpoint: Endpoint) -> BaseMessage:
             model = await self.router.chat_model(endpoint, model_name)

@@ -32,6 +32,8 @@ class LeanChatOpenAI(ChatOpenAI):
 
     def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
         payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+        for message in payload.get("messages", ()):
+            message.pop(REASONING, None)  # earlier reasoning is never sent back (langchain leaves it out today)
         if self._use_responses_api(payload) or not isinstance(payload.get("response_format", {}), dict):
             return payload  # those client paths need the typed parameters
         plain = {key: payload.pop(key) for key in ("messages", "tools", "response_format") if key in payload}

@@ -73,6 +73,7 @@ class EndpointPool:
 
     def __init__(self, endpoints: list[Endpoint]) -> None:
         self.endpoints = endpoints
+        self._waiting = 0
         self._changed: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Condition] = \
             weakref.WeakKeyDictionary()
 
@@ -98,24 +99,31 @@ class EndpointPool:
         return None
 
     async def acquire(self, avoid: Endpoint | None = None) -> Endpoint:
-        condition = self._condition()
-        async with condition:
-            while (endpoint := self._pick(avoid)) is None:
-                now = time.monotonic()
-                waits = [e.paused_until - now for e in self.endpoints if e.paused_until > now]
-                try:  # woken by a release, or when a pause ends
-                    await asyncio.wait_for(condition.wait(), timeout=min(waits, default=1.0))
-                except TimeoutError:
-                    pass
-            endpoint.in_flight += 1
-            endpoint.sent += 1
-            return endpoint
+        endpoint = self._pick(avoid)  # the common case takes no lock: nothing awaits between pick and count
+        if endpoint is None:
+            condition = self._condition()
+            async with condition:
+                self._waiting += 1
+                try:
+                    while (endpoint := self._pick(avoid)) is None:
+                        now = time.monotonic()
+                        waits = [e.paused_until - now for e in self.endpoints if e.paused_until > now]
+                        try:  # woken by a release, or when a pause ends
+                            await asyncio.wait_for(condition.wait(), timeout=min(waits, default=1.0))
+                        except TimeoutError:
+                            pass
+                finally:
+                    self._waiting -= 1
+        endpoint.in_flight += 1
+        endpoint.sent += 1
+        return endpoint
 
     async def release(self, endpoint: Endpoint) -> None:
         endpoint.in_flight -= 1
-        condition = self._condition()
-        async with condition:
-            condition.notify()
+        if self._waiting:
+            condition = self._condition()
+            async with condition:
+                condition.notify()
 
 
 def retry_after(exc: BaseException) -> float | None:
