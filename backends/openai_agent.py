@@ -1,5 +1,5 @@
 """Method B's roles on an LLM: our prompts through the chat model of an `OpenAIBackend`, whose
-parse-and-retry loop (`_ask`) turns each JSON reply into our models. Solvers are the same backend
+parse-and-retry loop (`ask`) turns each JSON reply into our models. Solvers are the same backend
 with another model name (or a given chat model per solver name).
 """
 
@@ -13,7 +13,9 @@ from pydantic import BaseModel, Field
 
 from backends.agent_base import (ActRequest, AgentTurnRequest, KnowledgeAnswerRequest, ProfileRequest,
                                  QualityJudgeRequest, QuestionRequest, ReflectRequest, SolveRequest, TopicRequest)
-from backends.openai import OpenAIBackend, ReplyError, render_transcript, usage_of
+from backends.llm.replies import ReplyError, usage_of
+from backends.openai import OpenAIBackend
+from prompts.render import render_transcript
 from prompts import load_prompt
 from state.agent import Action, Fact, JudgeScore, KnowledgeChunk, Memory, Profile, ReasoningQuestion
 from state.config import Settings
@@ -144,8 +146,14 @@ class OpenAIAgentBackend:
                 self._solvers[name] = self.llm
             else:
                 self._solvers[name] = OpenAIBackend(self.settings.model_copy(update={"model": name}),
-                                                    None if self.llm._owns_model else self.llm.chat_model)
+                                                    self.llm.caller.router.given_model)
         return self._solvers[name]
+
+    async def settle(self) -> list[str]:
+        return await self.llm.settle()
+
+    def record(self) -> dict[str, Any]:
+        return self.llm.record()
 
     async def aclose(self) -> None:
         for backend in {id(b): b for b in [self.llm, *self._solvers.values()]}.values():
@@ -154,8 +162,8 @@ class OpenAIAgentBackend:
     async def generate_profiles(self, request: ProfileRequest) -> tuple[list[Profile], Usage]:
         avoid = "\n".join(f"- {p.role}; wants to {p.intent}" for p in request.avoid) or "(none yet)"
         prompt = load_prompt("user_generator").render(scenario=request.scenario, count=request.count, avoid=avoid)
-        profiles, usage = await self.llm._ask("user_generator", [HumanMessage(content=prompt)],
-                                              lambda obj: _Profiles.model_validate(obj).profiles)
+        profiles, usage = await self.llm.ask("user_generator", [HumanMessage(content=prompt)],
+                                             lambda obj: _Profiles.model_validate(obj).profiles, _Profiles)
         return profiles[: request.count], usage
 
     async def act(self, request: ActRequest) -> tuple[Action, Usage]:
@@ -177,15 +185,15 @@ class OpenAIAgentBackend:
                           facts=reply.facts, sources=[c.chunk_id for c in request.knowledge],
                           next_focus=reply.next_focus, stop=stop)
 
-        return await self.llm._ask("user_agent", [HumanMessage(content=prompt)], parse)
+        return await self.llm.ask("user_agent", [HumanMessage(content=prompt)], parse, _Action)
 
     async def reflect(self, request: ReflectRequest) -> tuple[Memory, Usage]:
         prompt = load_prompt("user_agent_reflect").render(
             profile=render_profile(request.profile), memory=render_memory(request.memory),
             action=f"{request.action.date}: {request.action.description}",
             knowledge=render_knowledge(request.knowledge))
-        notes, usage = await self.llm._ask("user_agent_reflect", [HumanMessage(content=prompt)],
-                                           lambda obj: _Notes.model_validate(obj).notes)
+        notes, usage = await self.llm.ask("user_agent_reflect", [HumanMessage(content=prompt)],
+                                          lambda obj: _Notes.model_validate(obj).notes, _Notes)
         memory = Memory(notes=[*request.memory.notes, *notes], facts=[*request.memory.facts, *request.action.facts])
         return memory, usage
 
@@ -208,17 +216,16 @@ class OpenAIAgentBackend:
         transcript = render_transcript(request.messages, user="You", result_chars=None)
         text = (f"The conversation so far (your messages are marked You):\n\n{transcript}\n\nWrite your next message."
                 if request.messages else "Write your first message.")
-        return await self.llm._ask("user_agent_turn", [SystemMessage(content=system), HumanMessage(content=text)],
-                                   _parse_turn, temperature=request.style.temperature)
+        return await self.llm.ask("user_agent_turn", [SystemMessage(content=system), HumanMessage(content=text)],
+                                  _parse_turn, UserTurn, temperature=request.style.temperature)
 
     async def answer(self, request: KnowledgeAnswerRequest) -> tuple[AIMessage, Usage]:
         system = load_prompt("knowledge_assistant").render(scenario=request.scenario,
                                                            knowledge=render_knowledge(request.knowledge),
                                                            style=request.style.render())
-        model = await self.llm._model()
-        reply = await model.ainvoke([SystemMessage(content=system), *request.messages],
-                                    temperature=request.style.temperature)
-        return AIMessage(content=reply.text), usage_of(reply)
+        reply = await self.llm.caller.chat("knowledge_assistant", [SystemMessage(content=system), *request.messages],
+                                           temperature=request.style.temperature)
+        return AIMessage(content=reply.text, additional_kwargs=reply.additional_kwargs), usage_of(reply)
 
     async def make_question(self, request: QuestionRequest) -> tuple[ReasoningQuestion, Usage]:
         previous = reference = ""
@@ -230,7 +237,8 @@ class OpenAIAgentBackend:
                          f"kind of reasoning to ask for (not its facts):\n{render_question(request.reference)}\n")
         prompt = load_prompt("question_generator").render(scenario=request.scenario, transcript=request.transcript,
                                                           previous=previous, reference=reference)
-        question, usage = await self.llm._ask("question_generator", [HumanMessage(content=prompt)], _parse_question)
+        question, usage = await self.llm.ask("question_generator", [HumanMessage(content=prompt)], _parse_question,
+                                              _Question)
         if request.reference is not None:
             question.reference = request.reference.question
         return question, usage
@@ -239,17 +247,17 @@ class OpenAIAgentBackend:
         fmt = ("Answer with one exact number." if request.question.kind == "math" else "Answer with yes or no.")
         prompt = load_prompt("solver").render(transcript=request.transcript, question=request.question.question,
                                               format=fmt)
-        return await self.solver(request.solver)._ask(
-            "solver", [HumanMessage(content=prompt)], lambda obj: str(_Answer.model_validate(obj).answer))
+        return await self.solver(request.solver).ask(
+            "solver", [HumanMessage(content=prompt)], lambda obj: str(_Answer.model_validate(obj).answer), _Answer)
 
     async def judge_quality(self, request: QualityJudgeRequest) -> tuple[JudgeScore, Usage]:
         prompt = load_prompt("quality_judge").render(scenario=request.scenario, transcript=request.transcript)
-        return await self.llm._ask("quality_judge", [HumanMessage(content=prompt)], _clamp)
+        return await self.llm.ask("quality_judge", [HumanMessage(content=prompt)], _clamp, JudgeScore)
 
     async def topic(self, request: TopicRequest) -> tuple[str | None, Usage]:
         prompt = load_prompt("topic_summary").render(transcript=request.transcript)
-        topic, usage = await self.llm._ask("topic_summary", [HumanMessage(content=prompt)],
-                                           lambda obj: _Topic.model_validate(obj).topic.strip().lower())
+        topic, usage = await self.llm.ask("topic_summary", [HumanMessage(content=prompt)],
+                                          lambda obj: _Topic.model_validate(obj).topic.strip().lower(), _Topic)
         return topic, usage
 
 

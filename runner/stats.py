@@ -63,6 +63,13 @@ class RunStats(BaseModel):
     latency_per_sample_s: float = 0.0
     tokens_per_second: float | None = None
     backend: str = ""
+    models: dict[str, str] = Field(default_factory=dict, description="The model of each role (LLM backend).")
+    structured_outputs: dict[str, str] = Field(
+        default_factory=dict, description="The structured-output mode each endpoint settled on.")
+    parse_failures: int = Field(0, description="JSON replies that did not parse (each was fed back).")
+    empty_replies: int = Field(0, description="Assistant replies with neither text nor tool calls.")
+    unknown_tools: int = Field(0, description="Assistant calls to a tool that does not exist.")
+    bad_arguments: int = Field(0, description="Assistant calls whose arguments were not a JSON object.")
 
 
 def run_stats(accepted: list[dict[str, Any]], rejected: list[dict[str, Any]], tools_proposed: int,
@@ -75,7 +82,15 @@ def run_stats(accepted: list[dict[str, Any]], rejected: list[dict[str, Any]], to
     latency = [r["metadata"].get("latency_s", 0.0) for r in every]
     tokens = sum(r["metadata"].get("usage", {}).get("completion_tokens", 0) for r in every)
     total = len(every)
-    return RunStats(
+    usages = [r["metadata"].get("usage", {}) for r in every]
+    faults = {name: sum(u.get(name, 0) for u in usages)
+              for name in ("parse_failures", "empty_replies", "unknown_tools", "bad_arguments")}
+    structured: dict[str, str] = {}
+    models: dict[str, str] = {}
+    for r in every:
+        structured.update(r["metadata"].get("structured_outputs") or {})
+        models.update(r["metadata"].get("models") or {})
+    return RunStats(**faults, structured_outputs=structured, models=models,
         samples=len(accepted), rejected=len(rejected),
         failed=sum(1 for r in rejected if r["metadata"].get("error")),
         steps_mean=round(fmean(steps), 2) if steps else 0.0, steps_max=max(steps, default=0),
@@ -111,6 +126,9 @@ STATS_ROWS: list[tuple[str, Callable[[RunStats], str]]] = [
     ("Tokens per second", lambda s: "n/a (no tokens reported)" if s.tokens_per_second is None
      else f"{s.tokens_per_second:.1f}"),
     ("Backend", lambda s: s.backend),
+    ("Replies fed back", lambda s: f"{s.parse_failures} JSON, {s.empty_replies} empty, "
+                                   f"{s.unknown_tools} unknown tool, {s.bad_arguments} bad arguments"),
+    ("Structured outputs", lambda s: ", ".join(sorted(set(s.structured_outputs.values()))) or "-"),
 ]
 
 

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from environment.seeds import read_seed_tools
 from runner import run_folder as rf
-from runner.batch import check_backend, open_checkpointer
+from backends.registry import backend_for
+from runner.batch import check_backend, open_checkpointer, settle_backend
 from runner.run_folder import new_run_folder
 from state.config import Settings
 from state.toolprep import StageReport, ToolprepInput, ToolprepState
@@ -23,6 +24,8 @@ async def run_toolprep(builder_factory: Callable[[], StateGraph], seed_file: Pat
                        settings: Settings, seed: int, console: Console) -> ToolprepState:
     seeds = read_seed_tools(seed_file)
     check_backend(settings)
+    backend = backend_for(settings)
+    await settle_backend(backend, console)
     with new_run_folder(out, "toolprep") as folder:
         folder.write_json(rf.CONFIG, {"command": "toolprep", "domain": domain, "seed_file": str(seed_file.resolve()),
                                       "seed": seed, "settings": settings.public()})
@@ -36,7 +39,8 @@ async def run_toolprep(builder_factory: Callable[[], StateGraph], seed_file: Pat
         folder.write_json(rf.TOOLSET, [t.toolset_entry() for t in state.tools])
         folder.write_json(TOOLPREP_REPORT, {"domain": domain, "seed_tools": len(seeds), "tools": len(state.tools),
                                             "field_types": state.field_types,
-                                            "stages": [r.model_dump() for r in state.reports]})
+                                            "stages": [r.model_dump() for r in state.reports],
+                                            **(backend.record() if hasattr(backend, "record") else {})})
     folder.release()
     console.print(report_table(state.reports))
     console.print(f"wrote {len(state.tools)} tools to {folder.file(rf.TOOLSET)}")

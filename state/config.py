@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+LLMRole = Literal["assistant", "user", "judge", "generator"]
+LLM_ROLES: tuple[str, ...] = ("assistant", "user", "judge", "generator")
 
 
 class Settings(BaseSettings):
@@ -26,8 +30,24 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("api_key", "OPENAI_API_KEY"),
                                       description="API key for the server; local servers accept any value.")
     temperature: float = Field(0.7, description="Sampling temperature of the LLM backend.")
-    request_timeout: float = Field(60.0, description="Seconds before an LLM request times out.")
-    http_retries: int = Field(4, description="Retries with backoff on 429, 5xx and timeouts.")
+    extra_base_urls: list[str] = Field(
+        default_factory=list, description="More endpoints serving the same model: requests spread over all of them.")
+    model_for: dict[LLMRole, str] = Field(
+        default_factory=dict, description="Per role (assistant, user, judge, generator): 'MODEL' or "
+        "'MODEL@BASE_URL', overriding model and base URL for that role. Also given as ['ROLE=MODEL[@BASE_URL]', ...].")
+    structured: Literal["auto", "json_schema", "json_object", "prompt"] = Field(
+        "auto", description="How JSON roles ask for JSON: response_format json_schema, json_object with the schema "
+        "(llama.cpp), or the prompt alone. auto: the first a server accepts, found once per endpoint.")
+    reasoning: Literal["keep", "drop"] = Field(
+        "keep", description="Reasoning the server returns beside an assistant reply: kept on that message in the "
+        "dataset as reasoning_content, or dropped.")
+    max_in_flight: int = Field(8, ge=1, description="Most requests in flight on one endpoint; the adaptive limit "
+                               "(lowered on 429, 503 and timeouts) never goes above it.")
+    request_timeout: float = Field(600.0, description="Seconds before an LLM request times out (a busy or CPU "
+                                   "server queues requests: allow minutes).")
+    http_retries: int = Field(4, description="Retries with backoff on 429, 5xx, timeouts and connection errors.")
+    endpoint_rest: float = Field(30.0, description="Seconds an endpoint that keeps failing is left alone while "
+                                 "the others carry on.")
     parse_retries: int = Field(2, description="Retries that feed a parse or validation error back to the model.")
     max_user_turns_per_task: int = Field(10, description="Guard: user turns before a task is cut off.")
     min_user_turns_per_task: int = Field(2, description="A user may not declare completion before this many turns.")
@@ -40,10 +60,33 @@ class Settings(BaseSettings):
     min_tools: int = Field(8, description="Fewer accepted proposals than this are completed with schema-derived tools.")
     llm_cache: str | None = Field(None, description="Path of a SQLite cache of LLM responses: replays cost no calls.")
 
+    @field_validator("model_for", mode="before")
+    @classmethod
+    def _role_assignments(cls, value: object) -> object:
+        """'ROLE=MODEL[@BASE_URL]' strings (the command line's form) into the mapping."""
+        if not isinstance(value, (list, tuple)):
+            return value
+        mapping: dict[str, str] = {}
+        for item in value:
+            role, sep, target = str(item).partition("=")
+            if not sep or not target.strip() or target.strip().startswith("@"):
+                raise ValueError(f"{item!r}: expected ROLE=MODEL or ROLE=MODEL@BASE_URL "
+                                 f"(roles: {', '.join(LLM_ROLES)})")
+            mapping[role.strip()] = target.strip()
+        return mapping
+
+    def role_target(self, role: str) -> tuple[str, list[str | None]]:
+        """(model, endpoints) of a role: its --model-for override, else --model and every --base-url."""
+        target = self.model_for.get(role)  # type: ignore[call-overload]
+        if target is None:
+            return self.model, [self.base_url, *self.extra_base_urls]
+        model, sep, url = target.rpartition("@") if "@http" in target else (target, "", "")
+        return (model, [url]) if sep else (target, [self.base_url, *self.extra_base_urls])
+
     @model_validator(mode="after")
     def _default_backend(self) -> "Settings":
         if not self.backend:
-            self.backend = "openai" if self.base_url else "offline"
+            self.backend = "openai" if self.base_url or self.model_for else "offline"
         return self
 
     @property

@@ -69,13 +69,14 @@ class Usage(BaseModel):
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Replies a model got wrong, each fed back once or more (and counted whether the retry then worked)
+    parse_failures: int = Field(0, description="JSON replies that did not parse into the role's model.")
+    empty_replies: int = Field(0, description="Assistant replies with neither text nor tool calls.")
+    unknown_tools: int = Field(0, description="Assistant tool calls naming a tool that does not exist.")
+    bad_arguments: int = Field(0, description="Assistant tool calls whose arguments were not a JSON object.")
 
     def __add__(self, other: "Usage") -> "Usage":
-        return Usage(
-            llm_calls=self.llm_calls + other.llm_calls,
-            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
-            completion_tokens=self.completion_tokens + other.completion_tokens,
-        )
+        return Usage(**{name: getattr(self, name) + getattr(other, name) for name in Usage.model_fields})
 
 
 def add_usage(left: Usage | None, right: Usage | None) -> Usage:

@@ -15,7 +15,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field
 
-from backends.openai import extract_json_object
+from backends.llm.replies import extract_json_object
 
 Reply = Union[AIMessage, str, Callable[[list[BaseMessage]], Union[AIMessage, str]]]
 

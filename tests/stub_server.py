@@ -23,6 +23,15 @@ from typing import Any, Callable, Iterable
 Responder = Callable[[dict[str, Any]], "dict[str, Any] | str"]
 
 
+class StubHTTPError(Exception):
+    """Raised by a responder to answer with an HTTP error, as a real server would."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
 # ---------------------------------------------------------------- responders
 
 def _text(content: Any) -> str:
@@ -230,6 +239,9 @@ class StubServer:
                                        "type": "invalid_request_error"}}, {}
             try:
                 message, usage = _wire_message(self.responder(request), serial)
+            except StubHTTPError as exc:
+                kind = {429: "rate_limit_error", 400: "invalid_request_error"}.get(exc.status, "server_error")
+                return exc.status, {"error": {"message": str(exc), "type": kind}}, exc.headers
             except Exception as exc:  # a broken responder is a test bug: fail fast, no client retries
                 return 500, {"error": {"message": f"responder failed: {exc!r}", "type": "server_error"}}, \
                     {"x-should-retry": "false"}

@@ -1,0 +1,50 @@
+"""Structured outputs: how a JSON role asks a server for JSON, and the ladder `auto` walks down when a
+server refuses (HTTP 400/422): `json_schema` (OpenAI, vLLM, SGLang), then `json_object` with the
+schema (llama.cpp's form, which it turns into a grammar), then the prompt alone. The mode an endpoint
+accepts is found once and remembered for the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LADDER = ("json_schema", "json_object", "prompt")
+
+# The probe asks for the smallest object a schema can describe; only whether the server accepts the
+# response format matters, not the answer.
+PROBE_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+PROBE_PROMPT = 'Answer with the JSON object {"ok": true} and nothing else.'
+
+
+def response_format(mode: str, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The `response_format` of a request in this mode (None: the prompt alone asks for JSON)."""
+    if mode == "json_schema":
+        # not strict: OpenAI's strict mode wants every property required and no open objects,
+        # which our reply models (and most open servers) do not need
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": False}}
+    if mode == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return None
+
+
+def first_mode(wanted: str) -> str:
+    """Where a request starts: the mode asked for, or the top of the ladder for auto."""
+    return LADDER[0] if wanted == "auto" else wanted
+
+
+def next_mode(mode: str, wanted: str) -> str | None:
+    """The mode to try after a refusal of `mode`; None when there is nowhere further to go (a mode
+    given explicitly is not second-guessed)."""
+    if wanted != "auto" or mode == LADDER[-1]:
+        return None
+    return LADDER[LADDER.index(mode) + 1]
+
+
+def describe(endpoint_modes: dict[str, str | None], refusals: dict[str, list[str]]) -> list[str]:
+    """One line per endpoint for the start of a run: the mode settled on, and what was refused on the way."""
+    lines = []
+    for url, mode in endpoint_modes.items():
+        refused = refusals.get(url) or []
+        why = f" ({'; '.join(refused)})" if refused else ""
+        lines.append(f"structured outputs: {mode or 'not probed'} at {url}{why}")
+    return lines

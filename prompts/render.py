@@ -1,0 +1,137 @@
+"""Rendering our state for prompts: database schemas, tools, tool outcomes, transcripts, rubrics.
+
+Plain text the prompt templates embed; one home so every role shows the same things the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+
+from state.dialogue import ExecutedCall
+from state.schema import DatabaseSchema
+from state.tasks import ResultRef, Task
+from state.tools import Tool
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _clip(text: str, limit: int | None) -> str:
+    if limit is None or len(text) <= limit:
+        return text
+    return text[:limit] + f"… ({len(text) - limit} more characters)"
+
+
+def render_schema(database: DatabaseSchema) -> str:
+    """Tables with typed columns, keys, row counts and the data view, one JSON array per row."""
+    blocks = []
+    for table in database.tables:
+        cols = []
+        for col in table.columns:
+            flags = [col.declared_type or "(untyped)"]
+            if col.pk_position:
+                flags.append("PRIMARY KEY" if len(table.primary_key) == 1 else f"PRIMARY KEY part {col.pk_position}")
+            if col.not_null and not col.pk_position:
+                flags.append("NOT NULL")
+            if col.unique and not col.pk_position:
+                flags.append("UNIQUE")
+            if col.has_default:
+                flags.append("with a default")
+            cols.append(f"{col.name} {' '.join(flags)}")
+        lines = [f"Table {table.name} ({table.row_count} rows)", "  columns: " + ", ".join(cols)]
+        if table.is_rowid_alias_pk:
+            lines.append(f"  {table.primary_key[0].name} is assigned automatically on insert")
+        for fk in table.foreign_keys:
+            lines.append(f"  foreign key: {fk.column} -> {fk.ref_table}.{fk.ref_column or '(primary key)'}")
+        if table.sample_rows:
+            names = list(table.sample_rows[0])
+            lines.append(f"  data view, first {len(table.sample_rows)} rows as {_json(names)}:")
+            lines.extend(f"    {_json([row.get(n) for n in names])}" for row in table.sample_rows)
+        blocks.append("\n".join(lines))
+    if database.skipped:
+        blocks.append("Not usable by tools: " + "; ".join(f"{s.name} ({s.reason})" for s in database.skipped))
+    return "\n\n".join(blocks)
+
+
+def render_tools(tools: Iterable[Tool]) -> str:
+    lines, optional = [], False
+    for tool in tools:
+        required = set(tool.required)
+        optional = optional or any(p not in required for p in tool.properties)
+        params = ", ".join(p if p in required else f"{p}?" for p in tool.properties)
+        lines.append(f"- {tool.name}({params}): {tool.description}")
+    if optional:
+        lines.append("(an argument marked ? is optional)")
+    return "\n".join(lines) or "(no tools)"
+
+
+def summarize_call(call: ExecutedCall, limit: int = 300) -> str:
+    result = call.result
+    if result.error is not None:
+        outcome = f"error ({result.error.type}): {result.error.message}"
+    elif result.rows is not None:
+        count = result.row_count if result.row_count is not None else len(result.rows)
+        outcome = f"{count} row(s)" + (f", first: {_json(result.rows[0])}" if result.rows else "")
+    else:
+        outcome = f"{result.rows_affected} row(s) changed" + (
+            f", new id {result.last_row_id}" if result.last_row_id else "")
+    return _clip(f"- {call.tool}({_json(call.arguments)}) -> {outcome}", limit)
+
+
+def render_transcript(messages: list[AnyMessage], *, user: str, result_chars: int | None,
+                      marker_at: int | None = None, marker: str = "") -> str:
+    """A readable conversation: texts, every tool call with its JSON arguments, and each result."""
+    names: dict[str, str] = {}
+    lines = []
+    for i, message in enumerate(messages):
+        if marker_at is not None and i == marker_at:
+            lines.append(marker)
+        if isinstance(message, HumanMessage):
+            lines.append(f"{user}: {message.text}")
+        elif isinstance(message, AIMessage):
+            if message.text.strip():
+                lines.append(f"Assistant: {message.text}")
+            for call in message.tool_calls:
+                names[call.get("id") or ""] = call["name"]
+                lines.append(f"Assistant calls {call['name']}({_json(call.get('args') or {})})")
+        elif isinstance(message, ToolMessage):
+            name = message.name or names.get(message.tool_call_id, "tool")
+            lines.append(f"Result of {name}: {_clip(message.text, result_chars)}")
+    if marker_at is not None and marker_at >= len(messages):
+        lines.append(marker)
+    return "\n".join(lines)
+
+
+def _arg(value: object) -> object:
+    if isinstance(value, ResultRef):
+        return f"<{value.field} from the result of subtask {value.subtask + 1}>"
+    return value
+
+
+def render_rubric(task: Task) -> str:
+    rubric = task.rubric
+    sections = []
+    if rubric.items:
+        items = []
+        for item in rubric.items:
+            line = f"- [{item.category}] {item.text}"
+            if item.tool:
+                line += f" (expects {item.tool}({_json({k: _arg(v) for k, v in item.arguments.items()})}))"
+            items.append(line)
+        sections.append("Items:\n" + "\n".join(items))
+    for title, entries in (("Success criteria", rubric.success_criteria),
+                           ("Expected tool-use pattern", rubric.expected_tool_pattern),
+                           ("Checkpoints", rubric.checkpoints)):
+        if entries:
+            sections.append(f"{title}:\n" + "\n".join(f"- {e}" for e in entries))
+    return "\n\n".join(sections) or "(no rubric: judge against the goal and its parts)"
+
+
+def render_subtasks(task: Task) -> str:
+    lines = []
+    for i, sub in enumerate(task.subtasks, 1):
+        lines.append(f"{i}. {sub.description}" + (f' (you might say: "{sub.ask}")' if sub.ask else ""))
+    return "\n".join(lines) or "1. " + task.goal
