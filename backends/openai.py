@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, TypeVar
 import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
-from langchain_openai import ChatOpenAI
+from backends.direct_chat import DirectChatOpenAI
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from backends.base import (AssistantRequest, ExpansionRequest, JudgeRequest, OutputSchemaRequest, Question,
@@ -352,34 +352,16 @@ def _parse_verdict(obj: dict[str, Any], request: JudgeRequest) -> Verdict:
 
 # ---------------------------------------------------------------- the backend
 
-class LeanChatOpenAI(ChatOpenAI):
-    """ChatOpenAI that hands the conversation and tools to the client as plain JSON.
-
-    The openai client walks every typed request parameter on each call (about 5 ms for a long
-    conversation with 40 tools, the largest framework cost per LLM call); the payload langchain
-    builds is already wire-format JSON, so it goes through `extra_body`, which the client merges
-    into the request body untouched. The request on the wire is the same.
-    """
-
-    def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
-        payload = super()._get_request_payload(input_, stop=stop, **kwargs)
-        if "response_format" in payload or self._use_responses_api(payload):
-            return payload  # those client paths need the typed parameters
-        plain = {key: payload.pop(key) for key in ("messages", "tools") if key in payload}
-        payload["messages"] = []
-        payload["extra_body"] = {**(payload.get("extra_body") or {}), **plain}
-        return payload
-
-
 def chat_openai(settings: Settings, http_async_client: Any = None) -> BaseChatModel:
     # max_retries is the openai client's own retry loop (openai/_base_client.py, installed openai
     # 3.54): it retries timeouts, connection errors, 408, 409, 429 and 5xx with exponential backoff
     # (0.5 s doubling up to 8 s, minus up to 25% jitter), honouring Retry-After / retry-after-ms.
-    return LeanChatOpenAI(
+    return DirectChatOpenAI(
         model=settings.model,
         base_url=settings.base_url,
         api_key=settings.api_key.get_secret_value() if settings.api_key else "not-needed",
         temperature=settings.temperature,
+        max_tokens=settings.max_tokens,
         timeout=settings.request_timeout,
         max_retries=settings.http_retries,
         http_async_client=http_async_client,

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("api_key", "OPENAI_API_KEY"),
                                       description="API key for the server; local servers accept any value.")
     temperature: float = Field(0.7, description="Sampling temperature of the LLM backend.")
+    max_tokens: int | None = Field(None, ge=1, description="Most tokens in one reply; none: the server's limit "
+                                   "(small models can ramble until their context is full).")
     request_timeout: float = Field(60.0, description="Seconds before an LLM request times out.")
     http_retries: int = Field(4, description="Retries with backoff on 429, 5xx and timeouts.")
     parse_retries: int = Field(2, description="Retries that feed a parse or validation error back to the model.")

@@ -114,6 +114,9 @@ def test_openai_backend_lines_alternate(tmp_path, prelude):
     closings = [r for r in requests if r.get("tools") and r["messages"][-1]["role"] == "user"
                 and "that's all" in r["messages"][-1]["content"].lower()]
     assert len(closings) == 4  # one per task
+    # llama.cpp's server refuses a null content: a message that only calls tools goes out with ""
+    sent = [m for r in requests for m in r["messages"] if m["role"] == "assistant"]
+    assert any(m.get("tool_calls") for m in sent) and all(isinstance(m["content"], str) for m in sent)
 
 
 def test_a_conversation_out_of_turn_is_refused(tmp_path, capsys):
