@@ -126,3 +126,14 @@ def test_a_conversation_out_of_turn_is_refused(tmp_path, capsys):
     assert main(["generate", "--db", str(CLINIC), "--from-conversation", str(path), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "must follow an assistant reply" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_reasoning_items_alternate_and_close_on_the_assistant():
+    from tests.reasoning_support import items, reasoning_run
+
+    out, code, _ = reasoning_run()
+    assert code == 0
+    records = items(out)
+    assert len(records) == 12
+    for record in records:
+        render_strict(record["messages"])
