@@ -60,6 +60,7 @@ class KnowledgeAnswerRequest(BaseModel):
     knowledge: list[KnowledgeChunk]
     style: PromptStyle = Field(default_factory=lambda: PromptStyle(role="assistant"),
                                description="φ: how the assistant answers.")
+    closing: bool = Field(False, description="The user has just said goodbye: the reply closes the conversation.")
     rng_key: str
 
 

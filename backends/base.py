@@ -56,6 +56,7 @@ class AssistantRequest(BaseModel):
     reference_task: Task | None = Field(
         None, description="The task's reference plan; only the offline backend's plan-following assistant reads it."
     )
+    closing: bool = Field(False, description="The user has just declared the task done: the reply acknowledges it.")
     rng_key: str
 
 

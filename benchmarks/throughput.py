@@ -4,8 +4,8 @@
 
 Measures, on the example database:
 - offline: dialogues per second, and framework time per backend call (everything but the model);
-- stub server with a fixed latency, at concurrency 1 and 32: LLM calls per second, how busy the
-  model server is kept (achieved calls/s over concurrency / latency), and the framework overhead per
+- stub server with a fixed latency, at concurrency 1, 32 and 128 (`--levels`): LLM calls per second,
+  how busy the model server is kept (achieved calls/s over concurrency / latency), and the framework overhead per
   LLM call (wall time per call at concurrency 1, minus the server's latency).
 Prints figures; asserts nothing.
 """
@@ -87,6 +87,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dialogues", type=int, default=128, help="dialogues for the concurrency-32 runs")
     parser.add_argument("--latency", type=float, default=0.2, help="seconds the stub server takes per call")
+    parser.add_argument("--levels", type=lambda text: [int(x) for x in text.split(",")], default=[1, 32, 128],
+                        help="concurrency levels, comma-separated (default 1,32,128)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of the extra concurrency-32 row")
     args = parser.parse_args()
     os.environ.pop("OPENAI_BASE_URL", None)
     table = Table(title=f"Dialogue Forge throughput (stub latency {args.latency} s)")
@@ -103,23 +106,30 @@ def main() -> None:
     server = ctx.Process(target=_serve, args=(args.latency, ports, stop), daemon=True)
     server.start()
     per_call: dict[str, float] = {}
+    busy: dict[tuple[str, int], float] = {}
     try:
-        base_url = f"http://127.0.0.1:{ports.get(timeout=60)}/v1"
-        for concurrency, per_worker in ((1, 20), (32, 10)):
+        base_url = f"http://127.0.0.1:{ports.get(timeout=300)}/v1"
+        for concurrency in args.levels:
+            per_worker = 20 if concurrency == 1 else 10
             rate = asyncio.run(_raw_http(base_url, concurrency, per_worker))
             extra = concurrency / rate - args.latency
             per_call.setdefault("raw", extra)
+            busy["raw", concurrency] = rate / (concurrency / args.latency)
             table.add_row("raw HTTP", str(concurrency), "-", "-", "-", "-", str(concurrency * per_worker),
-                          f"{rate:.1f}", f"{100 * rate / (concurrency / args.latency):.1f}%", f"{1000 * extra:.1f} ms")
+                          f"{rate:.1f}", f"{100 * busy['raw', concurrency]:.1f}%", f"{1000 * extra:.1f} ms")
         settings = Settings(backend="openai", base_url=base_url, model="stub", http_retries=0)
         asyncio.run(_run(settings, 2, 2, 1))  # warm-up: imports, connections, caches
         # worker processes pay a few seconds of start-up (imports), so they get a longer run to amortize it
-        for concurrency, workers, dialogues in ((1, 1, max(8, args.dialogues // 16)), (32, 1, args.dialogues),
-                                                (32, 2, 4 * args.dialogues)):
+        runs = [(c, 1, max(8, args.dialogues // 16) if c == 1 else max(args.dialogues, 2 * c)) for c in args.levels]
+        if args.workers > 1:
+            runs.append((32, args.workers, 4 * args.dialogues))
+        for concurrency, workers, dialogues in runs:
             seconds, calls, n = asyncio.run(_run(settings, dialogues, concurrency, 1, workers))
             rate = calls / seconds
             extra = concurrency / rate - args.latency
             per_call.setdefault("graph", extra)
+            if workers == 1:
+                busy["graph", concurrency] = rate / (concurrency / args.latency)
             table.add_row("dialogues", str(concurrency), str(workers), str(n), f"{seconds:.2f}", f"{n / seconds:.2f}",
                           str(calls), f"{rate:.1f}", f"{100 * rate / (concurrency / args.latency):.1f}%",
                           f"{1000 * extra:.1f} ms")
@@ -127,6 +137,12 @@ def main() -> None:
         stop.set()
         server.join(timeout=10)
     Console(width=150).print(table)
+    for concurrency in args.levels:
+        if concurrency > 1:
+            ratio = busy["graph", concurrency] / busy["raw", concurrency]
+            print(f"at concurrency {concurrency} the stub is kept {ratio:.2f} as busy as by a bare HTTP client")
+    if 1 not in args.levels:
+        return
     print(f"framework overhead per LLM call at concurrency 1: {1000 * per_call['graph']:.1f} ms over the latency, "
           f"{1000 * (per_call['graph'] - per_call['raw']):.1f} ms over a bare HTTP client "
           f"(whose own {1000 * per_call['raw']:.1f} ms are the stub server, loopback and wake-up costs)")

@@ -1,8 +1,9 @@
 """The user-oriented dialogue graph.
 
-prepare → task_generator → user_simulator ─┬─ complete / out of turns → validator ─┬─ next task → task_generator
-                               ↑            └─ otherwise → assistant                └─ done → END
-                               └──── answer ──── assistant ⇄ tool_executor (while it calls tools)
+prepare → task_generator → user_simulator ─┬─ out of turns → validator ─┬─ next task → task_generator
+                               ↑            └─ otherwise → assistant      └─ done → END
+                               │                  ⇅ tool_executor (while it calls tools)
+                               └──── answer ──────┴── the user closed the task: acknowledgement → validator
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
 
-from nodes.assistant import assistant
+from nodes.assistant import assistant, task_closed
 from nodes.task_generator import task_generator
 from nodes.tool_executor import tool_executor
 from nodes.tool_synthesizer import prepare
@@ -22,19 +23,24 @@ from state.dialogue import DialogueInput, DialogueOutput, DialogueState
 
 
 def after_task(state: DialogueState) -> Literal["assistant", "user_simulator"]:
-    """A continued conversation may stop on a tool result: the assistant answers it before the user speaks."""
+    """A continued conversation may stop on a user message or a tool result: the assistant answers it
+    before the user speaks again, so roles keep alternating."""
     last = state.messages[-1] if state.messages else None
-    return "assistant" if getattr(last, "type", "") == "tool" and not state.user_turns_in_task else "user_simulator"
+    waiting = getattr(last, "type", "") in ("tool", "human")
+    return "assistant" if waiting and not state.user_turns_in_task else "user_simulator"
 
 
 def after_user(state: DialogueState) -> Literal["validator", "assistant"]:
-    done = state.ended_by_budget or (state.last_user_turn is not None and state.last_user_turn.is_task_complete)
-    return "validator" if done else "assistant"
+    # Out of turns, the user says nothing more and the assistant has had the last word already; a user
+    # who declares the task done still gets the assistant's acknowledgement before the validator.
+    return "validator" if state.ended_by_budget else "assistant"
 
 
-def after_assistant(state: DialogueState) -> Literal["tool_executor", "user_simulator"]:
+def after_assistant(state: DialogueState) -> Literal["tool_executor", "validator", "user_simulator"]:
     last = state.messages[-1] if state.messages else None
-    return "tool_executor" if getattr(last, "tool_calls", None) else "user_simulator"
+    if getattr(last, "tool_calls", None):
+        return "tool_executor"
+    return "validator" if task_closed(state) else "user_simulator"
 
 
 def after_validator(state: DialogueState) -> Literal["task_generator", "__end__"]:

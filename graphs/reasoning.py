@@ -2,8 +2,9 @@
 
 Item:  START ─┬─ mode "actions" → observe → act → reflect ⟲ → agent_user
               └─ otherwise (or the actions already taken) ──→ agent_user
-       agent_user ─┬─ complete / out of turns → question_generator → END (or END without a question)
-                   └─ otherwise → knowledge_assistant → agent_user
+       agent_user ─┬─ out of turns → question_generator → END (or END without a question)
+                   └─ otherwise → knowledge_assistant ─┬─ the user said goodbye → question_generator (or END)
+                                                       └─ otherwise → agent_user
 
 Hardening:  START → solve → triage ─┬─ easy questions left and rounds left → regenerate → solve
                                      └─ otherwise → END
@@ -26,9 +27,15 @@ def start(state: ItemState) -> Literal["observe", "agent_user"]:
 
 
 def after_user(state: ItemState) -> Literal["question_generator", "knowledge_assistant", "__end__"]:
-    done = state.ended_by_budget or (state.last_user_turn is not None and state.last_user_turn.is_task_complete)
-    if not done:
+    # Out of turns, the assistant has had the last word; a user who says goodbye still gets an answer.
+    if not state.ended_by_budget:
         return "knowledge_assistant"
+    return "question_generator" if state.make_question else END
+
+
+def after_answer(state: ItemState) -> Literal["question_generator", "agent_user", "__end__"]:
+    if not (state.last_user_turn is not None and state.last_user_turn.is_task_complete):
+        return "agent_user"
     return "question_generator" if state.make_question else END
 
 
@@ -41,7 +48,7 @@ def build_reasoning_item_graph() -> StateGraph:
     builder.add_node("question_generator", question_generator)
     builder.add_conditional_edges(START, start)
     builder.add_conditional_edges("agent_user", after_user)
-    builder.add_edge("knowledge_assistant", "agent_user")
+    builder.add_conditional_edges("knowledge_assistant", after_answer)
     builder.add_edge("question_generator", END)
     return builder
 

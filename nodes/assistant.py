@@ -11,6 +11,9 @@ from state.dialogue import DialogueState
 from state.config import Settings
 
 
+CLOSING_FALLBACK = "You're welcome. Let me know if there is anything else I can do."
+
+
 def normalize_tool_calls(message: AIMessage, used_ids: set[str]) -> AIMessage:
     """Every tool call gets a dialogue-unique id and dict arguments. Calls whose arguments were not
     JSON are kept as calls with no arguments and flagged, so the executor answers them with an error."""
@@ -46,12 +49,19 @@ def current_task_calls(state: DialogueState):
     return [c for c in state.calls if c.task_index == state.task_index]
 
 
+def task_closed(state: DialogueState) -> bool:
+    """The user has declared the task done: the assistant's next text reply is the task's last message.
+    (A direct question of the task-oriented pipeline is the user's whole part, not a farewell.)"""
+    return bool(state.task_style == "descriptive" and state.last_user_turn and state.last_user_turn.is_task_complete
+                and not state.ended_by_budget)
+
+
 async def assistant(state: DialogueState, runtime: Runtime[Settings]) -> dict:
     settings = settings_of(runtime)
     request = AssistantRequest(
         tools=state.toolset, messages=state.messages, calls=current_task_calls(state),
         allow_tools=state.steps_in_turn < settings.max_steps_per_turn,
-        reference_task=state.current_task,
+        reference_task=state.current_task, closing=task_closed(state),
         rng_key=rng_key(state, "assistant", state.user_turns_in_task, state.steps_in_turn),
     )
     message, usage = await backend_of(runtime, state).assistant_turn(request)
@@ -60,6 +70,10 @@ async def assistant(state: DialogueState, runtime: Runtime[Settings]) -> dict:
         # The step budget is spent: drop further calls rather than loop forever.
         message = AIMessage(content=message.text or "I could not finish that within my step limit; "
                                                    "please tell me what to focus on.")
+    if request.closing and not message.tool_calls and not message.text.strip():
+        # The task's last message must say something: a dataset line never ends on an empty reply.
+        message = AIMessage(content=CLOSING_FALLBACK, additional_kwargs=message.additional_kwargs,
+                            response_metadata=message.response_metadata, id=message.id)
     update: dict = {"messages": [message], "usage": usage}
     if message.tool_calls:
         update["steps_in_turn"] = state.steps_in_turn + 1

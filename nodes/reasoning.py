@@ -57,8 +57,9 @@ async def agent_user(state: ItemState, runtime: Runtime[Settings]) -> dict:
 async def knowledge_assistant(state: ItemState, runtime: Runtime[Settings]) -> dict:
     settings = reasoning_settings(runtime)
     last = next((m.text for m in reversed(state.messages) if isinstance(m, HumanMessage)), "")
+    closing = state.last_user_turn is not None and state.last_user_turn.is_task_complete
     request = KnowledgeAnswerRequest(scenario=state.scenario, messages=state.messages,
-                                     knowledge=retrieve(state.corpus, last, settings),
+                                     knowledge=retrieve(state.corpus, last, settings), closing=closing,
                                      style=settings.prompt_params.assistant, rng_key=f"{state.seed}:assistant:{state.user_turns}")
     message, usage = await agent_backend_of(runtime, state.backend).answer(request)
     return {"messages": [message], "usage": usage}

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     http_retries: int = Field(4, description="Retries with backoff on 429, 5xx, timeouts and connection errors.")
     endpoint_rest: float = Field(30.0, description="Seconds an endpoint that keeps failing is left alone while "
                                  "the others carry on.")
+    max_tokens: int | None = Field(None, ge=1, description="Most tokens in one reply; none: the server's limit "
+                                   "(small models can ramble until their context is full).")
     parse_retries: int = Field(2, description="Retries that feed a parse or validation error back to the model.")
     max_user_turns_per_task: int = Field(10, description="Guard: user turns before a task is cut off.")
     min_user_turns_per_task: int = Field(2, description="A user may not declare completion before this many turns.")

@@ -110,14 +110,22 @@ class DialogueInput(BaseModel):
     @classmethod
     def _chat_messages(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Only conversations a chat-completions endpoint would accept: every call answered, every answer
-        to a call, arguments as JSON text."""
+        to a call, arguments as JSON text, user and assistant turns alternating."""
         open_calls: set[str] = set()
+        previous = ""  # role of the message before, "assistant+calls" for one that called tools
         for i, message in enumerate(messages):
             role = message.get("role")
             if role not in ("system", "user", "assistant", "tool"):
                 raise ValueError(f"message {i} has no valid role (system, user, assistant or tool)")
             if role != "tool" and open_calls:
                 raise ValueError(f"message {i}: tool calls {sorted(open_calls)} were never answered by tool messages")
+            # Roles must alternate (chat templates such as Mistral's and Gemma's refuse anything else).
+            if role == "system" and i > 0:
+                raise ValueError(f"message {i}: a system message may only come first")
+            if role == "user" and previous not in ("", "system", "assistant"):
+                raise ValueError(f"message {i}: a user message must follow an assistant reply, not a {previous} one")
+            if role == "assistant" and previous not in ("user", "tool"):
+                raise ValueError(f"message {i}: an assistant message must answer a user or tool message")
             content = message.get("content")
             if role in ("system", "user") and not (isinstance(content, str) and content.strip()):
                 raise ValueError(f"message {i} ({role}) needs text content")
@@ -135,6 +143,7 @@ class DialogueInput(BaseModel):
                     open_calls.add(call["id"])
                 if not message.get("tool_calls") and not (isinstance(content, str) and content.strip()):
                     raise ValueError(f"message {i} (assistant) needs text content or tool calls")
+            previous = "assistant+calls" if role == "assistant" and message.get("tool_calls") else role
             if role == "tool":
                 call_id = message.get("tool_call_id")
                 if not call_id:

@@ -81,6 +81,8 @@ def stub_agent(request: dict[str, Any]) -> dict[str, Any] | str:
     # The assistant: one tool call per user message, then an answer from the result.
     if last.get("role") == "tool":
         return f"Here is what I found: {_text(last.get('content'))[:300]}"
+    if last.get("role") == "user" and "that's all" in _text(last.get("content")).lower():
+        return "You're welcome, glad I could help."
     tools = [t["function"] for t in request.get("tools", []) if t.get("type") == "function"]
     if tools and last.get("role") == "user":
         words = re.findall(r"[A-Z][a-z]+", _text(last.get("content")))

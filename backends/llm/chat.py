@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import openai
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
+from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
 
@@ -28,18 +31,39 @@ class LeanChatOpenAI(ChatOpenAI):
 
     langchain-openai (1.7) builds the reply message from the standard fields only and drops
     `reasoning_content` / `reasoning`; they are read here from the raw response instead.
+
+    A profile of a run against a local server (cProfile, CPU time, concurrency 1) put much of the rest
+    of the per-call cost in the client's typed reply path: a pydantic ChatCompletion built from the
+    reply only for langchain to dump it back to a dict, and a hop to a worker thread. Plain requests
+    are therefore posted through the client's own `post` (same pool, headers, timeout and error
+    types) and the reply's JSON goes straight to langchain's converter.
     """
 
     def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
         payload = super()._get_request_payload(input_, stop=stop, **kwargs)
         for message in payload.get("messages", ()):
             message.pop(REASONING, None)  # earlier reasoning is never sent back (langchain leaves it out today)
+            if message.get("role") == "assistant" and message.get("content") is None:
+                message["content"] = ""  # llama.cpp's server refuses a null content beside tool calls
         if self._use_responses_api(payload) or not isinstance(payload.get("response_format", {}), dict):
             return payload  # those client paths need the typed parameters
         plain = {key: payload.pop(key) for key in ("messages", "tools", "response_format") if key in payload}
         payload["messages"] = []
         payload["extra_body"] = {**(payload.get("extra_body") or {}), **plain}
         return payload
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        payload = self._get_request_payload(messages, stop=stop, **kwargs)
+        if (payload.get("stream") or self._use_responses_api(payload)
+                or not isinstance(payload.get("response_format", {}), dict)):  # the typed client paths
+            return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        body = {k: v for k, v in payload.items() if k not in ("extra_body", "extra_headers", "extra_query")}
+        body.update(payload.get("extra_body") or {})
+        response = await self.root_async_client.post("/chat/completions", body=body, cast_to=httpx.Response,
+                                                     options={"headers": payload.get("extra_headers") or {}})
+        generation_info = {"headers": dict(response.headers)} if self.include_response_headers else None
+        return self._create_chat_result(response.json(), generation_info)
 
     def _create_chat_result(self, response: dict | openai.BaseModel, generation_info: dict | None = None) -> ChatResult:
         result = super()._create_chat_result(response, generation_info)
@@ -64,12 +88,13 @@ def _reasoning_of(message: Any) -> str:
 
 
 def chat_openai(model: str, base_url: str | None, api_key: str, temperature: float, timeout: float,
-                http_async_client: Any = None) -> LeanChatOpenAI:
+                http_async_client: Any = None, max_tokens: int | None = None) -> LeanChatOpenAI:
     return LeanChatOpenAI(
         model=model,
         base_url=base_url,
         api_key=api_key,
         temperature=temperature,
+        max_tokens=max_tokens,
         timeout=timeout,
         # Retries are ours (backends/llm/endpoints.py): a 429, 503 or timeout must reach the endpoint's
         # concurrency control, and a retry may go to another endpoint.

@@ -92,7 +92,7 @@ class Router:
             key_text = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
             models[key] = await asyncio.to_thread(
                 chat_openai, model, endpoint.base_url, key_text, settings.temperature, settings.request_timeout,
-                models["client"])
+                models["client"], settings.max_tokens)
         return models[key]
 
     async def aclose(self) -> None:

@@ -13,7 +13,7 @@ import random
 from langchain_core.messages import AIMessage, ToolMessage
 
 from backends.base import AssistantRequest
-from backends.offline.phrasing import describe_row, entity, pick, plural, show
+from backends.offline.phrasing import ACKNOWLEDGEMENTS, describe_row, entity, pick, plural, show
 from backends.offline.plan import Progress, Unit, call_id, last_user_index, units_for
 from state.dialogue import ExecutedCall
 from state.tools import ToolResult
@@ -88,6 +88,8 @@ def _as_result(content: dict) -> dict:
 
 def assistant_turn(request: AssistantRequest) -> AIMessage:
     rng = random.Random(request.rng_key)
+    if request.closing:
+        return AIMessage(content=pick(rng, ACKNOWLEDGEMENTS))
     u = last_user_index(request.messages)
     task = request.reference_task
     if task is None or u < 0:

@@ -66,6 +66,14 @@ CLOSINGS = [
     "Great, that's all for now. Thanks!",
     "Perfect, I'm all set. Thanks for your help!",
 ]
+ACKNOWLEDGEMENTS = [
+    "You're welcome! Glad I could help.",
+    "Happy to help. Have a good day!",
+    "You're welcome. Let me know if anything else comes up.",
+    "Glad that's sorted. Take care!",
+]
+FOLLOW_UP_FRAMES = ["One more thing: {ask_lower}", "Oh, while I have you: {ask_lower}",
+                    "Actually, there's something else. {ask}", "Before I go, {ask_lower}"]
 RETRY_ASKS = [
     "Hmm, that didn't seem to work. Could you try that again or tell me what went wrong?",
     "That doesn't look right to me. Can you check it again?",

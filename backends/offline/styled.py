@@ -132,6 +132,9 @@ def _relevant(chunk: KnowledgeChunk, words: set[str], limit: int) -> list[str]:
 def answer(request: KnowledgeAnswerRequest) -> AIMessage:
     """An answer quoting the retrieved knowledge, shaped by φ."""
     rng = random.Random(request.rng_key)
+    if request.closing:
+        return AIMessage(content=rng.choice(["You're welcome, good luck with it!", "Glad I could help. Take care!",
+                                             "Happy to help; come back any time."]))
     style = request.style
     humans = [m.text for m in request.messages if isinstance(m, HumanMessage)]
     last = humans[-1] if humans else ""

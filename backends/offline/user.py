@@ -7,8 +7,8 @@ import random
 from langchain_core.messages import AIMessage, HumanMessage
 
 from backends.base import UserTurnRequest
-from backends.offline.phrasing import CLOSINGS, CONFIRM_ASKS, FEEDBACK, JOINERS, NEXT_FRAMES, OPENINGS, \
-    REQUEST_FRAMES, pick
+from backends.offline.phrasing import CLOSINGS, CONFIRM_ASKS, FEEDBACK, FOLLOW_UP_FRAMES, JOINERS, NEXT_FRAMES, \
+    OPENINGS, REQUEST_FRAMES, pick
 from backends.offline.plan import asked_subtasks, is_confirmation
 from state.dialogue import UserTurn
 
@@ -41,8 +41,10 @@ def user_turn(request: UserTurnRequest) -> UserTurn:
             return UserTurn(user_message=pick(rng, CLOSINGS), is_task_complete=True)
         before = request.messages[-1] if request.task_start and request.messages else None
         if isinstance(before, AIMessage) and before.text and not before.tool_calls:
-            # picking up after the assistant's last answer, as a person would
-            return UserTurn(user_message=_next(rng, nxt))
+            # picking up after the assistant's last words (the close of an earlier task), as a person would
+            ask = _join(rng, nxt)
+            frame = pick(rng, FOLLOW_UP_FRAMES)
+            return UserTurn(user_message=frame.format(ask=ask, ask_lower=ask[0].lower() + ask[1:]))
         opening = pick(rng, OPENINGS) + " " if request.task_start == 0 else ""
         frame = pick(rng, REQUEST_FRAMES)
         body = frame.format(ask=_join(rng, nxt)) if frame == "{ask}" else frame.format(ask=nxt[0][0].upper()
