@@ -134,9 +134,10 @@ async def run_optimize(config: OptimizeRunConfig, settings: ReasoningSettings, o
                        ) -> dict[str, Any]:
     prepared = await prepare(config, settings, out)  # type: ignore[arg-type]
     _backend_notice(settings, console)
-    with new_run_folder(out) as folder:
+    with new_run_folder(out, "optimize") as folder:
         folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
-    return await _optimize(folder, config, settings, prepared, console, optimizer_graph, agent_graph)
+    with folder:  # owned since it was made
+        return await _optimize(folder, config, settings, prepared, console, optimizer_graph, agent_graph)
 
 
 async def resume_optimize(run_dir: Path, console: Console, optimizer_graph: Callable[[], StateGraph],
@@ -146,9 +147,10 @@ async def resume_optimize(run_dir: Path, console: Console, optimizer_graph: Call
         raise InputError(f"not an optimize run folder (no {rf.CONFIG}): {run_dir}")
     config = OptimizeRunConfig.model_validate(folder.read_json(rf.CONFIG))
     settings = ReasoningSettings(**{k: v for k, v in config.settings.items() if v is not None})
-    prepared = await prepare(config, settings, run_dir, existing=True)  # type: ignore[arg-type]
-    _backend_notice(settings, console)
-    return await _optimize(folder, config, settings, prepared, console, optimizer_graph, agent_graph)
+    with folder.own("resume"):
+        prepared = await prepare(config, settings, run_dir, existing=True)  # type: ignore[arg-type]
+        _backend_notice(settings, console)
+        return await _optimize(folder, config, settings, prepared, console, optimizer_graph, agent_graph)
 
 
 async def _optimize(folder: RunFolder, config: OptimizeRunConfig, settings: ReasoningSettings, prepared: Prepared,
