@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from prompts import load_prompt
 from runner.stats import DialogueStats, dialogue_stats
 from state.dialogue import DialogueState
+from state.tools import Tool
 
 
 class DialogueRecord(BaseModel):
@@ -57,7 +58,8 @@ def acceptance(state: DialogueState) -> tuple[bool, str | None]:
     return True, None
 
 
-def export_dialogue(state: DialogueState, extra: dict[str, Any]) -> tuple[DialogueRecord, bool, DialogueStats]:
+def export_dialogue(state: DialogueState, tools: list[Tool], extra: dict[str, Any]) \
+        -> tuple[DialogueRecord, bool, DialogueStats]:
     ok, reason = acceptance(state)
     stats = dialogue_stats(state)
     # A continued conversation comes first exactly as it was given; otherwise our assistant's system prompt.
@@ -65,7 +67,7 @@ def export_dialogue(state: DialogueState, extra: dict[str, Any]) -> tuple[Dialog
     record = DialogueRecord(
         id=state.dialogue_id,
         messages=[*head, *(openai_message(m) for m in state.messages[len(state.prelude):])],
-        tools=[t.openai_tool() for t in state.toolset],
+        tools=[t.openai_tool() for t in tools],
         metadata={
             "tasks": [t.model_dump(mode="json") for t in state.tasks],
             "verdicts": [v.model_dump(mode="json") for v in state.verdicts],

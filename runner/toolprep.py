@@ -11,7 +11,8 @@ from rich.table import Table
 
 from environment.seeds import read_seed_tools
 from runner import run_folder as rf
-from runner.batch import check_backend, open_checkpointer
+from runner.batch import check_backend
+from runner.persistence import open_checkpointer
 from runner.run_folder import new_run_folder
 from state.config import Settings
 from state.toolprep import StageReport, ToolprepInput, ToolprepState
