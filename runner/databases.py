@@ -123,7 +123,7 @@ async def prepare_databases(paths: list[Path], settings: Settings, given: list[T
                 try:
                     return await prepare_database(path, settings, given, console)
                 except InputError as exc:
-                    console.print(f"[yellow]skipped database[/] {path}: {exc}", highlight=False)
+                    console.print(f"[yellow]skipped database[/] {path}: {exc}", highlight=False, soft_wrap=True)
                     return None
                 finally:
                     progress.advance(bar)
