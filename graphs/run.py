@@ -30,6 +30,7 @@ from graphs.task_oriented import build_task_oriented_graph
 from graphs.toolprep import build_toolprep_graph
 from runner import run_folder as rf
 from runner.batch import generate, load_toolset, resume, summarize
+from runner.databases import database_paths
 from runner.checkpoints import DialogueCheckpoints, render_conversation
 from runner.run_folder import LLM_CACHE, RunFolder
 from runner.stats import RunStats, read_run_stats, stats_table
@@ -43,11 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="synthesize a dataset of dialogues from a SQLite database")
-    gen.add_argument("--db", help="path of the source SQLite database (never modified); "
-                                   "without it, --toolset with simulated tools")
+    gen.add_argument("--db", nargs="+", help="source SQLite database(s), never modified: files, folders (every "
+                                              "*.sqlite, *.sqlite3, *.db under them) or globs; without it, "
+                                              "--toolset with simulated tools")
     gen.add_argument("--pipeline", choices=["user", "task"], default="user",
                      help="user-oriented dialogues (default) or task-oriented direct questions")
-    gen.add_argument("--dialogues", type=int, default=10, help="how many dialogues (default 10)")
+    count = gen.add_mutually_exclusive_group()
+    count.add_argument("--dialogues", type=int, default=10, help="how many dialogues in all (default 10)")
+    count.add_argument("--dialogues-per-db", type=int, help="how many dialogues for each usable database")
     gen.add_argument("--tasks-per-dialogue", type=int, default=2, help="tasks per dialogue (default 2)")
     gen.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
     gen.add_argument("--concurrency", type=int, default=8, help="dialogues run at once (default 8)")
@@ -60,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--from-conversation", type=Path,
                      help="a JSON list of OpenAI chat messages: every dialogue continues this conversation")
     gen.add_argument("--cache", action="store_true", help="cache LLM responses in the run folder (llm_cache.sqlite)")
+    gen.add_argument("--checkpoints", choices=["all", "final"],
+                     help="all (default): every step of every dialogue; final: only the last state of a finished one")
 
     res = sub.add_parser("resume", help="finish an interrupted run, or continue one dialogue from a checkpoint")
     res.add_argument("run_dir", type=Path)
@@ -155,7 +161,8 @@ async def _checkpoint_command(args: argparse.Namespace, console: Console) -> Non
                 table.add_row(r.checkpoint_id, str(r.step), r.node, str(r.task), str(r.turn), r.next, r.excerpt)
             console.print(table)
         elif args.command == "show":
-            render_conversation(await store.state(args.dialogue, args.checkpoint), console)
+            state = await store.state(args.dialogue, args.checkpoint)
+            render_conversation(state, await store.tools_of(state), console)
         elif args.command == "resume":
             await store.resume(args.dialogue, args.checkpoint)
             console.print(f"resumed {args.dialogue} from {args.checkpoint}; its line in the dataset was replaced")
@@ -178,11 +185,17 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
     if args.command == "generate":
         for name in ("dialogues", "tasks-per-dialogue", "concurrency", "workers"):
             _positive(name, getattr(args, name.replace("-", "_")))
+        if args.dialogues_per_db is not None:
+            _positive("dialogues-per-db", args.dialogues_per_db)
         settings = _settings(args)
+        if args.checkpoints:
+            settings = settings.model_copy(update={"checkpoints": args.checkpoints})
         if not args.db and not args.toolset:
             raise InputError("pass --db with a SQLite database, or --toolset with a toolset.json (simulated tools)")
-        db = Path(args.db) if args.db else None
-        stem = db.stem if db else args.toolset.resolve().parent.name
+        databases = database_paths(args.db or [])
+        db = databases[0] if len(databases) == 1 else None
+        several = Path(args.db[0].rstrip("/*")).name or "databases" if args.db else ""
+        stem = db.stem if db else several or args.toolset.resolve().parent.name
         run_id = f"{stem}-{args.pipeline}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = args.out or Path("runs") / run_id
         args.started_out = out
@@ -196,7 +209,8 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
                            pipeline=args.pipeline, settings=settings.public())
         if args.workers > 1 and settings.backend_kind == "custom":
             raise InputError(f"--workers needs the offline or openai backend, not {settings.backend!r}")
-        stats = await generate(PIPELINES[args.pipeline], config, settings, out, console, toolset)
+        stats = await generate(PIPELINES[args.pipeline], config, settings, out, console, toolset, databases,
+                               args.dialogues_per_db)
         return _outcome(stats, out)
     elif args.command == "resume" and not args.dialogue and reasoning_cli.is_reasoning_run(args.run_dir):
         await reasoning_cli.resume(args.run_dir, console)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 
 from graphs.dialogue import after_validator
 from nodes.assistant import assistant

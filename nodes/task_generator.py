@@ -8,6 +8,7 @@ from langgraph.runtime import Runtime
 
 from backends.base import TaskRequest
 from nodes.common import backend_of, rng_key
+from nodes.stored_values import schema_of, tools_of
 from state.config import Settings
 from state.dialogue import DialogueState
 
@@ -23,13 +24,13 @@ async def task_generator(state: DialogueState, runtime: Runtime[Settings]) -> di
     if conversation:
         relation = "extends"
     task, usage = await backend_of(runtime, state).generate_task(TaskRequest(
-        database=state.database, tools=state.toolset, difficulty=difficulty, relation=relation,
+        database=await schema_of(state, runtime), tools=await tools_of(state, runtime), difficulty=difficulty, relation=relation,
         previous_tasks=state.tasks, previous_calls=state.calls, conversation=conversation, style=state.task_style,
         rng_key=key,
     ))
     return {
-        "tasks": [*state.tasks, task],
-        "task_starts": [*state.task_starts, len(state.messages)],
+        "tasks": [task],  # appended: tasks and task_starts are append-only channels
+        "task_starts": [len(state.messages)],
         "user_turns_in_task": 0,
         "steps_in_turn": 0,
         "last_user_turn": None,

@@ -22,6 +22,7 @@ from environment.clock import dialogue_clock
 from environment.sandbox import SANDBOXES, check_arguments
 from environment.simulator import reconcile, reference_time_for, simulate, stated_date, validation_error
 from nodes.common import backend_of, rng_key, settings_of
+from nodes.stored_values import tools_of
 from state.config import Settings
 from state.dialogue import DialogueState, ExecutedCall, SimulatedWorld
 from state.tools import Tool, ToolError, ToolResult
@@ -67,7 +68,7 @@ async def tool_executor(state: DialogueState, runtime: Runtime[Settings]) -> dic
     settings = settings_of(runtime)
     last = state.messages[-1]
     assert isinstance(last, AIMessage) and last.tool_calls, "routed here only after tool calls"
-    tools = {t.name: t for t in state.toolset}
+    tools = {t.name: t for t in await tools_of(state, runtime)}
     world = (state.world or SimulatedWorld(reference_time=reference_time_for(state.seed))).model_copy(deep=True)
     malformed = dict(zip(last.additional_kwargs.get("malformed_tool_call_ids", []),
                          last.additional_kwargs.get("malformed_tool_call_arguments", [])))

@@ -17,6 +17,7 @@ from environment.simulator import reference_time_for
 from environment.sandbox import Sandbox
 from environment.tool_checks import check_tool
 from nodes.common import backend_of, settings_of
+from nodes.stored_values import keep_schema, keep_toolset, schema_of, store_of, tools_of
 from state.config import Settings
 from state.dialogue import DialogueState, SimulatedWorld, Usage
 from state.schema import DatabaseSchema
@@ -90,21 +91,30 @@ async def synthesize_toolset(database: DatabaseSchema, backend: Backend, setting
 
 
 async def prepare(state: DialogueState, runtime: Runtime[Settings]) -> dict:
-    """Read the schema, take over a given conversation, and synthesize a toolset when none is given."""
+    """Read the schema, take over a given conversation, and synthesize a toolset when none is given.
+
+    With a store, the toolset and the schema are kept there once and the state refers to them by hash."""
     update: dict = {}
+    store = store_of(runtime)
     if state.prelude and not state.messages:
         update["messages"] = convert_to_messages(state.prelude)  # the conversation being continued
-    if any(t.simulated for t in state.toolset) and state.world is None:
+    tools = await tools_of(state, runtime)
+    if state.source_db:
+        database = await schema_of(state, runtime) or await asyncio.to_thread(inspect_database, state.source_db)
+        if store is not None and not state.schema_key:
+            update["schema_key"] = await keep_schema(store, database)
+        elif store is None and state.database is None:
+            update["database"] = database
+        if not tools:
+            toolset, usage = await synthesize_toolset(database, backend_of(runtime, state), settings_of(runtime))
+            tools = toolset.tools
+            update["toolset"] = tools
+            update["usage"] = usage
+    elif not tools:  # simulated tools only: nothing to inspect or synthesize from
+        raise InputError("a dialogue without a database needs a toolset (pass --toolset)")
+    if store is not None and not state.toolset_key:
+        update["toolset_key"] = await keep_toolset(store, tools)
+        update["toolset"] = []
+    if any(t.simulated for t in tools) and state.world is None:
         update["world"] = SimulatedWorld(reference_time=reference_time_for(state.seed))
-    if not state.source_db:  # simulated tools only: nothing to inspect or synthesize from
-        if not state.toolset:
-            raise InputError("a dialogue without a database needs a toolset (pass --toolset)")
-        return update
-    database = state.database or await asyncio.to_thread(inspect_database, state.source_db)
-    if state.database is None:
-        update["database"] = database
-    if not state.toolset:
-        toolset, usage = await synthesize_toolset(database, backend_of(runtime, state), settings_of(runtime))
-        update["toolset"] = toolset.tools
-        update["usage"] = usage
     return update

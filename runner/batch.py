@@ -13,30 +13,27 @@ import queue
 import threading
 import time
 import traceback
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable
 
-import aiosqlite
 import httpx
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import StateGraph
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from backends.registry import backend_for
-from environment.errors import InputError, RunError, read_json_input
+from environment.errors import InputError, RunError
 from environment.introspect import check_database_path, inspect_database
-from environment.sandbox import Sandbox
-from environment.tool_checks import check_tool
-from nodes.tool_synthesizer import synthesize_toolset
+from nodes.stored_values import keep_schema, keep_toolset
 from runner import run_folder as rf
 from runner.export import DialogueRecord, export_dialogue
+from runner.persistence import keep_only_last_checkpoint, open_persistence, release_free_pages, threads_with_history
 from runner.run_folder import RunFolder, new_run_folder
-from runner.stats import RunStats, run_stats, stats_table
-from state.config import LLM_ROLES, RunConfig, Settings
+from runner.databases import (PreparedDatabase, load_toolset, prepare_databases, report_file_of, toolset_files,
+                               toolsets_of, write_toolset)
+from runner.stats import RunStats, database_table, per_database_stats, run_stats, stats_table
+from state.config import LLM_ROLES, DatabaseSource, RunConfig, Settings
 from state.dialogue import DialogueInput, DialogueState, Usage
-from state.persistence import strict_serializer
 from state.tools import Tool, Toolset
 
 
@@ -90,21 +87,6 @@ async def settle_backend(backend: Any, console: Console) -> None:
             console.print(line)
 
 
-@asynccontextmanager
-async def open_checkpointer(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
-    if path.exists() and path.stat().st_size and path.read_bytes()[:16] != b"SQLite format 3\x00":
-        raise InputError(f"{path} is not a SQLite checkpoint file (it may be damaged)")
-    async with aiosqlite.connect(str(path)) as conn:
-        # WAL without a sync per commit: a killed process loses nothing committed (only a power cut
-        # could), and a checkpoint costs a write instead of an fsync.
-        await conn.execute("PRAGMA busy_timeout=60000")  # first: worker processes share the file
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        saver = AsyncSqliteSaver(conn, serde=strict_serializer())
-        await saver.setup()
-        yield saver
-
-
 async def run_thread(graph: Any, start: Any, cfg: dict[str, Any], context: Any) -> None:
     """Run a thread to its end: start it when it has no checkpoint, go on when it stopped part way,
     leave it when it is finished."""
@@ -134,10 +116,10 @@ def _outlive_no_parent(parent: int) -> None:
 
 
 def _worker_main(builder_factory: Callable[[], StateGraph], folder: str, config: RunConfig, settings: Settings,
-                 toolset: list[Tool], indices: list[int], events: Any, number: int, parent: int) -> None:
+                 toolsets: dict[str, list[Tool]], indices: list[int], events: Any, number: int, parent: int) -> None:
     """A worker process: runs its share of the dialogues and reports each one as it is written."""
     _outlive_no_parent(parent)
-    batch = Batch(builder_factory, RunFolder(Path(folder)), config, settings, toolset, Console(quiet=True))
+    batch = Batch(builder_factory, RunFolder(Path(folder)), config, settings, toolsets, Console(quiet=True))
     try:
         asyncio.run(batch.run_shard(indices, lambda: events.put(1)))
     except KeyboardInterrupt:  # the parent says what to do next; the checkpoints keep the work
@@ -158,12 +140,14 @@ def capped(settings: Settings, config: RunConfig) -> Settings:
 
 class Batch:
     def __init__(self, builder_factory: Callable[[], StateGraph], folder: RunFolder, config: RunConfig,
-                 settings: Settings, toolset: list[Tool], console: Console) -> None:
+                 settings: Settings, toolsets: dict[str, list[Tool]], console: Console) -> None:
         self.builder_factory = builder_factory
         self.folder = folder
         self.config = config
         self.settings = capped(settings, config)
-        self.toolset = toolset
+        self.toolsets = toolsets  # by toolset file, as the config's databases name them
+        self.toolset_keys: dict[str, str] = {}  # by toolset file: the content hash each is kept under
+        self.schema_keys: dict[str, str] = {}  # by database path
         self.console = console
         self.lock = asyncio.Lock()
 
@@ -171,6 +155,8 @@ class Batch:
         """Run every dialogue not yet in the run folder, in this process or spread over worker processes."""
         done = self.folder.finished_ids()
         todo = [i for i in range(self.config.dialogues) if self.config.dialogue_id(i) not in done]
+        if self.settings.checkpoints == "final" and done:
+            await self._keep_only_final_states(done)
         columns = [TextColumn("[bold]dialogues"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=self.console, transient=False) as progress:
             bar = progress.add_task("dialogues", total=self.config.dialogues, completed=len(done))
@@ -179,12 +165,28 @@ class Batch:
                 await self._run_in_processes(todo, workers, lambda: progress.advance(bar))
             else:
                 await self.run_shard(todo, lambda: progress.advance(bar))
+        if self.settings.checkpoints == "final" and todo:
+            await release_free_pages(self.folder.file(rf.CHECKPOINTS))
+
+    async def _keep_only_final_states(self, done: set[str]) -> None:
+        """Dialogues written just before a run was cut off may still keep every step: prune them now."""
+        async with open_persistence(self.folder.file(rf.CHECKPOINTS)) as (saver, store):
+            graph = self.builder_factory().compile(checkpointer=saver, store=store)
+            for thread_id in sorted(await threads_with_history(saver) & done):
+                await keep_only_last_checkpoint(graph, saver, thread_id)
 
     async def run_shard(self, indices: list[int], on_done: Callable[[], None]) -> None:
         await settle_backend(backend_for(self.settings), Console(quiet=True))  # a worker process probes for itself
         sem = asyncio.Semaphore(self.config.concurrency)
-        async with open_checkpointer(self.folder.file(rf.CHECKPOINTS)) as saver:
-            graph = self.builder_factory().compile(checkpointer=saver)
+        async with open_persistence(self.folder.file(rf.CHECKPOINTS)) as (saver, store):
+            graph = self.builder_factory().compile(checkpointer=saver, store=store)
+            # Kept before any dialogue starts, so dialogues only read the store while they run.
+            for name, tools in self.toolsets.items():
+                self.toolset_keys[name] = await keep_toolset(store, tools)
+            for source in self.config.sources():
+                if source.path and source.path not in self.schema_keys:
+                    schema = await asyncio.to_thread(inspect_database, source.path)
+                    self.schema_keys[source.path] = await keep_schema(store, schema)
 
             async def one(i: int) -> None:
                 async with sem:
@@ -201,7 +203,7 @@ class Batch:
         config = self.config.model_copy(update={"concurrency": per_worker, "workers": 1})
         procs = [ctx.Process(target=_worker_main, daemon=True,
                              args=(self.builder_factory, str(self.folder.path), config, self.settings,
-                                   self.toolset, todo[w::workers], events, w, os.getpid()))
+                                   self.toolsets, todo[w::workers], events, w, os.getpid()))
                  for w in range(workers)]
         for proc in procs:
             proc.start()
@@ -232,11 +234,14 @@ class Batch:
                "recursion_limit": _recursion_limit(self.config, self.settings)}
         started = time.perf_counter()
         error, failed_usage = None, None
+        source = self.config.source_of(i)
         try:
-            start = DialogueInput(dialogue_id=dialogue_id, source_db=self.config.source_db,
+            start = DialogueInput(dialogue_id=dialogue_id, source_db=source.path,
                                   seed=self.config.dialogue_seed(i), prelude=self.config.prelude,
                                   task_style="question" if self.config.pipeline == "task" else "descriptive",
-                                  tasks_per_dialogue=self.config.tasks_per_dialogue, toolset=self.toolset)
+                                  tasks_per_dialogue=self.config.tasks_per_dialogue,
+                                  toolset_key=self.toolset_keys[source.toolset],
+                                  schema_key=self.schema_keys.get(source.path, ""))
             await run_thread(graph, start, cfg, self.settings)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
@@ -247,10 +252,13 @@ class Batch:
             failed_usage = getattr(exc, "usage", None)  # the calls of the step that failed count too
         snapshot = await graph.aget_state(cfg)
         latency = time.perf_counter() - started
-        await self.write(dialogue_id, snapshot.values, latency, error, failed_usage=failed_usage)
+        await self.write(dialogue_id, snapshot.values, latency, error, tools=self.toolsets[source.toolset],
+                         failed_usage=failed_usage)
+        if self.settings.checkpoints == "final" and error is None:
+            await keep_only_last_checkpoint(graph, graph.checkpointer, dialogue_id)
 
     async def write(self, dialogue_id: str, values: dict[str, Any], latency: float, error: str | None,
-                    replace: bool = False, failed_usage: Usage | None = None) -> None:
+                    tools: list[Tool], replace: bool = False, failed_usage: Usage | None = None) -> None:
         """Write a finished dialogue's line; with replace, its earlier line (in either file) goes."""
         # the latency goes beside the dataset, not in it: the same seed gives the same dataset, byte for byte
         extra: dict[str, Any] = {"run_id": self.config.run_id, "backend": self.settings.backend}
@@ -264,7 +272,8 @@ class Batch:
             extra["usage"] = (state.usage + failed_usage if isinstance(failed_usage, Usage) else state.usage).model_dump()
             extra["completed"] = error is None and len(state.verdicts) == state.tasks_per_dialogue and \
                 not state.ended_by_budget
-            record, ok, _ = export_dialogue(state, extra)
+            extra["toolset"] = self.config.toolset_file_of(state.source_db)
+            record, ok, _ = export_dialogue(state, tools, extra)
         else:
             if isinstance(failed_usage, Usage):
                 extra["usage"] = failed_usage.model_dump()
@@ -288,32 +297,24 @@ class Batch:
             await asyncio.to_thread(self.folder.append_line, rf.DIALOGUES if ok else rf.REJECTED, line)
 
 
-def _misfits(tools: list[Tool], database: Any) -> str:
-    """The first SQL tool that does not run on this database, with the reason; empty when all do."""
-    sandbox = Sandbox(database.path)
-    try:
-        for tool in tools:
-            if not tool.simulated:
-                why = check_tool(tool, database, sandbox)
-                if why:
-                    return f"tool {tool.name}: {why}"
-        return ""
-    finally:
-        sandbox.close()
-
-
 def summarize(folder: RunFolder) -> RunStats:
     """Compute stats.json from the run folder's lines."""
     config = RunConfig.model_validate(folder.read_json(rf.CONFIG))
-    report = Toolset.model_validate(folder.read_json(rf.TOOLSET_REPORT)) if folder.file(rf.TOOLSET_REPORT).exists() \
-        else Toolset(tools=load_toolset(folder.file(rf.TOOLSET)))
+    reports = {}
+    for source in config.sources():
+        report_file = report_file_of(source.toolset)
+        reports[source.path] = Toolset.model_validate(folder.read_json(report_file)) \
+            if folder.file(report_file).exists() else Toolset(tools=load_toolset(folder.file(source.toolset)))
     accepted, rejected = folder.read_lines(rf.DIALOGUES), folder.read_lines(rf.REJECTED)
     latency = {r["id"]: r["latency_s"] for r in folder.read_lines(rf.TIMINGS)}  # the last one of a dialogue counts
     for record in accepted + rejected:
         record["metadata"].setdefault("latency_s", latency.get(record["id"], 0.0))
-    stats = run_stats(accepted, rejected,
-                      tools_proposed=max(report.proposed, len(report.tools)), tools_accepted=len(report.tools),
+    tools_proposed = sum(max(r.proposed, len(r.tools)) for r in reports.values())
+    stats = run_stats(accepted, rejected, tools_proposed=tools_proposed,
+                      tools_accepted=sum(len(r.tools) for r in reports.values()),
                       backend=str(config.settings.get("backend", "")))
+    if len(reports) > 1:
+        stats.per_database = per_database_stats(accepted, rejected, {p: len(r.tools) for p, r in reports.items()})
     for name in (rf.DIALOGUES, rf.REJECTED):
         if folder.file(name).exists():
             folder.sort_lines(name)
@@ -332,67 +333,51 @@ def backend_notice(settings: Settings, console: Console, offline: str = "") -> N
 
 
 async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
-                   console: Console, toolset: list[Tool] | None = None) -> RunStats:
-    """A new run: validate everything, synthesize the toolset once, then run every dialogue."""
-    database = inspect_database(config.source_db) if config.source_db else None
-    if database is not None and not any(t.row_count for t in database.tables):
-        raise InputError(f"every table of {config.source_db} is empty: tasks need rows to be grounded in "
-                         f"(add some data first)")
-    if database is None and not toolset:
+                   console: Console, toolset: list[Tool] | None = None, databases: list[Path] | None = None,
+                   dialogues_per_db: int | None = None) -> RunStats:
+    """A new run: validate everything, make each database's toolset once, then run every dialogue."""
+    databases = databases or []
+    if len(databases) == 1:
+        check_database_path(databases[0])  # a single database's problem is the user's error, said first
+    if not databases and not toolset:
         raise InputError("nothing to work on: pass --db (a SQLite database) or --toolset (simulated tools)")
-    if database is None and any(not t.simulated for t in toolset or []):
+    if not databases and any(not t.simulated for t in toolset or []):
         raise InputError("the toolset has SQL tools: pass --db with the database they run on")
     settings = capped(settings, config)
     check_backend(settings)
-    with new_run_folder(out, "generate") as folder:  # until the toolset is written: on failure, no partial folder
+    with new_run_folder(out, "generate") as folder:  # until the toolsets are written: on failure, no partial folder
         backend_notice(settings, console)
         await settle_backend(backend_for(settings), console)
-        for skipped in database.skipped if database else []:
-            console.print(f"[dim]skipped table {skipped.name!r}: {skipped.reason}[/]")
-        if toolset is not None:
-            report = Toolset(tools=toolset, proposed=len(toolset))
-            if database is not None:
-                misfit = await asyncio.to_thread(_misfits, report.tools, database)
-                if misfit:
-                    raise InputError(f"the toolset does not fit {config.source_db}: {misfit} "
-                                     f"(was it made for another database?)")
-            _write_toolset(folder, report)
-        # the config goes first (after a given toolset): a run killed while its toolset is synthesized resumes
-        folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
-        if toolset is None:
-            report = await _synthesize(folder, database, settings, console)
+        if len(databases) > 1:
+            prepared = await prepare_databases(databases, settings, toolset, config.concurrency, console)
+            files = toolset_files([Path(p.path) for p in prepared]) if len(prepared) > 1 else [rf.TOOLSET]
+            for entry, name in zip(prepared, files):
+                write_toolset(folder, entry.report, name)
+            sources = [DatabaseSource(path=p.path, toolset=name) for p, name in zip(prepared, files)]
+            config = config.model_copy(update={
+                "databases": sources, "source_db": sources[0].path if len(sources) == 1 else "",
+                "dialogues": dialogues_per_db * len(sources) if dialogues_per_db else config.dialogues})
+            folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
+        else:  # one database, or simulated tools only
+            config = config.model_copy(update={
+                "source_db": str(databases[0].resolve()) if databases else "",
+                "dialogues": dialogues_per_db or config.dialogues})
+            if toolset is not None:
+                report = await prepare_databases(databases, settings, toolset, config.concurrency, console) \
+                    if databases else [PreparedDatabase(path="", report=Toolset(tools=toolset, proposed=len(toolset)))]
+                write_toolset(folder, report[0].report)
+            # the config goes first (after a given toolset): a run killed while its toolset is synthesized resumes
+            folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
+            if toolset is None:
+                write_toolset(folder, (await prepare_databases(databases, settings, None, 1, console))[0].report)
+            sources = config.sources()
     with folder:
-        console.print(f"toolset: {len(report.tools)} tools "
-                      f"({sum(t.mode == 'write' for t in report.tools)} write); run folder: {out}")
-        await Batch(builder_factory, folder, config, settings, report.tools, console).run()
+        toolsets = toolsets_of(folder, config)
+        for name, tools in toolsets.items():
+            console.print(f"toolset {name}: {len(tools)} tools ({sum(t.mode == 'write' for t in tools)} write)")
+        console.print(f"{config.dialogues} dialogues over {len(sources)} database(s); run folder: {out}")
+        await Batch(builder_factory, folder, config, settings, toolsets, console).run()
         return _finish(folder, console)
-
-
-async def _synthesize(folder: RunFolder, database: Any, settings: Settings, console: Console) -> Toolset:
-    with console.status("synthesizing the toolset"):
-        report, _ = await synthesize_toolset(database, backend_for(settings), settings)
-    for note in report.notes:
-        console.print(f"[yellow]note:[/] {note}")
-    if not report.tools:
-        raise InputError(f"no tool could be built for {database.path}: "
-                         + "; ".join(f"{d.name}: {d.reason}" for d in report.dropped[:3]))
-    _write_toolset(folder, report)
-    return report
-
-
-def _write_toolset(folder: RunFolder, report: Toolset) -> None:
-    folder.write_json(rf.TOOLSET_REPORT, report.model_dump(mode="json"))
-    folder.write_json(rf.TOOLSET, [t.toolset_entry() for t in report.tools])  # last: its presence means both are whole
-
-
-def load_toolset(path: Path) -> list[Tool]:
-    """Tools from a toolset.json written by an earlier run."""
-    entries = read_json_input(path, "toolset")
-    try:
-        return [Tool.model_validate(e) for e in entries]
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"not a toolset.json (a JSON list of tools with sql and mode): {path}: "
-                         f"{str(exc).splitlines()[0]}") from None
 
 
 async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, settings: Settings | None, console: Console) -> RunStats:
@@ -402,28 +387,36 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
         raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
     with folder.own("resume"):
         config = RunConfig.model_validate(folder.read_json(rf.CONFIG))
-        if config.source_db:
-            check_database_path(config.source_db)  # moved or deleted: say so before any dialogue is touched
+        for source in config.sources():
+            if source.path:
+                check_database_path(source.path)  # moved or deleted: say so before any dialogue is touched
+        recorded = {k: v for k, v in config.settings.items() if v is not None}
         if settings is None:
-            recorded = {k: v for k, v in config.settings.items() if v is not None}
             settings = Settings(**recorded)
+        elif "checkpoints" in recorded:  # what a run keeps is the run's choice, whichever backend finishes it
+            settings = settings.model_copy(update={"checkpoints": recorded["checkpoints"]})
         settings = capped(settings, config)
         check_backend(settings)
         backend_notice(settings, console)
         await settle_backend(backend_for(settings), console)
-        if folder.file(rf.TOOLSET).exists():
-            toolset = load_toolset(folder.file(rf.TOOLSET))
-        elif config.source_db:  # stopped while the toolset was being synthesized: synthesize it again
-            toolset = (await _synthesize(folder, inspect_database(config.source_db), settings, console)).tools
-        else:
-            raise InputError(f"{folder.file(rf.TOOLSET)} is missing and the run has no database to derive it from")
-        await Batch(builder_factory, folder, config, settings, toolset, console).run()
+        for source in config.sources():
+            if folder.file(source.toolset).exists():
+                continue
+            if not source.path:
+                raise InputError(f"{folder.file(source.toolset)} is missing and the run has no database to derive "
+                                 f"it from")
+            # stopped while the toolset was being synthesized: synthesize it again
+            prepared = await prepare_databases([Path(source.path)], settings, None, 1, console)
+            write_toolset(folder, prepared[0].report, source.toolset)
+        await Batch(builder_factory, folder, config, settings, toolsets_of(folder, config), console).run()
         return _finish(folder, console)
 
 
 def _finish(folder: RunFolder, console: Console) -> RunStats:
     stats = summarize(folder)
     console.print(stats_table({folder.path.name: stats}))
+    if stats.per_database:
+        console.print(database_table(stats))
     console.print(f"{stats.samples} valid dialogues in {folder.file(rf.DIALOGUES)}, "
                   f"{stats.rejected} rejected in {folder.file(rf.REJECTED)}")
     return stats

@@ -17,10 +17,13 @@ from rich.console import Console
 
 from environment.errors import InputError
 from runner import run_folder as rf
-from runner.batch import Batch, _recursion_limit, load_toolset, open_checkpointer
+from nodes.stored_values import toolset_by_key
+from runner.batch import Batch, _recursion_limit, toolsets_of
+from runner.persistence import keep_only_last_checkpoint, open_persistence
 from runner.run_folder import RunFolder
 from state.config import RunConfig, Settings
 from state.dialogue import DialogueState, ForkOrigin, UserTurn
+from state.tools import Tool
 
 
 class CheckpointRow(BaseModel):
@@ -55,8 +58,11 @@ class DialogueCheckpoints:
         if not self.folder.file(rf.CONFIG).exists() or not self.folder.file(rf.CHECKPOINTS).exists():
             raise InputError(f"not a run folder (no {rf.CONFIG} or {rf.CHECKPOINTS}): {run_dir}")
         self.config = RunConfig.model_validate(self.folder.read_json(rf.CONFIG))
+        recorded = {k: v for k, v in self.config.settings.items() if v is not None}
         if settings is None:
-            settings = Settings(**{k: v for k, v in self.config.settings.items() if v is not None})
+            settings = Settings(**recorded)
+        elif "checkpoints" in recorded:  # what a run keeps is the run's choice, whichever backend continues it
+            settings = settings.model_copy(update={"checkpoints": recorded["checkpoints"]})
         self.settings = settings
         self.builder_factory = builder_factory
         self.console = console
@@ -65,12 +71,12 @@ class DialogueCheckpoints:
         if self.owner:
             self.folder.own(self.owner)
         try:
-            self._saver_cm = open_checkpointer(self.folder.file(rf.CHECKPOINTS))
-            saver = await self._saver_cm.__aenter__()
+            self._saver_cm = open_persistence(self.folder.file(rf.CHECKPOINTS))
+            saver, self.store = await self._saver_cm.__aenter__()
         except BaseException:
             self.folder.release()
             raise
-        self.graph = self.builder_factory().compile(checkpointer=saver)
+        self.graph = self.builder_factory().compile(checkpointer=saver, store=self.store)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -113,6 +119,9 @@ class DialogueCheckpoints:
     async def state(self, dialogue_id: str, checkpoint_id: str | None = None) -> DialogueState:
         return DialogueState.model_validate((await self.snapshot(dialogue_id, checkpoint_id)).values)
 
+    async def tools_of(self, state: DialogueState) -> list[Tool]:
+        return await toolset_by_key(self.store, state.toolset_key) if state.toolset_key else state.toolset
+
     async def _writer_of(self, dialogue_id: str, checkpoint_id: str) -> str:
         rows = await self.history(dialogue_id)
         for row in rows:
@@ -122,7 +131,7 @@ class DialogueCheckpoints:
 
     def _batch(self) -> Batch:
         return Batch(self.builder_factory, self.folder, self.config, self.settings,
-                     load_toolset(self.folder.file(rf.TOOLSET)), self.console)
+                     toolsets_of(self.folder, self.config), self.console)
 
     async def _finish(self, dialogue_id: str, started: float, replace: bool, run: Any) -> None:
         error = None
@@ -131,7 +140,11 @@ class DialogueCheckpoints:
         except Exception as exc:  # reported in the dataset line, like any failed dialogue
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         values = (await self.graph.aget_state(self._cfg(dialogue_id))).values
-        await self._batch().write(dialogue_id, values, time.perf_counter() - started, error, replace=replace)
+        tools = await self.tools_of(DialogueState.model_validate(values)) if values else []
+        await self._batch().write(dialogue_id, values, time.perf_counter() - started, error, tools=tools,
+                                  replace=replace)
+        if self.settings.checkpoints == "final" and error is None:
+            await keep_only_last_checkpoint(self.graph, self.graph.checkpointer, dialogue_id)
 
     async def resume(self, dialogue_id: str, checkpoint_id: str) -> None:
         """Continue a dialogue from one of its checkpoints; its line in the dataset is replaced."""
@@ -184,9 +197,9 @@ class DialogueCheckpoints:
             n += 1
 
 
-def render_conversation(state: DialogueState, console: Console) -> None:
+def render_conversation(state: DialogueState, toolset: list[Tool], console: Console) -> None:
     """The conversation as it stood, readable: roles, tool calls with arguments, results, then the writes."""
-    tools = {t.name: t for t in state.toolset}
+    tools = {t.name: t for t in toolset}
     for message in state.messages:
         if isinstance(message, HumanMessage):
             console.print(f"[bold cyan]user[/]: {message.text}", highlight=False, markup=True)

@@ -12,6 +12,7 @@ from backends.llm.replies import REASONING
 from prompts import load_prompt
 from runner.stats import DialogueStats, dialogue_stats
 from state.dialogue import DialogueState
+from state.tools import Tool
 
 
 class DialogueRecord(BaseModel):
@@ -60,7 +61,8 @@ def acceptance(state: DialogueState) -> tuple[bool, str | None]:
     return True, None
 
 
-def export_dialogue(state: DialogueState, extra: dict[str, Any]) -> tuple[DialogueRecord, bool, DialogueStats]:
+def export_dialogue(state: DialogueState, tools: list[Tool], extra: dict[str, Any]) \
+        -> tuple[DialogueRecord, bool, DialogueStats]:
     ok, reason = acceptance(state)
     stats = dialogue_stats(state)
     # A continued conversation comes first exactly as it was given; otherwise our assistant's system prompt.
@@ -68,7 +70,7 @@ def export_dialogue(state: DialogueState, extra: dict[str, Any]) -> tuple[Dialog
     record = DialogueRecord(
         id=state.dialogue_id,
         messages=[*head, *(openai_message(m) for m in state.messages[len(state.prelude):])],
-        tools=[t.openai_tool() for t in state.toolset],
+        tools=[t.openai_tool() for t in tools],
         metadata={
             "tasks": [t.model_dump(mode="json") for t in state.tasks],
             "verdicts": [v.model_dump(mode="json") for v in state.verdicts],

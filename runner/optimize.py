@@ -17,7 +17,7 @@ from rich.table import Table
 
 from environment.errors import InputError
 from runner import run_folder as rf
-from runner.batch import open_checkpointer
+from runner.persistence import open_checkpointer
 from runner.reasoning import STATE_TYPES, Prepared, _backend_notice, prepare
 from runner.run_folder import RunFolder, new_run_folder
 from nodes.user_generator import generate_profile_pool

@@ -45,6 +45,18 @@ def dialogue_stats(state: DialogueState) -> DialogueStats:
     )
 
 
+class DatabaseStats(BaseModel):
+    """One database's share of a run that spans several."""
+
+    database: str
+    tools: int
+    samples: int
+    rejected: int
+    valid_rate: float
+    turns_mean: float
+    steps_mean: float
+
+
 class RunStats(BaseModel):
     samples: int = 0
     rejected: int = 0
@@ -70,6 +82,7 @@ class RunStats(BaseModel):
     empty_replies: int = Field(0, description="Assistant replies with neither text nor tool calls.")
     unknown_tools: int = Field(0, description="Assistant calls to a tool that does not exist.")
     bad_arguments: int = Field(0, description="Assistant calls whose arguments were not a JSON object.")
+    per_database: list[DatabaseStats] = Field(default_factory=list, description="When a run spans several databases.")
 
 
 def run_stats(accepted: list[dict[str, Any]], rejected: list[dict[str, Any]], tools_proposed: int,
@@ -105,6 +118,32 @@ def run_stats(accepted: list[dict[str, Any]], rejected: list[dict[str, Any]], to
         tokens_per_second=round(tokens / sum(latency), 2) if tokens and sum(latency) else None,
         backend=backend,
     )
+
+
+def per_database_stats(accepted: list[dict[str, Any]], rejected: list[dict[str, Any]],
+                       tools: dict[str, int]) -> list[DatabaseStats]:
+    """Each database's dialogues, valid and rejected, in the run's order of databases."""
+    rows = []
+    for database, count in tools.items():
+        mine = [r for r in accepted if r["metadata"].get("source_database") == database]
+        theirs = [r for r in rejected if r["metadata"].get("source_database") == database]
+        whole = run_stats(mine, theirs, tools_proposed=count, tools_accepted=count, backend="")
+        rows.append(DatabaseStats(database=database, tools=count, samples=whole.samples, rejected=whole.rejected,
+                                  valid_rate=whole.valid_rate, turns_mean=whole.turns_mean,
+                                  steps_mean=whole.steps_mean))
+    return rows
+
+
+def database_table(stats: RunStats) -> Table:
+    """One row per database of a run that spans several."""
+    table = Table(title="Per database")
+    table.add_column("database", no_wrap=True)
+    for col in ("tools", "valid", "rejected", "valid rate", "turns", "steps"):
+        table.add_column(col, justify="right")
+    for row in stats.per_database:
+        table.add_row(Path(row.database).stem, str(row.tools), str(row.samples), str(row.rejected),
+                      f"{100 * row.valid_rate:.1f}%", f"{row.turns_mean}", f"{row.steps_mean}")
+    return table
 
 
 def _pct(part: int, whole: int) -> str:

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     max_tools: int = Field(40, description="Largest toolset synthesized from a schema.")
     min_tools: int = Field(8, description="Fewer accepted proposals than this are completed with schema-derived tools.")
     llm_cache: str | None = Field(None, description="Path of a SQLite cache of LLM responses: replays cost no calls.")
+    checkpoints: Literal["all", "final"] = Field(
+        "all", description="'all' keeps every step of every dialogue; 'final' keeps only the last state of a "
+        "finished dialogue once its line is written (an unfinished one keeps every step, so it still resumes).")
 
     @field_validator("model_for", mode="before")
     @classmethod
@@ -100,11 +103,21 @@ class Settings(BaseSettings):
         return self.model_dump(exclude={"api_key"})
 
 
+class DatabaseSource(BaseModel):
+    """One database of a run and the toolset made for it."""
+
+    path: str = Field(description="Absolute path of the database; empty when every tool is simulated.")
+    toolset: str = Field("toolset.json", description="Its toolset file, relative to the run folder.")
+
+
 class RunConfig(BaseModel):
     """What a run was asked to do; written to config.json so `resume` can finish it."""
 
     run_id: str
-    source_db: str = Field(description="Absolute path of the source database.")
+    source_db: str = Field(description="Absolute path of the source database (empty when a run spans several).")
+    databases: list[DatabaseSource] = Field(
+        default_factory=list, description="Every usable database of the run with its toolset; dialogue i runs on "
+                                          "database i modulo their number.")
     dialogues: int = Field(ge=1)
     tasks_per_dialogue: int = Field(ge=1)
     seed: int
@@ -114,6 +127,17 @@ class RunConfig(BaseModel):
     prelude: list[dict[str, object]] = Field(default_factory=list,
                                              description="A conversation every dialogue continues (OpenAI messages).")
     settings: dict[str, object] = Field(default_factory=dict, description="Settings, without the API key.")
+
+    def sources(self) -> list[DatabaseSource]:
+        return self.databases or [DatabaseSource(path=self.source_db)]
+
+    def source_of(self, i: int) -> DatabaseSource:
+        """Dialogues go round the databases in turn, so each gets an even share."""
+        sources = self.sources()
+        return sources[i % len(sources)]
+
+    def toolset_file_of(self, database: str) -> str:
+        return next((s.toolset for s in self.sources() if s.path == database), self.sources()[0].toolset)
 
     def dialogue_id(self, i: int) -> str:
         return f"{self.run_id}-d{i:04d}"

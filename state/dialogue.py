@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import operator
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AnyMessage
-from langgraph.graph.message import add_messages
+from langgraph.channels.delta import DeltaChannel
+from langgraph.graph.message import _messages_delta_reducer
 from pydantic import BaseModel, Field, field_validator
 
 from state.schema import DatabaseSchema
@@ -79,6 +79,11 @@ class Usage(BaseModel):
         return Usage(**{name: getattr(self, name) + getattr(other, name) for name in Usage.model_fields})
 
 
+def concat(state: list[Any], writes: list[list[Any]]) -> list[Any]:
+    """The reducer of an append-only list kept as deltas: every batch of writes appended in order."""
+    return [*state, *(item for write in writes for item in write)]
+
+
 def add_usage(left: Usage | None, right: Usage | None) -> Usage:
     return (left or Usage()) + (right or Usage())
 
@@ -98,7 +103,13 @@ class DialogueInput(BaseModel):
     seed: int = Field(0, description="Seed for every random choice in this dialogue.")
     tasks_per_dialogue: int = Field(2, ge=1, description="How many tasks the user pursues in this dialogue.")
     backend: str = Field("", description="'offline' or 'openai'; empty: the run's settings decide.")
-    toolset: list[Tool] = Field(default_factory=list, description="Tools; synthesized when empty.")
+    toolset: list[Tool] = Field(default_factory=list,
+                                description="Tools given inline; synthesized when empty (and no toolset_key). With "
+                                            "a store, `prepare` keeps them there and clears this field.")
+    toolset_key: str = Field("", description="Content hash of the toolset kept in the graph's store "
+                                             "(namespace 'toolsets'); empty when the tools are inline.")
+    schema_key: str = Field("", description="Content hash of the database schema kept in the graph's store "
+                                            "(namespace 'schemas'); empty: `prepare` reads the database.")
     prelude: list[dict[str, Any]] = Field(
         default_factory=list,
         description="An existing conversation (OpenAI chat messages) to continue; exported unchanged.")
@@ -156,13 +167,15 @@ class DialogueInput(BaseModel):
         return messages
 
 
+# Growing lists are delta channels: a checkpoint stores what a step added, not the whole list again.
 class DialogueState(DialogueInput):
-    database: DatabaseSchema | None = None
-    messages: Annotated[list[AnyMessage], add_messages] = []
-    tasks: list[Task] = []
-    task_starts: list[int] = Field(default_factory=list, description="Message index where each task begins.")
-    calls: Annotated[list[ExecutedCall], operator.add] = []
-    verdicts: Annotated[list[Verdict], operator.add] = []
+    database: DatabaseSchema | None = Field(None, description="The schema, inline when the graph has no store.")
+    messages: Annotated[list[AnyMessage], DeltaChannel(_messages_delta_reducer)] = []
+    tasks: Annotated[list[Task], DeltaChannel(concat)] = []
+    task_starts: Annotated[list[int], DeltaChannel(concat)] = Field(
+        default_factory=list, description="Message index where each task begins.")
+    calls: Annotated[list[ExecutedCall], DeltaChannel(concat)] = []
+    verdicts: Annotated[list[Verdict], DeltaChannel(concat)] = []
     last_user_turn: UserTurn | None = None
     user_turns_in_task: int = 0
     steps_in_turn: int = 0
@@ -178,9 +191,8 @@ class DialogueState(DialogueInput):
     def current_task(self) -> Task | None:
         return self.tasks[-1] if self.tasks else None
 
-    def writes(self, toolset: dict[str, Tool] | None = None) -> list[WriteRecord]:
+    def writes(self, tools: dict[str, Tool]) -> list[WriteRecord]:
         """Every write that changed the sandbox, in order: the replay log of the dialogue."""
-        tools = toolset or {t.name: t for t in self.toolset}
         return [
             WriteRecord(tool=c.tool, sql=tools[c.tool].sql, params=c.arguments, clock=c.clock)
             for c in self.calls

@@ -4,6 +4,8 @@ and they load back as models (not dicts)."""
 from __future__ import annotations
 
 import typing
+import zlib
+from typing import Any
 
 from langchain_core.messages import (AIMessage, AIMessageChunk, FunctionMessage, HumanMessage, RemoveMessage,
                                      SystemMessage, ToolMessage)
@@ -29,6 +31,26 @@ def model_types(root: type[BaseModel]) -> set[type[BaseModel]]:
     return found
 
 
+class CompressingSerializer(JsonPlusSerializer):
+    """Larger values are stored deflated: a checkpoint repeats its channel names and versions, which
+    compress several times over."""
+
+    SUFFIX = "+zlib"
+    MIN_SIZE = 256
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        type_, data = super().dumps_typed(obj)
+        if len(data) >= self.MIN_SIZE:
+            return type_ + self.SUFFIX, zlib.compress(data, 6)
+        return type_, data
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        type_, raw = data
+        if type_.endswith(self.SUFFIX):
+            return super().loads_typed((type_.removesuffix(self.SUFFIX), zlib.decompress(raw)))
+        return super().loads_typed(data)
+
+
 def strict_serializer(*roots: type[BaseModel]) -> JsonPlusSerializer:
     """A serializer that revives only the given state models (and what they contain) and messages."""
     if not roots:
@@ -39,4 +61,4 @@ def strict_serializer(*roots: type[BaseModel]) -> JsonPlusSerializer:
     types = set(_MESSAGES)
     for root in roots:
         types |= model_types(root)
-    return JsonPlusSerializer(allowed_msgpack_modules=sorted((t.__module__, t.__name__) for t in types))
+    return CompressingSerializer(allowed_msgpack_modules=sorted((t.__module__, t.__name__) for t in types))

@@ -28,9 +28,10 @@ def test_missing_database(tmp_path, capsys):
     _fails_cleanly(capsys, ["generate", "--db", str(tmp_path / "nope.sqlite"), "--out", str(out)], out, "not found")
 
 
-def test_database_is_a_directory(tmp_path, capsys):
+def test_a_folder_without_databases(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a database")
     out = tmp_path / "out"
-    _fails_cleanly(capsys, ["generate", "--db", str(tmp_path), "--out", str(out)], out, "is a directory")
+    _fails_cleanly(capsys, ["generate", "--db", str(tmp_path), "--out", str(out)], out, "no SQLite database under")
 
 
 def test_file_that_is_not_sqlite(tmp_path, capsys):

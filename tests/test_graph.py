@@ -13,7 +13,7 @@ from backends.base import AssistantRequest, UserTurnRequest
 from backends.offline import OfflineBackend
 from backends.registry import register_backend
 from graphs.dialogue import build_dialogue_graph
-from runner.batch import open_checkpointer
+from runner.persistence import open_checkpointer
 from state.config import Settings
 from state.dialogue import ExecutedCall, UserTurn, Verdict
 from state.tasks import Task

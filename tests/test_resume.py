@@ -96,7 +96,7 @@ def test_a_failing_worker_is_reported_in_one_line_with_its_log(tmp_path, capsys)
     config = RunConfig(run_id="broken", source_db=str(CLINIC), dialogues=4, tasks_per_dialogue=1, seed=0,
                        concurrency=2, workers=2)
     batch = Batch(build_dialogue_graph, folder, config, Settings(backend="offline"),
-                  load_toolset(source / "toolset.json"), Console(quiet=True))
+                  {"toolset.json": load_toolset(source / "toolset.json")}, Console(quiet=True))
     try:
         asyncio.run(batch.run())
         raise AssertionError("the run should have failed")

@@ -93,6 +93,8 @@ def test_studio_runs_reads_and_forks_a_dialogue(server):
                                checkpoint_id=forked["checkpoint"]["checkpoint_id"])
         state = (await client.threads.get_state(thread["thread_id"]))["values"]
         assert state["seed"] == 99
+        # the server's store keeps the toolset and schema once; the checkpoints hold their hashes
+        assert state["toolset"] == [] and state["toolset_key"] and state["schema_key"] and not state.get("database")
         kept = len(mid["values"]["messages"])
         assert state["messages"][:kept] == mid["values"]["messages"]
         assert state["verdicts"][-1]["judgment"] == "valid"

@@ -1,0 +1,108 @@
+"""Checkpoints stay small: the toolset and schema are kept once and referred to, growing lists are stored as
+what each step added; every checkpoint still reads, resumes and forks. `--checkpoints final` keeps one per
+finished dialogue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from graphs.run import main
+from tests.conftest import CLINIC, ROOT
+from tests.test_checkpoints import _history, _lines, _replays, _write_then_read
+
+# checkpoints.sqlite per dialogue on this example (offline, 1 task) when every checkpoint carried the whole
+# state, toolset and schema included: measured with the generate command of the README.
+WHOLE_STATE_BYTES_PER_DIALOGUE = 1_047_511
+
+
+def _checkpoints_per_thread(out: Path) -> dict[str, int]:
+    with sqlite3.connect(out / "checkpoints.sqlite") as conn:
+        return dict(conn.execute("SELECT thread_id, COUNT(*) FROM checkpoints GROUP BY thread_id").fetchall())
+
+
+def _bytes(out: Path) -> int:
+    return sum(p.stat().st_size for p in out.glob("checkpoints.sqlite*"))
+
+
+def test_checkpoints_take_a_tenth_of_the_whole_state_and_a_mid_fork_still_replays(tmp_path):
+    out = tmp_path / "run"
+    n = 12
+    assert main(["generate", "--db", str(CLINIC), "--dialogues", str(n), "--tasks-per-dialogue", "1",
+                 "--seed", "2", "--out", str(out)]) == 0
+    assert len(_lines(out)) == n
+    assert _bytes(out) / n <= WHOLE_STATE_BYTES_PER_DIALOGUE / 10
+    assert all(count > 10 for count in _checkpoints_per_thread(out).values()), "every step is still kept"
+
+    records = _lines(out)
+    for dialogue in records:
+        rows, states = asyncio.run(_history(out, dialogue))
+        try:
+            checkpoint = _write_then_read(rows, states)
+            break
+        except AssertionError:
+            continue
+    else:
+        raise AssertionError("no dialogue wrote and then read")
+    assert states[checkpoint].toolset == [] and states[checkpoint].toolset_key, "the toolset is referred to"
+    assert main(["fork", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint, "--seed", "9"]) == 0
+    fork = next(r for r in _lines(out).values() if r["metadata"].get("forked_from"))
+    assert fork["metadata"]["forked_from"]["checkpoint"] == checkpoint
+    _replays(out, fork)
+
+
+def test_final_keeps_one_checkpoint_per_finished_dialogue_and_the_same_dataset(tmp_path, capsys):
+    every, final = tmp_path / "every", tmp_path / "final"
+    common = ["generate", "--db", str(CLINIC), "--dialogues", "4", "--tasks-per-dialogue", "1", "--seed", "4"]
+    assert main([*common, "--out", str(every)]) == 0
+    assert main([*common, "--checkpoints", "final", "--out", str(final)]) == 0
+    assert json.loads((final / "config.json").read_text())["settings"]["checkpoints"] == "final"
+    kept = _checkpoints_per_thread(final)
+    assert len(kept) == 4 and set(kept.values()) == {1}
+    assert _bytes(final) < _bytes(every)
+
+    def messages(out: Path) -> dict[str, list]:
+        return {k.rsplit("-", 1)[-1]: r["messages"] for k, r in _lines(out).items()}
+
+    assert messages(final) == messages(every)
+    dialogue = next(iter(_lines(final)))
+    rows, states = asyncio.run(_history(final, dialogue))
+    assert len(rows) == 1 and rows[0].next == "END"
+    assert len(states[rows[0].checkpoint_id].messages) + 1 == len(_lines(final)[dialogue]["messages"])
+    capsys.readouterr()
+    assert main(["show", str(final), "--dialogue", dialogue]) == 0
+    assert "database writes applied so far" in capsys.readouterr().out
+
+
+def test_final_still_resumes_an_unfinished_dialogue(tmp_path):
+    out = tmp_path / "run"
+    n = 24
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    proc = subprocess.Popen([sys.executable, "-m", "graphs.run", "generate", "--db", str(CLINIC), "--dialogues",
+                             str(n), "--concurrency", "4", "--seed", "8", "--checkpoints", "final", "--out", str(out)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(_lines(out)) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = set(_lines(out))
+    assert 3 <= len(written) < n, "the kill should land mid-run"
+    counts = _checkpoints_per_thread(out)
+    # a written dialogue keeps only its last state (but those cut off between their line and the pruning)
+    assert sum(counts[d] == 1 for d in written) >= len(written) - 4
+    unfinished = {d: c for d, c in counts.items() if d not in written}
+    assert unfinished and max(unfinished.values()) > 1, "an unfinished dialogue keeps its steps"
+
+    assert main(["resume", str(out)]) == 0
+    after = _lines(out)
+    assert len(after) == n and set(written) <= set(after)
+    assert not (out / "rejected.jsonl").exists() or not (out / "rejected.jsonl").read_text().strip()
+    assert set(_checkpoints_per_thread(out).values()) == {1}
