@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--from-conversation", type=Path,
                      help="a JSON list of OpenAI chat messages: every dialogue continues this conversation")
     gen.add_argument("--cache", action="store_true", help="cache LLM responses in the run folder (llm_cache.sqlite)")
+    _executor_args(gen)
 
     res = sub.add_parser("resume", help="finish an interrupted run, or continue one dialogue from a checkpoint")
     res.add_argument("run_dir", type=Path)
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     res.add_argument("--checkpoint", help="checkpoint id to continue from (see `history`)")
     res.add_argument("--cache", action="store_true", help="use the run folder's LLM response cache")
     _backend_args(res)
+    _executor_args(res)
 
     fork = sub.add_parser("fork", help="start a new dialogue from another dialogue's checkpoint")
     fork.add_argument("run_dir", type=Path)
@@ -106,10 +108,21 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)")
 
 
+def _executor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=["local", "ray"], help="run dialogues on this machine (local, the default) "
+                   "or as Ray tasks (ray); resume keeps the run's unless given")
+    p.add_argument("--ray-address", help="Ray cluster head host:port (default: a local Ray of the run's own)")
+
+
+def _executor_of(args: argparse.Namespace) -> dict[str, str]:
+    return {k: v for k, v in {"executor": getattr(args, "executor", None),
+                              "ray_address": getattr(args, "ray_address", None)}.items() if v is not None}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     given = {k: v for k, v in {"backend": args.backend, "model": args.model, "base_url": args.base_url}.items()
              if v is not None}
-    return Settings(**given)
+    return Settings(**given, **_executor_of(args))
 
 
 def _positive(name: str, value: int) -> None:
@@ -202,8 +215,10 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
                            tasks_per_dialogue=args.tasks_per_dialogue, seed=args.seed,
                            concurrency=args.concurrency, workers=args.workers, prelude=prelude,
                            pipeline=args.pipeline, settings=settings.public())
-        if args.workers > 1 and settings.backend_kind == "custom":
-            raise InputError(f"--workers needs the offline or openai backend, not {settings.backend!r}")
+        if (args.workers > 1 or settings.executor == "ray") and settings.backend_kind == "custom":
+            raise InputError(f"--workers and --executor ray need the offline or openai backend, not {settings.backend!r}")
+        if args.workers > 1 and settings.executor == "ray":
+            raise InputError("--workers is for the local executor; with --executor ray every CPU of the cluster runs tasks")
         stats = await generate(PIPELINES[args.pipeline], config, settings, out, console, toolset)
         return _outcome(stats, out)
     elif args.command == "resume" and not args.dialogue and reasoning_cli.is_reasoning_run(args.run_dir):
@@ -214,7 +229,8 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         if args.checkpoint:
             raise InputError("--checkpoint goes with --dialogue")
         given = any(v is not None for v in (args.backend, args.model, args.base_url))
-        stats = await resume(_pipeline_of(args.run_dir), args.run_dir, _settings(args) if given else None, console)
+        stats = await resume(_pipeline_of(args.run_dir), args.run_dir, _settings(args) if given else None, console,
+                             _executor_of(args))
         return _outcome(stats, args.run_dir)
     elif args.command in ("resume", "fork", "history", "show"):
         if args.command == "resume" and not args.checkpoint:

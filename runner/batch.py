@@ -15,10 +15,9 @@ import time
 import traceback
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import aiosqlite
-import httpx
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import StateGraph
 from rich.console import Console
@@ -27,40 +26,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from backends.registry import backend_for
 from environment.errors import InputError, RunError, read_json_input
 from environment.introspect import check_database_path, inspect_database
-from environment.sandbox import Sandbox
+from environment.sandbox import SANDBOXES, Sandbox
 from environment.tool_checks import check_tool
 from nodes.tool_synthesizer import synthesize_toolset
 from runner import run_folder as rf
 from runner.export import DialogueRecord, export_dialogue
+from runner.preflight import backend_notice, check_backend
+from runner.ray_executor import check_ray, run_on_ray
 from runner.run_folder import RunFolder, new_run_folder
+from runner.shards import merge_shards, seed_threads, shard_folder
 from runner.stats import RunStats, run_stats, stats_table
 from state.config import RunConfig, Settings
 from state.dialogue import DialogueInput, DialogueState
 from state.persistence import strict_serializer
 from state.tools import Tool, Toolset
-
-
-def check_backend(settings: Settings) -> None:
-    """Fail fast, before anything is written, on an unknown backend or an unreachable server."""
-    try:
-        backend_for(settings.model_copy(update={"llm_cache": None}))  # the cache lives in a folder not made yet
-    except InputError:
-        raise
-    except Exception as exc:  # e.g. a base URL the HTTP client cannot parse
-        raise InputError(f"cannot set up the {settings.backend} backend: {str(exc).splitlines()[0]} "
-                         f"(check --base-url / OPENAI_BASE_URL)") from None
-    if settings.backend != "openai":
-        return
-    url = (settings.base_url or "https://api.openai.com/v1").rstrip("/") + "/models"
-    key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
-    try:
-        response = httpx.get(url, timeout=5.0, headers={"Authorization": f"Bearer {key}"})
-    except Exception as exc:  # unreachable, or a URL the client cannot parse
-        raise InputError(f"cannot reach the model server at {settings.base_url or url}: "
-                         f"{type(exc).__name__} (check --base-url / OPENAI_BASE_URL)") from None
-    if response.status_code in (401, 403):
-        raise InputError(f"the model server at {settings.base_url or url} refused the API key "
-                         f"(HTTP {response.status_code}; check OPENAI_API_KEY)")
 
 
 @asynccontextmanager
@@ -122,6 +101,17 @@ def _worker_main(builder_factory: Callable[[], StateGraph], folder: str, config:
         raise SystemExit(1) from None
 
 
+def _shard_main(builder_factory: Callable[[], StateGraph], folder: str, config: RunConfig, settings: Settings,
+                toolset: list[Tool], shard: str, indices: list[int]) -> None:
+    """A Ray task: runs its chunk of dialogues into its own shard; a retried task skips what it wrote."""
+    run = RunFolder(Path(folder))
+    own = shard_folder(run, shard)
+    seed_threads(run, own, [config.dialogue_id(i) for i in indices])
+    done = own.finished_ids()
+    batch = Batch(builder_factory, own, config, settings, toolset, Console(quiet=True))
+    asyncio.run(batch.run_shard([i for i in indices if config.dialogue_id(i) not in done], lambda: None))
+
+
 class Batch:
     def __init__(self, builder_factory: Callable[[], StateGraph], folder: RunFolder, config: RunConfig,
                  settings: Settings, toolset: list[Tool], console: Console) -> None:
@@ -134,29 +124,38 @@ class Batch:
         self.lock = asyncio.Lock()
 
     async def run(self) -> None:
-        """Run every dialogue not yet in the run folder, in this process or spread over worker processes."""
+        """Run every dialogue not yet in the run folder: in this process, spread over worker processes,
+        or as Ray tasks. Shards left by Ray tasks (of this run or of one cut off) are merged first and last."""
+        merge_shards(self.folder)
         done = self.folder.finished_ids()
         todo = [i for i in range(self.config.dialogues) if self.config.dialogue_id(i) not in done]
         columns = [TextColumn("[bold]dialogues"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=self.console, transient=False) as progress:
             bar = progress.add_task("dialogues", total=self.config.dialogues, completed=len(done))
             workers = min(self.config.workers, len(todo))
-            if workers > 1:
+            if self.settings.executor == "ray" and todo:
+                args = (self.builder_factory, str(self.folder.path), self.config, self.settings, self.toolset)
+                await run_on_ray(_shard_main, args, todo, self.folder, self.settings.ray_address,
+                                 lambda: progress.advance(bar))
+                merge_shards(self.folder)
+            elif workers > 1:
                 await self._run_in_processes(todo, workers, lambda: progress.advance(bar))
             else:
                 await self.run_shard(todo, lambda: progress.advance(bar))
 
     async def run_shard(self, indices: list[int], on_done: Callable[[], None]) -> None:
-        sem = asyncio.Semaphore(self.config.concurrency)
         async with open_checkpointer(self.folder.file(rf.CHECKPOINTS)) as saver:
             graph = self.builder_factory().compile(checkpointer=saver)
+            pending = iter(indices)
 
-            async def one(i: int) -> None:
-                async with sem:
+            # A fixed set of lanes takes the next dialogue when one ends: nothing is held per dialogue
+            # waiting its turn, so memory does not grow with the number of dialogues.
+            async def lane() -> None:
+                for i in pending:
                     await self._dialogue(graph, i)
-                on_done()
+                    on_done()
 
-            await asyncio.gather(*(one(i) for i in indices))
+            await asyncio.gather(*(lane() for _ in range(min(self.config.concurrency, len(indices)))))
 
     async def _run_in_processes(self, todo: list[int], workers: int, on_done: Callable[[], None]) -> None:
         """One event loop per core: Python spends a core on roughly 150 model calls a second."""
@@ -212,6 +211,7 @@ class Batch:
         snapshot = await graph.aget_state(cfg)
         latency = time.perf_counter() - started
         await self.write(dialogue_id, snapshot.values, latency, error)
+        SANDBOXES.release(dialogue_id)  # finished: its database copy is not needed again
 
     async def write(self, dialogue_id: str, values: dict[str, Any], latency: float, error: str | None,
                     replace: bool = False) -> None:
@@ -238,9 +238,7 @@ class Batch:
         async with self.lock:
             if replace:
                 for name in (rf.DIALOGUES, rf.REJECTED):
-                    kept = [r for r in self.folder.read_lines(name) if r["id"] != dialogue_id]
-                    if self.folder.file(name).exists():
-                        self.folder.rewrite_lines(name, kept)
+                    self.folder.drop_lines(name, {dialogue_id})
             # the fsync runs off the event loop, so other dialogues keep their model calls going
             await asyncio.to_thread(self.folder.append_line, rf.TIMINGS, {"id": dialogue_id,
                                                                           "latency_s": round(latency, 4)})
@@ -266,11 +264,14 @@ def summarize(folder: RunFolder) -> RunStats:
     config = RunConfig.model_validate(folder.read_json(rf.CONFIG))
     report = Toolset.model_validate(folder.read_json(rf.TOOLSET_REPORT)) if folder.file(rf.TOOLSET_REPORT).exists() \
         else Toolset(tools=load_toolset(folder.file(rf.TOOLSET)))
-    accepted, rejected = folder.read_lines(rf.DIALOGUES), folder.read_lines(rf.REJECTED)
-    latency = {r["id"]: r["latency_s"] for r in folder.read_lines(rf.TIMINGS)}  # the last one of a dialogue counts
-    for record in accepted + rejected:
-        record["metadata"].setdefault("latency_s", latency.get(record["id"], 0.0))
-    stats = run_stats(accepted, rejected,
+    latency = {r["id"]: r["latency_s"] for r in folder.iter_lines(rf.TIMINGS)}  # the last one of a dialogue counts
+
+    def with_latency(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for record in records:
+            record["metadata"].setdefault("latency_s", latency.get(record["id"], 0.0))
+            yield record
+
+    stats = run_stats(with_latency(folder.iter_lines(rf.DIALOGUES)), with_latency(folder.iter_lines(rf.REJECTED)),
                       tools_proposed=max(report.proposed, len(report.tools)), tools_accepted=len(report.tools),
                       backend=str(config.settings.get("backend", "")))
     for name in (rf.DIALOGUES, rf.REJECTED):
@@ -278,16 +279,6 @@ def summarize(folder: RunFolder) -> RunStats:
             folder.sort_lines(name)
     folder.write_json(rf.STATS, stats.model_dump())
     return stats
-
-
-def backend_notice(settings: Settings, console: Console, offline: str = "") -> None:
-    """Say which backend runs; the offline one says it is no LLM (and, with `offline`, what it does instead)."""
-    if settings.backend == "offline":
-        detail = f": {offline}" if offline else ""
-        console.print(f"[yellow]backend: offline[/] (deterministic, no LLM{detail}; pass --base-url or set "
-                      "OPENAI_BASE_URL to generate with a model)")
-    else:
-        console.print(f"backend: {settings.backend} (model {settings.model} at {settings.base_url or 'OpenAI'})")
 
 
 async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
@@ -302,6 +293,8 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
     if database is None and any(not t.simulated for t in toolset or []):
         raise InputError("the toolset has SQL tools: pass --db with the database they run on")
     check_backend(settings)
+    if settings.executor == "ray":
+        check_ray(settings.ray_address)
     with new_run_folder(out, "generate") as folder:  # until the toolset is written: on failure, no partial folder
         backend_notice(settings, console)
         for skipped in database.skipped if database else []:
@@ -352,8 +345,10 @@ def load_toolset(path: Path) -> list[Tool]:
                          f"{str(exc).splitlines()[0]}") from None
 
 
-async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, settings: Settings | None, console: Console) -> RunStats:
-    """Finish an interrupted run: continue dialogues from their last checkpoint, start missing ones."""
+async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, settings: Settings | None, console: Console,
+                 executor: dict[str, str] | None = None) -> RunStats:
+    """Finish an interrupted run: continue dialogues from their last checkpoint, start missing ones (on
+    the run's executor, unless `executor` says otherwise)."""
     folder = RunFolder(run_dir)
     if not folder.file(rf.CONFIG).exists():
         raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
@@ -364,7 +359,10 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
         if settings is None:
             recorded = {k: v for k, v in config.settings.items() if v is not None}
             settings = Settings(**recorded)
+        settings = settings.model_copy(update=executor or {})
         check_backend(settings)
+        if settings.executor == "ray":
+            check_ray(settings.ray_address)
         backend_notice(settings, console)
         if folder.file(rf.TOOLSET).exists():
             toolset = load_toolset(folder.file(rf.TOOLSET))

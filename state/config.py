@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     max_tools: int = Field(40, description="Largest toolset synthesized from a schema.")
     min_tools: int = Field(8, description="Fewer accepted proposals than this are completed with schema-derived tools.")
     llm_cache: str | None = Field(None, description="Path of a SQLite cache of LLM responses: replays cost no calls.")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="Where dialogues run: 'local' (this machine: an event loop, or --workers processes) "
+        "or 'ray' (Ray tasks, each writing its own shard of the run folder).")
+    ray_address: str | None = Field(None, description="Head of the Ray cluster (host:port) for the ray executor; "
+                                    "empty: a local Ray of the run's own.")
 
     @model_validator(mode="after")
     def _default_backend(self) -> "Settings":
