@@ -117,13 +117,14 @@ def test_a_killed_driver_loses_nothing_and_resume_finishes_the_run(ray_head, loc
          "--tasks-per-dialogue", "1", "--seed", "4", "--concurrency", "1", "--executor", "ray",
          "--ray-address", ray_head, "--out", str(out)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and len(_ids_so_far(out)) < 3 and driver.poll() is None:
+    deadline = time.time() + 600  # a loaded machine starts Ray's workers slowly
+    while time.time() < deadline and not _ids_so_far(out) and driver.poll() is None:
         time.sleep(0.05)
+    assert driver.poll() is None, f"the driver ended by itself (exit code {driver.returncode})"
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     before = set(_ids_so_far(out))
-    assert 3 <= len(before) < DIALOGUES, "the kill should land mid-run"
+    assert 1 <= len(before) < DIALOGUES, "the kill should land mid-run"
 
     os.environ.update(RAY_ENV)  # resume runs on the executor the run recorded: this head
     try:
