@@ -25,6 +25,7 @@ from rich.table import Table
 
 from backends.registry import backend_for
 from graphs.dialogue import build_dialogue_graph
+from runner import run_folder as rf
 from runner.batch import Batch
 from runner.run_folder import RunFolder
 from state.config import RunConfig, Settings
@@ -54,7 +55,7 @@ async def _run(settings: Settings, dialogues: int, concurrency: int, tasks: int,
                            settings=settings.public())
         console = Console(quiet=True)
         started = time.perf_counter()
-        await Batch(build_dialogue_graph, folder, config, settings, toolset.tools, console).run()
+        await Batch(build_dialogue_graph, folder, config, settings, {rf.TOOLSET: toolset.tools}, console).run()
         seconds = time.perf_counter() - started
         lines = folder.read_lines("dialogues.jsonl") + folder.read_lines("rejected.jsonl")
         calls = sum(r["metadata"].get("usage", {}).get("llm_calls", 0) for r in lines)

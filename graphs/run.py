@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--cache", action="store_true", help="cache LLM responses in the run folder (llm_cache.sqlite)")
     gen.add_argument("--checkpoints", choices=["all", "final"],
                      help="all (default): every step of every dialogue; final: only the last state of a finished one")
+    _executor_args(gen)
 
     res = sub.add_parser("resume", help="finish an interrupted run, or continue one dialogue from a checkpoint")
     res.add_argument("run_dir", type=Path)
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     res.add_argument("--checkpoint", help="checkpoint id to continue from (see `history`)")
     res.add_argument("--cache", action="store_true", help="use the run folder's LLM response cache")
     add_llm_args(res)
+    _executor_args(res)
 
     fork = sub.add_parser("fork", help="start a new dialogue from another dialogue's checkpoint")
     fork.add_argument("run_dir", type=Path)
@@ -107,8 +109,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _executor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=["local", "ray"], help="run dialogues on this machine (local, the default) "
+                   "or as Ray tasks (ray); resume keeps the run's unless given")
+    p.add_argument("--ray-address", help="Ray cluster head host:port (default: a local Ray of the run's own)")
+
+
+def _executor_of(args: argparse.Namespace) -> dict[str, str]:
+    return {k: v for k, v in {"executor": getattr(args, "executor", None),
+                              "ray_address": getattr(args, "ray_address", None)}.items() if v is not None}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings(**llm_settings(args))
+    return Settings(**llm_settings(args), **_executor_of(args))
 
 
 def _positive(name: str, value: int) -> None:
@@ -207,8 +220,10 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
                            tasks_per_dialogue=args.tasks_per_dialogue, seed=args.seed,
                            concurrency=args.concurrency, workers=args.workers, prelude=prelude,
                            pipeline=args.pipeline, settings=settings.public())
-        if args.workers > 1 and settings.backend_kind == "custom":
-            raise InputError(f"--workers needs the offline or openai backend, not {settings.backend!r}")
+        if (args.workers > 1 or settings.executor == "ray") and settings.backend_kind == "custom":
+            raise InputError(f"--workers and --executor ray need the offline or openai backend, not {settings.backend!r}")
+        if args.workers > 1 and settings.executor == "ray":
+            raise InputError("--workers is for the local executor; with --executor ray every CPU of the cluster runs tasks")
         stats = await generate(PIPELINES[args.pipeline], config, settings, out, console, toolset, databases,
                                args.dialogues_per_db)
         return _outcome(stats, out)
@@ -220,7 +235,7 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         if args.checkpoint:
             raise InputError("--checkpoint goes with --dialogue")
         stats = await resume(_pipeline_of(args.run_dir), args.run_dir,
-                             _settings(args) if llm_options_given(args) else None, console)
+                             _settings(args) if llm_options_given(args) else None, console, _executor_of(args))
         return _outcome(stats, args.run_dir)
     elif args.command in ("resume", "fork", "history", "show"):
         if args.command == "resume" and not args.checkpoint:

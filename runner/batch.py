@@ -14,9 +14,8 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-import httpx
 from langgraph.graph import StateGraph
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,67 +23,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from backends.registry import backend_for
 from environment.errors import InputError, RunError
 from environment.introspect import check_database_path, inspect_database
+from environment.sandbox import SANDBOXES
 from nodes.stored_values import keep_schema, keep_toolset
 from runner import run_folder as rf
-from runner.export import DialogueRecord, export_dialogue
-from runner.persistence import keep_only_last_checkpoint, open_persistence, release_free_pages, threads_with_history
-from runner.run_folder import RunFolder, new_run_folder
 from runner.databases import (PreparedDatabase, load_toolset, prepare_databases, report_file_of, toolset_files,
                                toolsets_of, write_toolset)
+from runner.export import DialogueRecord, export_dialogue
+from runner.persistence import keep_only_last_checkpoint, open_persistence, release_free_pages, threads_with_history
+from runner.preflight import backend_notice, check_backend, settle_backend
+from runner.ray_executor import check_ray, run_on_ray
+from runner.run_folder import RunFolder, new_run_folder
+from runner.shards import merge_shards, seed_threads, shard_folder
 from runner.stats import RunStats, database_table, per_database_stats, run_stats, stats_table
-from state.config import LLM_ROLES, DatabaseSource, RunConfig, Settings
+from state.config import DatabaseSource, RunConfig, Settings
 from state.dialogue import DialogueInput, DialogueState, Usage
 from state.tools import Tool, Toolset
-
-
-def check_backend(settings: Settings) -> None:
-    """Fail fast, before anything is written, on an unknown backend or an unreachable server.
-
-    With several endpoints for a role, one that does not answer is left to the run (it is rested
-    there and the others carry on); a role none of whose endpoints answers stops the run here.
-    """
-    try:
-        backend_for(settings.model_copy(update={"llm_cache": None}))  # the cache lives in a folder not made yet
-    except InputError:
-        raise
-    except Exception as exc:  # e.g. a base URL the HTTP client cannot parse
-        raise InputError(f"cannot set up the {settings.backend} backend: {str(exc).splitlines()[0]} "
-                         f"(check --base-url / OPENAI_BASE_URL)") from None
-    if settings.backend != "openai":
-        return
-    key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
-    answers: dict[str | None, str] = {}
-    for role in LLM_ROLES:
-        urls = settings.role_target(role)[1]
-        for url in urls:
-            if url not in answers:
-                answers[url] = _reachability(url, key)
-        refused = next((answers[u] for u in urls if answers[u].startswith("refused")), None)
-        if refused:
-            raise InputError(f"the model server at {refused.split(' ', 1)[1]} (check OPENAI_API_KEY)")
-        if all(answers[u] for u in urls):
-            raise InputError(f"cannot reach the model server at {', '.join(answers[u] for u in urls)} "
-                             f"(check --base-url / OPENAI_BASE_URL)")
-
-
-def _reachability(url: str | None, key: str) -> str:
-    """"" when the server answers; else why not ("refused ..." when it refused the key)."""
-    shown = url or "https://api.openai.com/v1"
-    try:
-        response = httpx.get(shown.rstrip("/") + "/models", timeout=5.0, headers={"Authorization": f"Bearer {key}"})
-    except Exception as exc:  # unreachable, or a URL the client cannot parse
-        return f"{shown}: {type(exc).__name__}"
-    if response.status_code in (401, 403):
-        return f"refused {shown} refused the API key (HTTP {response.status_code})"
-    return ""
-
-
-async def settle_backend(backend: Any, console: Console) -> None:
-    """Find each endpoint's structured-output mode before the work starts, and say which it is."""
-    settle = getattr(backend, "settle", None)
-    if settle is not None:
-        for line in await settle():
-            console.print(line)
 
 
 async def run_thread(graph: Any, start: Any, cfg: dict[str, Any], context: Any) -> None:
@@ -138,6 +91,17 @@ def capped(settings: Settings, config: RunConfig) -> Settings:
     return settings.model_copy(update={"max_in_flight": config.concurrency})
 
 
+def _shard_main(builder_factory: Callable[[], StateGraph], folder: str, config: RunConfig, settings: Settings,
+                toolsets: dict[str, list[Tool]], shard: str, indices: list[int]) -> None:
+    """A Ray task: runs its chunk of dialogues into its own shard; a retried task skips what it wrote."""
+    run = RunFolder(Path(folder))
+    own = shard_folder(run, shard)
+    seed_threads(run, own, [config.dialogue_id(i) for i in indices])
+    done = own.finished_ids()
+    batch = Batch(builder_factory, own, config, settings, toolsets, Console(quiet=True))
+    asyncio.run(batch.run_shard([i for i in indices if config.dialogue_id(i) not in done], lambda: None))
+
+
 class Batch:
     def __init__(self, builder_factory: Callable[[], StateGraph], folder: RunFolder, config: RunConfig,
                  settings: Settings, toolsets: dict[str, list[Tool]], console: Console) -> None:
@@ -152,7 +116,9 @@ class Batch:
         self.lock = asyncio.Lock()
 
     async def run(self) -> None:
-        """Run every dialogue not yet in the run folder, in this process or spread over worker processes."""
+        """Run every dialogue not yet in the run folder: in this process, spread over worker processes,
+        or as Ray tasks. Shards left by Ray tasks (of this run or of one cut off) are merged first and last."""
+        merge_shards(self.folder)
         done = self.folder.finished_ids()
         todo = [i for i in range(self.config.dialogues) if self.config.dialogue_id(i) not in done]
         if self.settings.checkpoints == "final" and done:
@@ -161,7 +127,12 @@ class Batch:
         with Progress(*columns, console=self.console, transient=False) as progress:
             bar = progress.add_task("dialogues", total=self.config.dialogues, completed=len(done))
             workers = min(self.config.workers, len(todo))
-            if workers > 1:
+            if self.settings.executor == "ray" and todo:
+                args = (self.builder_factory, str(self.folder.path), self.config, self.settings, self.toolsets)
+                await run_on_ray(_shard_main, args, todo, self.folder, self.settings.ray_address,
+                                 lambda: progress.advance(bar))
+                merge_shards(self.folder)
+            elif workers > 1:
                 await self._run_in_processes(todo, workers, lambda: progress.advance(bar))
             else:
                 await self.run_shard(todo, lambda: progress.advance(bar))
@@ -177,7 +148,6 @@ class Batch:
 
     async def run_shard(self, indices: list[int], on_done: Callable[[], None]) -> None:
         await settle_backend(backend_for(self.settings), Console(quiet=True))  # a worker process probes for itself
-        sem = asyncio.Semaphore(self.config.concurrency)
         async with open_persistence(self.folder.file(rf.CHECKPOINTS)) as (saver, store):
             graph = self.builder_factory().compile(checkpointer=saver, store=store)
             # Kept before any dialogue starts, so dialogues only read the store while they run.
@@ -187,13 +157,16 @@ class Batch:
                 if source.path and source.path not in self.schema_keys:
                     schema = await asyncio.to_thread(inspect_database, source.path)
                     self.schema_keys[source.path] = await keep_schema(store, schema)
+            pending = iter(indices)
 
-            async def one(i: int) -> None:
-                async with sem:
+            # A fixed set of lanes takes the next dialogue when one ends: nothing is held per dialogue
+            # waiting its turn, so memory does not grow with the number of dialogues.
+            async def lane() -> None:
+                for i in pending:
                     await self._dialogue(graph, i)
-                on_done()
+                    on_done()
 
-            await asyncio.gather(*(one(i) for i in indices))
+            await asyncio.gather(*(lane() for _ in range(min(self.config.concurrency, len(indices)))))
 
     async def _run_in_processes(self, todo: list[int], workers: int, on_done: Callable[[], None]) -> None:
         """One event loop per core: Python spends a core on roughly 150 model calls a second."""
@@ -256,6 +229,7 @@ class Batch:
                          failed_usage=failed_usage)
         if self.settings.checkpoints == "final" and error is None:
             await keep_only_last_checkpoint(graph, graph.checkpointer, dialogue_id)
+        SANDBOXES.release(dialogue_id)  # finished: its database copy is not needed again
 
     async def write(self, dialogue_id: str, values: dict[str, Any], latency: float, error: str | None,
                     tools: list[Tool], replace: bool = False, failed_usage: Usage | None = None) -> None:
@@ -288,9 +262,7 @@ class Batch:
         async with self.lock:
             if replace:
                 for name in (rf.DIALOGUES, rf.REJECTED):
-                    kept = [r for r in self.folder.read_lines(name) if r["id"] != dialogue_id]
-                    if self.folder.file(name).exists():
-                        self.folder.rewrite_lines(name, kept)
+                    self.folder.drop_lines(name, {dialogue_id})
             # the fsync runs off the event loop, so other dialogues keep their model calls going
             await asyncio.to_thread(self.folder.append_line, rf.TIMINGS, {"id": dialogue_id,
                                                                           "latency_s": round(latency, 4)})
@@ -305,31 +277,26 @@ def summarize(folder: RunFolder) -> RunStats:
         report_file = report_file_of(source.toolset)
         reports[source.path] = Toolset.model_validate(folder.read_json(report_file)) \
             if folder.file(report_file).exists() else Toolset(tools=load_toolset(folder.file(source.toolset)))
-    accepted, rejected = folder.read_lines(rf.DIALOGUES), folder.read_lines(rf.REJECTED)
-    latency = {r["id"]: r["latency_s"] for r in folder.read_lines(rf.TIMINGS)}  # the last one of a dialogue counts
-    for record in accepted + rejected:
-        record["metadata"].setdefault("latency_s", latency.get(record["id"], 0.0))
+    latency = {r["id"]: r["latency_s"] for r in folder.iter_lines(rf.TIMINGS)}  # the last one of a dialogue counts
+
+    def with_latency(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for record in records:
+            record["metadata"].setdefault("latency_s", latency.get(record["id"], 0.0))
+            yield record
+
     tools_proposed = sum(max(r.proposed, len(r.tools)) for r in reports.values())
-    stats = run_stats(accepted, rejected, tools_proposed=tools_proposed,
-                      tools_accepted=sum(len(r.tools) for r in reports.values()),
+    stats = run_stats(with_latency(folder.iter_lines(rf.DIALOGUES)), with_latency(folder.iter_lines(rf.REJECTED)),
+                      tools_proposed=tools_proposed, tools_accepted=sum(len(r.tools) for r in reports.values()),
                       backend=str(config.settings.get("backend", "")))
     if len(reports) > 1:
-        stats.per_database = per_database_stats(accepted, rejected, {p: len(r.tools) for p, r in reports.items()})
+        stats.per_database = per_database_stats(list(with_latency(folder.iter_lines(rf.DIALOGUES))),
+                                                list(with_latency(folder.iter_lines(rf.REJECTED))),
+                                                {p: len(r.tools) for p, r in reports.items()})
     for name in (rf.DIALOGUES, rf.REJECTED):
         if folder.file(name).exists():
             folder.sort_lines(name)
     folder.write_json(rf.STATS, stats.model_dump())
     return stats
-
-
-def backend_notice(settings: Settings, console: Console, offline: str = "") -> None:
-    """Say which backend runs; the offline one says it is no LLM (and, with `offline`, what it does instead)."""
-    if settings.backend == "offline":
-        detail = f": {offline}" if offline else ""
-        console.print(f"[yellow]backend: offline[/] (deterministic, no LLM{detail}; pass --base-url or set "
-                      "OPENAI_BASE_URL to generate with a model)")
-    else:
-        console.print(f"backend: {settings.backend} (model {settings.model} at {settings.base_url or 'OpenAI'})")
 
 
 async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
@@ -345,6 +312,8 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
         raise InputError("the toolset has SQL tools: pass --db with the database they run on")
     settings = capped(settings, config)
     check_backend(settings)
+    if settings.executor == "ray":
+        check_ray(settings.ray_address)
     with new_run_folder(out, "generate") as folder:  # until the toolsets are written: on failure, no partial folder
         backend_notice(settings, console)
         await settle_backend(backend_for(settings), console)
@@ -380,8 +349,10 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
         return _finish(folder, console)
 
 
-async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, settings: Settings | None, console: Console) -> RunStats:
-    """Finish an interrupted run: continue dialogues from their last checkpoint, start missing ones."""
+async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, settings: Settings | None, console: Console,
+                 executor: dict[str, str] | None = None) -> RunStats:
+    """Finish an interrupted run: continue dialogues from their last checkpoint, start missing ones (on
+    the run's executor, unless `executor` says otherwise)."""
     folder = RunFolder(run_dir)
     if not folder.file(rf.CONFIG).exists():
         raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
@@ -395,8 +366,10 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
             settings = Settings(**recorded)
         elif "checkpoints" in recorded:  # what a run keeps is the run's choice, whichever backend finishes it
             settings = settings.model_copy(update={"checkpoints": recorded["checkpoints"]})
-        settings = capped(settings, config)
+        settings = capped(settings.model_copy(update=executor or {}), config)
         check_backend(settings)
+        if settings.executor == "ray":
+            check_ray(settings.ray_address)
         backend_notice(settings, console)
         await settle_backend(backend_for(settings), console)
         for source in config.sources():

@@ -202,23 +202,56 @@ class RunFolder:
 
     def read_lines(self, name: str) -> list[dict[str, Any]]:
         """The complete lines of a JSONL file; a torn last line (from a kill mid-write) is cut off."""
+        return list(self.iter_lines(name))
+
+    def iter_lines(self, name: str) -> Iterator[dict[str, Any]]:
+        """The complete lines of a JSONL file one at a time, so a large dataset is never held whole."""
+        for n, raw in enumerate(self.iter_raw_lines(name), 1):
+            try:
+                yield json.loads(raw.decode("utf-8", errors="replace"))
+            except ValueError:
+                raise InputError(f"{self.file(name)} line {n} is not JSON; the run folder may be damaged") from None
+
+    def iter_raw_lines(self, name: str) -> Iterator[bytes]:
+        """The complete, non-blank lines of a JSONL file as bytes; a torn last line is cut off first."""
         path = self.file(name)
         if not path.exists():
-            return []
-        raw = path.read_bytes()
-        if raw and not raw.endswith(b"\n"):
-            raw = raw[: raw.rfind(b"\n") + 1]
-            with _writing(self.path, path), path.open("r+b") as fh:
-                fh.truncate(len(raw))
-        records = []
-        for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                raise InputError(f"{path} line {n} is not JSON; the run folder may be damaged") from None
-        return records
+            return
+        with _writing(self.path, path):
+            _cut_torn_tail(path)
+        with path.open("rb") as fh:
+            yield from (raw for raw in fh if raw.strip())
+
+    def append_raw_lines(self, name: str, lines: Iterator[bytes]) -> int:
+        """Append whole lines as they are, flushed to disk once at the end; how many were written."""
+        first = next(lines, None)
+        if first is None:
+            return 0  # no empty file where there is nothing to add
+        count = 1
+        target = self.file(name)
+        with _writing(self.path, target), target.open("ab") as out:
+            out.write(first)
+            for raw in lines:
+                out.write(raw)
+                count += 1
+            out.flush()
+            os.fsync(out.fileno())
+        return count
+
+    def drop_lines(self, name: str, ids: set[str]) -> None:
+        """Rewrite a JSONL file without the lines of the given ids, streaming; the others keep their bytes."""
+        target = self.file(name)
+        if not target.exists():
+            return
+        tmp = target.with_name(f".{target.name}.tmp")
+        with _writing(self.path, target):
+            with tmp.open("wb") as out:
+                for raw in self.iter_raw_lines(name):
+                    if json.loads(raw).get("id") not in ids:
+                        out.write(raw)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
 
     def rewrite_lines(self, name: str, records: list[dict[str, Any]]) -> None:
         """Replace a JSONL file whole (a temporary file renamed into place)."""
@@ -229,14 +262,34 @@ class RunFolder:
 
     def sort_lines(self, name: str) -> None:
         """Put a JSONL file's lines in id order, so the dataset's bytes do not depend on which dialogue
-        happened to finish first."""
-        records = self.read_lines(name)
-        ordered = sorted(records, key=lambda r: str(r.get("id", "")))
-        if ordered != records:
-            self.rewrite_lines(name, ordered)
+        happened to finish first. Only ids and offsets are held; the lines are copied one at a time."""
+        target = self.file(name)
+        if not target.exists():
+            return
+        with _writing(self.path, target):
+            _cut_torn_tail(target)
+        index: list[tuple[str, int, int]] = []
+        offset = 0
+        with target.open("rb") as fh:
+            for raw in fh:
+                if raw.strip():
+                    index.append((str(json.loads(raw).get("id", "")), offset, len(raw)))
+                offset += len(raw)
+        ordered = sorted(index, key=lambda entry: entry[0])
+        if ordered == index and sum(length for _, _, length in index) == offset:
+            return
+        tmp = target.with_name(f".{target.name}.tmp")
+        with _writing(self.path, target):
+            with target.open("rb") as source, tmp.open("wb") as out:
+                for _, start, length in ordered:
+                    source.seek(start)
+                    out.write(source.read(length))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
 
     def finished_ids(self) -> set[str]:
-        return {r["id"] for name in (DIALOGUES, REJECTED) for r in self.read_lines(name)}
+        return {r["id"] for name in (DIALOGUES, REJECTED) for r in self.iter_lines(name)}
 
 
 def _read_owner(fd: int) -> dict[str, Any]:
@@ -245,3 +298,24 @@ def _read_owner(fd: int) -> dict[str, Any]:
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Cut off a last line without its newline (a kill mid-write), reading only the file's tail."""
+    size = path.stat().st_size
+    if not size:
+        return
+    with path.open("r+b") as fh:
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            fh.seek(start)
+            found = fh.read(end - start).rfind(b"\n")
+            if found >= 0:
+                fh.truncate(start + found + 1)
+                return
+            end = start
+        fh.truncate(0)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
@@ -85,39 +86,92 @@ class RunStats(BaseModel):
     per_database: list[DatabaseStats] = Field(default_factory=list, description="When a run spans several databases.")
 
 
-def run_stats(accepted: list[dict[str, Any]], rejected: list[dict[str, Any]], tools_proposed: int,
+# Replies a model gave that were fed back, counted per run (see backends/llm/replies.py).
+FAULTS = ("parse_failures", "empty_replies", "unknown_tools", "bad_arguments")
+
+
+@dataclass
+class _Tally:
+    """Count, sum and maximum of a series, so a mean needs no list of every value."""
+
+    count: int = 0
+    total: float = 0.0
+    largest: float = 0
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        self.largest = max(self.largest, value)
+
+    def mean(self, digits: int) -> float:
+        return round(self.total / self.count, digits) if self.count else 0.0
+
+
+@dataclass
+class StatsTally:
+    """A run's statistics gathered one dataset line at a time: nothing per dialogue is kept."""
+
+    steps: _Tally = field(default_factory=_Tally)
+    turns: _Tally = field(default_factory=_Tally)
+    tasks: _Tally = field(default_factory=_Tally)
+    latency: _Tally = field(default_factory=_Tally)
+    samples: int = 0
+    rejected: int = 0
+    failed: int = 0
+    completed: int = 0
+    premature: int = 0
+    tokens: int = 0
+    faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULTS, 0))
+    structured_outputs: dict[str, str] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
+
+    def add(self, record: dict[str, Any], valid: bool) -> None:
+        meta = record["metadata"]
+        if valid:
+            self.samples += 1
+            for step in meta["stats"]["steps"]:
+                self.steps.add(step)
+            self.turns.add(meta["stats"]["turns"])
+            self.tasks.add(meta["stats"]["tasks"])
+        else:
+            self.rejected += 1
+            self.failed += bool(meta.get("error"))
+        self.latency.add(meta.get("latency_s", 0.0))
+        usage = meta.get("usage", {})
+        self.tokens += usage.get("completion_tokens", 0)
+        for name in FAULTS:
+            self.faults[name] += usage.get(name, 0)
+        self.structured_outputs.update(meta.get("structured_outputs") or {})
+        self.models.update(meta.get("models") or {})
+        self.completed += bool(meta.get("completed"))
+        self.premature += meta["stats"].get("premature_completions", 0) if "stats" in meta else 0
+
+    def stats(self, tools_proposed: int, tools_accepted: int, backend: str) -> RunStats:
+        total = self.samples + self.rejected
+        return RunStats(
+            **self.faults, structured_outputs=self.structured_outputs, models=self.models,
+            samples=self.samples, rejected=self.rejected, failed=self.failed,
+            steps_mean=self.steps.mean(2), steps_max=int(self.steps.largest),
+            turns_mean=self.turns.mean(2), turns_max=int(self.turns.largest),
+            tasks_mean=self.tasks.mean(2), tasks_max=int(self.tasks.largest),
+            valid_rate=round(self.samples / total, 4) if total else 0.0,
+            tools_proposed=tools_proposed, tools_accepted=tools_accepted,
+            dialogues_completed=self.completed, premature_completions=self.premature,
+            latency_per_sample_s=self.latency.mean(4),
+            tokens_per_second=round(self.tokens / self.latency.total, 2) if self.tokens and self.latency.total
+            else None,
+            backend=backend,
+        )
+
+
+def run_stats(accepted: Iterable[dict[str, Any]], rejected: Iterable[dict[str, Any]], tools_proposed: int,
               tools_accepted: int, backend: str) -> RunStats:
-    """Statistics of a run from its dataset lines (accepted and rejected)."""
-    steps = [s for r in accepted for s in r["metadata"]["stats"]["steps"]]
-    turns = [r["metadata"]["stats"]["turns"] for r in accepted]
-    tasks = [r["metadata"]["stats"]["tasks"] for r in accepted]
-    every = accepted + rejected
-    latency = [r["metadata"].get("latency_s", 0.0) for r in every]
-    tokens = sum(r["metadata"].get("usage", {}).get("completion_tokens", 0) for r in every)
-    total = len(every)
-    usages = [r["metadata"].get("usage", {}) for r in every]
-    faults = {name: sum(u.get(name, 0) for u in usages)
-              for name in ("parse_failures", "empty_replies", "unknown_tools", "bad_arguments")}
-    structured: dict[str, str] = {}
-    models: dict[str, str] = {}
-    for r in every:
-        structured.update(r["metadata"].get("structured_outputs") or {})
-        models.update(r["metadata"].get("models") or {})
-    return RunStats(**faults, structured_outputs=structured, models=models,
-        samples=len(accepted), rejected=len(rejected),
-        failed=sum(1 for r in rejected if r["metadata"].get("error")),
-        steps_mean=round(fmean(steps), 2) if steps else 0.0, steps_max=max(steps, default=0),
-        turns_mean=round(fmean(turns), 2) if turns else 0.0, turns_max=max(turns, default=0),
-        tasks_mean=round(fmean(tasks), 2) if tasks else 0.0, tasks_max=max(tasks, default=0),
-        valid_rate=round(len(accepted) / total, 4) if total else 0.0,
-        tools_proposed=tools_proposed, tools_accepted=tools_accepted,
-        dialogues_completed=sum(1 for r in every if r["metadata"].get("completed")),
-        premature_completions=sum(r["metadata"]["stats"].get("premature_completions", 0) for r in every
-                                  if "stats" in r["metadata"]),
-        latency_per_sample_s=round(fmean(latency), 4) if latency else 0.0,
-        tokens_per_second=round(tokens / sum(latency), 2) if tokens and sum(latency) else None,
-        backend=backend,
-    )
+    """Statistics of a run from its dataset lines (accepted and rejected), read one line at a time."""
+    tally = StatsTally()
+    for valid, records in ((True, accepted), (False, rejected)):
+        for record in records:
+            tally.add(record, valid)
+    return tally.stats(tools_proposed, tools_accepted, backend)
 
 
 def per_database_stats(accepted: list[dict[str, Any]], rejected: list[dict[str, Any]],

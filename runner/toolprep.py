@@ -12,7 +12,7 @@ from rich.table import Table
 from environment.seeds import read_seed_tools
 from runner import run_folder as rf
 from backends.registry import backend_for
-from runner.batch import check_backend, settle_backend
+from runner.preflight import check_backend, settle_backend
 from runner.persistence import open_checkpointer
 from runner.run_folder import new_run_folder
 from state.config import Settings

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     checkpoints: Literal["all", "final"] = Field(
         "all", description="'all' keeps every step of every dialogue; 'final' keeps only the last state of a "
         "finished dialogue once its line is written (an unfinished one keeps every step, so it still resumes).")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="Where dialogues run: 'local' (this machine: an event loop, or --workers processes) "
+        "or 'ray' (Ray tasks, each writing its own shard of the run folder).")
+    ray_address: str | None = Field(None, description="Head of the Ray cluster (host:port) for the ray executor; "
+                                    "empty: a local Ray of the run's own.")
 
     @field_validator("model_for", mode="before")
     @classmethod

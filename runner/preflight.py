@@ -1,0 +1,72 @@
+"""Before a run starts: the backend it will use is set up and reachable, and the user is told which it is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from backends.registry import backend_for
+from environment.errors import InputError
+from state.config import LLM_ROLES, Settings
+
+
+def check_backend(settings: Settings) -> None:
+    """Fail fast, before anything is written, on an unknown backend or an unreachable server.
+
+    With several endpoints for a role, one that does not answer is left to the run (it is rested
+    there and the others carry on); a role none of whose endpoints answers stops the run here.
+    """
+    try:
+        backend_for(settings.model_copy(update={"llm_cache": None}))  # the cache lives in a folder not made yet
+    except InputError:
+        raise
+    except Exception as exc:  # e.g. a base URL the HTTP client cannot parse
+        raise InputError(f"cannot set up the {settings.backend} backend: {str(exc).splitlines()[0]} "
+                         f"(check --base-url / OPENAI_BASE_URL)") from None
+    if settings.backend != "openai":
+        return
+    key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
+    answers: dict[str | None, str] = {}
+    for role in LLM_ROLES:
+        urls = settings.role_target(role)[1]
+        for url in urls:
+            if url not in answers:
+                answers[url] = _reachability(url, key)
+        refused = next((answers[u] for u in urls if answers[u].startswith("refused")), None)
+        if refused:
+            raise InputError(f"the model server at {refused.split(' ', 1)[1]} (check OPENAI_API_KEY)")
+        if all(answers[u] for u in urls):
+            raise InputError(f"cannot reach the model server at {', '.join(answers[u] for u in urls)} "
+                             f"(check --base-url / OPENAI_BASE_URL)")
+
+
+def _reachability(url: str | None, key: str) -> str:
+    """"" when the server answers; else why not ("refused ..." when it refused the key)."""
+    shown = url or "https://api.openai.com/v1"
+    try:
+        response = httpx.get(shown.rstrip("/") + "/models", timeout=5.0, headers={"Authorization": f"Bearer {key}"})
+    except Exception as exc:  # unreachable, or a URL the client cannot parse
+        return f"{shown}: {type(exc).__name__}"
+    if response.status_code in (401, 403):
+        return f"refused {shown} refused the API key (HTTP {response.status_code})"
+    return ""
+
+
+async def settle_backend(backend: Any, console: Console) -> None:
+    """Find each endpoint's structured-output mode before the work starts, and say which it is."""
+    settle = getattr(backend, "settle", None)
+    if settle is not None:
+        for line in await settle():
+            console.print(line)
+
+
+def backend_notice(settings: Settings, console: Console, offline: str = "") -> None:
+    """Say which backend runs; the offline one says it is no LLM (and, with `offline`, what it does instead)."""
+    if settings.backend == "offline":
+        detail = f": {offline}" if offline else ""
+        console.print(f"[yellow]backend: offline[/] (deterministic, no LLM{detail}; pass --base-url or set "
+                      "OPENAI_BASE_URL to generate with a model)")
+    else:
+        console.print(f"backend: {settings.backend} (model {settings.model} at {settings.base_url or 'OpenAI'})")
