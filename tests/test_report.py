@@ -14,6 +14,7 @@ import pytest
 from graphs.run import main
 from runner import run_folder as rf
 from runner.run_folder import RunFolder
+from runner.stats import STATS_ROWS
 from tests.planting import OTHER_DATABASE, REJECTED_REASONS
 
 CHARTS = {"turns", "steps", "tasks", "similarity", "stages", "difficulty", "tools", "rejections"}
@@ -78,7 +79,7 @@ def test_stats_and_report_show_the_same_figures(report, planted_run, second_run,
     printed = capsys.readouterr().out.splitlines()
     table = _tables(report)["stats-table"]
     assert table[0] == ["metric", planted_run.name, second_run.name]
-    assert len(table) == 13
+    assert len(table) == len(STATS_ROWS) + 1
     for label, *cells in table[1:]:
         line = next(line for line in printed if f" {label} " in line)
         assert [c.strip() for c in line.strip("│┃ ").split("│")] == [label, *cells]
