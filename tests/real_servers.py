@@ -4,8 +4,9 @@
 
 - JSON only under `response_format`: without it, a reply the inner responder gave as JSON comes back
   as prose (as a chat model writes when nothing constrains it); with it, the bare JSON object.
-- `accept`: the `response_format` types the server takes; any other is refused with HTTP 400, as
-  llama.cpp refuses `json_schema` (and takes `{"type": "json_object", "schema": ...}`).
+- `accept`: the `response_format` types the server takes; any other is refused with `refuse_status`:
+  400 by default, or 500 with a validation message as llama-cpp-python's server refuses `json_schema`
+  (it takes `{"type": "json_object", "schema": ...}`).
 - `reasoning`: "reasoning_content" or "reasoning" adds a thinking field to every reply; "think" puts a
   leading <think> block in the content instead. Each trace is unique, so a test can look for it.
 - `fault_rate`: that share of requests fails, in turn: HTTP 500, 429 with Retry-After, or a reply
@@ -58,9 +59,10 @@ def _prose(obj: Any) -> str:
 class ServerLike:
     def __init__(self, inner: Responder, *, accept: tuple[str, ...] = ("json_schema", "json_object"),
                  reasoning: str | None = None, fault_rate: float = 0.0, always_fail: bool = False,
-                 seed: int = 0) -> None:
+                 seed: int = 0, refuse_status: int = 400) -> None:
         self.inner = inner
         self.accept = accept
+        self.refuse_status = refuse_status
         self.reasoning = reasoning
         self.fault_rate = fault_rate
         self.always_fail = always_fail
@@ -82,7 +84,11 @@ class ServerLike:
         if fmt != "none" and fmt not in self.accept:
             with self._lock:
                 self.refused += 1
-            raise StubHTTPError(400, f"response_format type {fmt!r} is not supported")
+            if self.refuse_status >= 500:  # llama-cpp-python's server: its request validation error, as a 500
+                raise StubHTTPError(self.refuse_status, "1 validation error: {'type': 'literal_error', 'loc': "
+                                    f"('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or "
+                                    f"'json_object'\", 'input': {fmt!r}}}")
+            raise StubHTTPError(self.refuse_status, f"response_format type {fmt!r} is not supported")
         if fault:
             kind = ("500", "429", "cut")[serial % 3]
             with self._lock:

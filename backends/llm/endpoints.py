@@ -150,12 +150,19 @@ def _backoff(attempt: int, asked: float | None) -> float:
 
 
 class Refused(Exception):
-    """The server refused the request as malformed (HTTP 400 or 422): retrying it as it is will not help."""
+    """The server refused the request as malformed (HTTP 400 or 422, or a 5xx that names the request's
+    response_format): retrying it as it is will not help."""
 
     def __init__(self, endpoint: Endpoint, error: openai.APIStatusError) -> None:
         self.endpoint = endpoint
         self.error = error
         super().__init__(str(error))
+
+
+def _refused(exc: openai.APIStatusError) -> bool:
+    """A request the server will never take as it is. llama-cpp-python's server answers a response_format
+    it does not know (json_schema) with a validation error under HTTP 500, not 400."""
+    return exc.status_code in (400, 422) or (exc.status_code >= 500 and "response_format" in str(exc))
 
 
 async def call_with_retries(pool: EndpointPool, send: Callable[[Endpoint], Awaitable[T]], *, retries: int,
@@ -175,7 +182,7 @@ async def call_with_retries(pool: EndpointPool, send: Callable[[Endpoint], Await
                 raise
         except openai.APIStatusError as exc:
             status = exc.status_code
-            if status in (400, 422) and not isinstance(exc, ContextOverflowError):
+            if _refused(exc) and not isinstance(exc, ContextOverflowError):
                 raise Refused(endpoint, exc) from exc
             if status not in RETRY_STATUS or attempt == retries:
                 if status >= 500:

@@ -1,7 +1,7 @@
 """Structured outputs: how a JSON role asks a server for JSON, and the ladder `auto` walks down when a
-server refuses (HTTP 400/422): `json_schema` (OpenAI, vLLM, SGLang), then `json_object` with the
-schema (llama.cpp's form, which it turns into a grammar), then the prompt alone. The mode an endpoint
-accepts is found once and remembered for the run.
+server refuses (HTTP 400/422, or a 5xx naming the response_format): `json_schema` (OpenAI, vLLM,
+SGLang), then `json_object` with the schema (llama.cpp's form, which it turns into a grammar), then
+the prompt alone. The mode an endpoint accepts is found once and remembered for the run.
 """
 
 from __future__ import annotations
