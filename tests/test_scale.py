@@ -58,14 +58,14 @@ def test_dialogues_wait_their_turn_without_a_task_each(tmp_path):
         seen.append(i)
 
     class _Compiled:
-        def compile(self, checkpointer):
+        def compile(self, checkpointer, store=None):
             return None
 
     batch.builder_factory = _Compiled
     batch._dialogue = fake_dialogue
     asyncio.run(batch.run_shard(list(range(300)), lambda: None))
     assert sorted(seen) == list(range(300))
-    assert max(tasks_alive) <= 4 + 1  # the lanes and the main task
+    assert max(tasks_alive) <= 4 + 2  # the lanes, the main task and the checkpoint store's background task
 
 
 def _checkpoint_rows(path, thread_id: str, n: int) -> None:
