@@ -385,6 +385,17 @@ def test_chat_openai_is_configured_from_the_settings():
     assert model.use_responses_api is False
 
 
+def test_a_reply_limit_reaches_servers_that_read_max_tokens(tools):
+    """langchain sends only max_completion_tokens; llama.cpp's server reads max_tokens, and without it a
+    grammar-constrained reply can run until the model's context is full."""
+    responder = ScriptedResponder([{"content": "Hello."}], fallback=None)
+    with StubServer(responder) as server:
+        backend = OpenAIBackend(settings(base_url=server.base_url, max_tokens=64))
+        run(backend.assistant_turn(AssistantRequest(tools=tools, messages=conversation(), rng_key="k")), backend)
+    sent = server.requests[0]
+    assert sent["max_tokens"] == 64 and sent["max_completion_tokens"] == 64
+
+
 def test_assistant_turn_over_the_wire_decodes_tool_calls_and_sends_our_tools(tools):
     responder = ScriptedResponder([{"tool_calls": [{"name": "list_pets_for_owner", "arguments": {"owner_id": 2},
                                                     "id": "call_x"}]}], fallback=None)

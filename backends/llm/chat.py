@@ -45,6 +45,10 @@ class LeanChatOpenAI(ChatOpenAI):
             message.pop(REASONING, None)  # earlier reasoning is never sent back (langchain leaves it out today)
             if message.get("role") == "assistant" and message.get("content") is None:
                 message["content"] = ""  # llama.cpp's server refuses a null content beside tool calls
+        if "max_completion_tokens" in payload and self.openai_api_base and "api.openai.com" not in self.openai_api_base:
+            # langchain sends only the newer name; llama.cpp's and other servers read max_tokens, and a
+            # grammar-constrained reply without a limit can run until the context is full
+            payload.setdefault("max_tokens", payload["max_completion_tokens"])
         if self._use_responses_api(payload) or not isinstance(payload.get("response_format", {}), dict):
             return payload  # those client paths need the typed parameters
         plain = {key: payload.pop(key) for key in ("messages", "tools", "response_format") if key in payload}
