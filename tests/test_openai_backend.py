@@ -126,6 +126,12 @@ VERDICT = {"judgment": "valid", "reasoning": "The owner was found from a tool re
 
 # ---------------------------------------------------------------- JSON extraction
 
+def test_a_raw_newline_inside_a_string_still_parses():
+    """llama.cpp's JSON grammar lets a small model put a raw newline or tab inside a string."""
+    assert extract_json_object('{"user_message": "Hi,\nI need\tthe list", "is_task_complete": false}')[0] == {
+        "user_message": "Hi,\nI need\tthe list", "is_task_complete": False}
+
+
 @pytest.mark.parametrize("text", [
     '{"a": 1}',
     'Sure! Here it is:\n```json\n{"a": 1}\n```\nAnything else?',

@@ -48,7 +48,9 @@ def extract_json_object(text: str) -> tuple[dict[str, Any], str]:
     error on an inner object can also point at the broken outer one.
     """
     text = _THINK.sub("", text)
-    decoder = json.JSONDecoder()
+    # Not strict: a raw newline or tab inside a string is what a grammar-constrained small model writes
+    # (llama.cpp's JSON grammar allows it); the meaning is plain, so it is taken as it stands.
+    decoder = json.JSONDecoder(strict=False)
     skipped = ""
     for candidate in [*(m.group(1) for m in _FENCE.finditer(text)), text]:
         start = candidate.find("{")
