@@ -39,7 +39,7 @@ CLINIC = ROOT / "examples" / "clinic.sqlite"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Guards that keep a CPU run of a weak model bounded; every one is an ordinary setting.
 RUN_ENV = {
-    "FORGE_MAX_TOKENS": "384",             # a small model can ramble until its context is full
+    "FORGE_MAX_TOKENS": "1024",            # a small model can ramble until its context is full; a task needs room
     "FORGE_REQUEST_TIMEOUT": "900",        # one CPU server works through the queue one request at a time
     "FORGE_MAX_USER_TURNS_PER_TASK": "3",
     "FORGE_MAX_STEPS_PER_TURN": "2",
