@@ -25,7 +25,8 @@ def test_one_dialogue_on_a_real_small_model(tmp_path):
     assert report.dialogues == 1
     assert report.requests >= 3  # at least the task, the user and the assistant spoke through the server
     out = tmp_path / "real-model-run"
-    for line in (out / "dialogues.jsonl").read_text().splitlines():
+    accepted = out / "dialogues.jsonl"  # absent when the weak model's only dialogue was rejected
+    for line in accepted.read_text().splitlines() if accepted.exists() else []:
         render_strict(json.loads(line)["messages"])
     stats = json.loads((out / "stats.json").read_text())
     assert stats["backend"] == "openai" and stats["latency_per_sample_s"] > 0
