@@ -73,6 +73,18 @@ def _write_then_read(rows, states) -> str:
     raise AssertionError("no write followed by a read")
 
 
+def _first_write_then_read(out: Path, dialogues):
+    """(dialogue, states, checkpoint) of the first dialogue with a checkpoint right after a write that
+    a later read depends on; None when none has one."""
+    for dialogue in dialogues:
+        rows, states = asyncio.run(_history(out, dialogue))
+        try:
+            return dialogue, states, _write_then_read(rows, states)
+        except AssertionError:
+            continue
+    return None
+
+
 def test_history_lists_every_checkpoint_and_show_cuts_at_one(run, capsys):
     dialogue = next(iter(_lines(run)))
     rows, states = asyncio.run(_history(run, dialogue))
@@ -99,13 +111,9 @@ def test_history_lists_every_checkpoint_and_show_cuts_at_one(run, capsys):
 
 def test_fork_after_a_write_rebuilds_the_sandbox(run):
     records = _lines(run)
-    for dialogue in records:
-        rows, states = asyncio.run(_history(run, dialogue))
-        try:
-            checkpoint = _write_then_read(rows, states)
-            break
-        except AssertionError:
-            continue
+    found = _first_write_then_read(run, records)
+    assert found, "no dialogue wrote and then read"
+    dialogue, _, checkpoint = found
     assert main(["fork", str(run), "--dialogue", dialogue, "--checkpoint", checkpoint, "--seed", "123"]) == 0
     after = _lines(run)
     forks = [r for r in after.values() if r["metadata"].get("forked_from")]

@@ -17,7 +17,7 @@ from environment.sandbox import Sandbox
 from graphs.run import main
 from runner.batch import load_toolset
 from tests.conftest import CLINIC, sha256
-from tests.test_checkpoints import _history, _lines, _write_then_read
+from tests.test_checkpoints import _first_write_then_read, _history, _lines
 
 
 def _shop(path: Path) -> None:
@@ -120,15 +120,13 @@ def test_history_show_fork_and_resume_work_on_such_a_run(folder_run, databases, 
     out, _ = folder_run
     records = _lines(out)
     shop = [d for d, r in records.items() if r["metadata"]["source_database"].endswith("shop.sqlite")]
-    for dialogue in shop:
-        rows, states = asyncio.run(_history(out, dialogue))
-        try:
-            checkpoint = _write_then_read(rows, states)
-            break
-        except AssertionError:
-            continue
-    else:
-        dialogue, checkpoint = shop[0], rows[len(rows) // 2].checkpoint_id
+    found = _first_write_then_read(out, shop)
+    if found:
+        dialogue, _, checkpoint = found
+    else:  # no write here: any mid checkpoint of the first dialogue
+        dialogue = shop[0]
+        rows, _ = asyncio.run(_history(out, dialogue))
+        checkpoint = rows[len(rows) // 2].checkpoint_id
     assert main(["history", str(out), "--dialogue", dialogue]) == 0
     assert main(["show", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint]) == 0
     assert "database writes applied so far" in capsys.readouterr().out

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from graphs.run import main
 from tests.conftest import CLINIC, ROOT
-from tests.test_checkpoints import _history, _lines, _replays, _write_then_read
+from tests.test_checkpoints import _first_write_then_read, _history, _lines, _replays
 
 # checkpoints.sqlite per dialogue on this example (offline, 1 task) when every checkpoint carried the whole
 # state, toolset and schema included: measured with the generate command of the README.
@@ -42,15 +42,9 @@ def test_checkpoints_take_a_tenth_of_the_whole_state_and_a_mid_fork_still_replay
     assert all(count > 10 for count in _checkpoints_per_thread(out).values()), "every step is still kept"
 
     records = _lines(out)
-    for dialogue in records:
-        rows, states = asyncio.run(_history(out, dialogue))
-        try:
-            checkpoint = _write_then_read(rows, states)
-            break
-        except AssertionError:
-            continue
-    else:
-        raise AssertionError("no dialogue wrote and then read")
+    found = _first_write_then_read(out, records)
+    assert found, "no dialogue wrote and then read"
+    dialogue, states, checkpoint = found
     assert states[checkpoint].toolset == [] and states[checkpoint].toolset_key, "the toolset is referred to"
     assert main(["fork", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint, "--seed", "9"]) == 0
     fork = next(r for r in _lines(out).values() if r["metadata"].get("forked_from"))
