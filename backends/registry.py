@@ -53,6 +53,14 @@ def backend_for(settings: Settings) -> Backend:
     raise InputError(f"unknown backend {settings.backend!r} (choose one of: {known})")
 
 
+async def close_backends() -> None:
+    """Close the running loop's HTTP connections of every backend built so far (each stays usable)."""
+    for backend in [*_BUILT.values(), *_CUSTOM.values()]:
+        aclose = getattr(backend, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 def agent_backend_for(settings: Settings):
     """The user-agent (method B) backend, chosen by the same rule as `backend_for`."""
     from backends.agent_base import registered_agent_backend

@@ -19,12 +19,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from backends.registry import backend_for
 from graphs.dialogue import build_dialogue_graph
+from runner import event_loop
 from runner import run_folder as rf
 from runner.batch import Batch
 from runner.run_folder import RunFolder
@@ -65,19 +67,38 @@ async def _run(settings: Settings, dialogues: int, concurrency: int, tasks: int,
         return seconds, calls, len(lines)
 
 
-async def _raw_http(base_url: str, concurrency: int, per_worker: int) -> float:
-    """Calls per second of a bare HTTP client posting a typical request: the ceiling on this machine."""
-    import httpx
-
+async def _raw_http(base_url: str, concurrency: int, per_worker: int, client: str) -> float:
+    """Calls per second of a bare HTTP client (httpx, which the openai SDK uses by default, or aiohttp)
+    posting a typical request: the ceiling on this machine."""
     from environment.derive import derive_tools
 
     body = {"model": "stub", "messages": [{"role": "user", "content": "Could you look up owner 4?"}] * 6,
             "tools": [t.openai_tool() for t in derive_tools(inspect_database(CLINIC), 40)]}
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency + 4)) as client:
-        async def worker(n: int) -> None:
-            for _ in range(n):
-                (await client.post(f"{base_url}/chat/completions", json=body)).raise_for_status()
+    url = f"{base_url}/chat/completions"
+    if client == "httpx":
+        import httpx
 
+        session: Any = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency + 4))
+
+        async def post() -> None:
+            response = await session.post(url, json=body)
+            response.raise_for_status()
+            response.json()
+    else:
+        import aiohttp
+
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency + 4))
+
+        async def post() -> None:
+            async with session.post(url, json=body) as response:
+                response.raise_for_status()
+                await response.json()
+
+    async def worker(n: int) -> None:
+        for _ in range(n):
+            await post()
+
+    async with session:
         await worker(2)
         started = time.perf_counter()
         await asyncio.gather(*(worker(per_worker) for _ in range(concurrency)))
@@ -90,7 +111,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2, help="seconds the stub server takes per call")
     parser.add_argument("--levels", type=lambda text: [int(x) for x in text.split(",")], default=[1, 32, 128],
                         help="concurrency levels, comma-separated (default 1,32,128)")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes of the extra concurrency-32 row")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of the extra rows (one per level above 1)")
     args = parser.parse_args()
     os.environ.pop("OPENAI_BASE_URL", None)
     table = Table(title=f"Dialogue Forge throughput (stub latency {args.latency} s)")
@@ -98,7 +119,7 @@ def main() -> None:
                 "server busy", "per call − latency"):
         table.add_column(col, justify="right")
 
-    seconds, calls, n = asyncio.run(_run(Settings(backend="offline"), args.dialogues, 8, 2))
+    seconds, calls, n = event_loop.run(_run(Settings(backend="offline"), args.dialogues, 8, 2))
     table.add_row("offline", "8", "1", str(n), f"{seconds:.2f}", f"{n / seconds:.1f}", str(calls),
                   f"{calls / seconds:.0f}", "-", "-")
 
@@ -112,25 +133,25 @@ def main() -> None:
         base_url = f"http://127.0.0.1:{ports.get(timeout=300)}/v1"
         for concurrency in args.levels:
             per_worker = 20 if concurrency == 1 else 10
-            rate = asyncio.run(_raw_http(base_url, concurrency, per_worker))
-            extra = concurrency / rate - args.latency
-            per_call.setdefault("raw", extra)
-            busy["raw", concurrency] = rate / (concurrency / args.latency)
-            table.add_row("raw HTTP", str(concurrency), "-", "-", "-", "-", str(concurrency * per_worker),
-                          f"{rate:.1f}", f"{100 * busy['raw', concurrency]:.1f}%", f"{1000 * extra:.1f} ms")
+            for client in ("httpx", "aiohttp"):
+                rate = event_loop.run(_raw_http(base_url, concurrency, per_worker, client))
+                extra = concurrency / rate - args.latency
+                per_call.setdefault(client, extra)
+                busy[client, concurrency] = rate / (concurrency / args.latency)
+                table.add_row(f"bare {client}", str(concurrency), "-", "-", "-", "-", str(concurrency * per_worker),
+                              f"{rate:.1f}", f"{100 * busy[client, concurrency]:.1f}%", f"{1000 * extra:.1f} ms")
         settings = Settings(backend="openai", base_url=base_url, model="stub", http_retries=0)
-        asyncio.run(_run(settings, 2, 2, 1))  # warm-up: imports, connections, caches
+        event_loop.run(_run(settings, 2, 2, 1))  # warm-up: imports, connections, caches
         # worker processes pay a few seconds of start-up (imports), so they get a longer run to amortize it
         runs = [(c, 1, max(8, args.dialogues // 16) if c == 1 else max(args.dialogues, 2 * c)) for c in args.levels]
-        if args.workers > 1:
-            runs.append((32, args.workers, 4 * args.dialogues))
+        if args.workers > 1:  # one event loop per core
+            runs += [(c, args.workers, max(4 * args.dialogues, 4 * c)) for c in args.levels if c > 1]
         for concurrency, workers, dialogues in runs:
-            seconds, calls, n = asyncio.run(_run(settings, dialogues, concurrency, 1, workers))
+            seconds, calls, n = event_loop.run(_run(settings, dialogues, concurrency, 1, workers))
             rate = calls / seconds
             extra = concurrency / rate - args.latency
             per_call.setdefault("graph", extra)
-            if workers == 1:
-                busy["graph", concurrency] = rate / (concurrency / args.latency)
+            busy["graph" if workers == 1 else "workers", concurrency] = rate / (concurrency / args.latency)
             table.add_row("dialogues", str(concurrency), str(workers), str(n), f"{seconds:.2f}", f"{n / seconds:.2f}",
                           str(calls), f"{rate:.1f}", f"{100 * rate / (concurrency / args.latency):.1f}%",
                           f"{1000 * extra:.1f} ms")
@@ -140,13 +161,19 @@ def main() -> None:
     Console(width=150).print(table)
     for concurrency in args.levels:
         if concurrency > 1:
-            ratio = busy["graph", concurrency] / busy["raw", concurrency]
-            print(f"at concurrency {concurrency} the stub is kept {ratio:.2f} as busy as by a bare HTTP client")
+            for client in ("httpx", "aiohttp"):
+                ratio = busy["graph", concurrency] / busy[client, concurrency]
+                print(f"at concurrency {concurrency} the stub is kept {ratio:.2f} as busy as by a bare {client} client")
+            if ("workers", concurrency) in busy:
+                best = max(busy["httpx", concurrency], busy["aiohttp", concurrency])
+                print(f"  with {args.workers} worker processes: {busy['workers', concurrency] / best:.2f} "
+                      f"of the better bare client")
     if 1 not in args.levels:
         return
-    print(f"framework overhead per LLM call at concurrency 1: {1000 * per_call['graph']:.1f} ms over the latency, "
-          f"{1000 * (per_call['graph'] - per_call['raw']):.1f} ms over a bare HTTP client "
-          f"(whose own {1000 * per_call['raw']:.1f} ms are the stub server, loopback and wake-up costs)")
+    for client in ("httpx", "aiohttp"):
+        print(f"framework overhead per LLM call at concurrency 1: {1000 * per_call['graph']:.1f} ms over the latency, "
+              f"{1000 * (per_call['graph'] - per_call[client]):.1f} ms over a bare {client} client "
+              f"(whose own {1000 * per_call[client]:.1f} ms are the stub server, loopback and wake-up costs)")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ Bad input is reported as one line on stderr with exit code 2; nothing half-writt
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import signal
@@ -28,6 +27,8 @@ from graphs.dialogue import build_dialogue_graph
 from graphs.llm_options import add_llm_args, llm_options_given, llm_settings
 from graphs.task_oriented import build_task_oriented_graph
 from graphs.toolprep import build_toolprep_graph
+from backends.registry import close_backends
+from runner import event_loop
 from runner import run_folder as rf
 from runner.batch import generate, load_toolset, resume, summarize
 from runner.databases import database_paths
@@ -195,6 +196,13 @@ def _outcome(stats: RunStats, out: Path) -> int:
 
 
 async def _main(args: argparse.Namespace, console: Console) -> int:
+    try:
+        return await _command(args, console)
+    finally:
+        await close_backends()  # HTTP connections belong to this loop: closed before it ends
+
+
+async def _command(args: argparse.Namespace, console: Console) -> int:
     if args.command == "generate":
         for name in ("dialogues", "tasks-per-dialogue", "concurrency", "workers"):
             _positive(name, getattr(args, name.replace("-", "_")))
@@ -269,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return asyncio.run(_main(args, console))
+        return event_loop.run(_main(args, console))
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

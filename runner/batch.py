@@ -25,6 +25,7 @@ from environment.errors import InputError, RunError
 from environment.introspect import check_database_path, inspect_database
 from environment.sandbox import SANDBOXES
 from nodes.stored_values import keep_schema, keep_toolset
+from runner import event_loop
 from runner import run_folder as rf
 from runner.databases import (PreparedDatabase, load_toolset, prepare_databases, report_file_of, toolset_files,
                                toolsets_of, write_toolset)
@@ -74,7 +75,7 @@ def _worker_main(builder_factory: Callable[[], StateGraph], folder: str, config:
     _outlive_no_parent(parent)
     batch = Batch(builder_factory, RunFolder(Path(folder)), config, settings, toolsets, Console(quiet=True))
     try:
-        asyncio.run(batch.run_shard(indices, lambda: events.put(1)))
+        event_loop.run(batch.run_shard(indices, lambda: events.put(1)))
     except KeyboardInterrupt:  # the parent says what to do next; the checkpoints keep the work
         raise SystemExit(130) from None
     except rf.DiskFullError:
@@ -99,7 +100,7 @@ def _shard_main(builder_factory: Callable[[], StateGraph], folder: str, config: 
     seed_threads(run, own, [config.dialogue_id(i) for i in indices])
     done = own.finished_ids()
     batch = Batch(builder_factory, own, config, settings, toolsets, Console(quiet=True))
-    asyncio.run(batch.run_shard([i for i in indices if config.dialogue_id(i) not in done], lambda: None))
+    event_loop.run(batch.run_shard([i for i in indices if config.dialogue_id(i) not in done], lambda: None))
 
 
 class Batch:
@@ -147,7 +148,16 @@ class Batch:
                 await keep_only_last_checkpoint(graph, saver, thread_id)
 
     async def run_shard(self, indices: list[int], on_done: Callable[[], None]) -> None:
-        await settle_backend(backend_for(self.settings), Console(quiet=True))  # a worker process probes for itself
+        backend = backend_for(self.settings)
+        await settle_backend(backend, Console(quiet=True))  # a worker process probes for itself
+        try:
+            await self._run_shard(indices, on_done)
+        finally:
+            aclose = getattr(backend, "aclose", None)
+            if aclose is not None:  # this loop's HTTP connections end with it
+                await aclose()
+
+    async def _run_shard(self, indices: list[int], on_done: Callable[[], None]) -> None:
         async with open_persistence(self.folder.file(rf.CHECKPOINTS)) as (saver, store):
             graph = self.builder_factory().compile(checkpointer=saver, store=store)
             # Kept before any dialogue starts, so dialogues only read the store while they run.

@@ -78,13 +78,17 @@ class Router:
         its pooled connections belong to the loop that opened them: a backend reused under a second
         asyncio.run() fails with "Event loop is closed". So each loop gets its own client, built in a
         worker thread because loading TLS certificates reads files (a blocking call on the loop).
+
+        The client is the openai SDK's own aiohttp transport: with hundreds of requests in flight,
+        httpx's connection pool spends most of the CPU (benchmarks/throughput.py: a bare httpx client
+        keeps a local server 7% busy at 128 in flight, a bare aiohttp client 72%).
         """
         if self.given_model is not None:
             return self.given_model
         loop = asyncio.get_running_loop()
         models = self._per_loop.get(loop)
         if models is None:
-            client = await asyncio.to_thread(openai.DefaultAsyncHttpxClient)
+            client = await asyncio.to_thread(openai.DefaultAioHttpClient)
             models = self._per_loop.setdefault(loop, {"client": client})
         key = (endpoint.base_url, model)
         if key not in models:
