@@ -44,6 +44,7 @@ RUN_ENV = {
     "FORGE_MAX_USER_TURNS_PER_TASK": "3",
     "FORGE_MAX_STEPS_PER_TURN": "2",
     "FORGE_TEMPERATURE": "0.2",
+    "FORGE_LOG_LEVEL": "INFO",             # generate.stderr then shows each reply that did not parse
 }
 
 

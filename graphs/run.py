@@ -271,7 +271,11 @@ def _interrupt(*_: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("FORGE_LOG_LEVEL", "WARNING").upper()  # INFO shows e.g. each reply that did not parse
+    logging.basicConfig(level=level if level in logging.getLevelNamesMapping() else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpx2"):  # a line per request says nothing the run's own log does not
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     args = _parser().parse_args(argv)
     console = Console(stderr=False)
     if threading.current_thread() is threading.main_thread():

@@ -6,6 +6,7 @@ mode and get their parse errors fed back.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from typing import Any, Callable, TypeVar
 
@@ -22,6 +23,8 @@ from backends.llm.reply_models import schema_of
 from backends.llm.router import Router
 from state.config import Settings
 from state.dialogue import Usage
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -68,7 +71,7 @@ class LLMCaller:
         """Ask in the endpoint's structured mode, parse the reply's JSON with `parse`, and on failure feed
         the error back and ask again (in every mode: a schema-constrained reply can still break a role's
         own checks). `options` (e.g. a temperature) go with every request of this call."""
-        schema_dict = schema_of(schema) if isinstance(schema, type) else schema
+        schema_dict = schema_of(schema) if isinstance(schema, type) else structured.bounded(schema)
         history = list(messages)
         usage = Usage()
         error, text = "", ""
@@ -77,6 +80,7 @@ class LLMCaller:
             reply = await self._structured_reply(prompt, history, schema_dict, **options)
             usage = usage + usage_of(reply)
             text = with_reasoning_apart(reply, keep=False).text  # thinking is never parsed nor sent back
+            cut_off = (reply.response_metadata or {}).get("finish_reason") == "length"
             try:
                 obj, skipped = extract_json_object(text)
                 try:
@@ -87,7 +91,10 @@ class LLMCaller:
                         error += f" (an earlier '{{' in the reply did not parse: {skipped})"
             except ReplyError as exc:
                 error = str(exc)
+            if cut_off:
+                error += " (the reply was cut off at the length limit: write less)"
             usage = usage + Usage(parse_failures=1)
+            log.info("%s: the reply did not parse (%s): %.400r", prompt, error, text)  # FORGE_LOG_LEVEL=INFO
             history += [AIMessage(content=text), feedback_message(error)]
         raise BackendOutputError(prompt, error, attempts=attempts, usage=usage, last_reply=text)
 

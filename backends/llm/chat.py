@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import httpx
 import openai
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
+from pydantic import PrivateAttr
 
 from backends.llm.replies import REASONING
+from backends.llm.wire import Wire
 
 # Where OpenAI-compatible servers put a reasoning model's thinking: vLLM, SGLang, llama.cpp and
 # DeepSeek use reasoning_content; Ollama and OpenRouter use reasoning.
@@ -35,9 +38,12 @@ class LeanChatOpenAI(ChatOpenAI):
     A profile of a run against a local server (cProfile, CPU time, concurrency 1) put much of the rest
     of the per-call cost in the client's typed reply path: a pydantic ChatCompletion built from the
     reply only for langchain to dump it back to a dict, and a hop to a worker thread. Plain requests
-    are therefore posted through the client's own `post` (same pool, headers, timeout and error
-    types) and the reply's JSON goes straight to langchain's converter.
+    are therefore posted as JSON (over the run's aiohttp session, with the client's headers, timeout
+    and error types: `post_over`; otherwise through the client's own `post`) and the reply's JSON
+    goes straight to langchain's converter.
     """
+
+    _wire: Wire | None = PrivateAttr(default=None)
 
     def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
         payload = super()._get_request_payload(input_, stop=stop, **kwargs)
@@ -64,10 +70,23 @@ class LeanChatOpenAI(ChatOpenAI):
             return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
         body = {k: v for k, v in payload.items() if k not in ("extra_body", "extra_headers", "extra_query")}
         body.update(payload.get("extra_body") or {})
-        response = await self.root_async_client.post("/chat/completions", body=body, cast_to=httpx.Response,
-                                                     options={"headers": payload.get("extra_headers") or {}})
-        generation_info = {"headers": dict(response.headers)} if self.include_response_headers else None
-        return self._create_chat_result(response.json(), generation_info)
+        if self._wire is not None:
+            reply, headers = await self._wire.post(body, payload.get("extra_headers"))
+        else:
+            response = await self.root_async_client.post("/chat/completions", body=body, cast_to=httpx.Response,
+                                                         options={"headers": payload.get("extra_headers") or {}})
+            reply, headers = response.json(), dict(response.headers)
+        generation_info = {"headers": headers} if self.include_response_headers else None
+        return self._create_chat_result(reply, generation_info)
+
+    def post_over(self, session: aiohttp.ClientSession) -> LeanChatOpenAI:
+        """Post plain requests over this aiohttp session (backends/llm/wire.py says why); other auth
+        schemes and the typed paths keep the SDK's client."""
+        if Wire.usable(self.root_async_client):
+            timeout = self.request_timeout
+            self._wire = Wire(self.root_async_client, session,
+                              float(timeout) if isinstance(timeout, (int, float)) else 600.0)
+        return self
 
     def _create_chat_result(self, response: dict | openai.BaseModel, generation_info: dict | None = None) -> ChatResult:
         result = super()._create_chat_result(response, generation_info)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from backends.base import JudgeRequest, TaskRequest
+from backends.llm import structured
 from backends.llm.replies import ReplyError
 from state.dialogue import UserTurn, Verdict
 from state.tasks import Task
@@ -19,8 +20,9 @@ from state.toolprep import Question
 
 @cache
 def schema_of(model: type[BaseModel]) -> dict[str, Any]:
-    """A reply model's JSON Schema, built once per model class (the hot path reuses it)."""
-    return model.model_json_schema()
+    """A reply model's JSON Schema as sent to the server (with bounds on open strings and lists), built
+    once per model class (the hot path reuses it)."""
+    return structured.bounded(model.model_json_schema())
 
 
 class ToolProposal(BaseModel):

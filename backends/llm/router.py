@@ -12,6 +12,7 @@ import asyncio
 import weakref
 from typing import Any
 
+import aiohttp
 import openai
 from langchain_core.language_models import BaseChatModel
 
@@ -79,9 +80,10 @@ class Router:
         asyncio.run() fails with "Event loop is closed". So each loop gets its own client, built in a
         worker thread because loading TLS certificates reads files (a blocking call on the loop).
 
-        The client is the openai SDK's own aiohttp transport: with hundreds of requests in flight,
-        httpx's connection pool spends most of the CPU (benchmarks/throughput.py: a bare httpx client
-        keeps a local server 7% busy at 128 in flight, a bare aiohttp client 72%).
+        Requests go over aiohttp (plain ones over our session, see backends/llm/wire.py; the SDK's
+        typed paths over its own aiohttp transport): with hundreds of requests in flight, httpx's
+        connection pool spends most of the CPU (benchmarks/throughput.py: a bare httpx client keeps a
+        local server 7% busy at 128 in flight, a bare aiohttp client 72%).
         """
         if self.given_model is not None:
             return self.given_model
@@ -89,18 +91,22 @@ class Router:
         models = self._per_loop.get(loop)
         if models is None:
             client = await asyncio.to_thread(openai.DefaultAioHttpClient)
-            models = self._per_loop.setdefault(loop, {"client": client})
+            # no connection limit of its own: each endpoint's pool decides how many requests are in flight
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=True)
+            models = self._per_loop.setdefault(loop, {"client": client, "session": session})
         key = (endpoint.base_url, model)
         if key not in models:
             settings = self.settings
             key_text = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
-            models[key] = await asyncio.to_thread(
+            chat = await asyncio.to_thread(
                 chat_openai, model, endpoint.base_url, key_text, settings.temperature, settings.request_timeout,
                 models["client"], settings.max_tokens)
+            models[key] = chat.post_over(models["session"])
         return models[key]
 
     async def aclose(self) -> None:
         """Close the running loop's HTTP connections; call it before the loop ends. The router stays usable."""
         models = self._per_loop.pop(asyncio.get_running_loop(), None)
         if models is not None:
+            await models["session"].close()
             await models["client"].aclose()

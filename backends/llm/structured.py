@@ -48,3 +48,33 @@ def describe(endpoint_modes: dict[str, str | None], refusals: dict[str, list[str
         why = f" ({'; '.join(refused)})" if refused else ""
         lines.append(f"structured outputs: {mode or 'not probed'} at {url}{why}")
     return lines
+
+
+# Bounds a schema sent to the server carries on every string and list it leaves open. A server that
+# turns the schema into a grammar (llama.cpp, vLLM, SGLang) cannot let a string run on: a small model
+# otherwise writes a whole imagined conversation into one message until the token limit cuts the JSON
+# off (seen with SmolLM2-135M: 'Unterminated string'). Only what is sent is bounded; replies are read
+# by the role's own model, so a longer reply from a server that ignores the bounds is still taken.
+MAX_STRING = 800
+MAX_ITEMS = 12
+LONGER = {"sql": 2000, "description": 1200}  # by property name: room for a query or a tool's description
+MORE_ITEMS = {"tools": 64, "questions": 32}
+
+
+def bounded(schema: Any, name: str = "") -> Any:
+    """A copy of a JSON Schema with maxLength on open strings and maxItems on open arrays."""
+    if isinstance(schema, list):
+        return [bounded(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: (bounded(value) if key not in ("properties", "$defs", "definitions") else
+                 {k: bounded(v, k) for k, v in value.items()} if isinstance(value, dict) else value)
+           for key, value in schema.items()}
+    kinds = out.get("type")
+    kinds = set(kinds) if isinstance(kinds, list) else {kinds}
+    if "string" in kinds and not {"enum", "const", "maxLength", "format", "pattern"} & out.keys():
+        out["maxLength"] = LONGER.get(name, MAX_STRING)
+    if "array" in kinds and "maxItems" not in out:
+        out["maxItems"] = max(MORE_ITEMS.get(name, MAX_ITEMS), int(out.get("minItems", 0)))
+    return out
+
