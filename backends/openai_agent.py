@@ -78,12 +78,12 @@ class _Notes(BaseModel):
 class _Question(BaseModel):
     kind: str
     question: str = Field(min_length=1)
-    label: Any
+    label: str | int | float | bool  # a number or yes / no; typed, so grammar-based servers can take the schema
     derivation: list[str] | str = []
 
 
 class _Answer(BaseModel):
-    answer: Any
+    answer: str | int | float | bool | None
 
 
 class _Topic(BaseModel):

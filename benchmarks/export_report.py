@@ -28,7 +28,7 @@ from rich.table import Table  # noqa: E402
 
 from graphs.run import main  # noqa: E402
 from runner import run_folder as rf  # noqa: E402
-from runner.batch import summarize  # noqa: E402
+from runner.summary import summarize  # noqa: E402
 from runner.run_folder import RunFolder  # noqa: E402
 
 

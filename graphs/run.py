@@ -30,8 +30,9 @@ from graphs.toolprep import build_toolprep_graph
 from backends.registry import close_backends
 from runner import event_loop
 from runner import run_folder as rf
-from runner.batch import generate, load_toolset, resume, summarize
-from runner.databases import database_paths
+from runner.batch import generate, resume
+from runner.summary import summarize
+from runner.databases import database_paths, load_toolset
 from runner.checkpoints import DialogueCheckpoints, render_conversation
 from runner.run_folder import LLM_CACHE, RunFolder
 from runner.stats import RunStats, read_run_stats, stats_table

@@ -14,7 +14,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from langgraph.graph import StateGraph
 from rich.console import Console
@@ -27,15 +27,15 @@ from environment.sandbox import SANDBOXES
 from nodes.stored_values import keep_schema, keep_toolset
 from runner import event_loop
 from runner import run_folder as rf
-from runner.databases import (PreparedDatabase, load_toolset, prepare_databases, report_file_of, toolset_files,
-                               toolsets_of, write_toolset)
+from runner.databases import (PreparedDatabase, prepare_databases, toolset_files, toolsets_of, write_toolset)
 from runner.export import DialogueRecord, export_dialogue
 from runner.persistence import keep_only_last_checkpoint, open_persistence, release_free_pages, threads_with_history
 from runner.preflight import backend_notice, check_backend, settle_backend
 from runner.ray_executor import check_ray, run_on_ray
 from runner.run_folder import RunFolder, new_run_folder
 from runner.shards import merge_shards, seed_threads, shard_folder
-from runner.stats import RunStats, database_table, per_database_stats, run_stats, stats_table
+from runner.stats import RunStats, database_table, stats_table
+from runner.summary import summarize
 from state.config import DatabaseSource, RunConfig, Settings
 from state.dialogue import DialogueInput, DialogueState, Usage
 from state.tools import Tool, Toolset
@@ -277,36 +277,6 @@ class Batch:
             await asyncio.to_thread(self.folder.append_line, rf.TIMINGS, {"id": dialogue_id,
                                                                           "latency_s": round(latency, 4)})
             await asyncio.to_thread(self.folder.append_line, rf.DIALOGUES if ok else rf.REJECTED, line)
-
-
-def summarize(folder: RunFolder) -> RunStats:
-    """Compute stats.json from the run folder's lines."""
-    config = RunConfig.model_validate(folder.read_json(rf.CONFIG))
-    reports = {}
-    for source in config.sources():
-        report_file = report_file_of(source.toolset)
-        reports[source.path] = Toolset.model_validate(folder.read_json(report_file)) \
-            if folder.file(report_file).exists() else Toolset(tools=load_toolset(folder.file(source.toolset)))
-    latency = {r["id"]: r["latency_s"] for r in folder.iter_lines(rf.TIMINGS)}  # the last one of a dialogue counts
-
-    def with_latency(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for record in records:
-            record["metadata"].setdefault("latency_s", latency.get(record["id"], 0.0))
-            yield record
-
-    tools_proposed = sum(max(r.proposed, len(r.tools)) for r in reports.values())
-    stats = run_stats(with_latency(folder.iter_lines(rf.DIALOGUES)), with_latency(folder.iter_lines(rf.REJECTED)),
-                      tools_proposed=tools_proposed, tools_accepted=sum(len(r.tools) for r in reports.values()),
-                      backend=str(config.settings.get("backend", "")))
-    if len(reports) > 1:
-        stats.per_database = per_database_stats(list(with_latency(folder.iter_lines(rf.DIALOGUES))),
-                                                list(with_latency(folder.iter_lines(rf.REJECTED))),
-                                                {p: len(r.tools) for p, r in reports.items()})
-    for name in (rf.DIALOGUES, rf.REJECTED):
-        if folder.file(name).exists():
-            folder.sort_lines(name)
-    folder.write_json(rf.STATS, stats.model_dump())
-    return stats
 
 
 async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from runner import run_folder as rf
-from runner.batch import summarize
+from runner.summary import summarize
 from runner.run_folder import RunFolder
 
 REJECTED_REASONS = ["task 1: the assistant never read the pet record back", "only 1 of 2 tasks were completed",

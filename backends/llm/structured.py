@@ -55,9 +55,14 @@ def describe(endpoint_modes: dict[str, str | None], refusals: dict[str, list[str
 # otherwise writes a whole imagined conversation into one message until the token limit cuts the JSON
 # off (seen with SmolLM2-135M: 'Unterminated string'). Only what is sent is bounded; replies are read
 # by the role's own model, so a longer reply from a server that ignores the bounds is still taken.
+#
+# llama.cpp's grammar parser refuses a string repeated past about 1,000 characters ("number of rules
+# that are going to be repeated multiplied by the new repetition exceeds sane defaults") and
+# llama-cpp-python's server dies of it, so no bound goes above that.
+LLAMA_CPP_MAX_STRING = 1000
 MAX_STRING = 800
 MAX_ITEMS = 12
-LONGER = {"sql": 2000, "description": 1200}  # by property name: room for a query or a tool's description
+LONGER = {"sql": LLAMA_CPP_MAX_STRING, "description": LLAMA_CPP_MAX_STRING}  # by property name
 MORE_ITEMS = {"tools": 64, "questions": 32}
 
 
