@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -57,7 +58,12 @@ async def _run(settings: Settings, dialogues: int, concurrency: int, tasks: int,
                            settings=settings.public())
         console = Console(quiet=True)
         started = time.perf_counter()
-        await Batch(build_dialogue_graph, folder, config, settings, {rf.TOOLSET: toolset.tools}, console).run()
+        try:
+            await Batch(build_dialogue_graph, folder, config, settings, {rf.TOOLSET: toolset.tools}, console).run()
+        except Exception:
+            for log in sorted(Path(tmp).glob("worker-*.log")):  # the folder goes with the error: show why
+                print(f"--- {log.name}\n{log.read_text()}", file=sys.stderr)
+            raise
         seconds = time.perf_counter() - started
         lines = folder.read_lines("dialogues.jsonl") + folder.read_lines("rejected.jsonl")
         calls = sum(r["metadata"].get("usage", {}).get("llm_calls", 0) for r in lines)
