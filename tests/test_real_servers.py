@@ -197,15 +197,20 @@ def test_a_bad_model_for_is_one_line_and_exit_2(capsys):
     assert err.count("\n") == 1 and "model_for" in err
 
 
-def test_a_run_closes_its_http_connections(tmp_path):
+def test_a_run_closes_its_http_connections(tmp_path, monkeypatch):
     """A command leaves no HTTP session open behind it: a process that runs several (a notebook, the
     benchmarks) would otherwise keep their sockets, and aiohttp complains when it finds them."""
-    import gc
-
     import aiohttp
 
+    opened: list[aiohttp.ClientSession] = []
+    original = aiohttp.ClientSession.__init__
+
+    def recording(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "__init__", recording)
     with StubServer(ServerLike(ClinicModel(CLINIC))) as server:
         assert generate(server, tmp_path / "run", dialogues=2) == 0
     assert lines(tmp_path / "run" / "dialogues.jsonl")
-    sessions = [o for o in gc.get_objects() if type(o) is aiohttp.ClientSession]  # type(): no lazy module stirs
-    assert sessions and all(session.closed for session in sessions)
+    assert opened and all(session.closed for session in opened)
