@@ -38,12 +38,21 @@ from tests.clinic_model import ClinicModel
 from tests.stub_server import run_async_stub
 
 ROOT = Path(__file__).resolve().parent.parent
+SERVED: Any = None  # the stub server's count of answered requests (a shared value), once it runs
 CLINIC = ROOT / "examples" / "clinic.sqlite"
 
 
-def _serve(latency: float, ports: "multiprocessing.Queue[int]", stop: "multiprocessing.Event") -> None:
-    """The model server, in a process of its own so it does not compete with the framework for the GIL."""
-    run_async_stub(ClinicModel(CLINIC), latency=latency, on_ready=ports.put, should_stop=stop.is_set)
+def _serve(latency: float, ports: "multiprocessing.Queue[int]", stop: "multiprocessing.Event", served: Any) -> None:
+    """The model server, in a process of its own so it does not compete with the framework for the GIL.
+    `served` counts the chat completions it answered."""
+    model = ClinicModel(CLINIC)
+
+    def counted(request: dict[str, Any]) -> Any:
+        with served.get_lock():
+            served.value += 1
+        return model(request)
+
+    run_async_stub(counted, latency=latency, on_ready=ports.put, should_stop=stop.is_set)
 
 
 async def _run(settings: Settings, dialogues: int, concurrency: int, tasks: int,
@@ -57,6 +66,7 @@ async def _run(settings: Settings, dialogues: int, concurrency: int, tasks: int,
                            seed=1, concurrency=concurrency, workers=workers,
                            settings=settings.public())
         console = Console(quiet=True)
+        served_before = SERVED.value if SERVED is not None else 0
         started = time.perf_counter()
         try:
             await Batch(build_dialogue_graph, folder, config, settings, {rf.TOOLSET: toolset.tools}, console).run()
@@ -66,7 +76,8 @@ async def _run(settings: Settings, dialogues: int, concurrency: int, tasks: int,
             raise
         seconds = time.perf_counter() - started
         lines = folder.read_lines("dialogues.jsonl") + folder.read_lines("rejected.jsonl")
-        calls = sum(r["metadata"].get("usage", {}).get("llm_calls", 0) for r in lines)
+        # every request the server answered, the structured-output probe included: a call is a call
+        calls = SERVED.value - served_before if SERVED is not None else 0
         if settings.backend == "offline":
             calls = sum(sum(1 for m in r["messages"] if m["role"] in ("user", "assistant")) + 2 * tasks
                         for r in lines)  # one backend call per user/assistant message, plus task + judge
@@ -129,9 +140,10 @@ def main() -> None:
     table.add_row("offline", "8", "1", str(n), f"{seconds:.2f}", f"{n / seconds:.1f}", str(calls),
                   f"{calls / seconds:.0f}", "-", "-")
 
+    global SERVED
     ctx = multiprocessing.get_context("spawn")
-    ports, stop = ctx.Queue(), ctx.Event()
-    server = ctx.Process(target=_serve, args=(args.latency, ports, stop), daemon=True)
+    ports, stop, SERVED = ctx.Queue(), ctx.Event(), ctx.Value("q", 0)
+    server = ctx.Process(target=_serve, args=(args.latency, ports, stop, SERVED), daemon=True)
     server.start()
     per_call: dict[str, float] = {}
     busy: dict[tuple[str, int], float] = {}
@@ -152,8 +164,20 @@ def main() -> None:
         runs = [(c, 1, max(8, args.dialogues // 16) if c == 1 else max(args.dialogues, 2 * c)) for c in args.levels]
         if args.workers > 1:  # one event loop per core
             runs += [(c, args.workers, max(4 * args.dialogues, 4 * c)) for c in args.levels if c > 1]
+        if 1 in args.levels:
+            # a shorter run beside the concurrency-1 one: the difference is the cost of the extra calls alone,
+            # without what a run pays once (opening the checkpointer, compiling the graph, the probe)
+            runs.insert(0, (1, 1, max(2, runs[0][2] // 4)))
+        short: tuple[float, int] | None = None
         for concurrency, workers, dialogues in runs:
             seconds, calls, n = event_loop.run(_run(settings, dialogues, concurrency, 1, workers))
+            if concurrency == 1 and short is None:
+                short = (seconds, calls)
+                table.add_row("dialogues", "1", "1", str(n), f"{seconds:.2f}", f"{n / seconds:.2f}", str(calls),
+                              f"{calls / seconds:.1f}", "-", "(the shorter run)")
+                continue
+            if concurrency == 1 and short is not None:
+                per_call["marginal"] = (seconds - short[0]) / (calls - short[1]) - args.latency
             rate = calls / seconds
             extra = concurrency / rate - args.latency
             per_call.setdefault("graph", extra)
@@ -179,7 +203,9 @@ def main() -> None:
     for client in ("httpx", "aiohttp"):
         print(f"framework overhead per LLM call at concurrency 1: {1000 * per_call['graph']:.1f} ms over the latency, "
               f"{1000 * (per_call['graph'] - per_call[client]):.1f} ms over a bare {client} client "
-              f"(whose own {1000 * per_call[client]:.1f} ms are the stub server, loopback and wake-up costs)")
+              f"(whose own {1000 * per_call[client]:.1f} ms are the stub server, loopback and wake-up costs); "
+              f"per extra call (the two runs' difference): {1000 * per_call['marginal']:.1f} ms over the latency, "
+              f"{1000 * (per_call['marginal'] - per_call[client]):.1f} ms over the bare client")
 
 
 if __name__ == "__main__":
