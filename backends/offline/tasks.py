@@ -14,9 +14,11 @@ from typing import Any
 
 from backends.base import TaskRequest
 from backends.offline.phrasing import entity, plural, show, words
+from backends.offline.simulated_tasks import SimulatedTaskBuilder
+from backends.offline.task_assembly import TaskAssembly, as_question
 from environment.tool_checks import placeholder_columns
 from state.schema import DatabaseSchema, Table
-from state.tasks import PlannedCall, ResultRef, Rubric, RubricItem, Subtask, Task
+from state.tasks import PlannedCall, ResultRef, Task
 from state.tools import Tool
 
 
@@ -115,38 +117,12 @@ def _new_value(column: str, json_type: str, current: Any, seen: list[Any], rng: 
     return f"{show(current)} (revised)"
 
 
-class TaskBuilder:
-    def __init__(self, request: TaskRequest, rng: random.Random) -> None:
-        self.request = request
-        self.rng = rng
-        self.index = ToolIndex(request.tools, request.database)
-        self.subtasks: list[Subtask] = []
-        self.items: list[RubricItem] = []
-        self.pattern: list[str] = []
-        self.checkpoints: list[str] = []
-        self.has_write = False
+class TaskBuilder(TaskAssembly):
+    """Tasks grounded in the rows of a real database."""
 
-    # -- bookkeeping -------------------------------------------------------------------------
-    def _add(self, description: str, ask: str, steps: list[list[PlannedCall]], critical: list[int]) -> int:
-        n = len(self.subtasks)
-        writes = {t.name for t in self.request.tools if t.mode == "write"}
-        changes = any(call.tool in writes for step in steps for call in step)
-        self.subtasks.append(Subtask(description=description, ask=ask, steps=steps, changes_data=changes))
-        for k, step in enumerate(steps):
-            for call in step:
-                literal = {a: v for a, v in call.arguments.items() if not isinstance(v, ResultRef)}
-                shown = ", ".join(
-                    f"{a}=<{v.field} from {self.subtasks[v.subtask].steps[v.step][0].tool}>"
-                    if isinstance(v, ResultRef) else f"{a}={v!r}"
-                    for a, v in call.arguments.items()
-                )
-                self.pattern.append(f"{call.tool}({shown})")
-                category = "Critical" if k in critical else "Structural"
-                self.items.append(RubricItem(
-                    text=f"Subtask {n + 1}: {call.tool} is called" + (f" with {literal}" if literal else "")
-                    + " and succeeds", category=category, subtask=n, tool=call.tool, arguments=literal))
-        self.checkpoints.append(f"After subtask {n + 1}: {description}")
-        return n
+    def __init__(self, request: TaskRequest, rng: random.Random) -> None:
+        super().__init__(request, rng)
+        self.index = ToolIndex(request.tools, request.database)
 
     # -- subtask kinds -------------------------------------------------------------------------
     def find(self, focus: Focus) -> int:
@@ -422,139 +398,9 @@ class TaskBuilder:
                         rows.setdefault(table.name, []).append({k: row[k] for k in columns})
         return rows
 
-    def _task(self, relation: str) -> Task:
-        parts = [s.description[0].lower() + s.description[1:].rstrip(".") for s in self.subtasks]
-        role = self.rng.choice(["A front-desk employee", "An office manager", "A staff member", "A team lead"])
-        goal = f"{role} wants to {parts[0]}"
-        if len(parts) > 1:
-            goal += "; then " + "; ".join(parts[1:])
-        goal += ". They do not know any record ids and rely on the assistant to look them up."
-        if relation == "extends":
-            goal = "Following up on what they just learned, " + goal[0].lower() + goal[1:]
-        criteria = [f"The user learns the outcome of: {s.description}" for s in self.subtasks]
-        if self.has_write:
-            criteria.append("Every requested change is actually executed and confirmed by reading the record back.")
-        self.items.append(RubricItem(text="Replies are short and friendly.", category="NonCritical"))
-        difficulty = self.request.difficulty
-        return Task(
-            goal=goal, difficulty=difficulty, subtasks=self.subtasks, relation=relation,  # type: ignore[arg-type]
-            rubric=Rubric(success_criteria=criteria, expected_tool_pattern=self.pattern,
-                          checkpoints=self.checkpoints, items=self.items),
-        )
-
 
 def generate_task(request: TaskRequest) -> Task:
     rng = random.Random(request.rng_key)
     builder = TaskBuilder if request.database is not None else SimulatedTaskBuilder
     task = builder(request, rng).build()
     return as_question(task) if request.style == "question" else task
-
-
-class SimulatedTaskBuilder(TaskBuilder):
-    """Tasks over simulated tools: chains through entity ids, since there are no rows to ground in."""
-
-    def __init__(self, request: TaskRequest, rng: random.Random) -> None:
-        self.request, self.rng = request, rng
-        self.subtasks, self.items, self.pattern, self.checkpoints = [], [], [], []
-        self.has_write = False
-
-    def _tool(self, entity: str, kind: str) -> Tool | None:
-        return next((t for t in self.request.tools if t.table == entity and t.kind == kind), None)
-
-    def _id_ref(self, entity: str, subtask: int, step: int = 0) -> dict[str, Any]:
-        return {f"{entity}_id": ResultRef(subtask=subtask, step=step, field=f"{entity}_id")}
-
-    def _value(self, name: str, prop: dict[str, Any]) -> Any:
-        if prop.get("enum"):
-            return self.rng.choice(prop["enum"])
-        t = prop.get("type", "string")
-        if t == "integer":
-            return self.rng.randint(1, 9)
-        if t == "number":
-            return round(self.rng.uniform(5, 200), 2)
-        if t == "boolean":
-            return True
-        if "status" in name:
-            return self.rng.choice(["active", "on hold", "closed"])
-        return f"{self.rng.choice(['new', 'updated', 'corrected'])} {name.replace('_', ' ')}"
-
-    def find(self, entity: str) -> int | None:
-        search, get = self._tool(entity, "search"), self._tool(entity, "lookup")
-        if search is None or get is None or f"{entity}_id" not in get.properties:
-            return None
-        query_param = next(iter(search.required or search.properties), None)
-        if query_param is None:
-            return None
-        word = self.rng.choice(["popular", "recent", "blue", "large", "classic", "new"])
-        words = entity.replace("_", " ")
-        steps = [[PlannedCall(tool=search.name, arguments={query_param: word})],
-                 [PlannedCall(tool=get.name, arguments=self._id_ref(entity, len(self.subtasks)))]]
-        return self._add(f"Find a {words} matching “{word}” and review its full record.",
-                         self.rng.choice([f"could you search for {words}s matching “{word}” and show me the first one "
-                                          f"in full?", f"I'm looking for a {words} that matches “{word}”. Can you find "
-                                          f"one and give me its details?"]), steps, critical=[1])
-
-    def update_found(self, entity: str, found: int) -> int | None:
-        update, get = self._tool(entity, "update"), self._tool(entity, "lookup")
-        editable = [p for p in (update.properties if update else {}) if p != f"{entity}_id"]
-        if update is None or get is None or not editable:
-            return None
-        field = self.rng.choice(editable)
-        value = self._value(field, update.properties[field])
-        self.has_write = True
-        args = {**self._id_ref(entity, found), field: value}
-        steps = [[PlannedCall(tool=update.name, arguments=args)],
-                 [PlannedCall(tool=get.name, arguments=self._id_ref(entity, found))]]
-        return self._add(f"Change its {field.replace('_', ' ')} to {show(value)} and confirm the record shows it.",
-                         self.rng.choice([f"please change its {field.replace('_', ' ')} to {show(value)} and show me "
-                                          f"the updated record.", f"could you set the {field.replace('_', ' ')} to "
-                                          f"{show(value)}? Then show me the record."]), steps, critical=[0, 1])
-
-    def related(self, entity: str, found: int) -> int | None:
-        for tool in self.request.tools:
-            if tool.kind == "join" and tool.table != entity and f"{entity}_id" in tool.properties:
-                child_get = self._tool(tool.table, "lookup")
-                steps = [[PlannedCall(tool=tool.name, arguments=self._id_ref(entity, found))]]
-                if child_get is not None and f"{tool.table}_id" in child_get.properties:
-                    steps.append([PlannedCall(tool=child_get.name, arguments=self._id_ref(tool.table,
-                                                                                           len(self.subtasks)))])
-                kids = tool.table.replace("_", " ")
-                return self._add(f"See the {kids}s linked to it and look at the first one.",
-                                 self.rng.choice([f"which {kids}s are linked to it? Show me the first one in full.",
-                                                  f"can you list its {kids}s and give me details on the first?"]),
-                                 steps, critical=[0])
-        return None
-
-    def build(self) -> Task:
-        from environment.seeds import tool_entity
-
-        entities = []
-        for tool in self.request.tools:
-            entity = tool.table or tool_entity(tool.name)
-            if entity not in entities:
-                entities.append(entity)
-        self.rng.shuffle(entities)
-        target = {"easy": 2, "medium": 3, "hard": 3}[self.request.difficulty]
-        for entity in entities:
-            found = self.find(entity)
-            if found is None:
-                continue
-            extras = [self.update_found, self.related]
-            if self.request.difficulty == "easy":
-                extras = [self.related, self.update_found]
-            for make in extras:
-                if len(self.subtasks) < target:
-                    make(entity, found)
-            if len(self.subtasks) >= 2:
-                break
-            self.subtasks, self.items, self.pattern, self.checkpoints = [], [], [], []
-        if len(self.subtasks) < 2:
-            raise ValueError("the toolset offers no entity with search, lookup and a second operation to build a task")
-        return self._task("first" if not self.request.previous_tasks else self.request.relation)
-
-
-def as_question(task: Task) -> Task:
-    """The same task, asked directly in one message (the task-oriented baseline)."""
-    asks = [s.ask for s in task.subtasks if s.ask]
-    question = asks[0][0].upper() + asks[0][1:] + "".join(f" Also, {a}" for a in asks[1:])
-    return task.model_copy(update={"goal": question, "style": "question"})
