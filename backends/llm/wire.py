@@ -50,14 +50,17 @@ class Wire:
         except aiohttp.ClientError as exc:
             raise openai.APIConnectionError(message=f"Connection error: {exc}", request=self._request()) from exc
         if status >= 400:
-            reply = httpx2.Response(status, headers=reply_headers, content=raw, request=self._request())
-            raise self.client._make_status_error_from_response(reply)
+            raise self.client._make_status_error_from_response(self._response(status, reply_headers, raw))
         try:
             return json.loads(raw), reply_headers
         except ValueError as exc:
             raise openai.APIResponseValidationError(
-                response=httpx2.Response(status, headers=reply_headers, content=raw, request=self._request()),
-                body=raw.decode(errors="replace"), message=f"the server's reply is not JSON: {exc}") from None
+                response=self._response(status, reply_headers, raw), body=raw.decode(errors="replace"),
+                message=f"the server's reply is not JSON: {exc}") from None
 
     def _request(self) -> httpx2.Request:
         return httpx2.Request("POST", self.url)
+
+    def _response(self, status: int, headers: dict[str, str], raw: bytes) -> httpx2.Response:
+        """The reply as the SDK's errors carry it (only built when something went wrong)."""
+        return httpx2.Response(status, headers=headers, content=raw, request=self._request())
