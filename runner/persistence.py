@@ -3,6 +3,8 @@ each toolset and schema once, both in the run folder's checkpoints.sqlite."""
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -25,6 +27,19 @@ async def _tune(conn: aiosqlite.Connection) -> None:
     await conn.execute("PRAGMA synchronous=NORMAL")
 
 
+@asynccontextmanager
+async def _one_setup_at_a_time(path: Path) -> AsyncIterator[None]:
+    """Creating and migrating the tables, one process at a time: worker processes open a new run's file
+    at the same moment, and the store's migrations (ALTER TABLE, then a row per version) fail when a
+    second process repeats them ('duplicate column name', 'UNIQUE constraint failed')."""
+    with (path.parent / f".{path.name}.setup.lock").open("a") as lock:
+        await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)  # the loop keeps going meanwhile
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
 def _check_file(path: Path) -> None:
     if path.exists() and path.stat().st_size and path.read_bytes()[:16] != b"SQLite format 3\x00":
         raise InputError(f"{path} is not a SQLite checkpoint file (it may be damaged)")
@@ -36,7 +51,8 @@ async def open_checkpointer(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
     async with aiosqlite.connect(str(path)) as conn:
         await _tune(conn)
         saver = AsyncSqliteSaver(conn, serde=strict_serializer())
-        await saver.setup()
+        async with _one_setup_at_a_time(path):
+            await saver.setup()
         yield saver
 
 
@@ -47,7 +63,8 @@ async def open_store(path: Path) -> AsyncIterator[AsyncSqliteStore]:
     async with aiosqlite.connect(str(path), isolation_level=None) as conn:
         await _tune(conn)
         store = AsyncSqliteStore(conn)
-        await store.setup()
+        async with _one_setup_at_a_time(path):
+            await store.setup()
         yield store
 
 
