@@ -9,112 +9,15 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 from typing import Any
 
 from backends.base import TaskRequest
+from backends.offline.focus import Focus, ToolIndex, focus_candidates, is_changed, new_value, pk_ref
 from backends.offline.phrasing import entity, plural, show, words
 from backends.offline.simulated_tasks import SimulatedTaskBuilder
 from backends.offline.task_assembly import TaskAssembly, as_question
 from environment.tool_checks import placeholder_columns
-from state.schema import DatabaseSchema, Table
 from state.tasks import PlannedCall, ResultRef, Task
-from state.tools import Tool
-
-
-@dataclass
-class Focus:
-    table: Table
-    row: dict[str, Any]
-    search: Tool
-    column: str
-    value: str
-
-
-class ToolIndex:
-    def __init__(self, tools: list[Tool], database: DatabaseSchema) -> None:
-        self.tools = tools
-        self.database = database
-
-    def of(self, kind: str, table: str) -> list[Tool]:
-        return [t for t in self.tools if t.kind == kind and t.table == table]
-
-    def lookup(self, table: str) -> Tool | None:
-        pk = [c.name for c in self.database.table(table).primary_key]
-        for tool in self.of("lookup", table) + self.of("join", table):
-            cols = placeholder_columns(tool.sql)
-            if pk and sorted(c for c, _ in cols.values()) == sorted(pk) and len(tool.properties) == len(pk):
-                return tool
-        return None
-
-    def children_lister(self, parent: str) -> list[tuple[Tool, str]]:
-        """(tool, fk column) pairs listing a child table's rows for one parent row."""
-        found = []
-        parent_cols = {c.name for c in self.database.table(parent).columns}
-        for child in self.database.tables:
-            for fk in child.foreign_keys:
-                if fk.ref_table != parent or fk.ref_column not in parent_cols:
-                    continue
-                for tool in self.of("join", child.name):
-                    cols = placeholder_columns(tool.sql)
-                    if len(tool.properties) == 1 and [c for c, _ in cols.values()] == [fk.column]:
-                        found.append((tool, fk.column))
-        return found
-
-
-def _pk_ref(table: Table, subtask: int, step: int, lookup: Tool) -> dict[str, Any]:
-    cols = placeholder_columns(lookup.sql)
-    return {param: ResultRef(subtask=subtask, step=step, field=col) for param, (col, _) in cols.items()}
-
-
-def _short(value: Any) -> str:
-    text = show(value)
-    parts = text.split()
-    return " ".join(parts[:3]) if len(parts) > 3 else text
-
-
-def _focus_candidates(index: ToolIndex, rows_by_table: dict[str, list[dict[str, Any]]]) -> list[Focus]:
-    found = []
-    for table in index.database.tables:
-        if index.lookup(table.name) is None:
-            continue
-        for tool in index.of("search", table.name):
-            (column, _), = placeholder_columns(tool.sql).values() or [(None, None)]
-            for row in rows_by_table.get(table.name, []):
-                value = row.get(column)
-                if isinstance(value, str) and value.strip() and not value.startswith("<BLOB"):
-                    found.append(Focus(table, row, tool, column, _short(value)))
-    return found
-
-
-def _is_changed(focus: Focus, changed: dict[str, list[dict[str, Any]]]) -> bool:
-    """Whether an earlier write touched the focal row, so its values may no longer be what the view shows."""
-    return any(key and all(show(focus.row.get(col)) == show(value) for col, value in key.items())
-               for key in changed.get(focus.table.name, []))
-
-
-def _new_value(column: str, json_type: str, current: Any, seen: list[Any], rng: random.Random) -> Any:
-    others = [v for v in seen if v is not None and v != current]
-    lowered = column.lower()
-    if json_type == "boolean" or lowered.startswith(("is_", "has_")):
-        return 0 if current else 1
-    if json_type == "integer":
-        return int(current or 0) + rng.randint(1, 5)
-    if json_type == "number":
-        return round(float(current or 0) * rng.choice([1.1, 1.25, 0.9]) + 1, 2)
-    if "phone" in lowered:
-        return f"555-01{rng.randint(10, 99)}"
-    if "email" in lowered:
-        return f"contact{rng.randint(10, 99)}@example.org"
-    if any(k in lowered for k in ("date", "_on", "_at", "time")):
-        return others[0] if others else "2026-01-15"
-    if "status" in lowered or "type" in lowered:
-        return others[0] if others else "updated"
-    if "note" in lowered or "comment" in lowered:
-        return rng.choice(["Owner asked for a follow-up call.", "Reviewed at the front desk.", "Needs a reminder."])
-    if others:
-        return others[0]
-    return f"{show(current)} (revised)"
 
 
 class TaskBuilder(TaskAssembly):
@@ -131,7 +34,7 @@ class TaskBuilder(TaskAssembly):
         name, col = entity(focus.table.name), words(focus.column)
         (param,) = focus.search.properties
         steps = [[PlannedCall(tool=focus.search.name, arguments={param: focus.value})],
-                 [PlannedCall(tool=lookup.name, arguments=_pk_ref(focus.table, len(self.subtasks), 0, lookup))]]
+                 [PlannedCall(tool=lookup.name, arguments=pk_ref(focus.table, len(self.subtasks), 0, lookup))]]
         return self._add(
             f"Find the {name} whose {col} contains “{focus.value}” and review its full record.",
             self.rng.choice([
@@ -152,7 +55,7 @@ class TaskBuilder(TaskAssembly):
         (param,) = tool.properties
         steps = [[PlannedCall(tool=tool.name, arguments={param: ResultRef(subtask=found, step=0, field=parent_key)})]]
         if lookup is not None:
-            steps.append([PlannedCall(tool=lookup.name, arguments=_pk_ref(child, len(self.subtasks), 0, lookup))])
+            steps.append([PlannedCall(tool=lookup.name, arguments=pk_ref(child, len(self.subtasks), 0, lookup))])
         kids, name = plural(child.name), entity(focus.table.name)
         return self._add(
             f"Find out which {kids} belong to that {name} and look at the first one in detail.",
@@ -172,14 +75,14 @@ class TaskBuilder(TaskAssembly):
             param, column = target[0]
             col = focus.table.column(column)
             seen = [r.get(column) for r in focus.table.sample_rows]
-            value = _new_value(column, col.json_type, focus.row.get(column), seen, self.rng)
+            value = new_value(column, col.json_type, focus.row.get(column), seen, self.rng)
             args: dict[str, Any] = {p: ResultRef(subtask=found, step=0, field=c) for p, (c, r) in cols.items()
                                     if r != "assign"}
             args[param] = value
             self.has_write = True
             name = entity(focus.table.name)
             steps = [[PlannedCall(tool=tool.name, arguments=args)],
-                     [PlannedCall(tool=lookup.name, arguments=_pk_ref(focus.table, found, 0, lookup))]]
+                     [PlannedCall(tool=lookup.name, arguments=pk_ref(focus.table, found, 0, lookup))]]
             return self._add(
                 f"Change the {words(column)} of that {name} to {show(value)} and confirm the record shows it.",
                 self.rng.choice([
@@ -252,7 +155,7 @@ class TaskBuilder(TaskAssembly):
             n = self.rng.choice([2, 3, 5])
             order_col = tool.name.split("_by_", 1)[-1].replace("_", " ")
             steps = [[PlannedCall(tool=tool.name, arguments={"limit": n})],
-                     [PlannedCall(tool=detail.name, arguments=_pk_ref(table, len(self.subtasks), 0, detail))]]
+                     [PlannedCall(tool=detail.name, arguments=pk_ref(table, len(self.subtasks), 0, detail))]]
             return self._add(
                 f"Find the {n} {plural(table.name)} with the highest {order_col} and look at the top one in detail.",
                 self.rng.choice([
@@ -299,7 +202,7 @@ class TaskBuilder(TaskAssembly):
             lo_v, hi_v = values[0], values[-1]
             args = {p: (lo_v if role == "low" else hi_v) for p, (c, role) in cols.items()}
             steps = [[PlannedCall(tool=tool.name, arguments=args)],
-                     [PlannedCall(tool=lookup.name, arguments=_pk_ref(table, len(self.subtasks), 0, lookup))]]
+                     [PlannedCall(tool=lookup.name, arguments=pk_ref(table, len(self.subtasks), 0, lookup))]]
             return self._add(
                 f"List the {plural(table.name)} with {words(column)} between {show(lo_v)} and {show(hi_v)} "
                 f"and look at the first one in detail.",
@@ -324,12 +227,12 @@ class TaskBuilder(TaskAssembly):
             else:
                 relation = "independent"
         changed = self._changed_rows()
-        focuses = [f for f in _focus_candidates(self.index, rows_by_table) if not _is_changed(f, changed)]
+        focuses = [f for f in focus_candidates(self.index, rows_by_table) if not is_changed(f, changed)]
         if not focuses and relation == "extends":
             relation = "independent"
-            focuses = [f for f in _focus_candidates(self.index, {t.name: list(t.sample_rows)
+            focuses = [f for f in focus_candidates(self.index, {t.name: list(t.sample_rows)
                                                                  for t in req.database.tables})
-                       if not _is_changed(f, changed)]
+                       if not is_changed(f, changed)]
         previous = {s.description for t in req.previous_tasks for s in t.subtasks}
         focuses = [f for f in focuses if f"contains “{f.value}”" not in " ".join(previous)] or focuses
         target = {"easy": 2, "medium": 3, "hard": 4}[req.difficulty]
