@@ -27,7 +27,6 @@ from graphs.dialogue import build_dialogue_graph
 from graphs.llm_options import add_llm_args, llm_options_given, llm_settings
 from graphs.task_oriented import build_task_oriented_graph
 from graphs.toolprep import build_toolprep_graph
-from backends.registry import close_backends
 from runner import event_loop
 from runner import run_folder as rf
 from runner.batch import generate, resume
@@ -197,13 +196,6 @@ def _outcome(stats: RunStats, out: Path) -> int:
 
 
 async def _main(args: argparse.Namespace, console: Console) -> int:
-    try:
-        return await _command(args, console)
-    finally:
-        await close_backends()  # HTTP connections belong to this loop: closed before it ends
-
-
-async def _command(args: argparse.Namespace, console: Console) -> int:
     if args.command == "generate":
         for name in ("dialogues", "tasks-per-dialogue", "concurrency", "workers"):
             _positive(name, getattr(args, name.replace("-", "_")))

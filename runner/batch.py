@@ -148,16 +148,7 @@ class Batch:
                 await keep_only_last_checkpoint(graph, saver, thread_id)
 
     async def run_shard(self, indices: list[int], on_done: Callable[[], None]) -> None:
-        backend = backend_for(self.settings)
-        await settle_backend(backend, Console(quiet=True))  # a worker process probes for itself
-        try:
-            await self._run_shard(indices, on_done)
-        finally:
-            aclose = getattr(backend, "aclose", None)
-            if aclose is not None:  # this loop's HTTP connections end with it
-                await aclose()
-
-    async def _run_shard(self, indices: list[int], on_done: Callable[[], None]) -> None:
+        await settle_backend(backend_for(self.settings), Console(quiet=True))  # a worker process probes for itself
         async with open_persistence(self.folder.file(rf.CHECKPOINTS)) as (saver, store):
             graph = self.builder_factory().compile(checkpointer=saver, store=store)
             # Kept before any dialogue starts, so dialogues only read the store while they run.

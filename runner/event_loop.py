@@ -18,6 +18,8 @@ import gc
 import os
 from typing import Any, Callable, Coroutine, TypeVar
 
+from backends.registry import close_backends
+
 T = TypeVar("T")
 
 
@@ -41,8 +43,16 @@ def _collect_less_often() -> None:
         gc.set_threshold(*_GC_THRESHOLD)
 
 
+async def _then_close(main: Coroutine[Any, Any, T]) -> T:
+    try:
+        return await main
+    finally:
+        await close_backends()
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run on the chosen loop (Ctrl-C cancels the main task, as asyncio.run does)."""
+    """asyncio.run on the chosen loop (Ctrl-C cancels the main task, as asyncio.run does); the HTTP
+    connections the backends opened on it are closed before it ends."""
     _collect_less_often()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(main)
+        return runner.run(_then_close(main))
