@@ -72,9 +72,12 @@ def bounded(schema: Any, name: str = "") -> Any:
         return [bounded(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {key: (bounded(value) if key not in ("properties", "$defs", "definitions") else
-                 {k: bounded(v, k) for k, v in value.items()} if isinstance(value, dict) else value)
-           for key, value in schema.items()}
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            out[key] = {k: bounded(v, k) for k, v in value.items()}  # named: the name may choose the bound
+        else:
+            out[key] = bounded(value)
     kinds = out.get("type")
     kinds = set(kinds) if isinstance(kinds, list) else {kinds}
     if "string" in kinds and not {"enum", "const", "maxLength", "format", "pattern"} & out.keys():
