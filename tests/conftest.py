@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,25 @@ os.environ.setdefault("LANGSMITH_TRACING", "false")
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _written(out: Path) -> int:
+    return sum(len((out / name).read_text().splitlines())
+               for name in ("dialogues.jsonl", "rejected.jsonl") if (out / name).exists())
+
+
+def generate_killed_mid_run(out: Path, dialogues: int, *options: str, after: int = 3) -> None:
+    """`generate` on the bundled database in a process of its own, killed with SIGKILL once `after`
+    dialogues are written."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    proc = subprocess.Popen([sys.executable, "-m", "graphs.run", "generate", "--db", str(CLINIC), "--dialogues",
+                             str(dialogues), "--concurrency", "4", *options, "--out", str(out)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and _written(out) < after:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.fixture(scope="session")

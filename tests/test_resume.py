@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from graphs.run import main
 from runner.run_folder import RunFolder
-from tests.conftest import CLINIC, ROOT, sha256
+from tests.conftest import CLINIC, generate_killed_mid_run, sha256
 
 
 def _ids(out: Path) -> list[str]:
@@ -27,15 +22,7 @@ def _ids(out: Path) -> list[str]:
 def test_kill_then_resume_loses_and_repeats_nothing(tmp_path):
     out = tmp_path / "run"
     n = 40
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    proc = subprocess.Popen([sys.executable, "-m", "graphs.run", "generate", "--db", str(CLINIC), "--dialogues", str(n),
-                             "--concurrency", "4", "--seed", "3", "--out", str(out)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(_ids(out)) < 3:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    generate_killed_mid_run(out, n, "--seed", "3")
     before = _ids(out)
     assert 3 <= len(before) < n, "the kill should land mid-run"
 

@@ -6,16 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from graphs.run import main
-from tests.conftest import CLINIC, ROOT
+from tests.conftest import CLINIC, generate_killed_mid_run
 from tests.test_checkpoints import _first_write_then_read, _history, _lines, _replays
 
 # checkpoints.sqlite per dialogue on this example (offline, 1 task) when every checkpoint carried the whole
@@ -78,15 +73,7 @@ def test_final_keeps_one_checkpoint_per_finished_dialogue_and_the_same_dataset(t
 def test_final_still_resumes_an_unfinished_dialogue(tmp_path):
     out = tmp_path / "run"
     n = 24
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    proc = subprocess.Popen([sys.executable, "-m", "graphs.run", "generate", "--db", str(CLINIC), "--dialogues",
-                             str(n), "--concurrency", "4", "--seed", "8", "--checkpoints", "final", "--out", str(out)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(_lines(out)) < 3:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    generate_killed_mid_run(out, n, "--seed", "8", "--checkpoints", "final")
     written = set(_lines(out))
     assert 3 <= len(written) < n, "the kill should land mid-run"
     counts = _checkpoints_per_thread(out)
