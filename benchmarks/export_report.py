@@ -26,9 +26,9 @@ if str(ROOT) not in sys.path:
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from graphs.finish import write_stats  # noqa: E402
 from graphs.run import main  # noqa: E402
 from runner import run_folder as rf  # noqa: E402
-from runner.summary import summarize  # noqa: E402
 from runner.run_folder import RunFolder  # noqa: E402
 
 
@@ -51,8 +51,10 @@ def _grown(run: Path, copies: int, scratch: Path) -> Path:
             first = next(m for m in twin["messages"] if m["role"] == "user")
             first["content"] = f"(again, {k}) " + first["content"]
             grown.append(twin)
-    RunFolder(out).rewrite_lines(rf.DIALOGUES, grown)
-    summarize(RunFolder(out))
+    folder = RunFolder(out)
+    folder.rewrite_lines(rf.DIALOGUES, grown)
+    folder.sort_dataset()
+    write_stats(folder)
     return out
 
 

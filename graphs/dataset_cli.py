@@ -43,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> None:
     if args.command == "export":
-        from runner.exporters.training_set import ExportRequest, export_summary, export_training_set
+        from results.exporters.training_set import ExportRequest, export_summary, export_training_set
 
         if not 0 <= args.test_fraction < 1:
             raise InputError(f"--test-fraction must be at least 0 and below 1 (got {args.test_fraction})")
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
         for dialogue_id, why in result.skipped.items():
             console.print(f"skipped {dialogue_id}: {why}")
     else:
-        from runner.report.page import write_report
+        from results.report.page import write_report
 
         path = write_report(args.run_dirs, args.out, console, args.embedding_model)
         console.print(f"report written to {path}")

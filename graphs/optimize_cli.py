@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from environment.errors import InputError
 from graphs.optimize import build_optimizer_graph
 from graphs.reasoning_cli import _common, _settings
 from graphs.user_agent import build_user_agent_graph
+from runner.layout import run_kind
 from runner.optimize import resume_optimize, run_optimize
 from state.optimize import OptimizeBudget, OptimizeRunConfig
 
@@ -63,11 +63,7 @@ async def run(args: argparse.Namespace, console: Console) -> None:
 
 
 def is_optimize_run(run_dir: Path) -> bool:
-    try:
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and config.get("command") == COMMAND
+    return run_kind(run_dir) == COMMAND
 
 
 async def resume(run_dir: Path, console: Console) -> None:

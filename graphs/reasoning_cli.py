@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 from environment.errors import InputError, read_json_input
 from graphs.llm_options import add_llm_args, llm_settings
 from graphs.reasoning import build_hardening_graph, build_reasoning_item_graph
+from runner.layout import run_kind
 from runner.reasoning import resume_reasoning, run_ablation, run_reasoning
 from state.agent import ReasoningRunConfig, ReasoningSettings
 from state.prompt_params import PromptParams
@@ -108,11 +108,7 @@ async def run(args: argparse.Namespace, console: Console) -> None:
 
 
 def is_reasoning_run(run_dir: Path) -> bool:
-    try:
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False  # not one; the dialogue commands say what is wrong with the folder
-    return isinstance(config, dict) and config.get("command") in ("reasoning", "ablate")
+    return run_kind(run_dir) in ("reasoning", "ablate")  # not one: the dialogue commands say what is wrong
 
 
 async def resume(run_dir: Path, console: Console) -> None:

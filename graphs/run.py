@@ -27,14 +27,14 @@ from graphs.dialogue import build_dialogue_graph
 from graphs.llm_options import add_llm_args, llm_options_given, llm_settings
 from graphs.task_oriented import build_task_oriented_graph
 from graphs.toolprep import build_toolprep_graph
+from graphs.finish import finish_run, write_stats
+from results.stats import RunStats, read_run_stats, stats_table
 from runner import event_loop
-from runner import run_folder as rf
+from runner import layout
 from runner.batch import generate, resume
-from runner.summary import summarize
-from runner.databases import database_paths, load_toolset
 from runner.checkpoints import DialogueCheckpoints, render_conversation
-from runner.run_folder import LLM_CACHE, RunFolder
-from runner.stats import RunStats, read_run_stats, stats_table
+from runner.databases import database_paths
+from runner.layout import LLM_CACHE, dialogue_run_config, load_toolset
 from runner.toolprep import run_toolprep
 from state.config import RunConfig, Settings
 from state.dialogue import DialogueInput
@@ -148,14 +148,7 @@ PIPELINES = {"user": build_dialogue_graph, "task": build_task_oriented_graph}
 
 def _pipeline_of(run_dir: Path):
     """The graph builder a dialogue run folder was made with."""
-    folder = RunFolder(run_dir)
-    if not folder.file(rf.CONFIG).exists():
-        raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
-    config = folder.read_json(rf.CONFIG)
-    if not isinstance(config, dict):
-        raise InputError(f"{folder.file(rf.CONFIG)} is not a run configuration; the run folder may be damaged")
-    if config.get("command") in ("toolprep", "reasoning", "ablate", "optimize"):
-        raise InputError(f"{run_dir} is a {config['command']} run folder; this command works on dialogue runs")
+    config = dialogue_run_config(run_dir, "this command works on dialogue runs")
     return PIPELINES[config.get("pipeline", "user")]
 
 
@@ -184,13 +177,13 @@ async def _checkpoint_command(args: argparse.Namespace, console: Console) -> Non
             new_id = await store.fork(args.dialogue, args.checkpoint, args.seed, args.user_message)
             console.print(f"forked {args.dialogue} at {args.checkpoint} into {new_id}")
         if owner:
-            console.print(stats_table({args.run_dir.name: summarize(store.folder)}))
+            console.print(stats_table({args.run_dir.name: write_stats(store.folder)}))
 
 
 def _outcome(stats: RunStats, out: Path) -> int:
     """A run that produced no valid dialogue failed, whatever the reasons: say so and exit non-zero."""
     if stats.samples == 0 and stats.rejected:
-        print(f"error: no dialogue was valid; the reasons are in {out / rf.REJECTED}", file=sys.stderr)
+        print(f"error: no dialogue was valid; the reasons are in {out / layout.REJECTED}", file=sys.stderr)
         return 1
     return 0
 
@@ -225,8 +218,8 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
             raise InputError(f"--workers and --executor ray need the offline or openai backend, not {settings.backend!r}")
         if args.workers > 1 and settings.executor == "ray":
             raise InputError("--workers is for the local executor; with --executor ray every CPU of the cluster runs tasks")
-        stats = await generate(PIPELINES[args.pipeline], config, settings, out, console, toolset, databases,
-                               args.dialogues_per_db)
+        stats = await generate(PIPELINES[args.pipeline], config, settings, out, console,
+                               lambda folder: finish_run(folder, console), toolset, databases, args.dialogues_per_db)
         return _outcome(stats, out)
     elif args.command == "resume" and not args.dialogue and reasoning_cli.is_reasoning_run(args.run_dir):
         await reasoning_cli.resume(args.run_dir, console)
@@ -236,7 +229,8 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         if args.checkpoint:
             raise InputError("--checkpoint goes with --dialogue")
         stats = await resume(_pipeline_of(args.run_dir), args.run_dir,
-                             _settings(args) if llm_options_given(args) else None, console, _executor_of(args))
+                             _settings(args) if llm_options_given(args) else None, console,
+                             lambda folder: finish_run(folder, console), _executor_of(args))
         return _outcome(stats, args.run_dir)
     elif args.command in ("resume", "fork", "history", "show"):
         if args.command == "resume" and not args.checkpoint:

@@ -1,4 +1,5 @@
-"""Dataset statistics: Steps, Turns and Tasks (the paper's definitions), pass rates and throughput."""
+"""Dataset statistics of finished runs: Steps, Turns and Tasks (the paper's definitions), pass rates and
+throughput, from the per-dialogue figures each dataset line carries (runner/export.py writes them)."""
 
 from __future__ import annotations
 
@@ -7,43 +8,13 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any, Callable, Iterable
 
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 from rich.table import Table
 
 from environment.errors import InputError
-from runner import run_folder as rf
-from runner.exporters.source import SourceDialogue
-from runner.run_folder import RunFolder, run_labels
-from state.dialogue import DialogueState
-
-
-class DialogueStats(BaseModel):
-    turns: int = Field(description="User, assistant and tool messages in the dialogue.")
-    steps: list[int] = Field(description="Tool-use iterations for each user request that used tools.")
-    tasks: int
-    user_turns: int
-    premature_completions: int = 0
-
-
-def dialogue_stats(state: DialogueState) -> DialogueStats:
-    turns = sum(1 for m in state.messages if not isinstance(m, SystemMessage))
-    steps: list[int] = []
-    current = 0
-    for m in state.messages:
-        if isinstance(m, HumanMessage):
-            if current:
-                steps.append(current)
-            current = 0
-        elif isinstance(m, AIMessage) and m.tool_calls:
-            current += 1
-    if current:
-        steps.append(current)
-    return DialogueStats(
-        turns=turns, steps=steps, tasks=len(state.tasks),
-        user_turns=sum(1 for m in state.messages if isinstance(m, HumanMessage)),
-        premature_completions=sum(1 for v in state.verdicts if v.premature_completion),
-    )
+from results.exporters.source import SourceDialogue
+from runner import layout
+from runner.layout import RunFiles, run_labels
 
 
 class DatabaseStats(BaseModel):
@@ -245,10 +216,10 @@ def read_run_stats(run_dirs: list[Path]) -> dict[str, RunStats]:
     """Each finished run's stats.json, by run label (the folder name; the path where two names clash)."""
     columns: dict[str, RunStats] = {}
     for run_dir, label in zip(run_dirs, run_labels(run_dirs)):
-        folder = RunFolder(run_dir)
-        if not folder.file(rf.STATS).exists():
-            raise InputError(f"no {rf.STATS} in {run_dir} (is it a finished run folder?)")
-        columns[label] = RunStats.model_validate(folder.read_json(rf.STATS))
+        files = RunFiles(run_dir)
+        if not files.file(layout.STATS).exists():
+            raise InputError(f"no {layout.STATS} in {run_dir} (is it a finished run folder?)")
+        columns[label] = RunStats.model_validate(files.read_json(layout.STATS))
     return columns
 
 

@@ -14,7 +14,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from langgraph.graph import StateGraph
 from rich.console import Console
@@ -34,8 +34,6 @@ from runner.preflight import backend_notice, check_backend, settle_backend
 from runner.ray_executor import check_ray, run_on_ray
 from runner.run_folder import RunFolder, new_run_folder
 from runner.shards import merge_shards, seed_threads, shard_folder
-from runner.stats import RunStats, database_table, stats_table
-from runner.summary import summarize
 from state.config import DatabaseSource, RunConfig, Settings
 from state.dialogue import DialogueInput, DialogueState, Usage
 from state.tools import Tool, Toolset
@@ -139,6 +137,7 @@ class Batch:
                 await self.run_shard(todo, lambda: progress.advance(bar))
         if self.settings.checkpoints == "final" and todo:
             await release_free_pages(self.folder.file(rf.CHECKPOINTS))
+        self.folder.sort_dataset()  # the same dataset bytes, whichever dialogue happened to finish first
 
     async def _keep_only_final_states(self, done: set[str]) -> None:
         """Dialogues written just before a run was cut off may still keep every step: prune them now."""
@@ -270,10 +269,14 @@ class Batch:
             await asyncio.to_thread(self.folder.append_line, rf.DIALOGUES if ok else rf.REJECTED, line)
 
 
+Finished = TypeVar("Finished")
+
+
 async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
-                   console: Console, toolset: list[Tool] | None = None, databases: list[Path] | None = None,
-                   dialogues_per_db: int | None = None) -> RunStats:
-    """A new run: validate everything, make each database's toolset once, then run every dialogue."""
+                   console: Console, finish: Callable[[RunFolder], Finished], toolset: list[Tool] | None = None,
+                   databases: list[Path] | None = None, dialogues_per_db: int | None = None) -> Finished:
+    """A new run: validate everything, make each database's toolset once, then run every dialogue; `finish`
+    (the run's summary, say) runs on the finished folder while this process still owns it."""
     databases = databases or []
     if len(databases) == 1:
         check_database_path(databases[0])  # a single database's problem is the user's error, said first
@@ -317,13 +320,13 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
             console.print(f"toolset {name}: {len(tools)} tools ({sum(t.mode == 'write' for t in tools)} write)")
         console.print(f"{config.dialogues} dialogues over {len(sources)} database(s); run folder: {out}")
         await Batch(builder_factory, folder, config, settings, toolsets, console).run()
-        return _finish(folder, console)
+        return finish(folder)
 
 
 async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, settings: Settings | None, console: Console,
-                 executor: dict[str, str] | None = None) -> RunStats:
+                 finish: Callable[[RunFolder], Finished], executor: dict[str, str] | None = None) -> Finished:
     """Finish an interrupted run: continue dialogues from their last checkpoint, start missing ones (on
-    the run's executor, unless `executor` says otherwise)."""
+    the run's executor, unless `executor` says otherwise); then `finish` as for `generate`."""
     folder = RunFolder(run_dir)
     if not folder.file(rf.CONFIG).exists():
         raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
@@ -332,12 +335,7 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
         for source in config.sources():
             if source.path:
                 check_database_path(source.path)  # moved or deleted: say so before any dialogue is touched
-        recorded = {k: v for k, v in config.settings.items() if v is not None}
-        if settings is None:
-            settings = Settings(**recorded)
-        elif "checkpoints" in recorded:  # what a run keeps is the run's choice, whichever backend finishes it
-            settings = settings.model_copy(update={"checkpoints": recorded["checkpoints"]})
-        settings = capped(settings.model_copy(update=executor or {}), config)
+        settings = capped(Settings.of_run(config.settings, settings).model_copy(update=executor or {}), config)
         check_backend(settings)
         if settings.executor == "ray":
             check_ray(settings.ray_address)
@@ -353,14 +351,5 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
             prepared = await prepare_databases([Path(source.path)], settings, None, 1, console)
             write_toolset(folder, prepared[0].report, source.toolset)
         await Batch(builder_factory, folder, config, settings, toolsets_of(folder, config), console).run()
-        return _finish(folder, console)
+        return finish(folder)
 
-
-def _finish(folder: RunFolder, console: Console) -> RunStats:
-    stats = summarize(folder)
-    console.print(stats_table({folder.path.name: stats}))
-    if stats.per_database:
-        console.print(database_table(stats))
-    console.print(f"{stats.samples} valid dialogues in {folder.file(rf.DIALOGUES)}, "
-                  f"{stats.rejected} rejected in {folder.file(rf.REJECTED)}")
-    return stats

@@ -58,12 +58,7 @@ class DialogueCheckpoints:
         if not self.folder.file(rf.CONFIG).exists() or not self.folder.file(rf.CHECKPOINTS).exists():
             raise InputError(f"not a run folder (no {rf.CONFIG} or {rf.CHECKPOINTS}): {run_dir}")
         self.config = RunConfig.model_validate(self.folder.read_json(rf.CONFIG))
-        recorded = {k: v for k, v in self.config.settings.items() if v is not None}
-        if settings is None:
-            settings = Settings(**recorded)
-        elif "checkpoints" in recorded:  # what a run keeps is the run's choice, whichever backend continues it
-            settings = settings.model_copy(update={"checkpoints": recorded["checkpoints"]})
-        self.settings = settings
+        self.settings = Settings.of_run(self.config.settings, settings)
         self.builder_factory = builder_factory
         self.console = console
 
@@ -143,6 +138,7 @@ class DialogueCheckpoints:
         tools = await self.tools_of(DialogueState.model_validate(values)) if values else []
         await self._batch().write(dialogue_id, values, time.perf_counter() - started, error, tools=tools,
                                   replace=replace)
+        self.folder.sort_dataset()
         if self.settings.checkpoints == "final" and error is None:
             await keep_only_last_checkpoint(self.graph, self.graph.checkpointer, dialogue_id)
 

@@ -16,18 +16,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from backends.registry import backend_for
-from environment.errors import InputError, read_json_input
+from environment.errors import InputError
 from environment.introspect import inspect_database
 from environment.sandbox import Sandbox
 from environment.tool_checks import check_tool
 from nodes.tool_synthesizer import synthesize_toolset
 from runner import run_folder as rf
+from runner.layout import TOOLSETS_DIR, load_toolset, report_file_of
 from runner.run_folder import RunFolder
 from state.config import RunConfig, Settings
 from state.tools import Tool, Toolset
 
 DATABASE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
-TOOLSETS_DIR = "toolsets"
 
 
 def database_paths(args: list[str]) -> list[Path]:
@@ -135,24 +135,9 @@ async def prepare_databases(paths: list[Path], settings: Settings, given: list[T
     return usable
 
 
-def load_toolset(path: Path) -> list[Tool]:
-    """Tools from a toolset.json written by an earlier run."""
-    entries = read_json_input(path, "toolset")
-    try:
-        return [Tool.model_validate(e) for e in entries]
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"not a toolset.json (a JSON list of tools with sql and mode): {path}: "
-                         f"{str(exc).splitlines()[0]}") from None
-
-
 def toolsets_of(folder: RunFolder, config: RunConfig) -> dict[str, list[Tool]]:
     """Every toolset of a run folder, by its file."""
     return {s.toolset: load_toolset(folder.file(s.toolset)) for s in config.sources()}
-
-
-def report_file_of(toolset_file: str) -> str:
-    """toolset.json keeps its report in toolset_report.json; toolsets/x.json in toolsets/x.report.json."""
-    return rf.TOOLSET_REPORT if toolset_file == rf.TOOLSET else toolset_file.removesuffix(".json") + ".report.json"
 
 
 def write_toolset(folder: RunFolder, report: Toolset, name: str = rf.TOOLSET) -> None:

@@ -1,4 +1,5 @@
-"""A finished dialogue as one dataset line: OpenAI chat messages, tools and metadata."""
+"""A finished dialogue as one dataset line: OpenAI chat messages, tools and metadata (with its own figures:
+turns, steps, tasks, which the statistics of a finished run add up)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,40 @@ import json
 from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from backends.llm.replies import REASONING
 from prompts import load_prompt
-from runner.stats import DialogueStats, dialogue_stats
 from state.dialogue import DialogueState
 from state.tools import Tool
+
+
+class DialogueStats(BaseModel):
+    turns: int = Field(description="User, assistant and tool messages in the dialogue.")
+    steps: list[int] = Field(description="Tool-use iterations for each user request that used tools.")
+    tasks: int
+    user_turns: int
+    premature_completions: int = 0
+
+
+def dialogue_stats(state: DialogueState) -> DialogueStats:
+    turns = sum(1 for m in state.messages if not isinstance(m, SystemMessage))
+    steps: list[int] = []
+    current = 0
+    for m in state.messages:
+        if isinstance(m, HumanMessage):
+            if current:
+                steps.append(current)
+            current = 0
+        elif isinstance(m, AIMessage) and m.tool_calls:
+            current += 1
+    if current:
+        steps.append(current)
+    return DialogueStats(
+        turns=turns, steps=steps, tasks=len(state.tasks),
+        user_turns=sum(1 for m in state.messages if isinstance(m, HumanMessage)),
+        premature_completions=sum(1 for v in state.verdicts if v.premature_completion),
+    )
 
 
 class DialogueRecord(BaseModel):

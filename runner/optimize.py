@@ -146,7 +146,7 @@ async def resume_optimize(run_dir: Path, console: Console, optimizer_graph: Call
     if not folder.file(rf.CONFIG).exists():
         raise InputError(f"not an optimize run folder (no {rf.CONFIG}): {run_dir}")
     config = OptimizeRunConfig.model_validate(folder.read_json(rf.CONFIG))
-    settings = ReasoningSettings(**{k: v for k, v in config.settings.items() if v is not None})
+    settings = ReasoningSettings.of_run(config.settings)
     with folder.own("resume"):
         prepared = await prepare(config, settings, run_dir, existing=True)  # type: ignore[arg-type]
         _backend_notice(settings, console)

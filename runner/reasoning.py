@@ -191,7 +191,7 @@ async def resume_reasoning(run_dir: Path, settings: ReasoningSettings | None, co
     config = ReasoningRunConfig.model_validate(folder.read_json(rf.CONFIG))
     if config.command != "reasoning":
         raise InputError(f"{run_dir} is an {config.command} run; only reasoning runs can be resumed")
-    settings = settings or ReasoningSettings(**{k: v for k, v in config.settings.items() if v is not None})
+    settings = ReasoningSettings.of_run(config.settings, settings)
     profiles = [Profile.model_validate(p) for p in folder.read_json(PROFILES)["profiles"]]
     with folder.own("resume"):
         prepared = await prepare(config, settings, run_dir, existing=True, console=console)

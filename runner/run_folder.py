@@ -14,18 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from environment.errors import InputError, RunError, read_json_input
-
-CONFIG = "config.json"
-TOOLSET = "toolset.json"
-TOOLSET_REPORT = "toolset_report.json"
-DIALOGUES = "dialogues.jsonl"
-REJECTED = "rejected.jsonl"
-TIMINGS = "timings.jsonl"
-STATS = "stats.json"
-CHECKPOINTS = "checkpoints.sqlite"
-LLM_CACHE = "llm_cache.sqlite"
-OWNER_LOCK = ".owner.lock"
+from environment.errors import InputError, RunError
+# the file names are re-exported: the run-making code names a run folder's files through this module
+from runner.layout import (CHECKPOINTS, CONFIG, DIALOGUES, LLM_CACHE, OWNER_LOCK, REJECTED, STATS,  # noqa: F401
+                           TIMINGS, TOOLSET, TOOLSET_REPORT, RunFiles)
 
 
 class DiskFullError(RunError):
@@ -60,14 +52,6 @@ def _writing(folder: Path, target: Path) -> Iterator[None]:
         if is_disk_full(exc):
             raise disk_full_error(target, folder) from None
         raise
-
-
-def run_labels(run_dirs: list[Path]) -> list[str]:
-    """A short label per run folder: its name, or its path where an earlier run has the same name."""
-    labels: list[str] = []
-    for run_dir in run_dirs:
-        labels.append(run_dir.name if run_dir.name not in labels else str(run_dir))
-    return labels
 
 
 def create_run_dir(path: Path) -> None:
@@ -113,13 +97,12 @@ def new_run_folder(path: Path, command: str = "generate") -> Iterator["RunFolder
         raise
 
 
-class RunFolder:
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._owner_fd: int | None = None
+class RunFolder(RunFiles):
+    """A run folder as its one writer sees it: owned, written whole or a line at a time."""
 
-    def file(self, name: str) -> Path:
-        return self.path / name
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._owner_fd: int | None = None
 
     def own(self, command: str) -> "RunFolder":
         """Make this process the folder's only writer, or refuse in one line naming the process that is.
@@ -180,9 +163,6 @@ class RunFolder:
             tmp.unlink(missing_ok=True)
             raise
 
-    def read_json(self, name: str) -> Any:
-        return read_json_input(self.file(name), "run file")
-
     def append_line(self, name: str, record: dict[str, Any]) -> None:
         """Append one JSON line, flushed to disk; a write that fails part way (a full disk) is taken back."""
         data = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
@@ -200,27 +180,14 @@ class RunFolder:
             finally:
                 os.close(fd)
 
-    def read_lines(self, name: str) -> list[dict[str, Any]]:
-        """The complete lines of a JSONL file; a torn last line (from a kill mid-write) is cut off."""
-        return list(self.iter_lines(name))
-
-    def iter_lines(self, name: str) -> Iterator[dict[str, Any]]:
-        """The complete lines of a JSONL file one at a time, so a large dataset is never held whole."""
-        for n, raw in enumerate(self.iter_raw_lines(name), 1):
-            try:
-                yield json.loads(raw.decode("utf-8", errors="replace"))
-            except ValueError:
-                raise InputError(f"{self.file(name)} line {n} is not JSON; the run folder may be damaged") from None
-
     def iter_raw_lines(self, name: str) -> Iterator[bytes]:
-        """The complete, non-blank lines of a JSONL file as bytes; a torn last line is cut off first."""
+        """The complete, non-blank lines of a JSONL file as bytes; a torn last line is cut off first, so the
+        next append starts on a line of its own."""
         path = self.file(name)
-        if not path.exists():
-            return
-        with _writing(self.path, path):
-            _cut_torn_tail(path)
-        with path.open("rb") as fh:
-            yield from (raw for raw in fh if raw.strip())
+        if path.exists():
+            with _writing(self.path, path):
+                _cut_torn_tail(path)
+        yield from super().iter_raw_lines(name)
 
     def append_raw_lines(self, name: str, lines: Iterator[bytes]) -> int:
         """Append whole lines as they are, flushed to disk once at the end; how many were written."""
@@ -260,6 +227,11 @@ class RunFolder:
         self._replace(tmp, target, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n"
                                            for r in records).encode("utf-8"))
 
+    def sort_dataset(self) -> None:
+        """Both dataset files in id order: the last step of every command that adds dialogues."""
+        for name in (DIALOGUES, REJECTED):
+            self.sort_lines(name)
+
     def sort_lines(self, name: str) -> None:
         """Put a JSONL file's lines in id order, so the dataset's bytes do not depend on which dialogue
         happened to finish first. Only ids and offsets are held; the lines are copied one at a time."""
@@ -287,9 +259,6 @@ class RunFolder:
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, target)
-
-    def finished_ids(self) -> set[str]:
-        return {r["id"] for name in (DIALOGUES, REJECTED) for r in self.iter_lines(name)}
 
 
 def _read_owner(fd: int) -> dict[str, Any]:

@@ -6,7 +6,7 @@ tasks) lives in the graph state instead.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -102,6 +102,15 @@ class Settings(BaseSettings):
     @property
     def backend_kind(self) -> Literal["offline", "openai", "custom"]:
         return self.backend if self.backend in ("offline", "openai") else "custom"  # type: ignore[return-value]
+
+    @classmethod
+    def of_run(cls, recorded: dict[str, object], given: Self | None = None) -> Self:
+        """The settings a run goes on with (resume, fork, a later step): the ones it recorded, or the given
+        ones, keeping the run's own choice of what checkpoints it keeps whichever backend goes on with it."""
+        kept = {k: v for k, v in recorded.items() if v is not None}
+        if given is None:
+            return cls(**kept)
+        return given.model_copy(update={"checkpoints": kept["checkpoints"]}) if "checkpoints" in kept else given
 
     def public(self) -> dict[str, object]:
         """The settings as recorded in a run folder: everything but the key."""

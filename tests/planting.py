@@ -7,8 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+from graphs.finish import write_stats
 from runner import run_folder as rf
-from runner.summary import summarize
 from runner.run_folder import RunFolder
 
 REJECTED_REASONS = ["task 1: the assistant never read the pet record back", "only 1 of 2 tasks were completed",
@@ -56,7 +56,8 @@ def plant_run(source: Path, out: Path) -> Path:
     accepted += [_near_copy(r) for r in accepted[1:4]]
     folder.rewrite_lines(rf.DIALOGUES, accepted)
     folder.rewrite_lines(rf.REJECTED, rejected)
-    summarize(folder)
+    folder.sort_dataset()
+    write_stats(folder)
     return out
 
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from environment.sandbox import Sandbox
 from graphs.dialogue import build_dialogue_graph
 from graphs.run import main
-from runner.databases import load_toolset
+from runner.layout import load_toolset
 from runner.checkpoints import DialogueCheckpoints
 from tests.clinic_model import ClinicModel
 from tests.conftest import CLINIC

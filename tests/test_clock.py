@@ -14,7 +14,7 @@ from environment.derive import derive_tools
 from environment.introspect import inspect_database
 from environment.sandbox import Sandbox
 from graphs.run import main
-from runner.databases import load_toolset
+from runner.layout import load_toolset
 from state.dialogue import WriteRecord
 from tests.conftest import sha256
 from tests.replay import lines, replay

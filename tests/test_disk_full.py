@@ -13,7 +13,7 @@ import pytest
 import runner.batch
 from graphs.run import main
 from runner import run_folder as rf
-from runner.databases import load_toolset
+from runner.layout import load_toolset
 from tests.conftest import CLINIC
 from tests.replay import lines, replay
 

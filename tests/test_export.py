@@ -9,10 +9,10 @@ import pytest
 
 from graphs.run import main
 from runner import run_folder as rf
-from runner.exporters.hf import compact
-from runner.exporters.openai_format import chat_message
-from runner.exporters.sharegpt import read_sharegpt
-from runner.exporters.splits import split_of
+from results.exporters.hf import compact
+from results.exporters.openai_format import chat_message
+from results.exporters.sharegpt import read_sharegpt
+from results.exporters.splits import split_of
 from runner.run_folder import RunFolder
 from tests.planting import REASONING, planted_copies, read_jsonl
 
@@ -234,7 +234,7 @@ def test_export_refuses_an_existing_output_and_a_folder_that_is_no_run(offline_r
 def test_a_failed_export_leaves_nothing_behind(offline_run, tmp_path, monkeypatch):
     from rich.console import Console
 
-    import runner.exporters.training_set as training_set
+    import results.exporters.training_set as training_set
 
     def fail(*_args, **_kwargs):
         raise OSError("disk full")

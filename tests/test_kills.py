@@ -11,7 +11,7 @@ from pathlib import Path
 
 from graphs.run import main
 from runner import run_folder as rf
-from runner.databases import load_toolset
+from runner.layout import load_toolset
 from tests import forked
 from tests.conftest import CLINIC, sha256
 from tests.replay import lines, replay

@@ -15,7 +15,7 @@ import pytest
 
 from environment.sandbox import Sandbox
 from graphs.run import main
-from runner.databases import load_toolset
+from runner.layout import load_toolset
 from tests.conftest import CLINIC, sha256
 from tests.test_checkpoints import _first_write_then_read, _history, _lines
 

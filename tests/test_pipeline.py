@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from environment.sandbox import Sandbox
-from runner.databases import load_toolset
+from runner.layout import load_toolset
 from tests.conftest import CLINIC
 
 

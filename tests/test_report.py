@@ -14,7 +14,7 @@ import pytest
 from graphs.run import main
 from runner import run_folder as rf
 from runner.run_folder import RunFolder
-from runner.stats import STATS_ROWS
+from results.stats import STATS_ROWS
 from tests.planting import OTHER_DATABASE, REJECTED_REASONS
 
 CHARTS = {"turns", "steps", "tasks", "similarity", "stages", "difficulty", "tools", "rejections"}

@@ -73,7 +73,7 @@ def test_a_failing_worker_is_reported_in_one_line_with_its_log(tmp_path, capsys)
     from environment.errors import RunError
     from graphs.dialogue import build_dialogue_graph
     from runner.batch import Batch
-    from runner.databases import load_toolset
+    from runner.layout import load_toolset
     from state.config import RunConfig, Settings
 
     source = tmp_path / "source"

@@ -13,7 +13,7 @@ from runner import run_folder as rf
 from runner.batch import Batch
 from runner.run_folder import RunFolder
 from runner.shards import SHARDS, ShardProgress, merge_shards, seed_threads, shard_folder
-from runner.stats import run_stats
+from results.stats import run_stats
 from state.config import RunConfig, Settings
 from tests.conftest import CLINIC
 

@@ -172,7 +172,7 @@ def prepared(seed_file, tmp_path) -> Path:
 
 
 def test_simulated_results_are_valid_consistent_and_remember_writes(prepared):
-    from runner.databases import load_toolset
+    from runner.layout import load_toolset
 
     tools = {t.name: t for t in load_toolset(prepared)}
     world = SimulatedWorld(reference_time=reference_time_for(1))
@@ -239,7 +239,7 @@ def test_a_model_simulating_off_schema_is_retried_then_replaced(prepared):
 
     from backends.base import SimulationRequest
     from nodes.tool_executor import _simulated
-    from runner.databases import load_toolset
+    from runner.layout import load_toolset
 
     tools = {t.name: t for t in load_toolset(prepared)}
     get_book = tools["get_book"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.exporters.hf import parquet_name
-from runner.exporters.source import SourceDialogue
-from runner.stats import RunStats, database_rows, stats_rows
+from results.exporters.hf import parquet_name
+from results.exporters.source import SourceDialogue
+from results.stats import RunStats, database_rows, stats_rows
 
 
 WHICH = {"valid": "the dialogues judged valid", "rejected": "the rejected dialogues (each with its `reason`)",

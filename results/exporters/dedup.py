@@ -11,7 +11,7 @@ from rich.progress import Progress
 
 from knowledge.embedder import Embedder
 from knowledge.retriever import VectorIndex
-from runner.exporters.source import SourceDialogue
+from results.exporters.source import SourceDialogue
 
 BATCH = 32
 ROUNDING = 1e-6  # float32 inner products of identical unit vectors can fall just short of 1

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from runner.exporters.openai_format import MESSAGE_KEYS, chat_message
-from runner.exporters.source import SourceDialogue
+from results.exporters.openai_format import MESSAGE_KEYS, chat_message
+from results.exporters.source import SourceDialogue
 
 DATASET_DIR = "dataset"
 PARQUET_DIR = "data"

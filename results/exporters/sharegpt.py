@@ -21,8 +21,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from environment.errors import InputError
-from runner.exporters.openai_format import chat_message
-from runner.exporters.source import SourceDialogue
+from results.exporters.openai_format import chat_message
+from results.exporters.source import SourceDialogue
 
 EVEN, ODD = ("human", "observation"), ("gpt", "function_call")
 THINK = re.compile(r"^<think>(.*?)</think>\n\n", re.DOTALL)

@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from environment.errors import InputError
-from runner import run_folder as rf
-from runner.run_folder import RunFolder, run_labels
+from runner import layout
+from runner.layout import RunFiles, dialogue_run_config, run_labels
 
 Selection = Literal["valid", "rejected", "all"]
 
@@ -47,7 +47,7 @@ class SourceRun(BaseModel):
         return [d for d in self.dialogues if not d.valid]
 
 
-def _lines(folder: RunFolder, name: str, label: str, valid: bool) -> list[SourceDialogue]:
+def _lines(folder: RunFiles, name: str, label: str, valid: bool) -> list[SourceDialogue]:
     dialogues = []
     for n, line in enumerate(folder.read_lines(name), 1):
         if not isinstance(line, dict) or not isinstance(line.get("id"), str) or not isinstance(line.get("messages"), list):
@@ -60,20 +60,14 @@ def _lines(folder: RunFolder, name: str, label: str, valid: bool) -> list[Source
 
 
 def load_run(run_dir: Path, label: str) -> SourceRun:
-    folder = RunFolder(run_dir)
+    folder = RunFiles(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"run folder not found: {run_dir}")
-    if not folder.file(rf.CONFIG).exists():
-        raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
-    config = folder.read_json(rf.CONFIG)
-    if not isinstance(config, dict):
-        raise InputError(f"{folder.file(rf.CONFIG)} is not a run configuration; the run folder may be damaged")
-    if config.get("command") in ("toolprep", "reasoning", "ablate"):
-        raise InputError(f"{run_dir} is a {config['command']} run folder; export and report work on dialogue runs")
-    if not folder.file(rf.DIALOGUES).exists() and not folder.file(rf.REJECTED).exists():
-        raise InputError(f"{run_dir} holds no dialogues yet (no {rf.DIALOGUES}); finish it with "
+    config = dialogue_run_config(run_dir, "export and report work on dialogue runs")
+    if not folder.file(layout.DIALOGUES).exists() and not folder.file(layout.REJECTED).exists():
+        raise InputError(f"{run_dir} holds no dialogues yet (no {layout.DIALOGUES}); finish it with "
                          f"`python -m graphs.run resume {run_dir}`")
-    dialogues = _lines(folder, rf.DIALOGUES, label, True) + _lines(folder, rf.REJECTED, label, False)
+    dialogues = _lines(folder, layout.DIALOGUES, label, True) + _lines(folder, layout.REJECTED, label, False)
     return SourceRun(label=label, path=run_dir, config=config, dialogues=dialogues)
 
 

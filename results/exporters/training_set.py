@@ -15,11 +15,11 @@ from rich.table import Table
 
 from environment.errors import InputError
 from environment.sqlnames import snake
-from runner.exporters.dedup import DroppedCopy, drop_near_copies, embed_dialogues
-from runner.exporters.openai_format import openai_line
-from runner.exporters.sharegpt import NotShareGPT, dataset_info, to_sharegpt
-from runner.exporters.source import Selection, SourceDialogue, load_runs, select
-from runner.exporters.splits import split_of
+from results.exporters.dedup import DroppedCopy, drop_near_copies, embed_dialogues
+from results.exporters.openai_format import openai_line
+from results.exporters.sharegpt import NotShareGPT, dataset_info, to_sharegpt
+from results.exporters.source import Selection, SourceDialogue, load_runs, select
+from results.exporters.splits import split_of
 
 Format = Literal["openai", "sharegpt", "hf"]
 MANIFEST = "export.json"
@@ -94,9 +94,9 @@ def _write(request: ExportRequest, splits: dict[str, list[SourceDialogue]], fold
             files[f"{snake(request.out.name) or 'dialogues'}_{name}"] = f"{name}.json"
         (folder / "dataset_info.json").write_text(json.dumps(dataset_info(files), indent=2), encoding="utf-8")
     else:
-        from runner.exporters.card import dataset_card
-        from runner.exporters.hf import write_hf
-        from runner.stats import read_run_stats
+        from results.exporters.card import dataset_card
+        from results.exporters.hf import write_hf
+        from results.stats import read_run_stats
 
         write_hf(splits, folder, advance)
         card = dataset_card(request.out.name, splits, read_run_stats(request.run_dirs), request.only,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from runner.exporters.openai_format import chat_message
-from runner.exporters.source import SourceDialogue
+from results.exporters.openai_format import chat_message
+from results.exporters.source import SourceDialogue
 
 MAX_TOOL_RESULT = 4000  # characters of one tool result shown; the rest is counted, to keep the page light
 

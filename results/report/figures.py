@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from runner.report.summary import RunSummary
+from results.report.summary import RunSummary
 
 PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
 STAGES = (("tools_accepted", "tools accepted"), ("dialogues_completed", "dialogues completed"),

@@ -11,12 +11,12 @@ import plotly.offline
 from rich.console import Console
 
 from environment.errors import InputError
-from runner.exporters.dedup import embed_dialogues, nearest_similarity
-from runner.exporters.source import load_runs
-from runner.report.browser import browser_json
-from runner.report.figures import all_figures
-from runner.report.summary import similarity_summary, summarize_run
-from runner.stats import database_rows, read_run_stats, stats_rows
+from results.exporters.dedup import embed_dialogues, nearest_similarity
+from results.exporters.source import load_runs
+from results.report.browser import browser_json
+from results.report.figures import all_figures
+from results.report.summary import similarity_summary, summarize_run
+from results.stats import database_rows, read_run_stats, stats_rows
 
 HERE = Path(__file__).parent
 WIDE_CHARTS = ("tools", "rejections")  # long labels: these take the full width

@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 from pydantic import BaseModel, Field
 
-from runner.exporters.source import SourceRun
-from runner.stats import RunStats
+from results.exporters.source import SourceRun
+from results.stats import RunStats
 
 DIFFICULTIES = ("easy", "medium", "hard")
 

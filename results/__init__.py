@@ -1,0 +1,2 @@
+"""Reading finished runs: statistics, the run summary, export to training sets, the HTML report. Imports nothing
+from runner/ but the run folder's file layout (runner/layout.py)."""
