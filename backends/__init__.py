@@ -1,4 +1,5 @@
-"""LLM backends: `offline` (deterministic, embedded default) and `openai` (any compatible server).
+"""Backends: `offline` (backends/offline/: deterministic, the embedded default) and the LLM one (backends/llm/:
+any OpenAI-compatible server), each a folder of its own; their protocols are backends/protocols.py.
 
-Nodes talk to the `Backend` protocol only and never know which one runs.
+Nodes talk to the protocols only and never know which backend runs; registry.py picks it from the settings.
 """

@@ -4,19 +4,32 @@ from __future__ import annotations
 
 from langchain_core.globals import set_llm_cache
 
-from backends.base import Backend
+from backends.llm.backend import OpenAIBackend
 from backends.offline import OfflineBackend
-from backends.openai import OpenAIBackend
+from backends.protocols import AgentBackend, Backend, Lifecycle
 from environment.errors import InputError
 from state.config import Settings
 
 _CUSTOM: dict[str, Backend] = {}
-_BUILT: dict[tuple, Backend] = {}
+_CUSTOM_AGENT: dict[str, AgentBackend] = {}
+_BUILT: dict[tuple, Lifecycle] = {}
 
 
 def register_backend(name: str, backend: Backend) -> None:
     """Make a backend instance (e.g. one around a scripted chat model) available by name."""
     _CUSTOM[name] = backend
+
+
+def register_agent_backend(name: str, backend: AgentBackend) -> None:
+    """Make a user-agent (method B) backend instance available by name."""
+    _CUSTOM_AGENT[name] = backend
+
+
+def unregister_backends(*names: str) -> None:
+    """Forget registered backends of both kinds: every one, or those named."""
+    for registry in (_CUSTOM, _CUSTOM_AGENT):
+        for name in names or list(registry):
+            registry.pop(name, None)
 
 
 _CACHE_PATH: list[str | None] = [None]
@@ -55,26 +68,21 @@ def backend_for(settings: Settings) -> Backend:
 
 async def close_backends() -> None:
     """Close the running loop's HTTP connections of every backend built so far (each stays usable)."""
-    for backend in [*_BUILT.values(), *_CUSTOM.values()]:
-        aclose = getattr(backend, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    for backend in [*_BUILT.values(), *_CUSTOM.values(), *_CUSTOM_AGENT.values()]:
+        await backend.aclose()
 
 
-def agent_backend_for(settings: Settings):
+def agent_backend_for(settings: Settings) -> AgentBackend:
     """The user-agent (method B) backend, chosen by the same rule as `backend_for`."""
-    from backends.agent_base import registered_agent_backend
-
     use_llm_cache(settings.llm_cache)
-    custom = registered_agent_backend(settings.backend)
-    if custom is not None:
-        return custom
+    if settings.backend in _CUSTOM_AGENT:
+        return _CUSTOM_AGENT[settings.backend]
     if settings.backend == "offline":
         from backends.offline.agent import OfflineAgentBackend
 
         return _BUILT.setdefault(("agent-offline",), OfflineAgentBackend())
     if settings.backend == "openai":
-        from backends.openai_agent import OpenAIAgentBackend
+        from backends.llm.agent import OpenAIAgentBackend
 
         key = ("agent-openai", settings.model_dump_json())
         if key not in _BUILT:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from backends.agent_base import AgentBackend, QualityJudgeRequest, TopicRequest
+from backends.protocols import AgentBackend, QualityJudgeRequest, TopicRequest
 from knowledge.embedder import Embedder
 from metrics.diversity import cluster, cluster_names, distinct_n, pairwise_similarity, topic_stats
 from state.agent import JudgeScore, QualityReport

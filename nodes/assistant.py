@@ -5,7 +5,7 @@ from __future__ import annotations
 from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 
-from backends.base import AssistantRequest
+from backends.protocols import AssistantRequest
 from nodes.common import backend_of, rng_key, settings_of
 from nodes.stored_values import tools_of
 from state.dialogue import DialogueState

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from backends.base import Backend
+from backends.protocols import Backend
 from backends.registry import backend_for
 from state.config import Settings
 from state.dialogue import DialogueState

@@ -17,7 +17,7 @@ import numpy as np
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
 
-from backends.agent_base import AgentBackend, QualityJudgeRequest
+from backends.protocols import AgentBackend, QualityJudgeRequest
 from knowledge.embedder import get_embedder
 from metrics.base import Dialogue, Turn, exchanges, measure, transcript
 from metrics.tree import BASELINES, MetricNode, offspring, random_tree

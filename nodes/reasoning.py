@@ -9,7 +9,7 @@ import asyncio
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.runtime import Runtime
 
-from backends.agent_base import AgentTurnRequest, KnowledgeAnswerRequest, QuestionRequest, SolveRequest
+from backends.protocols import AgentTurnRequest, KnowledgeAnswerRequest, ReasoningQuestionRequest, SolveRequest
 from knowledge.embedder import get_embedder
 from knowledge.retriever import VectorIndex
 from nodes.user_agent import agent_backend_of, reasoning_settings, retrieve
@@ -66,8 +66,8 @@ async def knowledge_assistant(state: ItemState, runtime: Runtime[Settings]) -> d
 
 
 async def question_generator(state: ItemState, runtime: Runtime[Settings]) -> dict:
-    request = QuestionRequest(scenario=state.scenario, profile=state.profile, actions=state.actions,
-                              transcript=transcript_of(state.messages), rng_key=f"{state.seed}:question:0")
+    request = ReasoningQuestionRequest(scenario=state.scenario, profile=state.profile, actions=state.actions,
+                                       transcript=transcript_of(state.messages), rng_key=f"{state.seed}:question:0")
     question, usage = await agent_backend_of(runtime, state.backend).make_question(request)
     return {"question": question, "usage": usage}
 
@@ -151,9 +151,9 @@ async def regenerate(state: HardeningState, runtime: Runtime[Settings]) -> dict:
     async def one(i: int):
         entry = state.entries[i]
         reference = state.bank[nearest[i]].question if i in nearest else None
-        request = QuestionRequest(scenario=entry.scenario, profile=entry.profile, actions=entry.actions,
-                                  transcript=entry.transcript, previous=entry.question, reference=reference,
-                                  rng_key=f"{state.seed}:harden:{entry.item_id}:{next_round}")
+        request = ReasoningQuestionRequest(scenario=entry.scenario, profile=entry.profile, actions=entry.actions,
+                                           transcript=entry.transcript, previous=entry.question, reference=reference,
+                                           rng_key=f"{state.seed}:harden:{entry.item_id}:{next_round}")
         return await backend.make_question(request)
 
     results = await asyncio.gather(*(one(i) for i in easy))

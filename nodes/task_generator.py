@@ -6,7 +6,7 @@ import random
 
 from langgraph.runtime import Runtime
 
-from backends.base import TaskRequest
+from backends.protocols import TaskRequest
 from nodes.common import backend_of, rng_key
 from nodes.stored_values import schema_of, tools_of
 from state.config import Settings

@@ -17,7 +17,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.runtime import Runtime
 
-from backends.base import SimulationRequest
+from backends.protocols import SimulationRequest
 from environment.clock import dialogue_clock
 from environment.sandbox import SANDBOXES, check_arguments
 from environment.simulator import reconcile, reference_time_for, simulate, stated_date, validation_error

@@ -9,7 +9,7 @@ from langchain_core.messages import convert_to_messages
 from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
-from backends.base import Backend, ToolProposalRequest, ToolRepairRequest
+from backends.protocols import Backend, ToolProposalRequest, ToolRepairRequest
 from environment.derive import derive_tools
 from environment.errors import InputError
 from environment.introspect import inspect_database

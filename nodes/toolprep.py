@@ -11,7 +11,7 @@ import re
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, ValidationError
 
-from backends.base import ExpansionRequest, OutputSchemaRequest, QuestionRequest, ToolDesignRequest
+from backends.protocols import ExpansionRequest, OutputSchemaRequest, QuestionRequest, ToolDesignRequest
 from environment.seeds import normalize_schema, tool_entity, tool_kind, tool_mode
 from environment.sqlnames import snake
 from environment.tool_specs import EntityRegistry, spec_problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from backends.agent_base import ActRequest, AgentBackend, ReflectRequest
+from backends.protocols import ActRequest, AgentBackend, ReflectRequest
 from backends.registry import agent_backend_for
 from knowledge.retriever import retriever_for
 from state.agent import KnowledgeChunk, Memory, ReasoningSettings, UserAgentState

@@ -6,7 +6,7 @@ away and regenerated (asking the backend to differ from the whole pool), so the 
 
 from __future__ import annotations
 
-from backends.agent_base import AgentBackend, ProfileRequest
+from backends.protocols import AgentBackend, ProfileRequest
 from knowledge.embedder import Embedder
 from knowledge.retriever import VectorIndex
 from state.agent import Profile, ReasoningSettings

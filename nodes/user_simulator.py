@@ -5,7 +5,7 @@ from __future__ import annotations
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
 
-from backends.base import UserTurnRequest
+from backends.protocols import UserTurnRequest
 from nodes.common import backend_of, rng_key, settings_of
 from state.config import Settings
 from state.dialogue import DialogueState, UserTurn

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from backends.base import JudgeRequest
+from backends.protocols import JudgeRequest
 from nodes.assistant import current_task_calls
 from nodes.common import backend_of
 from state.config import Settings

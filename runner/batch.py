@@ -236,11 +236,9 @@ class Batch:
         """Write a finished dialogue's line; with replace, its earlier line (in either file) goes."""
         # the latency goes beside the dataset, not in it: the same seed gives the same dataset, byte for byte
         extra: dict[str, Any] = {"run_id": self.config.run_id, "backend": self.settings.backend}
-        if self.settings.backend != "offline":
+        if self.settings.uses_model:
             extra["model"] = self.settings.model
-            record_of = getattr(backend_for(self.settings), "record", None)
-            if record_of is not None:
-                extra.update(record_of())  # models per role, structured mode per endpoint
+        extra.update(backend_for(self.settings).record())  # models per role, structured mode per endpoint
         if values:
             state = DialogueState.model_validate(values)
             extra["usage"] = (state.usage + failed_usage if isinstance(failed_usage, Usage) else state.usage).model_dump()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 from rich.console import Console
 
+from backends.protocols import Lifecycle
 from backends.registry import backend_for
 from environment.errors import InputError
 from state.config import LLM_ROLES, Settings
@@ -25,7 +24,7 @@ def check_backend(settings: Settings) -> None:
     except Exception as exc:  # e.g. a base URL the HTTP client cannot parse
         raise InputError(f"cannot set up the {settings.backend} backend: {str(exc).splitlines()[0]} "
                          f"(check --base-url / OPENAI_BASE_URL)") from None
-    if settings.backend != "openai":
+    if not settings.uses_server:
         return
     key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
     answers: dict[str | None, str] = {}
@@ -54,17 +53,15 @@ def _reachability(url: str | None, key: str) -> str:
     return ""
 
 
-async def settle_backend(backend: Any, console: Console) -> None:
-    """Find each endpoint's structured-output mode before the work starts, and say which it is."""
-    settle = getattr(backend, "settle", None)
-    if settle is not None:
-        for line in await settle():
-            console.print(line)
+async def settle_backend(backend: Lifecycle, console: Console) -> None:
+    """Get the backend ready before the work starts (each endpoint's structured-output mode), and say how."""
+    for line in await backend.settle():
+        console.print(line)
 
 
 def backend_notice(settings: Settings, console: Console, offline: str = "") -> None:
     """Say which backend runs; the offline one says it is no LLM (and, with `offline`, what it does instead)."""
-    if settings.backend == "offline":
+    if not settings.uses_model:
         detail = f": {offline}" if offline else ""
         console.print(f"[yellow]backend: offline[/] (deterministic, no LLM{detail}; pass --base-url or set "
                       "OPENAI_BASE_URL to generate with a model)")

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from backends.agent_base import AgentBackend
+from backends.protocols import AgentBackend
 from backends.registry import agent_backend_for
 from environment.errors import InputError
 from knowledge.corpus import load_corpus, read_text_file
@@ -298,7 +298,7 @@ def item_record(item_id: str, state: ItemState, entry: HardeningEntry, config: R
                      "template": question.template, "reference": question.reference,
                      "facts": [f.model_dump() for f in question.facts],
                      "usage": state.usage.model_dump(),
-                     **({"model": settings.model} if settings.backend != "offline" else {})},
+                     **({"model": settings.model} if settings.uses_model else {})},
     }
 
 

@@ -103,6 +103,16 @@ class Settings(BaseSettings):
     def backend_kind(self) -> Literal["offline", "openai", "custom"]:
         return self.backend if self.backend in ("offline", "openai") else "custom"  # type: ignore[return-value]
 
+    @property
+    def uses_model(self) -> bool:
+        """Whether a model writes the dialogues (any backend but the offline one): runs record its name."""
+        return self.backend_kind != "offline"
+
+    @property
+    def uses_server(self) -> bool:
+        """Whether the backend talks to OpenAI-compatible servers, which a run checks it can reach first."""
+        return self.backend_kind == "openai"
+
     @classmethod
     def of_run(cls, recorded: dict[str, object], given: Self | None = None) -> Self:
         """The settings a run goes on with (resume, fork, a later step): the ones it recorded, or the given

@@ -9,7 +9,7 @@ import pytest
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from backends.base import AssistantRequest, UserTurnRequest
+from backends.protocols import AssistantRequest, UserTurnRequest
 from backends.offline import OfflineBackend
 from backends.registry import register_backend
 from graphs.dialogue import build_dialogue_graph

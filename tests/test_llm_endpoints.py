@@ -14,10 +14,10 @@ import openai
 import pytest
 from langchain_core.messages import AIMessage
 
-from backends.base import AssistantRequest, UserTurnRequest
+from backends.protocols import AssistantRequest, UserTurnRequest
 from backends.llm.endpoints import Endpoint, EndpointPool, retry_after
 from backends.llm.replies import BackendOutputError
-from backends.openai import OpenAIBackend
+from backends.llm.backend import OpenAIBackend
 from state.tasks import Task
 from tests.fakes import ScriptedChatModel
 from tests.real_servers import ServerLike

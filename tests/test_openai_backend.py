@@ -12,10 +12,10 @@ import openai
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from backends.base import (AssistantRequest, JudgeRequest, TaskRequest, ToolProposalRequest, ToolRepairRequest,
-                           UserTurnRequest)
+from backends.protocols import (AssistantRequest, JudgeRequest, TaskRequest, ToolProposalRequest, ToolRepairRequest,
+                                UserTurnRequest)
 from backends.llm.replies import BackendOutputError, ReplyError, extract_json_object
-from backends.openai import OpenAIBackend
+from backends.llm.backend import OpenAIBackend
 from prompts.render import render_schema
 from prompts import load_prompt
 from state.config import Settings

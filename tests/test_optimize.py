@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.agent_base import QualityJudgeRequest, register_agent_backend
+from backends.protocols import QualityJudgeRequest
 from backends.offline import OfflineBackend
 from backends.offline.agent import OfflineAgentBackend
-from backends.openai_agent import OpenAIAgentBackend
-from backends.registry import register_backend
+from backends.llm.agent import OpenAIAgentBackend
+from backends.registry import register_agent_backend, register_backend
 from graphs.reasoning import build_reasoning_item_graph
 from graphs.run import main
 from graphs.user_agent import build_user_agent_graph

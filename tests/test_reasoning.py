@@ -10,9 +10,9 @@ from contextlib import redirect_stdout
 
 import pytest
 
-from backends.agent_base import register_agent_backend
+from backends.registry import register_agent_backend
 from backends.offline.questions import TEMPLATES, check_label
-from backends.openai_agent import OpenAIAgentBackend
+from backends.llm.agent import OpenAIAgentBackend
 from graphs.reasoning import build_hardening_graph, build_reasoning_item_graph
 from graphs.run import main
 from state.agent import HardeningEntry, HardeningState, ItemState, ReasoningQuestion, ReasoningSettings
@@ -66,15 +66,15 @@ def test_every_offline_label_is_recomputed_from_the_facts_it_was_built_from():
 
 
 def test_offline_templates_give_exact_labels_on_every_combination():
-    from backends.agent_base import QuestionRequest
+    from backends.protocols import ReasoningQuestionRequest
     from backends.offline.questions import make_question
 
     out, _, _ = reasoning_run()
     record = items(out)[0]
     state = ItemState.model_validate({"profile": record["profile"], "actions": record["actions"]})
     for seed in range(20):
-        question = make_question(QuestionRequest(scenario="", profile=state.profile, actions=state.actions,
-                                                 transcript="", rng_key=f"t{seed}"))
+        question = make_question(ReasoningQuestionRequest(scenario="", profile=state.profile, actions=state.actions,
+                                                          transcript="", rng_key=f"t{seed}"))
         assert check_label(question)
         assert question.label == _expected(question.template, {f.name: f.value for f in question.facts}, "")
 
@@ -153,7 +153,7 @@ def test_llm_hardening_loop_runs_until_the_round_limit():
 def test_llm_path_plays_every_role_of_an_item():
     backend, models = _scripted_backend("scripted-item")
     graph = build_reasoning_item_graph().compile()
-    from backends.agent_base import ProfileRequest
+    from backends.protocols import ProfileRequest
 
     profiles, _ = asyncio.run(backend.generate_profiles(ProfileRequest(scenario="s", count=2, rng_key="k")))
     final = asyncio.run(graph.ainvoke({"agent_id": "llm", "scenario": SCENARIO.read_text(), "corpus": str(CORPUS),

@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from backends.llm import structured
 from backends.llm.reply_models import TaskReply, parse_user_turn, schema_of
-from backends.openai import OpenAIBackend
+from backends.llm.backend import OpenAIBackend
 from state.config import Settings
 from state.dialogue import UserTurn
 from tests.fakes import ScriptedChatModel

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import HumanMessage
 
-from backends.openai import OpenAIBackend
+from backends.llm.backend import OpenAIBackend
 from backends.registry import register_backend
 from environment.errors import InputError
 from environment.seeds import read_seed_tools
@@ -237,7 +237,7 @@ def test_spec_checks_refuse_open_ended_enums_and_bad_schemas():
 def test_a_model_simulating_off_schema_is_retried_then_replaced(prepared):
     from types import SimpleNamespace
 
-    from backends.base import SimulationRequest
+    from backends.protocols import SimulationRequest
     from nodes.tool_executor import _simulated
     from runner.layout import load_toolset
 

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from backends.agent_base import ProfileRequest
+from backends.protocols import ProfileRequest
 from backends.offline.agent import OfflineAgentBackend
 from graphs.reasoning import build_reasoning_item_graph
 from graphs.user_agent import build_user_agent_graph

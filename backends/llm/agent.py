@@ -11,10 +11,11 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
-from backends.agent_base import (ActRequest, AgentTurnRequest, KnowledgeAnswerRequest, ProfileRequest,
-                                 QualityJudgeRequest, QuestionRequest, ReflectRequest, SolveRequest, TopicRequest)
+from backends.protocols import (ActRequest, AgentTurnRequest, KnowledgeAnswerRequest, ProfileRequest,
+                                QualityJudgeRequest, ReasoningQuestionRequest, ReflectRequest, SolveRequest,
+                                TopicRequest)
 from backends.llm.replies import ReplyError, usage_of
-from backends.openai import OpenAIBackend
+from backends.llm.backend import OpenAIBackend
 from prompts.render import render_transcript
 from prompts import load_prompt
 from state.agent import Action, Fact, JudgeScore, KnowledgeChunk, Memory, Profile, ReasoningQuestion
@@ -227,7 +228,7 @@ class OpenAIAgentBackend:
                                            temperature=request.style.temperature)
         return AIMessage(content=reply.text, additional_kwargs=reply.additional_kwargs), usage_of(reply)
 
-    async def make_question(self, request: QuestionRequest) -> tuple[ReasoningQuestion, Usage]:
+    async def make_question(self, request: ReasoningQuestionRequest) -> tuple[ReasoningQuestion, Usage]:
         previous = reference = ""
         if request.previous is not None:
             previous = (f"\nAn earlier question about this conversation turned out too easy (every solver got it):\n"

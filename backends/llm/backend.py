@@ -11,9 +11,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel
 
-from backends.base import (AssistantRequest, ExpansionRequest, JudgeRequest, OutputSchemaRequest, Question,
-                           QuestionRequest, SimulationRequest, TaskRequest, ToolDesignRequest, ToolProposalRequest,
-                           ToolRepairRequest, UserTurnRequest)
+from backends.protocols import (AssistantRequest, ExpansionRequest, JudgeRequest, OutputSchemaRequest, Question,
+                                QuestionRequest, SimulationRequest, TaskRequest, ToolDesignRequest, ToolProposalRequest,
+                                ToolRepairRequest, UserTurnRequest)
 from backends.llm.caller import LLMCaller
 from backends.llm.replies import (BackendOutputError, ReplyError, assistant_fault, assistant_feedback,
                                   extract_json_object, usage_of)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backends.base import JudgeRequest, TaskRequest
+from backends.protocols import JudgeRequest, TaskRequest
 from backends.llm import structured
 from backends.llm.replies import ReplyError
 from state.dialogue import UserTurn, Verdict

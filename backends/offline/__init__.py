@@ -7,9 +7,9 @@ from langchain_core.messages import AIMessage
 import datetime as dt
 import random
 
-from backends.base import (AssistantRequest, ExpansionRequest, JudgeRequest, OutputSchemaRequest, Question,
-                           QuestionRequest, SimulationRequest, TaskRequest, ToolDesignRequest, ToolProposalRequest,
-                           ToolRepairRequest, UserTurnRequest)
+from backends.protocols import (AssistantRequest, ExpansionRequest, JudgeRequest, NothingToManage, OutputSchemaRequest,
+                                Question, QuestionRequest, SimulationRequest, TaskRequest, ToolDesignRequest,
+                                ToolProposalRequest, ToolRepairRequest, UserTurnRequest)
 from backends.offline import toolprep
 from backends.offline.assistant import assistant_turn
 from backends.offline.judge import judge
@@ -21,7 +21,7 @@ from state.dialogue import Usage, UserTurn, Verdict
 from state.tasks import Task
 
 
-class OfflineBackend:
+class OfflineBackend(NothingToManage):
     """Schema-derived tools, data-grounded tasks, template-varied users, a plan-following assistant and
     a rubric check against the executed calls."""
 

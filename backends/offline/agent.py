@@ -12,8 +12,9 @@ from datetime import date, timedelta
 
 from langchain_core.messages import AIMessage, HumanMessage
 
-from backends.agent_base import (ActRequest, AgentTurnRequest, KnowledgeAnswerRequest, ProfileRequest,
-                                 QualityJudgeRequest, QuestionRequest, ReflectRequest, SolveRequest, TopicRequest)
+from backends.protocols import (ActRequest, AgentTurnRequest, KnowledgeAnswerRequest, NothingToManage, ProfileRequest,
+                                QualityJudgeRequest, ReasoningQuestionRequest, ReflectRequest, SolveRequest,
+                                TopicRequest)
 from backends.offline import questions, styled
 from backends.offline.styled import statements
 from state.agent import Action, Fact, JudgeScore, KnowledgeChunk, Memory, Profile, ReasoningQuestion
@@ -238,7 +239,7 @@ def user_turn(request: AgentTurnRequest) -> UserTurn:
     return styled.user_turn(request, profile, said, _profile_facts(profile))
 
 
-class OfflineAgentBackend:
+class OfflineAgentBackend(NothingToManage):
     """Method B without a model: every role deterministic under its rng key. Topics are left to clusters."""
 
     name = "offline"
@@ -258,7 +259,7 @@ class OfflineAgentBackend:
     async def answer(self, request: KnowledgeAnswerRequest) -> tuple[AIMessage, Usage]:
         return styled.answer(request), Usage()
 
-    async def make_question(self, request: QuestionRequest) -> tuple[ReasoningQuestion, Usage]:
+    async def make_question(self, request: ReasoningQuestionRequest) -> tuple[ReasoningQuestion, Usage]:
         return questions.make_question(request), Usage()
 
     async def solve(self, request: SolveRequest) -> tuple[str, Usage]:

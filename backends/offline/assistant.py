@@ -12,7 +12,7 @@ import random
 
 from langchain_core.messages import AIMessage, ToolMessage
 
-from backends.base import AssistantRequest
+from backends.protocols import AssistantRequest
 from backends.offline.phrasing import ACKNOWLEDGEMENTS, describe_row, entity, pick, plural
 from backends.offline.plan import Progress, Unit, call_id, last_user_index, units_for
 from state.dialogue import ExecutedCall

@@ -8,7 +8,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from backends.base import JudgeRequest
+from backends.protocols import JudgeRequest
 from state.dialogue import ExecutedCall, JudgedItem, Verdict
 from state.tasks import RubricItem
 

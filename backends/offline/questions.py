@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable
 
-from backends.agent_base import QualityJudgeRequest, QuestionRequest, SolveRequest
+from backends.protocols import QualityJudgeRequest, ReasoningQuestionRequest, SolveRequest
 from state.agent import Action, Fact, JudgeScore, Profile, ProgramStep, ReasoningQuestion
 from state.arithmetic import SYMBOL, evaluate, format_number, label_of, operand, run_program
 
@@ -164,7 +164,7 @@ def build_question(template: Template, actions: list[Action], profile: Profile |
     return question
 
 
-def make_question(request: QuestionRequest) -> ReasoningQuestion:
+def make_question(request: ReasoningQuestionRequest) -> ReasoningQuestion:
     rng = random.Random(request.rng_key)
     priced = _priced(request.actions)
     facts = _profile_facts(request.profile)

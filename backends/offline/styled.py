@@ -13,7 +13,7 @@ import re
 
 from langchain_core.messages import AIMessage, HumanMessage
 
-from backends.agent_base import AgentTurnRequest, KnowledgeAnswerRequest
+from backends.protocols import AgentTurnRequest, KnowledgeAnswerRequest
 from state.agent import Action, KnowledgeChunk, Profile
 from state.dialogue import UserTurn
 from state.prompt_params import PromptStyle

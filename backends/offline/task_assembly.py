@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from backends.base import TaskRequest
+from backends.protocols import TaskRequest
 from state.tasks import PlannedCall, ResultRef, Rubric, RubricItem, Subtask, Task
 
 

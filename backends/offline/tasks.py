@@ -11,7 +11,7 @@ import json
 import random
 from typing import Any
 
-from backends.base import TaskRequest
+from backends.protocols import TaskRequest
 from backends.offline.focus import Focus, ToolIndex, focus_candidates, is_changed, new_value, pk_ref
 from backends.offline.phrasing import entity, plural, show, words
 from backends.offline.simulated_tasks import SimulatedTaskBuilder

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from backends.base import ExpansionRequest, OutputSchemaRequest, Question, QuestionRequest, ToolDesignRequest
+from backends.protocols import ExpansionRequest, OutputSchemaRequest, Question, QuestionRequest, ToolDesignRequest
 from environment.seeds import tool_entity, tool_kind
 from environment.tool_specs import fields
 from state.tools import Tool

@@ -6,7 +6,7 @@ import random
 
 from langchain_core.messages import AIMessage, HumanMessage
 
-from backends.base import UserTurnRequest
+from backends.protocols import UserTurnRequest
 from backends.offline.phrasing import CLOSINGS, CONFIRM_ASKS, FEEDBACK, FOLLOW_UP_FRAMES, JOINERS, NEXT_FRAMES, \
     OPENINGS, REQUEST_FRAMES, pick
 from backends.offline.plan import asked_subtasks, is_confirmation
