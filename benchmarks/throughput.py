@@ -4,7 +4,8 @@
 
 Measures, on the example database:
 - offline: dialogues per second, and framework time per backend call (everything but the model);
-- stub server with a fixed latency, at concurrency 1, 32 and 128 (`--levels`): LLM calls per second,
+- stub server with a fixed latency, at concurrency 1, 32 and 128 (`--levels`), in one process, in `--workers`
+  processes and in as many as `--workers auto` chooses: LLM calls per second,
   how busy the model server is kept (achieved calls/s over concurrency / latency), and the framework overhead per
   LLM call (wall time per call at concurrency 1, minus the server's latency).
 Prints figures; asserts nothing.
@@ -31,6 +32,7 @@ from runner import event_loop
 from runner import run_folder as rf
 from runner.batch import Batch
 from runner.run_folder import RunFolder
+from runner.workers import auto_workers
 from state.config import RunConfig, Settings
 from nodes.tool_synthesizer import synthesize_toolset
 from environment.introspect import inspect_database
@@ -78,7 +80,7 @@ async def _run(settings: Settings, dialogues: int, concurrency: int, tasks: int,
         lines = folder.read_lines("dialogues.jsonl") + folder.read_lines("rejected.jsonl")
         # every request the server answered, the structured-output probe included: a call is a call
         calls = SERVED.value - served_before if SERVED is not None else 0
-        if settings.backend == "offline":
+        if not settings.uses_model:
             calls = sum(sum(1 for m in r["messages"] if m["role"] in ("user", "assistant")) + 2 * tasks
                         for r in lines)  # one backend call per user/assistant message, plus task + judge
         return seconds, calls, len(lines)
@@ -161,15 +163,19 @@ def main() -> None:
         settings = Settings(backend="openai", base_url=base_url, model="stub", http_retries=0)
         event_loop.run(_run(settings, 2, 2, 1))  # warm-up: imports, connections, caches
         # worker processes pay a few seconds of start-up (imports), so they get a longer run to amortize it
-        runs = [(c, 1, max(8, args.dialogues // 16) if c == 1 else max(args.dialogues, 2 * c)) for c in args.levels]
+        runs = [(c, 1, max(8, args.dialogues // 16) if c == 1 else max(args.dialogues, 2 * c), "")
+                for c in args.levels]
         if args.workers > 1:  # one event loop per core
-            runs += [(c, args.workers, max(4 * args.dialogues, 4 * c)) for c in args.levels if c > 1]
+            runs += [(c, args.workers, max(4 * args.dialogues, 4 * c), "") for c in args.levels if c > 1]
+        # what `--workers auto` (generate's default) chooses at each level, beside the fixed counts
+        runs += [(c, auto_workers(settings, c).workers, max(4 * args.dialogues, 4 * c), " (auto)")
+                 for c in args.levels if c > 1]
         if 1 in args.levels:
             # a shorter run beside the concurrency-1 one: the difference is the cost of the extra calls alone,
             # without what a run pays once (opening the checkpointer, compiling the graph, the probe)
-            runs.insert(0, (1, 1, max(2, runs[0][2] // 4)))
+            runs.insert(0, (1, 1, max(2, runs[0][2] // 4), ""))
         short: tuple[float, int] | None = None
-        for concurrency, workers, dialogues in runs:
+        for concurrency, workers, dialogues, auto in runs:
             seconds, calls, n = event_loop.run(_run(settings, dialogues, concurrency, 1, workers))
             if concurrency == 1 and short is None:
                 short = (seconds, calls)
@@ -181,8 +187,9 @@ def main() -> None:
             rate = calls / seconds
             extra = concurrency / rate - args.latency
             per_call.setdefault("graph", extra)
-            busy["graph" if workers == 1 else "workers", concurrency] = rate / (concurrency / args.latency)
-            table.add_row("dialogues", str(concurrency), str(workers), str(n), f"{seconds:.2f}", f"{n / seconds:.2f}",
+            kind = "auto" if auto else "graph" if workers == 1 else "workers"
+            busy[kind, concurrency] = rate / (concurrency / args.latency)
+            table.add_row("dialogues", str(concurrency), f"{workers}{auto}", str(n), f"{seconds:.2f}", f"{n / seconds:.2f}",
                           str(calls), f"{rate:.1f}", f"{100 * rate / (concurrency / args.latency):.1f}%",
                           f"{1000 * extra:.1f} ms")
     finally:
@@ -198,6 +205,10 @@ def main() -> None:
                 best = max(busy["httpx", concurrency], busy["aiohttp", concurrency])
                 print(f"  with {args.workers} worker processes: {busy['workers', concurrency] / best:.2f} "
                       f"of the better bare client")
+            if ("auto", concurrency) in busy:
+                best = max(busy["httpx", concurrency], busy["aiohttp", concurrency])
+                print(f"  with --workers auto ({auto_workers(settings, concurrency).line(True)}): "
+                      f"{busy['auto', concurrency] / best:.2f} of the better bare client")
     if 1 not in args.levels:
         return
     for client in ("httpx", "aiohttp"):

@@ -36,6 +36,7 @@ from runner.checkpoints import DialogueCheckpoints, render_conversation
 from runner.databases import database_paths
 from runner.layout import LLM_CACHE, dialogue_run_config, load_toolset
 from runner.toolprep import run_toolprep
+from runner.workers import DIALOGUES_PER_WORKER, choose_workers
 from state.config import RunConfig, Settings
 from state.dialogue import DialogueInput
 
@@ -56,8 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--tasks-per-dialogue", type=int, default=2, help="tasks per dialogue (default 2)")
     gen.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
     gen.add_argument("--concurrency", type=int, default=8, help="dialogues run at once (default 8)")
-    gen.add_argument("--workers", type=int, default=1,
-                     help="processes to spread the dialogues over (default 1; 2 uses both cores of a 2-core machine)")
+    gen.add_argument("--workers", default="auto", metavar="auto|N",
+                     help="processes to spread the dialogues over: a number, or auto (the default): on a model server "
+                          f"min(cores, ceil(concurrency / {DIALOGUES_PER_WORKER})), offline 1")
     gen.add_argument("--out", type=Path, help="run folder (default runs/<database>-s<seed>-<time>)")
     gen.add_argument("--toolset", type=Path, help="reuse a toolset.json instead of synthesizing one")
     add_llm_args(gen)
@@ -190,7 +192,7 @@ def _outcome(stats: RunStats, out: Path) -> int:
 
 async def _main(args: argparse.Namespace, console: Console) -> int:
     if args.command == "generate":
-        for name in ("dialogues", "tasks-per-dialogue", "concurrency", "workers"):
+        for name in ("dialogues", "tasks-per-dialogue", "concurrency"):
             _positive(name, getattr(args, name.replace("-", "_")))
         if args.dialogues_per_db is not None:
             _positive("dialogues-per-db", args.dialogues_per_db)
@@ -210,14 +212,16 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
             settings = settings.model_copy(update={"llm_cache": str(out.resolve() / LLM_CACHE)})
         toolset = load_toolset(args.toolset) if args.toolset else None
         prelude = _conversation(args.from_conversation) if args.from_conversation else []
+        workers, auto = choose_workers(args.workers, settings, args.concurrency)
         config = RunConfig(run_id=out.name, source_db=str(db.resolve()) if db else "", dialogues=args.dialogues,
                            tasks_per_dialogue=args.tasks_per_dialogue, seed=args.seed,
-                           concurrency=args.concurrency, workers=args.workers, prelude=prelude,
+                           concurrency=args.concurrency, workers=workers.workers, prelude=prelude,
                            pipeline=args.pipeline, settings=settings.public())
-        if (args.workers > 1 or settings.executor == "ray") and settings.backend_kind == "custom":
+        if (workers.workers > 1 or settings.executor == "ray") and settings.backend_kind == "custom":
             raise InputError(f"--workers and --executor ray need the offline or openai backend, not {settings.backend!r}")
-        if args.workers > 1 and settings.executor == "ray":
+        if workers.workers > 1 and settings.executor == "ray":
             raise InputError("--workers is for the local executor; with --executor ray every CPU of the cluster runs tasks")
+        console.print(workers.line(auto))
         stats = await generate(PIPELINES[args.pipeline], config, settings, out, console,
                                lambda folder: finish_run(folder, console), toolset, databases, args.dialogues_per_db)
         return _outcome(stats, out)
