@@ -11,7 +11,7 @@ from rich.console import Console
 
 from environment.errors import InputError
 from graphs.optimize import build_optimizer_graph
-from graphs.reasoning_cli import _common, _settings
+from graphs.reasoning_cli import add_common_args, settings_of
 from graphs.user_agent import build_user_agent_graph
 from runner.layout import run_kind
 from runner.optimize import resume_optimize, run_optimize
@@ -25,7 +25,7 @@ BUDGET_FLAGS = {"generations": int, "population": int, "steps": int, "dialogues"
 def add_parser(sub: argparse._SubParsersAction) -> None:
     opt = sub.add_parser(COMMAND, help="evolve a dialogue-quality metric and tune the user agent's and the "
                                        "assistant's prompts against it (trilevel optimization)")
-    _common(opt, "dialogues generated per evaluation (default 4)")
+    add_common_args(opt, "dialogues generated per evaluation (default 4)")
     opt.set_defaults(dialogues=None, users=None)
     described = OptimizeBudget.model_fields
     for name, kind in BUDGET_FLAGS.items():
@@ -51,7 +51,7 @@ async def run(args: argparse.Namespace, console: Console) -> None:
     users = args.users if args.users is not None else budget.dialogues
     if users < 1:
         raise InputError(f"--users must be at least 1 (got {users})")
-    settings = _settings(args)
+    settings = settings_of(args)
     stem = args.scenario.parent.name if args.scenario.name in ("scenario.md", "scenario.txt") else args.scenario.stem
     out = args.out or Path("runs") / f"{stem}-optimize-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     args.started_out = out

@@ -21,7 +21,7 @@ from state.prompt_params import PromptParams
 COMMANDS = ("reasoning", "ablate")
 
 
-def _common(p: argparse.ArgumentParser, dialogues_help: str) -> None:
+def add_common_args(p: argparse.ArgumentParser, dialogues_help: str) -> None:
     p.add_argument("--scenario", required=True, type=Path, help="a text or markdown file describing the scenario")
     p.add_argument("--corpus", required=True, type=Path, help="a folder of .md / .txt knowledge documents")
     p.add_argument("--users", type=int, default=8, help="user profiles in the candidate pool (default 8)")
@@ -38,13 +38,13 @@ def _common(p: argparse.ArgumentParser, dialogues_help: str) -> None:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     rea = sub.add_parser("reasoning", help="user-agent dialogues grounded in a knowledge corpus, with reasoning "
                                            "questions kept hard by k solvers")
-    _common(rea, "dialogues, one reasoning question each (default 10)")
+    add_common_args(rea, "dialogues, one reasoning question each (default 10)")
     rea.add_argument("--solvers", help="comma-separated solver model names (offline: exact,skip-step,rounder)")
     rea.add_argument("--max-rounds", type=int, help="rounds of regenerating easy questions (default 3)")
     rea.add_argument("--hard-threshold", type=float, help="accuracy below which a question is hard (default 0.5)")
     abl = sub.add_parser("ablate", help="the same number of dialogues three ways (direct, + profile, + actions), "
                                         "their quality side by side and a similarity plot")
-    _common(abl, "dialogues per way (default 10)")
+    add_common_args(abl, "dialogues per way (default 10)")
     for p in (rea, abl):
         p.add_argument("--prompt-params", type=Path, help="prompt_params.json of an `optimize` run: talk with its "
                                                           "tuned prompts (default: the untuned ones)")
@@ -60,7 +60,7 @@ def read_prompt_params(path: Path) -> PromptParams:
                          f"(expected the prompt_params.json of an optimize run)") from None
 
 
-def _settings(args: argparse.Namespace) -> ReasoningSettings:
+def settings_of(args: argparse.Namespace) -> ReasoningSettings:
     given = {**llm_settings(args), "max_in_flight": args.concurrency, "embedding_model": args.embedding_model, "max_actions": args.max_actions,
              "max_rounds": getattr(args, "max_rounds", None), "hard_threshold": getattr(args, "hard_threshold", None)}
     solvers = getattr(args, "solvers", None)
@@ -93,7 +93,7 @@ def _check(args: argparse.Namespace) -> None:
 
 async def run(args: argparse.Namespace, console: Console) -> None:
     _check(args)
-    settings = _settings(args)
+    settings = settings_of(args)
     stem = args.scenario.parent.name if args.scenario.name in ("scenario.md", "scenario.txt") else args.scenario.stem
     run_id = f"{stem}-{args.command}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = args.out or Path("runs") / run_id

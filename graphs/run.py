@@ -132,7 +132,7 @@ def _positive(name: str, value: int) -> None:
         raise InputError(f"--{name} must be at least 1 (got {value})")
 
 
-def _conversation(path: Path) -> list[dict]:
+def read_conversation(path: Path) -> list[dict]:
     data = read_json_input(path, "conversation")
     if isinstance(data, dict) and isinstance(data.get("messages"), list):
         data = data["messages"]
@@ -211,7 +211,7 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         if args.cache:
             settings = settings.model_copy(update={"llm_cache": str(out.resolve() / LLM_CACHE)})
         toolset = load_toolset(args.toolset) if args.toolset else None
-        prelude = _conversation(args.from_conversation) if args.from_conversation else []
+        prelude = read_conversation(args.from_conversation) if args.from_conversation else []
         workers, auto = choose_workers(args.workers, settings, args.concurrency)
         config = RunConfig(run_id=out.name, source_db=str(db.resolve()) if db else "", dialogues=args.dialogues,
                            tasks_per_dialogue=args.tasks_per_dialogue, seed=args.seed,

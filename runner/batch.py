@@ -49,7 +49,7 @@ async def run_thread(graph: Any, start: Any, cfg: dict[str, Any], context: Any) 
         await graph.ainvoke(None, cfg, context=context)
 
 
-def _recursion_limit(config: RunConfig, settings: Settings) -> int:
+def recursion_limit(config: RunConfig, settings: Settings) -> int:
     per_task = settings.max_user_turns_per_task * (2 * settings.max_steps_per_turn + 3) + 4
     return 20 + config.tasks_per_dialogue * per_task
 
@@ -204,7 +204,7 @@ class Batch:
     async def _dialogue(self, graph: Any, i: int) -> None:
         dialogue_id = self.config.dialogue_id(i)
         cfg = {"configurable": {"thread_id": dialogue_id},
-               "recursion_limit": _recursion_limit(self.config, self.settings)}
+               "recursion_limit": recursion_limit(self.config, self.settings)}
         started = time.perf_counter()
         error, failed_usage = None, None
         source = self.config.source_of(i)

@@ -18,7 +18,7 @@ from rich.console import Console
 from environment.errors import InputError
 from runner import run_folder as rf
 from nodes.stored_values import toolset_by_key
-from runner.batch import Batch, _recursion_limit, toolsets_of
+from runner.batch import Batch, recursion_limit, toolsets_of
 from runner.persistence import keep_only_last_checkpoint, open_persistence
 from runner.run_folder import RunFolder
 from state.config import RunConfig, Settings
@@ -84,7 +84,7 @@ class DialogueCheckpoints:
         configurable = {"thread_id": dialogue_id}
         if checkpoint_id:
             configurable["checkpoint_id"] = checkpoint_id
-        return {"configurable": configurable, "recursion_limit": _recursion_limit(self.config, self.settings)}
+        return {"configurable": configurable, "recursion_limit": recursion_limit(self.config, self.settings)}
 
     async def history(self, dialogue_id: str) -> list[CheckpointRow]:
         """Every checkpoint of a dialogue, oldest first, with the node that wrote it."""

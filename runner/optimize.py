@@ -18,7 +18,7 @@ from rich.table import Table
 from environment.errors import InputError
 from runner import run_folder as rf
 from runner.persistence import open_checkpointer
-from runner.reasoning import STATE_TYPES, Prepared, _backend_notice, prepare
+from runner.reasoning import STATE_TYPES, Prepared, reasoning_backend_notice, prepare
 from runner.run_folder import RunFolder, new_run_folder
 from nodes.user_generator import generate_profile_pool
 from state.agent import ItemInput, ReasoningSettings, UserAgentState
@@ -133,7 +133,7 @@ async def run_optimize(config: OptimizeRunConfig, settings: ReasoningSettings, o
                        optimizer_graph: Callable[[], StateGraph], agent_graph: Callable[[], StateGraph]
                        ) -> dict[str, Any]:
     prepared = await prepare(config, settings, out)  # type: ignore[arg-type]
-    _backend_notice(settings, console)
+    reasoning_backend_notice(settings, console)
     with new_run_folder(out, "optimize") as folder:
         folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
     with folder:  # owned since it was made
@@ -149,7 +149,7 @@ async def resume_optimize(run_dir: Path, console: Console, optimizer_graph: Call
     settings = ReasoningSettings.of_run(config.settings)
     with folder.own("resume"):
         prepared = await prepare(config, settings, run_dir, existing=True)  # type: ignore[arg-type]
-        _backend_notice(settings, console)
+        reasoning_backend_notice(settings, console)
         return await _optimize(folder, config, settings, prepared, console, optimizer_graph, agent_graph)
 
 

@@ -85,7 +85,7 @@ async def prepare(config: ReasoningRunConfig, settings: ReasoningSettings, out: 
     return Prepared(scenario, embedder, backend)
 
 
-def _backend_notice(settings: ReasoningSettings, console: Console) -> None:
+def reasoning_backend_notice(settings: ReasoningSettings, console: Console) -> None:
     backend_notice(settings, console, "templated profiles and actions, computed questions, solver strategies")
 
 
@@ -173,7 +173,7 @@ async def run_reasoning(config: ReasoningRunConfig, settings: ReasoningSettings,
                         ) -> dict[str, Any]:
     """Items first (one thread each), then the hardening loop over their questions."""
     prepared = await prepare(config, settings, out, console=console)
-    _backend_notice(settings, console)
+    reasoning_backend_notice(settings, console)
     folder, profiles = await _start_folder(config, settings, prepared, out, console)
     with folder:  # owned since it was made
         return await _items_then_hardening(folder, config, settings, prepared, profiles, console, item_graph,
@@ -195,7 +195,7 @@ async def resume_reasoning(run_dir: Path, settings: ReasoningSettings | None, co
     profiles = [Profile.model_validate(p) for p in folder.read_json(PROFILES)["profiles"]]
     with folder.own("resume"):
         prepared = await prepare(config, settings, run_dir, existing=True, console=console)
-        _backend_notice(settings, console)
+        reasoning_backend_notice(settings, console)
         return await _items_then_hardening(folder, config, settings, prepared, profiles, console, item_graph,
                                            hardening_graph)
 
@@ -305,7 +305,7 @@ def item_record(item_id: str, state: ItemState, entry: HardeningEntry, config: R
 async def run_ablation(config: ReasoningRunConfig, settings: ReasoningSettings, out: Path, console: Console,
                        item_graph: Callable[[], StateGraph]) -> dict[str, QualityReport]:
     prepared = await prepare(config, settings, out, console=console)
-    _backend_notice(settings, console)
+    reasoning_backend_notice(settings, console)
     folder, profiles = await _start_folder(config, settings, prepared, out, console)
     with folder:  # owned since it was made
         return await _ablation_modes(folder, config, settings, prepared, profiles, console, item_graph)

@@ -9,16 +9,13 @@ import json
 
 from environment.derive import derive_tools
 from environment.introspect import inspect_database
+from tests.roles import request_text, role_of_request
 
 USER_SCRIPT = [
     {"user_message": "Hi, can you find the owner whose last name is Garcia?", "is_task_complete": False},
     {"user_message": "Thanks. Which city do they live in?", "is_task_complete": False},
     {"user_message": "Great, that's all I needed!", "is_task_complete": True},
 ]
-
-
-def _text(request: dict) -> str:
-    return "\n".join(str(m.get("content") or "") for m in request["messages"])
 
 
 class ClinicModel:
@@ -32,15 +29,15 @@ class ClinicModel:
         self.proposals = [*tools, broken, {"name": "no sql at all"}]
 
     def __call__(self, request: dict) -> dict | str:
-        text = _text(request)
         if request.get("tools"):
             return self.assistant(request)
-        if "You design the tool interface" in text:
+        role, text = role_of_request(request), request_text(request)
+        if role == "tool_synthesizer":
             return json.dumps({"tools": self.proposals})
-        if "was refused by the checks" in text:
+        if role == "tool_repair":
             fixed = dict(self.proposals[-2], sql=self.proposals[-2]["sql"].replace(":id", f":{self.param}"))
             return "Here is the fix:\n```json\n" + json.dumps(fixed) + "\n```"
-        if "You write goals for a simulated user" in text:
+        if role == "task_generator":
             return json.dumps({
                 "goal": "A receptionist wants to find the owner with last name Garcia and check their city.",
                 "difficulty": "easy",
@@ -49,16 +46,16 @@ class ClinicModel:
                 "rubric": {"success_criteria": ["The owner's record is shown"],
                            "expected_tool_pattern": ["search_owners_by_last_name(last_name='Garcia')"],
                            "checkpoints": ["owner found"]}})
-        if "You play a person" in text:
+        if role == "user_simulator":
             # the next line of the script: the first one the transcript does not show yet
             said = sum(turn["user_message"] in text.split("What you want", 1)[-1].split("How to behave", 1)[-1]
                        for turn in USER_SCRIPT)
             return json.dumps(USER_SCRIPT[min(said, len(USER_SCRIPT) - 1)])
-        if "You review one finished conversation" in text:
+        if role == "validator":
             return json.dumps({"judgment": "valid", "reasoning": "The owner was found with a real lookup.",
                                "premature_completion": False,
                                "items": [{"text": "owner found", "category": "Critical", "met": True}]})
-        raise AssertionError(f"unexpected prompt: {text[:200]}")
+        raise AssertionError(f"unexpected role {role}: {text[:200]}")
 
     def assistant(self, request: dict) -> dict:
         last = request["messages"][-1]

@@ -45,6 +45,16 @@ def generate_killed_mid_run(out: Path, dialogues: int, *options: str, after: int
     proc.wait()
 
 
+@pytest.fixture(autouse=True)
+def registered_backends_forgotten():
+    """A backend a test registers by name (a scripted model, a crashing judge) is forgotten after it, so no
+    later test runs on it by accident."""
+    yield
+    from backends.registry import unregister_backends
+
+    unregister_backends()
+
+
 @pytest.fixture(scope="session")
 def clinic_db() -> Path:
     return CLINIC

@@ -24,9 +24,9 @@ import threading
 from typing import Any
 
 try:
-    from tests.stub_server import Responder, StubHTTPError, _text
+    from tests.stub_server import Responder, StubHTTPError, content_text
 except ImportError:
-    from stub_server import Responder, StubHTTPError, _text
+    from stub_server import Responder, StubHTTPError, content_text
 
 PROBE = 'Answer with the JSON object {"ok": true}'
 
@@ -97,7 +97,7 @@ class ServerLike:
                 raise StubHTTPError(500, "injected server error", {"retry-after-ms": "1"})
             if kind == "429":
                 raise StubHTTPError(429, "injected rate limit", {"retry-after": "0", "retry-after-ms": "2"})
-        if PROBE in _text(request["messages"][-1].get("content")):
+        if PROBE in content_text(request["messages"][-1].get("content")):
             reply: Any = '{"ok": true}'
         else:
             reply = self.inner(request)

@@ -34,7 +34,8 @@ class StubHTTPError(Exception):
 
 # ---------------------------------------------------------------- responders
 
-def _text(content: Any) -> str:
+def content_text(content: Any) -> str:
+    """The text of a chat message's content: a string, or the text parts of a list."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -49,7 +50,7 @@ def _fill(schema: dict[str, Any], hint: str) -> Any:
 def stub_agent(request: dict[str, Any]) -> dict[str, Any] | str:
     """A minimal but genuine agent for our prompts, recognised by their first lines."""
     messages = request.get("messages", [])
-    first = _text(messages[0].get("content")) if messages else ""
+    first = content_text(messages[0].get("content")) if messages else ""
     last = messages[-1] if messages else {}
     if first.startswith("You design the tool interface"):
         return json.dumps({"tools": []})  # the synthesizer then completes the toolset from the schema
@@ -68,7 +69,7 @@ def stub_agent(request: dict[str, Any]) -> dict[str, Any] | str:
                                       "expected_tool_pattern": [f"{n}(...)" for n in names[:count]],
                                       "checkpoints": ["The first result is shown."]}})
     if first.startswith("You play a person"):
-        transcript = _text(last.get("content"))
+        transcript = content_text(last.get("content"))
         current = transcript.split("your current goal starts below ---")[-1]
         said = len(re.findall(r"^You: ", current, re.M))
         asks = re.findall(r'^\d+\. .*?\(you might say: "(.*)"\)$', first, re.M)
@@ -80,12 +81,12 @@ def stub_agent(request: dict[str, Any]) -> dict[str, Any] | str:
                            "premature_completion": False, "items": []})
     # The assistant: one tool call per user message, then an answer from the result.
     if last.get("role") == "tool":
-        return f"Here is what I found: {_text(last.get('content'))[:300]}"
-    if last.get("role") == "user" and "that's all" in _text(last.get("content")).lower():
+        return f"Here is what I found: {content_text(last.get('content'))[:300]}"
+    if last.get("role") == "user" and "that's all" in content_text(last.get("content")).lower():
         return "You're welcome, glad I could help."
     tools = [t["function"] for t in request.get("tools", []) if t.get("type") == "function"]
     if tools and last.get("role") == "user":
-        words = re.findall(r"[A-Z][a-z]+", _text(last.get("content")))
+        words = re.findall(r"[A-Z][a-z]+", content_text(last.get("content")))
         tool = tools[0]
         props = tool.get("parameters", {}).get("properties", {})
         required = tool.get("parameters", {}).get("required", list(props))
@@ -248,7 +249,7 @@ class StubServer:
                 return 500, {"error": {"message": f"responder failed: {exc!r}", "type": "server_error"}}, \
                     {"x-should-retry": "false"}
             if usage is None:
-                prompt = sum(_estimate_tokens(_text(m.get("content"))) for m in request.get("messages", []))
+                prompt = sum(_estimate_tokens(content_text(m.get("content"))) for m in request.get("messages", []))
                 completion = _estimate_tokens(
                     (message.get("content") or "") + json.dumps(message.get("tool_calls", "")))
                 usage = {"prompt_tokens": prompt, "completion_tokens": completion}

@@ -7,52 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
-from environment.sandbox import Sandbox
-from graphs.dialogue import build_dialogue_graph
 from graphs.run import main
-from runner.layout import load_toolset
-from runner.checkpoints import DialogueCheckpoints
 from tests.clinic_model import ClinicModel
+from tests.checkpoint_support import dataset_lines, first_write_then_read, history, replays, write_then_read
 from tests.conftest import CLINIC
 from tests.stub_server import StubServer
-
-
-def _lines(out: Path) -> dict[str, dict]:
-    records = {}
-    for name in ("dialogues.jsonl", "rejected.jsonl"):
-        if (out / name).exists():
-            for line in (out / name).read_text().splitlines():
-                record = json.loads(line)
-                assert record["id"] not in records, f"{record['id']} written twice"
-                records[record["id"]] = record
-    return records
-
-
-def _store(out: Path):
-    return DialogueCheckpoints(out, build_dialogue_graph, None, Console(quiet=True))
-
-
-async def _history(out: Path, dialogue: str):
-    async with _store(out) as store:
-        rows = await store.history(dialogue)
-        states = {r.checkpoint_id: await store.state(dialogue, r.checkpoint_id) for r in rows}
-        return rows, states
-
-
-def _replays(out: Path, record: dict) -> None:
-    """Every tool call of the dialogue, re-run in order on a fresh copy, gives the recorded result."""
-    tools = {t.name: t for t in load_toolset(out / "toolset.json")}
-    results = {m["tool_call_id"]: m["content"] for m in record["messages"] if m["role"] == "tool"}
-    box = Sandbox(str(CLINIC))
-    try:
-        for m in record["messages"]:
-            for call in m.get("tool_calls") or []:
-                replayed = box.run(tools[call["function"]["name"]], json.loads(call["function"]["arguments"]))
-                assert json.dumps(replayed.to_content(), ensure_ascii=False, default=str) == results[call["id"]]
-    finally:
-        box.close()
 
 
 @pytest.fixture()
@@ -62,32 +22,9 @@ def run(tmp_path) -> Path:
     return out
 
 
-def _write_then_read(rows, states) -> str:
-    """A checkpoint right after a database write, with a read still to come."""
-    for row in rows:
-        state = states[row.checkpoint_id]
-        if row.node == "tool_executor" and state.calls and state.calls[-1].mode == "write":
-            final = states[rows[-1].checkpoint_id]
-            if any(c.mode == "read" for c in final.calls[len(state.calls):]):
-                return row.checkpoint_id
-    raise AssertionError("no write followed by a read")
-
-
-def _first_write_then_read(out: Path, dialogues):
-    """(dialogue, states, checkpoint) of the first dialogue with a checkpoint right after a write that
-    a later read depends on; None when none has one."""
-    for dialogue in dialogues:
-        rows, states = asyncio.run(_history(out, dialogue))
-        try:
-            return dialogue, states, _write_then_read(rows, states)
-        except AssertionError:
-            continue
-    return None
-
-
 def test_history_lists_every_checkpoint_and_show_cuts_at_one(run, capsys):
-    dialogue = next(iter(_lines(run)))
-    rows, states = asyncio.run(_history(run, dialogue))
+    dialogue = next(iter(dataset_lines(run)))
+    rows, states = asyncio.run(history(run, dialogue))
     assert [r.step for r in rows] == list(range(-1, len(rows) - 1))
     assert rows[0].node == "input" and rows[-1].next == "END"
     assert {"prepare", "task_generator", "user_simulator", "assistant", "tool_executor", "validator"} <= \
@@ -110,44 +47,44 @@ def test_history_lists_every_checkpoint_and_show_cuts_at_one(run, capsys):
 
 
 def test_fork_after_a_write_rebuilds_the_sandbox(run):
-    records = _lines(run)
-    found = _first_write_then_read(run, records)
+    records = dataset_lines(run)
+    found = first_write_then_read(run, records)
     assert found, "no dialogue wrote and then read"
     dialogue, _, checkpoint = found
     assert main(["fork", str(run), "--dialogue", dialogue, "--checkpoint", checkpoint, "--seed", "123"]) == 0
-    after = _lines(run)
+    after = dataset_lines(run)
     forks = [r for r in after.values() if r["metadata"].get("forked_from")]
     assert len(forks) == 1 and len(after) == len(records) + 1
     fork = forks[0]
     assert fork["metadata"]["forked_from"] == {"dialogue": dialogue, "checkpoint": checkpoint}
     assert fork["metadata"]["seed"] == 123
-    _replays(run, fork)
+    replays(run, fork)
 
 
 def test_resume_from_a_checkpoint_replaces_the_line(run):
-    records = _lines(run)
+    records = dataset_lines(run)
     dialogue = next(iter(records))
-    rows, states = asyncio.run(_history(run, dialogue))
-    checkpoint = _write_then_read(rows, states) if any(
+    rows, states = asyncio.run(history(run, dialogue))
+    checkpoint = write_then_read(rows, states) if any(
         r.node == "tool_executor" and states[r.checkpoint_id].calls[-1:] and
         states[r.checkpoint_id].calls[-1].mode == "write" for r in rows) else rows[len(rows) // 2].checkpoint_id
     assert main(["resume", str(run), "--dialogue", dialogue, "--checkpoint", checkpoint]) == 0
-    after = _lines(run)
+    after = dataset_lines(run)
     assert set(after) == set(records)
     assert after[dialogue]["messages"] == records[dialogue]["messages"]  # same seed: the same continuation
-    _replays(run, after[dialogue])
+    replays(run, after[dialogue])
 
 
 def test_fork_with_a_user_message_changes_course_and_keeps_the_past(run):
-    records = _lines(run)
+    records = dataset_lines(run)
     dialogue = next(iter(records))
-    rows, states = asyncio.run(_history(run, dialogue))
+    rows, states = asyncio.run(history(run, dialogue))
     row = next(r for r in rows[5:] if r.next == "user_simulator" and r.node == "assistant")
     kept = len(states[row.checkpoint_id].messages)
     text = "Actually, forget that. Which invoices are still unpaid?"
     assert main(["fork", str(run), "--dialogue", dialogue, "--checkpoint", row.checkpoint_id,
                  "--user-message", text]) == 0
-    fork = next(r for r in _lines(run).values() if r["metadata"].get("forked_from"))
+    fork = next(r for r in dataset_lines(run).values() if r["metadata"].get("forked_from"))
     original = records[dialogue]["messages"]
     assert fork["messages"][: kept + 1] == original[: kept + 1]  # +1: the system message
     assert fork["messages"][kept + 1] == {"role": "user", "content": text}
@@ -155,8 +92,8 @@ def test_fork_with_a_user_message_changes_course_and_keeps_the_past(run):
 
 
 def test_user_message_needs_a_user_turn_next(run, capsys):
-    dialogue = next(iter(_lines(run)))
-    rows, _ = asyncio.run(_history(run, dialogue))
+    dialogue = next(iter(dataset_lines(run)))
+    rows, _ = asyncio.run(history(run, dialogue))
     row = next(r for r in rows if r.next == "tool_executor")
     assert main(["fork", str(run), "--dialogue", dialogue, "--checkpoint", row.checkpoint_id,
                  "--user-message", "hi"]) == 2
@@ -165,7 +102,7 @@ def test_user_message_needs_a_user_turn_next(run, capsys):
 
 def test_unknown_dialogue_or_checkpoint(run, capsys):
     assert main(["history", str(run), "--dialogue", "nope"]) == 2
-    dialogue = next(iter(_lines(run)))
+    dialogue = next(iter(dataset_lines(run)))
     assert main(["resume", str(run), "--dialogue", dialogue, "--checkpoint", "nope"]) == 2
     err = capsys.readouterr().err
     assert "no dialogue 'nope'" in err and "has no checkpoint 'nope'" in err
@@ -177,13 +114,13 @@ def test_cached_replay_makes_no_model_calls(tmp_path):
         assert main(["generate", "--db", str(CLINIC), "--dialogues", "1", "--tasks-per-dialogue", "1", "--cache",
                      "--base-url", server.base_url, "--model", "stub-model", "--out", str(out)]) == 0
         calls = server.request_count
-        record = next(iter(_lines(out).values()))
-        rows, _ = asyncio.run(_history(out, record["id"]))
+        record = next(iter(dataset_lines(out).values()))
+        rows, _ = asyncio.run(history(out, record["id"]))
         checkpoint = next(r for r in rows if r.node == "task_generator").checkpoint_id
         assert main(["resume", str(out), "--dialogue", record["id"], "--checkpoint", checkpoint, "--cache"]) == 0
         assert server.request_count == calls, "the replay asked the model again"
     assert (out / "llm_cache.sqlite").exists()
-    assert _lines(out)[record["id"]]["messages"] == record["messages"]
+    assert dataset_lines(out)[record["id"]]["messages"] == record["messages"]
 
 
 def test_continue_a_given_conversation(tmp_path):
@@ -201,7 +138,7 @@ def test_continue_a_given_conversation(tmp_path):
     out = tmp_path / "continued"
     assert main(["generate", "--db", str(CLINIC), "--dialogues", "2", "--tasks-per-dialogue", "1",
                  "--from-conversation", str(path), "--out", str(out)]) == 0
-    for record in _lines(out).values():
+    for record in dataset_lines(out).values():
         assert record["messages"][: len(conversation)] == conversation
         rest = record["messages"][len(conversation):]
         assert any(m["role"] == "user" for m in rest)

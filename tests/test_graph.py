@@ -122,3 +122,15 @@ def test_state_comes_back_as_models_after_a_checkpoint_round_trip(tmp_path):
     assert isinstance(values["calls"][0], ExecutedCall)
     assert isinstance(values["verdicts"][0], Verdict)
     assert isinstance(values["last_user_turn"], UserTurn)
+
+
+def test_a_registered_backend_is_forgotten_when_unregistered():
+    from backends.registry import backend_for, unregister_backends
+    from environment.errors import InputError
+
+    backend = EagerUser()
+    register_backend("forgettable", backend)
+    assert backend_for(Settings(backend="forgettable")) is backend
+    unregister_backends("forgettable")
+    with pytest.raises(InputError, match="unknown backend 'forgettable'"):
+        backend_for(Settings(backend="forgettable"))

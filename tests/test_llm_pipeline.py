@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from graphs.run import main
-from tests.clinic_model import ClinicModel, _text
+from tests.clinic_model import ClinicModel
+from tests.roles import role_of_request
 from tests.conftest import CLINIC
 from tests.stub_server import StubServer
 
@@ -42,7 +43,7 @@ def test_generate_through_a_local_openai_compatible_server(tmp_path):
 def test_a_model_that_never_returns_valid_json_is_a_clean_rejection(tmp_path, capsys):
     class Broken(ClinicModel):
         def __call__(self, request):
-            if "You play a person" in _text(request):
+            if role_of_request(request) == "user_simulator":
                 return "I would rather not answer in JSON."
             return super().__call__(request)
 

@@ -17,7 +17,7 @@ from environment.sandbox import Sandbox
 from graphs.run import main
 from runner.layout import load_toolset
 from tests.conftest import CLINIC, sha256
-from tests.test_checkpoints import _first_write_then_read, _history, _lines
+from tests.checkpoint_support import dataset_lines, first_write_then_read, history
 
 
 def _shop(path: Path) -> None:
@@ -91,7 +91,7 @@ def test_a_folder_run_uses_each_usable_database_and_names_the_skipped(folder_run
                for line in skipped)
     assert any(str(databases / "hollow" / "hollow.sqlite") in line and "no usable tables" in line for line in skipped)
 
-    records = list(_lines(out).values())
+    records = list(dataset_lines(out).values())
     assert len(records) == 6
     used = {r["metadata"]["source_database"] for r in records}
     assert used == {str((databases / "clinic" / "clinic.sqlite").resolve()),
@@ -118,20 +118,20 @@ def test_statistics_have_a_table_per_database(folder_run):
 
 def test_history_show_fork_and_resume_work_on_such_a_run(folder_run, databases, capsys):
     out, _ = folder_run
-    records = _lines(out)
+    records = dataset_lines(out)
     shop = [d for d, r in records.items() if r["metadata"]["source_database"].endswith("shop.sqlite")]
-    found = _first_write_then_read(out, shop)
+    found = first_write_then_read(out, shop)
     if found:
         dialogue, _, checkpoint = found
     else:  # no write here: any mid checkpoint of the first dialogue
         dialogue = shop[0]
-        rows, _ = asyncio.run(_history(out, dialogue))
+        rows, _ = asyncio.run(history(out, dialogue))
         checkpoint = rows[len(rows) // 2].checkpoint_id
     assert main(["history", str(out), "--dialogue", dialogue]) == 0
     assert main(["show", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint]) == 0
     assert "database writes applied so far" in capsys.readouterr().out
     assert main(["fork", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint, "--seed", "5"]) == 0
-    fork = next(r for r in _lines(out).values() if r["metadata"].get("forked_from"))
+    fork = next(r for r in dataset_lines(out).values() if r["metadata"].get("forked_from"))
     assert fork["metadata"]["source_database"] == records[dialogue]["metadata"]["source_database"]
     assert fork["metadata"]["toolset"] == "toolsets/shop.json"
     _replays_on_its_own_database(out, fork)
@@ -146,7 +146,7 @@ def test_dialogues_per_database_over_paths_and_a_glob(databases, tmp_path):
                  "--dialogues-per-db", "2", "--tasks-per-dialogue", "1", "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["dialogues"] == 4
     per_database: dict[str, int] = {}
-    for record in _lines(out).values():
+    for record in dataset_lines(out).values():
         name = Path(record["metadata"]["source_database"]).stem
         per_database[name] = per_database.get(name, 0) + 1
     assert per_database == {"shop": 2, "clinic": 2}

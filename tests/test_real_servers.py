@@ -15,7 +15,7 @@ from tests.clinic_model import ClinicModel
 from tests.conftest import CLINIC
 from tests.real_servers import ServerLike
 from tests.reasoning_support import CORPUS, SCENARIO, play_every_role
-from tests.stub_server import StubServer, _text
+from tests.stub_server import StubServer, content_text
 
 JSON_ROLES = ("You write goals for a simulated user", "You play a person", "You review one finished conversation",
               "You design the tool interface")
@@ -32,7 +32,7 @@ def generate(server: StubServer, out: Path, *extra: str, dialogues: int = 4) -> 
 
 
 def first_text(request: dict) -> str:
-    return _text(request["messages"][0].get("content"))
+    return content_text(request["messages"][0].get("content"))
 
 
 # ---------------------------------------------------------------- JSON only under response_format
@@ -90,12 +90,12 @@ def test_a_server_that_refuses_json_schema_settles_on_json_object_after_one_prob
 
 
 def test_toolprep_against_a_server_that_gives_json_only_when_asked(tmp_path):
-    from tests.test_toolprep import SEEDS, _prep_model
+    from tests.toolprep_model import SEEDS, prep_model_of_request
 
     seeds = tmp_path / "seeds.json"
     seeds.write_text(json.dumps(SEEDS[:1]))
     out = tmp_path / "prep"
-    with StubServer(ServerLike(lambda request: _prep_model(_text_of(request)), accept=("json_object",))) as server:
+    with StubServer(ServerLike(prep_model_of_request, accept=("json_object",))) as server:
         assert main(["toolprep", "--tools", str(seeds), "--domain", "bank", "--base-url", server.base_url,
                      "--model", "stub", "--out", str(out)]) == 0
     report = json.loads((out / "toolprep_report.json").read_text())
@@ -103,13 +103,9 @@ def test_toolprep_against_a_server_that_gives_json_only_when_asked(tmp_path):
     assert json.loads((out / "toolset.json").read_text())  # a toolset was written
 
 
-def _text_of(request: dict) -> str:
-    return "\n".join(_text(m.get("content")) for m in request["messages"])
-
-
 def test_reasoning_against_a_server_that_gives_json_only_when_asked(tmp_path):
     def responder(request: dict) -> str:
-        return play_every_role([HumanMessage(content=_text(m.get("content"))) for m in request["messages"]])
+        return play_every_role([HumanMessage(content=content_text(m.get("content"))) for m in request["messages"]])
 
     out = tmp_path / "reasoning"
     server_like = ServerLike(responder, fault_rate=0.1, seed=5)

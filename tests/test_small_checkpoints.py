@@ -11,7 +11,7 @@ from pathlib import Path
 
 from graphs.run import main
 from tests.conftest import CLINIC, generate_killed_mid_run
-from tests.test_checkpoints import _first_write_then_read, _history, _lines, _replays
+from tests.checkpoint_support import dataset_lines, first_write_then_read, history, replays
 
 # checkpoints.sqlite per dialogue on this example (offline, 1 task) when every checkpoint carried the whole
 # state, toolset and schema included: measured with the generate command of the README.
@@ -32,19 +32,19 @@ def test_checkpoints_take_a_tenth_of_the_whole_state_and_a_mid_fork_still_replay
     n = 12
     assert main(["generate", "--db", str(CLINIC), "--dialogues", str(n), "--tasks-per-dialogue", "1",
                  "--seed", "2", "--out", str(out)]) == 0
-    assert len(_lines(out)) == n
+    assert len(dataset_lines(out)) == n
     assert _bytes(out) / n <= WHOLE_STATE_BYTES_PER_DIALOGUE / 10
     assert all(count > 10 for count in _checkpoints_per_thread(out).values()), "every step is still kept"
 
-    records = _lines(out)
-    found = _first_write_then_read(out, records)
+    records = dataset_lines(out)
+    found = first_write_then_read(out, records)
     assert found, "no dialogue wrote and then read"
     dialogue, states, checkpoint = found
     assert states[checkpoint].toolset == [] and states[checkpoint].toolset_key, "the toolset is referred to"
     assert main(["fork", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint, "--seed", "9"]) == 0
-    fork = next(r for r in _lines(out).values() if r["metadata"].get("forked_from"))
+    fork = next(r for r in dataset_lines(out).values() if r["metadata"].get("forked_from"))
     assert fork["metadata"]["forked_from"]["checkpoint"] == checkpoint
-    _replays(out, fork)
+    replays(out, fork)
 
 
 def test_final_keeps_one_checkpoint_per_finished_dialogue_and_the_same_dataset(tmp_path, capsys):
@@ -58,13 +58,13 @@ def test_final_keeps_one_checkpoint_per_finished_dialogue_and_the_same_dataset(t
     assert _bytes(final) < _bytes(every)
 
     def messages(out: Path) -> dict[str, list]:
-        return {k.rsplit("-", 1)[-1]: r["messages"] for k, r in _lines(out).items()}
+        return {k.rsplit("-", 1)[-1]: r["messages"] for k, r in dataset_lines(out).items()}
 
     assert messages(final) == messages(every)
-    dialogue = next(iter(_lines(final)))
-    rows, states = asyncio.run(_history(final, dialogue))
+    dialogue = next(iter(dataset_lines(final)))
+    rows, states = asyncio.run(history(final, dialogue))
     assert len(rows) == 1 and rows[0].next == "END"
-    assert len(states[rows[0].checkpoint_id].messages) + 1 == len(_lines(final)[dialogue]["messages"])
+    assert len(states[rows[0].checkpoint_id].messages) + 1 == len(dataset_lines(final)[dialogue]["messages"])
     capsys.readouterr()
     assert main(["show", str(final), "--dialogue", dialogue]) == 0
     assert "database writes applied so far" in capsys.readouterr().out
@@ -74,7 +74,7 @@ def test_final_still_resumes_an_unfinished_dialogue(tmp_path):
     out = tmp_path / "run"
     n = 24
     generate_killed_mid_run(out, n, "--seed", "8", "--checkpoints", "final")
-    written = set(_lines(out))
+    written = set(dataset_lines(out))
     assert 3 <= len(written) < n, "the kill should land mid-run"
     counts = _checkpoints_per_thread(out)
     # a written dialogue keeps only its last state (but those cut off between their line and the pruning)
@@ -83,7 +83,7 @@ def test_final_still_resumes_an_unfinished_dialogue(tmp_path):
     assert unfinished and max(unfinished.values()) > 1, "an unfinished dialogue keeps its steps"
 
     assert main(["resume", str(out)]) == 0
-    after = _lines(out)
+    after = dataset_lines(out)
     assert len(after) == n and set(written) <= set(after)
     assert not (out / "rejected.jsonl").exists() or not (out / "rejected.jsonl").read_text().strip()
     assert set(_checkpoints_per_thread(out).values()) == {1}

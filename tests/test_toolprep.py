@@ -22,25 +22,9 @@ from graphs.toolprep import build_toolprep_graph
 from nodes.tool_executor import reference_time
 from state.config import Settings
 from state.dialogue import DialogueState, SimulatedWorld
-from tests.clinic_model import _text
 from tests.fakes import ScriptedChatModel
 from tests.stub_server import StubServer
-
-SEEDS = [
-    {"type": "function", "function": {"name": "get_user", "description": "Get a user profile by id.", "parameters": {
-        "type": "object", "properties": {"user_id": {"type": "integer", "description": "Id of the user."}},
-        "required": ["user_id"]}}},
-    {"name": "search_books", "description": "Search the catalogue.", "parameters": {
-        "type": "dict", "properties": {"query": {"type": "string", "description": "Words to look for."},
-                                       "max_price": {"type": "float", "description": "Upper price bound."}},
-        "required": ["query"]}},
-    {"name": "create_order", "description": "Place an order for a book.", "parameters": {
-        "type": "object", "properties": {"user_id": {"type": "integer", "description": "Buyer."},
-                                         "book_id": {"type": "integer", "description": "Book to buy."},
-                                         "quantity": {"type": "integer", "description": "How many."}},
-        "required": ["user_id", "book_id"]}},
-]
-
+from tests.toolprep_model import SEEDS, prep_model, prep_model_of_request
 
 @pytest.fixture()
 def seed_file(tmp_path) -> Path:
@@ -104,34 +88,6 @@ def test_offline_toolprep_grows_a_consistent_toolset(seed_file, tmp_path):
     assert all(len(types) == 1 for types in _types_everywhere(tools).values()), _types_everywhere(tools)
 
 
-def _prep_model(text: str) -> str:
-    """A scripted model for toolprep: a type conflict, a malformed stage, and a schema that needs repair."""
-    if "people really ask for" in text:
-        return json.dumps({"questions": [{"text": "Show the account of user 7.", "complexity": "simple"},
-                                         {"text": "List the orders of user 7.", "complexity": "simple"},
-                                         {"text": "Something odd.", "complexity": "edge_case"}]})
-    if "Design the tools" in text:
-        if "account of user" in text:
-            return json.dumps({"tools": [{"name": "get_account", "description": "Account of a user.", "parameters": {
-                "type": "object", "properties": {"user_id": {"type": "integer"}}, "required": ["user_id"]}}]})
-        if "orders of user" in text:  # the conflict: user_id as a string here
-            return json.dumps({"tools": [{"name": "list_user_orders", "description": "Orders of a user.",
-                                          "parameters": {"type": "object", "properties": {"user_id": {"type": "string"}},
-                                                         "required": ["user_id"]}}]})
-        return "I cannot design tools for that."  # malformed every time: retried, then dropped
-    if "Look at it as a whole" in text:
-        return json.dumps({"tools": []})
-    if "tool after tool" in text:
-        last = text.rsplit("\n", 1)[-1] if "broke consistency" not in text else ""
-        user_type = "integer" if "broke consistency" in text else "string"
-        item = {"type": "object", "properties": {"user_id": {"type": user_type}, "total": {"type": "number"}}}
-        if "list_user_orders" in text.split("tool after tool", 1)[1][-400:] or "list_user_orders" in last:
-            return json.dumps({"type": "array", "items": item})
-        return json.dumps({"type": "object", "properties": {"user_id": {"type": "integer"},
-                                                            "balance": {"type": "number"}}})
-    raise AssertionError(text[:200])
-
-
 def _check_llm_report(state_or_report: dict) -> None:
     stages = {s["stage"]: s for s in state_or_report["stages"]}
     merge_notes = " ".join(stages["merge"]["notes"])
@@ -144,7 +100,7 @@ def _check_llm_report(state_or_report: dict) -> None:
 
 
 def test_toolprep_through_a_scripted_model(seed_file):
-    model = ScriptedChatModel(responses=[lambda messages: _prep_model("\n".join(m.text for m in messages))] * 200)
+    model = ScriptedChatModel(responses=[lambda messages: prep_model([m.text for m in messages])] * 200)
     register_backend("scripted-prep", OpenAIBackend(Settings(backend="openai", parse_retries=1), chat_model=model))
     seeds = read_seed_tools(seed_file)[:1]
     out = asyncio.run(build_toolprep_graph().compile().ainvoke(
@@ -158,7 +114,7 @@ def test_toolprep_through_the_stub_server(seed_file, tmp_path):
     out = tmp_path / "prep-llm"
     one = tmp_path / "one.json"
     one.write_text(json.dumps(SEEDS[:1]))
-    with StubServer(lambda request: _prep_model(_text(request))) as server:
+    with StubServer(prep_model_of_request) as server:
         assert main(["toolprep", "--tools", str(one), "--domain", "bank", "--base-url", server.base_url,
                      "--model", "stub", "--out", str(out)]) == 0
     _check_llm_report(json.loads((out / "toolprep_report.json").read_text()))
