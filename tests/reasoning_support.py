@@ -12,6 +12,7 @@ from pathlib import Path
 from langchain_core.messages import BaseMessage
 
 from tests.conftest import ROOT
+from tests.roles import role_of_text
 
 EXAMPLE = ROOT / "examples" / "scenarios" / "household_budget"
 SCENARIO = EXAMPLE / "scenario.md"
@@ -43,9 +44,9 @@ def _text(messages: list[BaseMessage]) -> str:
 
 
 def play_every_role(messages: list[BaseMessage]) -> str:
-    """A stand-in LLM for method B: answers each of our prompts with a well-formed reply."""
-    text = _text(messages)
-    if "You invent the people" in text:
+    """A stand-in LLM for method B: answers each of our roles (tests/roles.py) with a well-formed reply."""
+    text, role = _text(messages), role_of_text(messages[0].text if messages else "")
+    if role == "user_generator":
         count = int(re.search(r"Invent (\d+) new people", text).group(1))
         return json.dumps({"profiles": [
             {"name": f"Person {i}", "role": ["baker", "nurse", "student", "pilot"][i % 4] + f" number {i}",
@@ -53,27 +54,27 @@ def play_every_role(messages: list[BaseMessage]) -> str:
              "problems": ["compare prices", "find the fees"], "traits": ["calm"],
              "facts": [{"name": "budget", "value": 500, "unit": "$", "label": "monthly budget"}]}
             for i in range(count)]})
-    if "Decide your next action" in text:
+    if role == "user_agent":
         step = int(re.search(r"for example a(\d+)_cost", text).group(1))
         return json.dumps({"date": f"2025-04-{step:02d}", "description": f"Bought {step} dozen eggs at $3.60: "
                            f"${3.6 * step:.2f}.", "facts": [{"name": f"a{step}_cost", "value": round(3.6 * step, 2),
                                                              "unit": "$", "label": "eggs"}],
                            "next_focus": "milk prices", "stop": False})
-    if "looking back on what you just did" in text:
+    if role == "user_agent_reflect":
         return json.dumps({"notes": ["Eggs cost $3.60 a dozen at the co-op."]})
-    if "You are chatting with an assistant" in text:
+    if role == "user_agent_turn":
         done = "This is your last message" in text or text.count("Assistant:") >= 2
         return json.dumps({"user_message": "I bought eggs for $3.60 a dozen. Is that a good price?",
                            "is_task_complete": done})
-    if "You are a helpful assistant for the setting" in text:
+    if role == "knowledge_assistant":
         return "Eggs are $3.60 per dozen at the co-op, so that matches the list price."
-    if "Write one reasoning question" in text:
+    if role == "question_generator":
         return json.dumps({"kind": "math", "question": "How much would two more dozen eggs cost?", "label": "7.2",
                            "derivation": ["2 x 3.60 = 7.20"]})
-    if "Read the conversation and answer the question" in text:
+    if role == "solver":
         return json.dumps({"answer": "7.20"})
-    if "Rate the conversation" in text:
+    if role == "quality_judge":
         return json.dumps({"coherence": 4, "fluency": 5, "diversity": 3, "reasoning": "fine"})
-    if "Name the main topic" in text:
+    if role == "topic_summary":
         return json.dumps({"topic": "egg prices"})
-    raise AssertionError(f"unexpected prompt: {text[:200]}")
+    raise AssertionError(f"unexpected role {role}: {text[:200]}")

@@ -15,10 +15,10 @@ from tests.clinic_model import ClinicModel
 from tests.conftest import CLINIC
 from tests.real_servers import ServerLike
 from tests.reasoning_support import CORPUS, SCENARIO, play_every_role
+from tests.roles import role_of_request
 from tests.stub_server import StubServer, content_text
 
-JSON_ROLES = ("You write goals for a simulated user", "You play a person", "You review one finished conversation",
-              "You design the tool interface")
+JSON_ROLES = ("task_generator", "user_simulator", "validator", "tool_synthesizer")
 
 
 def lines(path: Path) -> list[dict]:
@@ -46,9 +46,9 @@ def test_generate_against_a_server_that_gives_json_only_when_asked(tmp_path, fau
         requests = list(server.requests)
     accepted, rejected = lines(out / "dialogues.jsonl"), lines(out / "rejected.jsonl")
     assert len(accepted) + len(rejected) == 6 and len(accepted) == 6  # every dialogue accounted for, all valid
-    json_requests = [r for r in requests if first_text(r).startswith(JSON_ROLES)]
+    json_requests = [r for r in requests if role_of_request(r) in JSON_ROLES]
     assert json_requests and all(r["response_format"]["type"] == "json_schema" for r in json_requests)
-    schema = next(r for r in json_requests if first_text(r).startswith("You play a person"))["response_format"]
+    schema = next(r for r in json_requests if role_of_request(r) == "user_simulator")["response_format"]
     assert schema["json_schema"]["schema"]["required"] == ["user_message"]  # the UserTurn model's schema
     assert all("response_format" not in r for r in requests if r.get("tools"))  # the assistant talks freely
     stats = json.loads((out / "stats.json").read_text())
@@ -81,7 +81,7 @@ def test_a_server_that_refuses_json_schema_settles_on_json_object_after_one_prob
     printed = " ".join(capsys.readouterr().out.split())  # as one line, however the console wrapped it
     assert "structured outputs: json_object" in printed and f"json_schema refused with HTTP {status}" in printed
     assert server_like.formats.count("json_schema") == 1 and server_like.refused == 1  # the one probe
-    json_requests = [r for r in requests if first_text(r).startswith(JSON_ROLES)]
+    json_requests = [r for r in requests if role_of_request(r) in JSON_ROLES]
     assert json_requests and all(r["response_format"]["type"] == "json_object" and
                                  r["response_format"]["schema"]["type"] == "object" for r in json_requests)
     stats = json.loads((out / "stats.json").read_text())
@@ -159,15 +159,15 @@ def test_requests_spread_over_endpoints_and_the_user_runs_on_its_own(tmp_path):
                      "--base-url", a.base_url, "--base-url", b.base_url, "--model", "big",
                      "--model-for", f"user=small@{user_server.base_url}", "--concurrency", "4", "--out", str(out)])
         counts = {"a": a.request_count, "b": b.request_count}
-        user_requests = [first_text(r) for r in user_server.requests]
-        default_requests = [first_text(r) for r in [*a.requests, *b.requests]]
+        user_requests = [role_of_request(r) for r in user_server.requests]
+        default_requests = [role_of_request(r) for r in [*a.requests, *b.requests]]
         user_models = {r["model"] for r in user_server.requests}
     assert code == 0
     total = counts["a"] + counts["b"]
     assert min(counts.values()) >= 0.3 * total, counts  # a fair share each
-    simulator_turns = [u for u in user_requests if u.startswith("You play a person")]
+    simulator_turns = [u for u in user_requests if u == "user_simulator"]
     assert simulator_turns and len(simulator_turns) == len(user_requests) - 1  # and the one structured probe
-    assert not any(t.startswith("You play a person") for t in default_requests)
+    assert "user_simulator" not in default_requests
     assert user_models == {"small"}
     record = lines(out / "dialogues.jsonl")[0]
     assert record["metadata"]["models"] == {"assistant": "big", "user": "small", "judge": "big", "generator": "big"}
