@@ -18,9 +18,9 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.runtime import Runtime
 
 from backends.base import SimulationRequest
-from environment.clock import dialogue_clock
-from environment.sandbox import SANDBOXES, check_arguments
-from environment.simulator import reconcile, reference_time_for, simulate, stated_date, validation_error
+from environment.sources.sqlite.clock import dialogue_clock
+from environment.sources.sqlite.sandbox import SANDBOXES, check_arguments
+from environment.sources.simulated.simulator import reconcile, reference_time_for, simulate, stated_date, validation_error
 from nodes.common import backend_of, rng_key, settings_of
 from nodes.stored_values import tools_of
 from state.config import Settings

@@ -10,12 +10,12 @@ from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
 from backends.base import Backend, ToolProposalRequest, ToolRepairRequest
-from environment.derive import derive_tools
+from environment.sources.sqlite.derive import derive_tools
 from environment.errors import InputError
-from environment.introspect import inspect_database
-from environment.simulator import reference_time_for
-from environment.sandbox import Sandbox
-from environment.tool_checks import check_tool
+from environment.sources.sqlite.introspect import inspect_database
+from environment.sources.simulated.simulator import reference_time_for
+from environment.sources.sqlite.sandbox import Sandbox
+from environment.sources.sqlite.tool_checks import check_tool
 from nodes.common import backend_of, settings_of
 from nodes.stored_values import keep_schema, keep_toolset, schema_of, store_of, tools_of
 from state.config import Settings

@@ -22,8 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from backends.registry import backend_for
 from environment.errors import InputError, RunError
-from environment.introspect import check_database_path, inspect_database
-from environment.sandbox import SANDBOXES
+from environment.sources.sqlite.introspect import check_database_path, inspect_database
+from environment.sources.sqlite.sandbox import SANDBOXES
 from nodes.stored_values import keep_schema, keep_toolset
 from runner import event_loop
 from runner import run_folder as rf

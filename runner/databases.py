@@ -17,9 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from backends.registry import backend_for
 from environment.errors import InputError, read_json_input
-from environment.introspect import inspect_database
-from environment.sandbox import Sandbox
-from environment.tool_checks import check_tool
+from environment.sources.sqlite.introspect import inspect_database
+from environment.sources.sqlite.sandbox import Sandbox
+from environment.sources.sqlite.tool_checks import check_tool
 from nodes.tool_synthesizer import synthesize_toolset
 from runner import run_folder as rf
 from runner.run_folder import RunFolder

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from environment.sandbox import Sandbox
+from environment.sources.sqlite.sandbox import Sandbox
 from state.tools import Tool
 
 

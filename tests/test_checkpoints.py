@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from environment.sandbox import Sandbox
+from environment.sources.sqlite.sandbox import Sandbox
 from graphs.dialogue import build_dialogue_graph
 from graphs.run import main
 from runner.databases import load_toolset

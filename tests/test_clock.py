@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from environment.clock import clock_binding, dialogue_clock
-from environment.derive import derive_tools
-from environment.introspect import inspect_database
-from environment.sandbox import Sandbox
+from environment.sources.sqlite.clock import clock_binding, dialogue_clock
+from environment.sources.sqlite.derive import derive_tools
+from environment.sources.sqlite.introspect import inspect_database
+from environment.sources.sqlite.sandbox import Sandbox
 from graphs.run import main
 from runner.databases import load_toolset
 from state.dialogue import WriteRecord

@@ -6,11 +6,11 @@ import sqlite3
 
 import pytest
 
-from environment.derive import derive_tools
+from environment.sources.sqlite.derive import derive_tools
 from environment.errors import InputError
-from environment.introspect import inspect_database, open_read_only
-from environment.sandbox import Sandbox, SandboxPool
-from environment.tool_checks import check_tool, static_problems
+from environment.sources.sqlite.introspect import inspect_database, open_read_only
+from environment.sources.sqlite.sandbox import Sandbox, SandboxPool
+from environment.sources.sqlite.tool_checks import check_tool, static_problems
 from state.dialogue import WriteRecord
 from state.tools import Tool
 from tests.conftest import CLINIC, sha256

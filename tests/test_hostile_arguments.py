@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 
-from environment.derive import derive_tools
+from environment.sources.sqlite.derive import derive_tools
 from environment.errors import InputError
-from environment.introspect import inspect_database
-from environment.sandbox import Sandbox
+from environment.sources.sqlite.introspect import inspect_database
+from environment.sources.sqlite.sandbox import Sandbox
 from environment.seeds import read_seed_tools
-from environment.tool_checks import placeholder_columns
+from environment.sources.sqlite.tool_checks import placeholder_columns
 from graphs.run import _conversation
 from nodes.tool_executor import tool_executor
 from state.config import Settings

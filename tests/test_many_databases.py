@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from environment.sandbox import Sandbox
+from environment.sources.sqlite.sandbox import Sandbox
 from graphs.run import main
 from runner.databases import load_toolset
 from tests.conftest import CLINIC, sha256

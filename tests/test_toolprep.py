@@ -15,7 +15,7 @@ from backends.openai import OpenAIBackend
 from backends.registry import register_backend
 from environment.errors import InputError
 from environment.seeds import read_seed_tools
-from environment.simulator import reference_time_for, simulate, validation_error
+from environment.sources.simulated.simulator import reference_time_for, simulate, validation_error
 from environment.tool_specs import fields, spec_problems
 from graphs.run import main
 from graphs.toolprep import build_toolprep_graph

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends.offline.phrasing import show
-from environment.tool_checks import placeholder_columns
+from environment.sources.sqlite.tool_checks import placeholder_columns
 from state.schema import DatabaseSchema, Table
 from state.tasks import ResultRef
 from state.tools import Tool

@@ -16,7 +16,7 @@ from backends.offline.focus import Focus, ToolIndex, focus_candidates, is_change
 from backends.offline.phrasing import entity, plural, show, words
 from backends.offline.simulated_tasks import SimulatedTaskBuilder
 from backends.offline.task_assembly import TaskAssembly, as_question
-from environment.tool_checks import placeholder_columns
+from environment.sources.sqlite.tool_checks import placeholder_columns
 from state.tasks import PlannedCall, ResultRef, Task
 
 

@@ -18,8 +18,8 @@ import jsonschema
 import sqlglot
 from sqlglot import exp
 
-from environment.clock import ClockBinding, clock_binding
-from environment.introspect import json_value, open_read_only
+from environment.sources.sqlite.clock import ClockBinding, clock_binding
+from environment.sources.sqlite.introspect import json_value, open_read_only
 from state.dialogue import WriteRecord
 from state.tools import Tool, ToolError, ToolResult
 

@@ -12,8 +12,8 @@ import jsonschema
 import sqlglot
 from sqlglot import exp
 
-from environment.clock import CLOCK_PREFIX
-from environment.sandbox import Sandbox, placeholders
+from environment.sources.sqlite.clock import CLOCK_PREFIX
+from environment.sources.sqlite.sandbox import Sandbox, placeholders
 from environment.sqlnames import quote_ident
 from state.schema import DatabaseSchema, Table
 from state.tools import Tool
