@@ -21,6 +21,7 @@ from rich.table import Table
 
 from backends.llm.replies import BackendOutputError
 from environment.errors import InputError, RunError, read_json_input
+from environment.sources.registry import identity, label_of, source_names
 from environment.sqlnames import snake
 from graphs import dataset_cli, optimize_cli, reasoning_cli
 from graphs.dialogue import build_dialogue_graph
@@ -31,7 +32,7 @@ from runner import event_loop
 from runner import run_folder as rf
 from runner.batch import generate, resume
 from runner.summary import summarize
-from runner.databases import database_paths, load_toolset
+from runner.databases import load_toolset
 from runner.checkpoints import DialogueCheckpoints, render_conversation
 from runner.run_folder import LLM_CACHE, RunFolder
 from runner.stats import RunStats, read_run_stats, stats_table
@@ -206,10 +207,10 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
             settings = settings.model_copy(update={"checkpoints": args.checkpoints})
         if not args.db and not args.toolset:
             raise InputError("pass --db with a SQLite database, or --toolset with a toolset.json (simulated tools)")
-        databases = database_paths(args.db or [])
+        databases = source_names(args.db or [])
         db = databases[0] if len(databases) == 1 else None
         several = Path(args.db[0].rstrip("/*")).name or "databases" if args.db else ""
-        stem = db.stem if db else several or args.toolset.resolve().parent.name
+        stem = label_of(db) if db else several or args.toolset.resolve().parent.name
         run_id = f"{stem}-{args.pipeline}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = args.out or Path("runs") / run_id
         args.started_out = out
@@ -217,7 +218,7 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
             settings = settings.model_copy(update={"llm_cache": str(out.resolve() / LLM_CACHE)})
         toolset = load_toolset(args.toolset) if args.toolset else None
         prelude = _conversation(args.from_conversation) if args.from_conversation else []
-        config = RunConfig(run_id=out.name, source_db=str(db.resolve()) if db else "", dialogues=args.dialogues,
+        config = RunConfig(run_id=out.name, source_db=identity(db) if db else "", dialogues=args.dialogues,
                            tasks_per_dialogue=args.tasks_per_dialogue, seed=args.seed,
                            concurrency=args.concurrency, workers=args.workers, prelude=prelude,
                            pipeline=args.pipeline, settings=settings.public())

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from environment.errors import InputError
 from runner import run_folder as rf
-from nodes.stored_values import toolset_by_key
+from nodes.stored_values import toolset_of
 from runner.batch import Batch, _recursion_limit, toolsets_of
 from runner.persistence import keep_only_last_checkpoint, open_persistence
 from runner.run_folder import RunFolder
@@ -120,7 +120,7 @@ class DialogueCheckpoints:
         return DialogueState.model_validate((await self.snapshot(dialogue_id, checkpoint_id)).values)
 
     async def tools_of(self, state: DialogueState) -> list[Tool]:
-        return await toolset_by_key(self.store, state.toolset_key) if state.toolset_key else state.toolset
+        return await toolset_of(state, self.store)
 
     async def _writer_of(self, dialogue_id: str, checkpoint_id: str) -> str:
         rows = await self.history(dialogue_id)
@@ -211,7 +211,7 @@ def render_conversation(state: DialogueState, toolset: list[Tool], console: Cons
         elif isinstance(message, ToolMessage):
             text = message.text if len(message.text) <= 400 else message.text[:399] + "…"
             console.print(f"[yellow]tool {message.name}[/]: {text}", highlight=False)
-    writes = state.writes(tools)
-    console.print(f"\n[bold]database writes applied so far: {len(writes)}[/]")
+    writes = [w for w in state.writes() if w.tool in tools]
+    console.print(f"\n[bold]writes applied so far: {len(writes)}[/]")
     for w in writes:
-        console.print(f"  {w.tool}({w.params})", highlight=False)
+        console.print(f"  {w.tool}({w.arguments})", highlight=False)

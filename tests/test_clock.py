@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from environment.sources.sqlite.clock import clock_binding, dialogue_clock
+from environment.sources.dialogue_time import dialogue_clock
+from environment.sources.sqlite.clock import clock_binding
 from environment.sources.sqlite.derive import derive_tools
 from environment.sources.sqlite.introspect import inspect_database
 from environment.sources.sqlite.sandbox import Sandbox

@@ -175,7 +175,7 @@ def test_seed_tool_files_are_read_or_refused_in_one_line(tmp_path_factory, conte
         event("refused")
         return
     event("read")
-    assert tools and all(t.simulated for t in tools)
+    assert tools and all(t.source == "simulated" for t in tools)
 
 
 MESSAGE = st.fixed_dictionaries({}, optional={

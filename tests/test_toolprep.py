@@ -15,7 +15,8 @@ from backends.openai import OpenAIBackend
 from backends.registry import register_backend
 from environment.errors import InputError
 from environment.seeds import read_seed_tools
-from environment.sources.simulated.simulator import reference_time_for, simulate, validation_error
+from environment.sources.dialogue_time import reference_time_for
+from environment.sources.simulated.simulator import simulate, validation_error
 from environment.tool_specs import fields, spec_problems
 from graphs.run import main
 from graphs.toolprep import build_toolprep_graph
@@ -100,7 +101,7 @@ def test_offline_toolprep_grows_a_consistent_toolset(seed_file, tmp_path):
     for entry in tools:
         tool = Tool.model_validate(entry)
         assert not spec_problems(tool), (tool.name, spec_problems(tool))
-        assert tool.output_schema and tool.simulated
+        assert tool.output_schema and tool.source == "simulated"
     assert all(len(types) == 1 for types in _types_everywhere(tools).values()), _types_everywhere(tools)
 
 
