@@ -29,7 +29,7 @@ def tool_message_content(result: ToolResult) -> str:
     return json.dumps(result.to_content(), ensure_ascii=False, default=str)
 
 
-def _simulator(state: DialogueState, runtime: Runtime[Settings]) -> Simulator:
+def backend_simulator(state: DialogueState, runtime: Runtime[Settings]) -> Simulator:
     """The backend's simulator as the sandbox of simulated tools calls it."""
     backend = backend_of(runtime, state)
 
@@ -54,7 +54,7 @@ async def tool_executor(state: DialogueState, runtime: Runtime[Settings]) -> dic
                          last.additional_kwargs.get("malformed_tool_call_arguments", [])))
     sandboxes = await asyncio.to_thread(current_pool().checkout, state.dialogue_id, state.source_db, state.seed,
                                         state.calls, tools)
-    simulate = _simulator(state, runtime)
+    simulate = backend_simulator(state, runtime)
     reference = reference_time_for(state.seed)
     messages, calls = [], []
     for i, call in enumerate(last.tool_calls):
