@@ -55,7 +55,7 @@ async def tool_executor(state: DialogueState, runtime: Runtime[Settings]) -> dic
     sandboxes = await asyncio.to_thread(current_pool().checkout, state.dialogue_id, state.source_db, state.seed,
                                         state.calls, tools)
     simulate = backend_simulator(state, runtime)
-    reference = reference_time_for(state.seed)
+    reference = state.reference_time or reference_time_for(state.seed)
     messages, calls = [], []
     for i, call in enumerate(last.tool_calls):
         tool = tools.get(call["name"])
@@ -70,7 +70,8 @@ async def tool_executor(state: DialogueState, runtime: Runtime[Settings]) -> dic
                                f"only {settings.max_tool_calls_per_step} tool calls run per step; call it again")
         else:
             # one clock per dialogue: its seeded time, a minute on per call, recorded so replays match
-            context = CallContext(clock=dialogue_clock(reference, serial), rng_key=rng_key(state, "simulate", serial),
+            context = CallContext(reference_time=reference, clock=dialogue_clock(reference, serial),
+                                  rng_key=rng_key(state, "simulate", serial),
                                   messages=state.messages, max_rows=settings.max_result_rows,
                                   max_argument_chars=settings.max_argument_chars, simulate=simulate)
             outcome = await sandboxes.call(tool, call["args"], context)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from backends.base import Backend, ToolProposalRequest, ToolRepairRequest
 from environment.errors import InputError
 from environment.sources.base import ToolSource
+from environment.sources.dialogue_time import reference_time_for
 from environment.sources.registry import open_source
 from environment.sources.sqlite.derive import derive_tools
 from nodes.common import backend_of, settings_of
@@ -127,4 +128,6 @@ async def prepare(state: DialogueState, runtime: Runtime[Settings]) -> dict:
     if store is not None and not state.toolset_key:
         update["toolset_key"] = await keep_toolset(store, tools)
         update["toolset"] = []
+    if not state.reference_time:
+        update["reference_time"] = reference_time_for(state.seed)
     return update

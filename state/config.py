@@ -69,6 +69,9 @@ class Settings(BaseSettings):
         "or 'ray' (Ray tasks, each writing its own shard of the run folder).")
     ray_address: str | None = Field(None, description="Head of the Ray cluster (host:port) for the ray executor; "
                                     "empty: a local Ray of the run's own.")
+    source_kinds: list[str] = Field(
+        default_factory=list, description="Modules to import before sources are named, each registering a kind of "
+        "tool source of its own (environment.sources.registry.register_source_kind); FORGE_SOURCE_KINDS='[\"m\"]'.")
 
     @field_validator("model_for", mode="before")
     @classmethod

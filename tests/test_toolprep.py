@@ -262,7 +262,8 @@ def test_a_model_simulating_off_schema_is_retried_then_replaced(prepared):
                                                  chat_model=ScriptedChatModel(responses=[bad] * 4)))
     state = DialogueState(dialogue_id="d", source_db="", seed=3, toolset=list(tools.values()))
     runtime = SimpleNamespace(context=Settings(backend="off-schema"))
-    context = CallContext(clock="2025-01-01 09:00:00", rng_key="k", simulate=backend_simulator(state, runtime))
+    context = CallContext(reference_time=world.reference_time, clock="2025-01-01 09:00:00", rng_key="k",
+                          simulate=backend_simulator(state, runtime))
     outcome = asyncio.run(SimulatedSandbox(seed=3).call(get_book, {"book_id": 42}, context))
     result = outcome.result
     assert outcome.simulated and result.ok and result.value["book_id"] == 42 and not validation_error(get_book, result.value)

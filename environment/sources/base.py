@@ -41,7 +41,8 @@ class CallContext(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    clock: str = Field(description="The dialogue's time at this call (its seeded reference time, a minute a call).")
+    reference_time: str = Field(description="The dialogue's 'now' (ISO 8601), fixed when it started.")
+    clock: str = Field(description="The dialogue's time at this call: its reference time, a minute on per call.")
     rng_key: str = Field(description="Seeds every random choice of this call.")
     messages: list[AnyMessage] = Field(default_factory=list, description="The conversation so far.")
     max_rows: int = 20

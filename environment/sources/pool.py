@@ -8,6 +8,7 @@ an earlier checkpoint, a restart) fresh sandboxes replay every recorded call.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import threading
@@ -45,7 +46,7 @@ class DialogueSandboxes:
         return self._boxes[tool.source]
 
     async def call(self, tool: Tool, arguments: dict[str, Any], context: CallContext) -> CallOutcome:
-        box = self.sandbox_for(tool)
+        box = self._boxes.get(tool.source) or await asyncio.to_thread(self.sandbox_for, tool)  # opening may block
         if box is None:
             return CallOutcome(result=ToolResult(ok=False, error=ToolError(
                 type="unavailable", message=f"this dialogue has no {tool.source} source to run {tool.name} on")))

@@ -7,6 +7,7 @@ bound to them. Nodes and the runner ask the registry, never which kind they have
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +34,26 @@ class SourceKind(Protocol):
 
 _KINDS: dict[str, SourceKind] = {}
 _FALLBACK = SqliteKind()
+_loaded: set[str] = set()
+_settings_read = False
+
+
+def load_source_kinds(modules: list[str] | None = None) -> None:
+    """Import the modules that register kinds of their own (the settings' `source_kinds` by default), once.
+    Every process of a run does it before naming a source, so worker processes know the same kinds."""
+    global _settings_read
+    if modules is None:
+        if _settings_read:
+            return
+        from state.config import Settings
+        modules, _settings_read = Settings().source_kinds, True
+    for module in modules:
+        if module not in _loaded:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise InputError(f"cannot import the source kinds module {module!r}: {exc}") from None
+            _loaded.add(module)
 
 
 def register_source_kind(kind: SourceKind) -> None:
@@ -48,6 +69,7 @@ register_source_kind(SimulatedKind())
 
 
 def kind_of(name: str) -> SourceKind:
+    load_source_kinds()
     return next((k for k in _KINDS.values() if k.named and k.claims(name)), _FALLBACK)
 
 
@@ -79,6 +101,7 @@ def label_of(name: str) -> str:
 
 def nameless_source(kind: str) -> ToolSource | None:
     """The source of a kind that needs no name (simulated tools), or None."""
+    load_source_kinds()
     found = _KINDS.get(kind)
     return found.open("") if found is not None and not found.named else None
 

@@ -40,6 +40,7 @@ class SimulatedSandbox:
         error = check_arguments(tool, arguments, context.max_argument_chars)
         if error is not None:
             return CallOutcome(result=ToolResult(ok=False, error=error), simulated=True)
+        self.world.reference_time = context.reference_time  # the dialogue's, whatever seed a fork gave it
         now = reference_time(context.messages, self.world)
         problem = "no simulator"
         if context.simulate is not None:

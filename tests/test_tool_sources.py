@@ -1,0 +1,127 @@
+"""A source of the tests' own (tests/kv_source.py, a key-value store) plugs into the protocol and a run over it
+works end to end offline: generate, kill and resume, fork from a mid checkpoint, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+import tests.kv_source  # noqa: F401  (registers the kv kind in this process)
+from environment.sources.registry import open_source, tools_without_source
+from graphs.dialogue import build_dialogue_graph
+from graphs.run import main
+from runner.checkpoints import DialogueCheckpoints
+from tests.conftest import generate_killed_mid_run, sha256
+
+ITEMS = {"mug-1": "popular blue mug", "lamp-2": "recent large lamp", "chair-3": "classic new chair",
+         "desk-4": "large classic desk", "rug-5": "blue recent rug", "vase-6": "new popular vase"}
+PLUGIN = {"FORGE_SOURCE_KINDS": json.dumps(["tests.kv_source"])}
+
+
+@pytest.fixture()
+def store(tmp_path) -> str:
+    path = tmp_path / "shop.json"
+    path.write_text(json.dumps(ITEMS))
+    return f"kv://{path}"
+
+
+def _lines(out: Path) -> list[dict]:
+    return [json.loads(line) for name in ("dialogues.jsonl", "rejected.jsonl") if (out / name).exists()
+            for line in (out / name).read_text().splitlines()]
+
+
+def _tool_results(record: dict) -> dict[str, dict]:
+    return {m["tool_call_id"]: json.loads(m["content"]) for m in record["messages"] if m["role"] == "tool"}
+
+
+def test_the_registry_names_the_kind_and_its_tools_need_it(store):
+    source = open_source(store)
+    assert source.kind == "kv" and source.label == "shop"
+    tools = source.catalog().tools
+    assert {t.source for t in tools} == {"kv"}
+    assert tools_without_source(tools, source) == [] and tools_without_source(tools, None) == tools
+    assert main(["generate", "--toolset", str(_toolset_file(tools, Path(store[5:]).parent)),
+                 "--dialogues", "1", "--out", str(Path(store[5:]).parent / "x")]) == 2
+
+
+def _toolset_file(tools, folder: Path) -> Path:
+    path = folder / "kv-tools.json"
+    path.write_text(json.dumps([t.toolset_entry() for t in tools]))
+    return path
+
+
+def test_generate_over_a_key_value_store_writes_its_calls_and_never_touches_it(store, tmp_path):
+    before = sha256(Path(store[5:]))
+    out = tmp_path / "run"
+    assert main(["generate", "--db", store, "--dialogues", "4", "--tasks-per-dialogue", "2", "--seed", "5",
+                 "--out", str(out)]) == 0
+    assert sha256(Path(store[5:])) == before, "the source must never change"
+    records = json.loads((out / "stats.json").read_text())
+    valid = [json.loads(line) for line in (out / "dialogues.jsonl").read_text().splitlines()]
+    assert records["samples"] == len(valid) >= 3
+    names = {t["function"]["name"] for t in valid[0]["tools"]}
+    assert names == {"search_items", "get_item", "list_items", "add_item", "update_item", "delete_item"}
+    assert all(r["metadata"]["source_database"] == store and r["metadata"]["tool_results"] == "executed"
+               for r in valid)
+    # a write shows in the next read of the same dialogue: the store is the dialogue's own copy
+    updated = 0
+    for record in valid:
+        calls = [c for m in record["messages"] for c in m.get("tool_calls") or []]
+        results = _tool_results(record)
+        for i, call in enumerate(calls):
+            args = json.loads(call["function"]["arguments"])
+            if call["function"]["name"] == "update_item" and "error" not in results[call["id"]]:
+                later = next(c for c in calls[i + 1:] if c["function"]["name"] == "get_item")
+                assert results[later["id"]]["value"] == args["value"]
+                updated += 1
+    assert updated, "no dialogue changed an item: the write path was not exercised"
+
+
+def test_a_run_killed_mid_way_resumes_with_every_dialogue_once(store, tmp_path, monkeypatch):
+    out = tmp_path / "killed"
+    generate_killed_mid_run(out, 12, "--tasks-per-dialogue", "1", "--seed", "3", "--concurrency", "2",
+                            db=store, env=PLUGIN)
+    assert (out / "config.json").exists()
+    assert len(_lines(out)) < 12, "the run finished before it was killed"
+    assert main(["resume", str(out)]) == 0
+    ids = [r["id"] for r in _lines(out)]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 12
+    assert main(["stats", str(out)]) == 0
+    assert json.loads((out / "stats.json").read_text())["samples"] >= 10
+
+
+async def _write_then_read(out: Path, dialogue: str) -> tuple[str, str, str] | None:
+    """A checkpoint right after a successful update_item, with a get_item of that item still to come."""
+    async with DialogueCheckpoints(out, build_dialogue_graph, None, Console(quiet=True)) as store:
+        rows = await store.history(dialogue)
+        for row in rows:
+            state = await store.state(dialogue, row.checkpoint_id)
+            last = state.calls[-1] if state.calls else None
+            if row.node == "tool_executor" and last and last.tool == "update_item" and last.result.ok:
+                return row.checkpoint_id, last.arguments["item_id"], last.arguments["value"]
+    return None
+
+
+def test_a_fork_from_a_mid_checkpoint_replays_the_earlier_writes(store, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["generate", "--db", store, "--dialogues", "4", "--tasks-per-dialogue", "1", "--seed", "5",
+                 "--out", str(out)]) == 0
+    found = next(((r["id"], hit) for r in _lines(out) if (hit := asyncio.run(_write_then_read(out, r["id"])))), None)
+    assert found is not None, "no dialogue updated an item"
+    dialogue, (checkpoint, item, value) = found
+    assert main(["fork", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint, "--seed", "99"]) == 0
+    fork = next(r for r in _lines(out) if r["metadata"].get("forked_from", {}).get("dialogue") == dialogue)
+    assert fork["metadata"]["forked_from"]["checkpoint"] == checkpoint
+    results = _tool_results(fork)
+    calls = [c for m in fork["messages"] for c in m.get("tool_calls") or []]
+    write_at = next(i for i, c in enumerate(calls) if c["function"]["name"] == "update_item")
+    reads = [c for c in calls[write_at + 1:] if c["function"]["name"] == "get_item"
+             and json.loads(c["function"]["arguments"]).get("item_id") == item]
+    # the fork's fresh sandbox had the write replayed onto it: a later read sees the new value
+    assert reads and all(results[c["id"]]["value"] == value for c in reads)
+    assert main(["show", str(out), "--dialogue", fork["id"]]) == 0
+    assert "update_item" in capsys.readouterr().out
