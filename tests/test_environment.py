@@ -24,7 +24,7 @@ def schema():
 
 def test_introspection_sees_keys_types_counts_and_a_data_view(schema):
     pets = schema.table("pets")
-    assert [c.name for c in pets.primary_key] == ["pet_id"] and pets.is_rowid_alias_pk
+    assert [c.name for c in pets.primary_key] == ["pet_id"] and pets.key_assigned_on_insert
     assert {(f.column, f.ref_table) for f in pets.foreign_keys} == {("owner_id", "owners")}
     assert pets.column("weight_kg").json_type == "number"
     assert pets.column("birth_date").is_date

@@ -18,7 +18,7 @@ from sqlglot import exp
 from environment.sources.arguments import DEFAULT_MAX_ARGUMENT_CHARS, check_arguments, refusal, typed_arguments
 from environment.sources.base import CallContext, CallOutcome
 from environment.sources.sqlite.clock import ClockBinding, clock_binding
-from environment.sources.sqlite.introspect import json_value, open_read_only
+from environment.sources.sqlite.introspect import DIALECT, json_value, open_read_only
 from environment.sqlnames import quote_ident
 from state.dialogue import ExecutedCall
 from state.tools import Tool, ToolError, ToolResult
@@ -28,10 +28,10 @@ _FETCH_LIMIT = 10_000
 
 
 @lru_cache(maxsize=4096)
-def placeholders(sql: str) -> tuple[str, ...]:
+def placeholders(sql: str, dialect: str = DIALECT) -> tuple[str, ...]:
     """The :name placeholders of a statement, in order of first appearance."""
     found: list[str] = []
-    for statement in sqlglot.parse(sql, read="sqlite"):
+    for statement in sqlglot.parse(sql, read=dialect):
         if statement is None:
             continue
         for node in statement.find_all(exp.Placeholder):
