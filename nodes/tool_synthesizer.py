@@ -15,7 +15,6 @@ from environment.errors import InputError
 from environment.sources.base import ToolSource
 from environment.sources.dialogue_time import reference_time_for
 from environment.sources.registry import open_source
-from environment.sources.sqlite.derive import derive_tools
 from nodes.common import backend_of, settings_of
 from nodes.stored_values import keep_schema, keep_toolset, schema_of, store_of, tools_of
 from state.config import Settings
@@ -78,7 +77,7 @@ async def synthesize_toolset(source: ToolSource, database: DatabaseSchema, backe
             log.warning(note)
             toolset.notes.append(note)
             toolset.completed_from_schema = True
-            for tool in derive_tools(database, settings.max_tools):
+            for tool in source.derive_tools(database, settings.max_tools):
                 if len(toolset.tools) >= max(settings.max_tools, settings.min_tools):
                     break
                 if tool.name in names:

@@ -172,8 +172,8 @@ class DialogueState(DialogueInput):
     user_turns_in_task: int = 0
     steps_in_turn: int = 0
     ended_by_budget: bool = False
-    reference_time: str = Field("", description="The dialogue's 'now' (ISO 8601), fixed when it starts: its tool calls' "
-                                            "clock and the dates simulated results are drawn around.")
+    reference_time: str = Field("", description="The dialogue's 'now' (ISO 8601), fixed when it starts: its tool "
+                                            "calls' clock and the dates simulated results are drawn around.")
     usage: Annotated[Usage, add_usage] = Field(default_factory=Usage)
 
     @property

@@ -105,6 +105,15 @@ class ToolResult(BaseModel):
     last_row_id: int | None = None
     error: ToolError | None = None
 
+    @classmethod
+    def from_content(cls, content: dict[str, Any]) -> "ToolResult":
+        """A result read back from a tool message's JSON object (one given in a conversation, not run here)."""
+        if "error" in content:
+            return cls(ok=False, error=ToolError(type="sql_error", message=str(content["error"])))
+        if "rows" in content:
+            return cls(ok=True, rows=content["rows"], row_count=content.get("row_count", len(content["rows"])))
+        return cls(ok=True, rows_affected=content.get("rows_affected"), last_row_id=content.get("last_row_id"))
+
     def to_content(self) -> Any:
         """The JSON object the tool message carries."""
         if self.error is not None:

@@ -107,6 +107,9 @@ class KvSource:
     def check_tool(self, tool: Tool, sandbox: Any) -> str | None:
         return None if tool.name in {t.name for t in TOOLS} else f"the store has no tool {tool.name}"
 
+    def derive_tools(self, database: Any, limit: int) -> list[Tool]:
+        return []  # no schema: its tools are all there is
+
 
 class KvKind:
     kind = "kv"

@@ -56,7 +56,8 @@ def _write(tool: Tool, n: int, arguments: dict) -> ExecutedCall:
 def test_pool_rebuilds_exactly_the_state_of_the_recorded_calls(schema):
     tools = {t.name: t for t in derive_tools(schema)}
     update = tools["update_owner_phone"]
-    w1, w2 = _write(update, 1, {"owner_id": 1, "new_phone": "111"}), _write(update, 2, {"owner_id": 1, "new_phone": "222"})
+    w1 = _write(update, 1, {"owner_id": 1, "new_phone": "111"})
+    w2 = _write(update, 2, {"owner_id": 1, "new_phone": "222"})
     pool = SandboxPool(capacity=2)
 
     def phone(calls: list[ExecutedCall]) -> str:

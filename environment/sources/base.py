@@ -89,3 +89,7 @@ class ToolSource(Protocol):
 
     def check_tool(self, tool: Tool, sandbox: Sandbox) -> str | None:
         """Why a tool cannot run on this source (None when it can); run on a scratch sandbox."""
+
+    def derive_tools(self, database: DatabaseSchema, limit: int) -> list[Tool]:
+        """Tools read off the schema alone, to complete a toolset the backend left short (none for a
+        source without a schema)."""

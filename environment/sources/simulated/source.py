@@ -84,6 +84,9 @@ class SimulatedSource:
     def check_tool(self, tool: Tool, sandbox: Any) -> str | None:
         return None if tool.output_schema or tool.parameters else "a simulated tool needs a schema"
 
+    def derive_tools(self, database: Any, limit: int) -> list[Tool]:
+        return []
+
 
 class SimulatedKind:
     kind = "simulated"

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from environment.errors import InputError
 from environment.sources.base import Catalog, Sandbox as AnySandbox
+from environment.sources.sqlite.derive import derive_tools
 from environment.sources.sqlite.introspect import check_database_path, inspect_database
 from environment.sources.sqlite.sandbox import Sandbox
 from environment.sources.sqlite.tool_checks import check_tool
+from state.schema import DatabaseSchema
 from state.tools import Tool
 
 DATABASE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
@@ -41,6 +43,9 @@ class SqliteSource:
     def check_tool(self, tool: Tool, sandbox: AnySandbox) -> str | None:
         assert isinstance(sandbox, Sandbox)
         return check_tool(tool, inspect_database(self.name), sandbox)
+
+    def derive_tools(self, database: DatabaseSchema, limit: int) -> list[Tool]:
+        return derive_tools(database, limit)
 
 
 class SqliteKind:
