@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from backends.registry import backend_for
 from environment.errors import InputError, RunError
 from environment.sources.pool import SandboxPool, sandbox_pool
-from environment.sources.registry import identity, open_source, tools_without_source
+from environment.sources.registry import identity, load_source_kinds, open_source, tools_without_source
 from nodes.stored_values import keep_schema, keep_toolset
 from runner import event_loop
 from runner import run_folder as rf
@@ -110,6 +110,7 @@ class Batch:
         self.folder = folder
         self.config = config
         self.settings = capped(settings, config)
+        load_source_kinds(self.settings.source_kinds)  # a worker process or a Ray task learns the run's kinds
         self.toolsets = toolsets  # by toolset file, as the config's databases name them
         self.toolset_keys: dict[str, str] = {}  # by toolset file: the content hash each is kept under
         self.schema_keys: dict[str, str] = {}  # by source name
@@ -335,10 +336,11 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
         raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
     with folder.own("resume"):
         config = RunConfig.model_validate(folder.read_json(rf.CONFIG))
+        recorded = {k: v for k, v in config.settings.items() if v is not None}
+        load_source_kinds(list(recorded.get("source_kinds") or []))  # the kinds the run was made with
         for source in config.sources():
             if source.path:
                 open_source(source.path)  # moved or deleted: say so before any dialogue is touched
-        recorded = {k: v for k, v in config.settings.items() if v is not None}
         if settings is None:
             settings = Settings(**recorded)
         elif "checkpoints" in recorded:  # what a run keeps is the run's choice, whichever backend finishes it

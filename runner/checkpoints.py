@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from environment.errors import InputError
+from environment.sources.registry import load_source_kinds
 from runner import run_folder as rf
 from nodes.stored_values import toolset_of
 from runner.batch import Batch, _recursion_limit, toolsets_of
@@ -59,6 +60,7 @@ class DialogueCheckpoints:
             raise InputError(f"not a run folder (no {rf.CONFIG} or {rf.CHECKPOINTS}): {run_dir}")
         self.config = RunConfig.model_validate(self.folder.read_json(rf.CONFIG))
         recorded = {k: v for k, v in self.config.settings.items() if v is not None}
+        load_source_kinds(list(recorded.get("source_kinds") or []))  # the kinds the run was made with
         if settings is None:
             settings = Settings(**recorded)
         elif "checkpoints" in recorded:  # what a run keeps is the run's choice, whichever backend continues it

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,7 @@ from environment.sources.registry import open_source, tools_without_source
 from graphs.dialogue import build_dialogue_graph
 from graphs.run import main
 from runner.checkpoints import DialogueCheckpoints
-from tests.conftest import generate_killed_mid_run, sha256
+from tests.conftest import ROOT, generate_killed_mid_run, sha256
 
 ITEMS = {"mug-1": "popular blue mug", "lamp-2": "recent large lamp", "chair-3": "classic new chair",
          "desk-4": "large classic desk", "rug-5": "blue recent rug", "vase-6": "new popular vase"}
@@ -81,13 +84,17 @@ def test_generate_over_a_key_value_store_writes_its_calls_and_never_touches_it(s
     assert updated, "no dialogue changed an item: the write path was not exercised"
 
 
-def test_a_run_killed_mid_way_resumes_with_every_dialogue_once(store, tmp_path, monkeypatch):
+def test_a_run_killed_mid_way_resumes_with_every_dialogue_once(store, tmp_path):
     out = tmp_path / "killed"
     generate_killed_mid_run(out, 12, "--tasks-per-dialogue", "1", "--seed", "3", "--concurrency", "2",
                             db=store, env=PLUGIN)
-    assert (out / "config.json").exists()
+    assert json.loads((out / "config.json").read_text())["settings"]["source_kinds"] == ["tests.kv_source"]
     assert len(_lines(out)) < 12, "the run finished before it was killed"
-    assert main(["resume", str(out)]) == 0
+    # a fresh process without FORGE_SOURCE_KINDS: the run folder's recorded settings name the kind's module
+    env = {k: v for k, v in os.environ.items() if k != "FORGE_SOURCE_KINDS"}
+    done = subprocess.run([sys.executable, "-m", "graphs.run", "resume", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
     ids = [r["id"] for r in _lines(out)]
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 12
     assert main(["stats", str(out)]) == 0
