@@ -73,9 +73,8 @@ class KvSandbox:
         error = check_arguments(tool, arguments, context.max_argument_chars)
         return CallOutcome(result=ToolResult(ok=False, error=error) if error else self._run(tool, arguments))
 
-    def replay(self, call: ExecutedCall, tool: Tool) -> None:
-        if call.mode == "write" and call.result.ok:
-            self._run(tool, call.arguments)
+    def replay(self, call: ExecutedCall, tool: Tool) -> ToolResult | None:
+        return self._run(tool, call.arguments) if call.mode == "write" and call.result.ok else None
 
     def snapshot(self) -> dict[str, str]:
         return dict(sorted(self.data.items()))

@@ -71,6 +71,16 @@ def test_pool_rebuilds_exactly_the_state_of_the_recorded_calls(schema):
     pool.close()
 
 
+def test_a_replay_that_gives_another_result_is_reported(schema):
+    tools = {t.name: t for t in derive_tools(schema)}
+    update = tools["update_owner_phone"]
+    same = _write(update, 1, {"owner_id": 1, "new_phone": "111"})
+    claimed = same.model_copy(update={"tool_call_id": "c2", "result": ToolResult(ok=True, rows_affected=7)})
+    entry = SandboxPool().checkout("x", str(CLINIC), 0, [same, claimed], tools)
+    assert entry.diverged == ["c2"]
+    entry.close()
+
+
 def test_a_replayed_write_is_bound_as_it_first_ran(schema):
     """An integer given as 3.0 binds as 3 the first time and in every replay: a typed database would refuse a
     float for an integer column, and a key compared with 3.0 may match nothing."""

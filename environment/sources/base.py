@@ -7,7 +7,7 @@ Each kind does five things, and nothing outside `environment/sources/` asks whic
 3. `Sandbox.call(tool, arguments, context)` executes one call and returns a `CallOutcome`: the
    `ToolResult` and what a replay needs (the dialogue time it ran at).
 4. `Sandbox.replay(call, tool)` applies one recorded call onto a fresh sandbox, exactly as it first ran
-   (resume, fork, a later `verify`).
+   (resume, fork, a later `verify`); a replay whose result differs from the recorded one is reported.
 5. `Sandbox.snapshot()` returns the sandbox's raw state; the row-level state diff (environment/diff.py)
    compares two snapshots of the same sandbox, so each kind only says what its state is.
 """
@@ -63,9 +63,9 @@ class Sandbox(Protocol):
 
     async def call(self, tool: Tool, arguments: dict[str, Any], context: CallContext) -> CallOutcome: ...
 
-    def replay(self, call: ExecutedCall, tool: Tool) -> None:
-        """Apply one recorded call as it first ran (the same binding, the same clock); calls that changed
-        nothing (reads, errors) may be skipped."""
+    def replay(self, call: ExecutedCall, tool: Tool) -> ToolResult | None:
+        """Apply one recorded call as it first ran (the same binding, the same clock) and return what it gave
+        this time; calls that changed nothing (reads, errors) may be skipped (None)."""
 
     def snapshot(self) -> Any:
         """The raw state the state diff compares (e.g. every table's rows); JSON-like values."""

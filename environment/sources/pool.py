@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import logging
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -20,6 +21,9 @@ from environment.sources.base import CallContext, CallOutcome, Sandbox, ToolSour
 from environment.sources.registry import nameless_source, open_source
 from state.dialogue import ExecutedCall
 from state.tools import Tool, ToolError, ToolResult
+
+
+log = logging.getLogger(__name__)
 
 
 def _fingerprint(call: ExecutedCall) -> str:
@@ -35,6 +39,7 @@ class DialogueSandboxes:
         self._source: ToolSource | None = open_source(source_name) if source_name else None
         self._boxes: dict[str, Sandbox] = {}
         self.applied: list[str] = []
+        self.diverged: list[str] = []  # ids of replayed calls whose result differed from the recorded one
 
     def sandbox_for(self, tool: Tool) -> Sandbox | None:
         if tool.source not in self._boxes:
@@ -53,11 +58,15 @@ class DialogueSandboxes:
         return await box.call(tool, arguments, context)
 
     def replay(self, calls: list[ExecutedCall], tools: dict[str, Tool]) -> None:
+        """Apply recorded calls in order; one that now gives another result is reported, never hidden."""
         for call in calls:
             tool = tools.get(call.tool)
             box = self.sandbox_for(tool) if tool is not None else None
-            if box is not None:
-                box.replay(call, tool)
+            again = box.replay(call, tool) if box is not None and tool is not None else None
+            if again is not None and again.to_content() != call.result.to_content():
+                self.diverged.append(call.tool_call_id)
+                log.warning("replaying %s (%s) gave another result than it first did: %s", call.tool,
+                            call.tool_call_id, json.dumps(again.to_content(), default=str)[:300])
         self.recorded(calls)
 
     def recorded(self, calls: list[ExecutedCall]) -> None:

@@ -56,9 +56,10 @@ class SimulatedSandbox:
         rows = _rows(value)
         return CallOutcome(result=ToolResult(ok=True, value=value, rows=rows, row_count=len(rows)), simulated=True)
 
-    def replay(self, call: ExecutedCall, tool: Tool) -> None:
+    def replay(self, call: ExecutedCall, tool: Tool) -> ToolResult | None:
         if call.result.ok:  # the recorded result is already reconciled: folding it in again gives the same world
             reconcile(tool, call.arguments, call.result.value, self.world)
+        return None  # nothing is run again: the recorded result is the result
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every entity the dialogue's results have shown, by 'entity:id'."""

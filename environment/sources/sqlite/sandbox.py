@@ -124,10 +124,11 @@ class Sandbox:
         # a write records its time: columns defaulting to now took it, so a replay gives them the same
         return CallOutcome(result=result, clock=context.clock if tool.mode == "write" else None)
 
-    def replay(self, call: ExecutedCall, tool: Tool) -> None:
-        if call.mode == "write" and call.result.ok:
-            with self.lock:
-                self.run(tool, call.arguments, clock=call.clock)
+    def replay(self, call: ExecutedCall, tool: Tool) -> ToolResult | None:
+        if call.mode != "write" or not call.result.ok:
+            return None
+        with self.lock:
+            return self.run(tool, call.arguments, clock=call.clock)
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """Every table's rows (in rowid order where there is one): what the row-level state diff compares."""
