@@ -46,9 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="synthesize a dataset of dialogues from a SQLite database")
-    gen.add_argument("--db", nargs="+", help="source SQLite database(s), never modified: files, folders (every "
-                                              "*.sqlite, *.sqlite3, *.db under them) or globs; without it, "
-                                              "--toolset with simulated tools")
+    gen.add_argument("--db", nargs="+", help="tool source(s), never modified: SQLite files, folders (every "
+                                              "*.sqlite, *.sqlite3, *.db under them) or globs, or the URI of a "
+                                              "registered kind; without it, --toolset with simulated tools")
     gen.add_argument("--pipeline", choices=["user", "task"], default="user",
                      help="user-oriented dialogues (default) or task-oriented direct questions")
     count = gen.add_mutually_exclusive_group()

@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from langgraph.runtime import Runtime
 
 from backends.base import SimulationRequest
-from environment.sources.base import CallContext, CallOutcome, Simulator
+from environment.sources.base import CallContext, CallOutcome, Simulator, ToolSource
 from environment.sources.dialogue_time import dialogue_clock, reference_time_for
 from environment.sources.pool import current_pool
 from nodes.common import backend_of, rng_key, settings_of
@@ -41,8 +41,10 @@ def backend_simulator(state: DialogueState, runtime: Runtime[Settings]) -> Simul
     return simulate
 
 
-def _refused(error_type: str, message: str) -> CallOutcome:
-    return CallOutcome(result=ToolResult(ok=False, error=ToolError(type=error_type, message=message)))
+def _refused(error_type: str, message: str, source: ToolSource | None = None) -> CallOutcome:
+    """A call that never reached its sandbox; it still says whether its tool's results are simulated."""
+    return CallOutcome(result=ToolResult(ok=False, error=ToolError(type=error_type, message=message)),
+                       simulated=bool(source and source.simulated))
 
 
 async def tool_executor(state: DialogueState, runtime: Runtime[Settings]) -> dict:
@@ -60,14 +62,16 @@ async def tool_executor(state: DialogueState, runtime: Runtime[Settings]) -> dic
     for i, call in enumerate(last.tool_calls):
         tool = tools.get(call["name"])
         serial = len(state.calls) + i
+        source = sandboxes.source_of(tool) if tool is not None else None
         if call["id"] in malformed:
-            outcome = _refused("invalid_arguments", f"arguments are not valid JSON: {malformed[call['id']][:200]!r}")
+            outcome = _refused("invalid_arguments", f"arguments are not valid JSON: {malformed[call['id']][:200]!r}",
+                               source)
         elif tool is None:
             outcome = _refused("unknown_tool", f"there is no tool named {call['name']!r}; available: "
                                                f"{', '.join(sorted(tools)[:30])}")
         elif i >= settings.max_tool_calls_per_step:
-            outcome = _refused("budget_exceeded",
-                               f"only {settings.max_tool_calls_per_step} tool calls run per step; call it again")
+            budget = settings.max_tool_calls_per_step
+            outcome = _refused("budget_exceeded", f"only {budget} tool calls run per step; call it again", source)
         else:
             # one clock per dialogue: its seeded time, a minute on per call, recorded so replays match
             context = CallContext(reference_time=reference, clock=dialogue_clock(reference, serial),

@@ -85,6 +85,7 @@ class KvSandbox:
 
 class KvSource:
     kind = "kv"
+    simulated = False
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -78,6 +78,7 @@ class ToolSource(Protocol):
 
     kind: str
     name: str  # how the run named it: a path, a URI; "" for a source that needs no name
+    simulated: bool  # its results are made up from the tools' output schemas, not executed
 
     @property
     def label(self) -> str:

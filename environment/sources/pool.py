@@ -41,10 +41,14 @@ class DialogueSandboxes:
         self.applied: list[str] = []
         self.diverged: list[str] = []  # ids of replayed calls whose result differed from the recorded one
 
+    def source_of(self, tool: Tool) -> ToolSource | None:
+        """The source a tool runs on in this dialogue: the named one, or one that needs no name."""
+        own = self._source is not None and tool.source == self._source.kind
+        return self._source if own else nameless_source(tool.source)
+
     def sandbox_for(self, tool: Tool) -> Sandbox | None:
         if tool.source not in self._boxes:
-            source = self._source if self._source is not None and tool.source == self._source.kind \
-                else nameless_source(tool.source)
+            source = self.source_of(tool)
             if source is None:
                 return None
             self._boxes[tool.source] = source.open(self.seed)

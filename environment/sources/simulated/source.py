@@ -75,6 +75,7 @@ class SimulatedSource:
     kind = "simulated"
     name = ""
     label = "simulated"
+    simulated = True
 
     def catalog(self) -> Catalog:
         return Catalog()

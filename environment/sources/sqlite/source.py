@@ -21,6 +21,7 @@ class SqliteSource:
     """One SQLite file, opened read-only; each dialogue works on an in-memory copy."""
 
     kind = "sqlite"
+    simulated = False
 
     def __init__(self, name: str) -> None:
         self.name = str(check_database_path(name))
