@@ -13,16 +13,24 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-import tests.kv_source  # noqa: F401  (registers the kv kind in this process)
-from environment.sources.registry import open_source, tools_without_source
+from environment.sources.registry import open_source, register_source_kind, tools_without_source, unregister_source_kind
 from graphs.dialogue import build_dialogue_graph
 from graphs.run import main
 from runner.checkpoints import DialogueCheckpoints
 from tests.conftest import ROOT, generate_killed_mid_run, sha256
+from tests.kv_source import KvKind
 
 ITEMS = {"mug-1": "popular blue mug", "lamp-2": "recent large lamp", "chair-3": "classic new chair",
          "desk-4": "large classic desk", "rug-5": "blue recent rug", "vase-6": "new popular vase"}
 PLUGIN = {"FORGE_SOURCE_KINDS": json.dumps(["tests.kv_source"])}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def kv_kind():
+    """The kind is known in this process while these tests run, and forgotten after them."""
+    register_source_kind(KvKind())
+    yield
+    unregister_source_kind("kv")
 
 
 @pytest.fixture()

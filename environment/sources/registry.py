@@ -1,7 +1,7 @@
 """Which kind of source a name stands for: a small registry keyed by how sources are named.
 
-A plain path is a SQLite file (the kind registered last, the fallback); other kinds are named by a URI
-scheme (`postgresql://…`) or a config file. Kinds that need no name (simulated tools) serve every tool
+A plain path is a SQLite file (the fallback, asked last); other kinds are named by a URI scheme
+(`postgresql://…`) or a config file. Kinds that need no name (simulated tools) serve every tool
 bound to them. Nodes and the runner ask the registry, never which kind they have.
 """
 
@@ -15,6 +15,7 @@ from environment.errors import InputError
 from environment.sources.base import ToolSource
 from environment.sources.simulated.source import SimulatedKind
 from environment.sources.sqlite.source import SqliteKind
+from state.config import Settings
 from state.tools import Tool
 
 
@@ -45,7 +46,6 @@ def load_source_kinds(modules: list[str] | None = None) -> None:
     if modules is None:
         if _settings_read:
             return
-        from state.config import Settings
         modules, _settings_read = Settings().source_kinds, True
     for module in modules:
         if module not in _loaded:
