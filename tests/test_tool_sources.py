@@ -13,11 +13,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from environment.sources.pool import SandboxPool
 from environment.sources.registry import open_source, register_source_kind, tools_without_source, unregister_source_kind
 from graphs.dialogue import build_dialogue_graph
 from graphs.run import main
 from runner.checkpoints import DialogueCheckpoints
-from tests.conftest import ROOT, generate_killed_mid_run, sha256
+from state.dialogue import ExecutedCall
+from state.tools import ToolResult
+from tests.conftest import CLINIC, ROOT, generate_killed_mid_run, sha256
 from tests.kv_source import KvKind
 
 ITEMS = {"mug-1": "popular blue mug", "lamp-2": "recent large lamp", "chair-3": "classic new chair",
@@ -140,3 +143,31 @@ def test_a_fork_from_a_mid_checkpoint_replays_the_earlier_writes(store, tmp_path
     assert reads and all(results[c["id"]]["value"] == value for c in reads)
     assert main(["show", str(out), "--dialogue", fork["id"]]) == 0
     assert "update_item" in capsys.readouterr().out
+
+
+def test_the_sandboxes_of_a_dialogue_rebuilt_from_its_calls_hold_its_writes(store):
+    """What the state diff compares: a fresh sandbox with the recorded calls replayed, snapshot by kind."""
+    tools = {t.name: t for t in open_source(store).catalog().tools}
+    calls = [ExecutedCall(tool_call_id="a", tool="update_item", arguments={"item_id": "mug-1", "value": "red mug"},
+                          mode="write", result=ToolResult(ok=True, value={"item_id": "mug-1", "value": "red mug"},
+                                                          rows=[{"item_id": "mug-1", "value": "red mug"}],
+                                                          row_count=1)),
+             ExecutedCall(tool_call_id="b", tool="delete_item", arguments={"item_id": "rug-5"}, mode="write",
+                          result=ToolResult(ok=True, value={"item_id": "rug-5", "value": ITEMS["rug-5"]},
+                                            rows_affected=1))]
+    entry = SandboxPool().checkout("d", store, 0, calls, tools)
+    state = entry.snapshot()["kv"]
+    assert state["mug-1"] == "red mug" and "rug-5" not in state and state["vase-6"] == ITEMS["vase-6"]
+    assert entry.diverged == []
+    assert json.loads(Path(store[5:]).read_text()) == ITEMS, "the source is never changed"
+    entry.close()
+
+
+def test_one_run_over_sources_of_two_kinds(store, tmp_path):
+    out = tmp_path / "mixed"
+    assert main(["generate", "--db", str(CLINIC), store, "--dialogues", "4", "--tasks-per-dialogue", "1",
+                 "--out", str(out)]) == 0
+    per_source = {row["database"]: row for row in json.loads((out / "stats.json").read_text())["per_database"]}
+    assert set(per_source) == {str(CLINIC), store} and all(row["samples"] == 2 for row in per_source.values())
+    assert sorted(p.name for p in (out / "toolsets").glob("*.json")) == \
+        ["clinic.json", "clinic.report.json", "shop.json", "shop.report.json"]
