@@ -15,7 +15,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from environment.sqlnames import quote_ident
+from environment.sources.sqlite.names import quote_ident
 
 CLOCK_PREFIX = "forge_clock_"  # placeholder names no tool parameter may use (see tool_checks)
 _KEYWORDS = {exp.CurrentTimestamp: "datetime", exp.CurrentDate: "date", exp.CurrentTime: "time"}

@@ -11,7 +11,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from environment.sqlnames import quote_ident as q
+from environment.sources.sqlite.names import quote_ident as q
 from environment.sqlnames import singular, snake
 from state.schema import Column, DatabaseSchema, Table
 from state.tools import Tool

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import sqlite_utils
 
 from environment.errors import InputError
-from environment.sqlnames import json_type_for, quote_ident
+from environment.sources.sqlite.names import json_type_for, quote_ident
 from state.schema import Column, DatabaseSchema, ForeignKey, SkippedTable, Table
 
 SQLITE_MAGIC = b"SQLite format 3\x00"

@@ -19,7 +19,7 @@ from environment.sources.arguments import DEFAULT_MAX_ARGUMENT_CHARS, check_argu
 from environment.sources.base import CallContext, CallOutcome
 from environment.sources.sqlite.clock import ClockBinding, clock_binding
 from environment.sources.sqlite.introspect import DIALECT, json_value, open_read_only
-from environment.sqlnames import quote_ident
+from environment.sources.sqlite.names import quote_ident
 from state.dialogue import ExecutedCall
 from state.tools import Tool, ToolError, ToolResult
 

@@ -15,7 +15,7 @@ from sqlglot import exp
 from environment.sources.sqlite.clock import CLOCK_PREFIX
 from environment.sources.sqlite.introspect import DIALECT
 from environment.sources.sqlite.sandbox import Sandbox, placeholders
-from environment.sqlnames import quote_ident
+from environment.sources.sqlite.names import quote_ident
 from state.schema import DatabaseSchema, Table
 from state.tools import Tool
 
