@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from environment.errors import InputError
+from environment.sources.pool import sandbox_pool
 from environment.sources.registry import load_source_kinds
 from runner import run_folder as rf
 from nodes.stored_values import toolset_of
@@ -138,7 +139,8 @@ class DialogueCheckpoints:
     async def _finish(self, dialogue_id: str, started: float, replace: bool, run: Any) -> None:
         error = None
         try:
-            await run
+            with sandbox_pool(1):  # this one dialogue's sandboxes, closed when it ends
+                await run
         except Exception as exc:  # reported in the dataset line, like any failed dialogue
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         values = (await self.graph.aget_state(self._cfg(dialogue_id))).values

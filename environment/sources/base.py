@@ -10,6 +10,11 @@ Each kind does five things, and nothing outside `environment/sources/` asks whic
    (resume, fork, a later `verify`); a replay whose result differs from the recorded one is reported.
 5. `Sandbox.snapshot()` returns the sandbox's raw state; the row-level state diff (environment/diff.py)
    compares two snapshots of the same sandbox, so each kind only says what its state is.
+
+A dialogue's sandboxes (one per kind its tools use) live in the run's pool (pool.py); its
+`DialogueSandboxes.snapshot()` gives every kind's state at once, and `replay()` rebuilds them from recorded
+calls alone: the two places the state diff and `verify` hook in. The registry (registry.py) picks a kind
+from how a source is named.
 """
 
 from __future__ import annotations
