@@ -134,8 +134,8 @@ class RealModelReport(BaseModel):
 
 def small_toolset(path: Path, tools: int) -> Path:
     """A few schema-derived tools of the example database, so every prompt fits a small model's context."""
-    from environment.derive import derive_tools
-    from environment.introspect import inspect_database
+    from environment.sources.sqlite.derive import derive_tools
+    from environment.sources.sqlite.introspect import inspect_database
 
     derived = derive_tools(inspect_database(CLINIC), max_tools=tools)
     path.write_text(json.dumps([t.model_dump(mode="json") for t in derived], indent=1))

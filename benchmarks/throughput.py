@@ -35,7 +35,7 @@ from runner.run_folder import RunFolder
 from runner.workers import auto_workers
 from state.config import RunConfig, Settings
 from nodes.tool_synthesizer import synthesize_toolset
-from environment.introspect import inspect_database
+from environment.sources.sqlite.introspect import inspect_database
 from tests.clinic_model import ClinicModel
 from tests.stub_server import run_async_stub
 
@@ -89,7 +89,7 @@ async def _run(settings: Settings, dialogues: int, concurrency: int, tasks: int,
 async def _raw_http(base_url: str, concurrency: int, per_worker: int, client: str) -> float:
     """Calls per second of a bare HTTP client (httpx, which the openai SDK uses by default, or aiohttp)
     posting a typical request: the ceiling on this machine."""
-    from environment.derive import derive_tools
+    from environment.sources.sqlite.derive import derive_tools
 
     body = {"model": "stub", "messages": [{"role": "user", "content": "Could you look up owner 4?"}] * 6,
             "tools": [t.openai_tool() for t in derive_tools(inspect_database(CLINIC), 40)]}

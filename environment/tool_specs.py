@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import jsonschema
 from pydantic import BaseModel, Field
 
-from environment.tool_checks import TOOL_NAME
+from environment.sources.sqlite.tool_checks import TOOL_NAME
 from state.tools import Tool
 
 # Fields whose values are open-ended: an enum on them invents a closed set that is not one.

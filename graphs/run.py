@@ -21,6 +21,7 @@ from rich.table import Table
 
 from backends.llm.replies import BackendOutputError
 from environment.errors import InputError, RunError, read_json_input
+from environment.sources.registry import identity, label_of, source_names
 from environment.sqlnames import snake
 from graphs import dataset_cli, optimize_cli, reasoning_cli
 from graphs.dialogue import build_dialogue_graph
@@ -33,7 +34,6 @@ from runner import event_loop
 from runner import layout
 from runner.batch import generate, resume
 from runner.checkpoints import DialogueCheckpoints, render_conversation
-from runner.databases import database_paths
 from runner.layout import LLM_CACHE, dialogue_run_config, load_toolset
 from runner.toolprep import run_toolprep
 from runner.workers import DIALOGUES_PER_WORKER, choose_workers
@@ -46,9 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="synthesize a dataset of dialogues from a SQLite database")
-    gen.add_argument("--db", nargs="+", help="source SQLite database(s), never modified: files, folders (every "
-                                              "*.sqlite, *.sqlite3, *.db under them) or globs; without it, "
-                                              "--toolset with simulated tools")
+    gen.add_argument("--db", nargs="+", help="tool source(s), never modified: SQLite files, folders (every "
+                                              "*.sqlite, *.sqlite3, *.db under them) or globs, or the URI of a "
+                                              "registered kind; without it, --toolset with simulated tools")
     gen.add_argument("--pipeline", choices=["user", "task"], default="user",
                      help="user-oriented dialogues (default) or task-oriented direct questions")
     count = gen.add_mutually_exclusive_group()
@@ -201,10 +201,10 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
             settings = settings.model_copy(update={"checkpoints": args.checkpoints})
         if not args.db and not args.toolset:
             raise InputError("pass --db with a SQLite database, or --toolset with a toolset.json (simulated tools)")
-        databases = database_paths(args.db or [])
+        databases = source_names(args.db or [])
         db = databases[0] if len(databases) == 1 else None
         several = Path(args.db[0].rstrip("/*")).name or "databases" if args.db else ""
-        stem = db.stem if db else several or args.toolset.resolve().parent.name
+        stem = label_of(db) if db else several or args.toolset.resolve().parent.name
         run_id = f"{stem}-{args.pipeline}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = args.out or Path("runs") / run_id
         args.started_out = out
@@ -213,7 +213,7 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         toolset = load_toolset(args.toolset) if args.toolset else None
         prelude = read_conversation(args.from_conversation) if args.from_conversation else []
         workers, auto = choose_workers(args.workers, settings, args.concurrency)
-        config = RunConfig(run_id=out.name, source_db=str(db.resolve()) if db else "", dialogues=args.dialogues,
+        config = RunConfig(run_id=out.name, source_db=identity(db) if db else "", dialogues=args.dialogues,
                            tasks_per_dialogue=args.tasks_per_dialogue, seed=args.seed,
                            concurrency=args.concurrency, workers=workers.workers, prelude=prelude,
                            pipeline=args.pipeline, settings=settings.public())

@@ -82,9 +82,14 @@ def store_of(runtime: Runtime | None) -> BaseStore | None:
     return getattr(runtime, "store", None)
 
 
+async def toolset_of(state: DialogueState, store: BaseStore | None) -> list[Tool]:
+    """The dialogue's tools, inline or kept in `store` (a node's or a reader's of the run folder)."""
+    return await toolset_by_key(store, state.toolset_key) if state.toolset_key else state.toolset
+
+
 async def tools_of(state: DialogueState, runtime: Runtime | None) -> list[Tool]:
-    """The dialogue's tools, wherever they are kept."""
-    return await toolset_by_key(store_of(runtime), state.toolset_key) if state.toolset_key else state.toolset
+    """The dialogue's tools, wherever its graph keeps them."""
+    return await toolset_of(state, store_of(runtime))
 
 
 async def schema_of(state: DialogueState, runtime: Runtime | None) -> DatabaseSchema | None:

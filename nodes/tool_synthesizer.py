@@ -1,4 +1,5 @@
-"""Toolset synthesis: the backend proposes SQL tools; each is checked by running it; one repair; completion."""
+"""Toolset synthesis: the backend proposes tools from a source's schema; each is checked by running it on a
+scratch sandbox of the source; one repair; completion. A source that offers its own tools needs none."""
 
 from __future__ import annotations
 
@@ -10,34 +11,33 @@ from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
 from backends.protocols import Backend, ToolProposalRequest, ToolRepairRequest
-from environment.derive import derive_tools
 from environment.errors import InputError
-from environment.introspect import inspect_database
-from environment.simulator import reference_time_for
-from environment.sandbox import Sandbox
-from environment.tool_checks import check_tool
+from environment.sources.base import ToolSource
+from environment.sources.dialogue_time import reference_time_for
+from environment.sources.registry import open_source
 from nodes.common import backend_of, settings_of
 from nodes.stored_values import keep_schema, keep_toolset, schema_of, store_of, tools_of
 from state.config import Settings
-from state.dialogue import DialogueState, SimulatedWorld, Usage
+from state.dialogue import DialogueState, Usage
 from state.schema import DatabaseSchema
 from state.tools import DroppedTool, Tool, Toolset
 
 log = logging.getLogger(__name__)
 
 
-def _parse(proposal: dict[str, object]) -> tuple[Tool | None, str]:
+def _parse(proposal: dict[str, object], kind: str) -> tuple[Tool | None, str]:
     try:
-        return Tool.model_validate({"origin": "model", **proposal}), ""
+        return Tool.model_validate({"origin": "model", **proposal, "source": kind}), ""
     except ValidationError as exc:
         first = exc.errors()[0]
         return None, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
 
 
-async def synthesize_toolset(database: DatabaseSchema, backend: Backend, settings: Settings) -> tuple[Toolset, Usage]:
+async def synthesize_toolset(source: ToolSource, database: DatabaseSchema, backend: Backend,
+                             settings: Settings) -> tuple[Toolset, Usage]:
     """Propose, check, repair once, and complete with schema-derived tools when too few survive."""
     proposals, usage = await backend.propose_tools(ToolProposalRequest(database=database, max_tools=settings.max_tools))
-    sandbox = await asyncio.to_thread(Sandbox, database.path)
+    sandbox = await asyncio.to_thread(source.open, 0)
     try:
         accepted: list[Tool] = []
         dropped: list[DroppedTool] = []
@@ -47,17 +47,17 @@ async def synthesize_toolset(database: DatabaseSchema, backend: Backend, setting
         def check(tool: Tool) -> str | None:
             if tool.name in names:
                 return f"duplicate tool name {tool.name!r}"
-            return check_tool(tool, database, sandbox)
+            return source.check_tool(tool, sandbox)
 
         for proposal in proposals:
-            tool, error = _parse(proposal)
+            tool, error = _parse(proposal, source.kind)
             if tool is not None:
                 error = await asyncio.to_thread(check, tool) or ""
             if error:
                 fixed, more = await backend.repair_tool(ToolRepairRequest(database=database, tool=proposal, error=error))
                 usage = usage + more
                 if fixed is not None:
-                    tool, error = _parse(fixed)
+                    tool, error = _parse(fixed, source.kind)
                     if tool is not None:
                         error = await asyncio.to_thread(check, tool) or ""
                     repaired += 0 if error else 1
@@ -77,7 +77,7 @@ async def synthesize_toolset(database: DatabaseSchema, backend: Backend, setting
             log.warning(note)
             toolset.notes.append(note)
             toolset.completed_from_schema = True
-            for tool in derive_tools(database, settings.max_tools):
+            for tool in source.derive_tools(database, settings.max_tools):
                 if len(toolset.tools) >= max(settings.max_tools, settings.min_tools):
                     break
                 if tool.name in names:
@@ -90,8 +90,17 @@ async def synthesize_toolset(database: DatabaseSchema, backend: Backend, setting
         sandbox.close()
 
 
+async def toolset_for(source: ToolSource, database: DatabaseSchema | None, backend: Backend,
+                      settings: Settings) -> tuple[Toolset, Usage]:
+    """The tools a source offers itself, or a toolset synthesized from its schema."""
+    offered = source.catalog().tools if database is None else []
+    if offered or database is None:
+        return Toolset(tools=offered, proposed=len(offered)), Usage()
+    return await synthesize_toolset(source, database, backend, settings)
+
+
 async def prepare(state: DialogueState, runtime: Runtime[Settings]) -> dict:
-    """Read the schema, take over a given conversation, and synthesize a toolset when none is given.
+    """Read the source's schema, take over a given conversation, and make a toolset when none is given.
 
     With a store, the toolset and the schema are kept there once and the state refers to them by hash."""
     update: dict = {}
@@ -100,21 +109,24 @@ async def prepare(state: DialogueState, runtime: Runtime[Settings]) -> dict:
         update["messages"] = convert_to_messages(state.prelude)  # the conversation being continued
     tools = await tools_of(state, runtime)
     if state.source_db:
-        database = await schema_of(state, runtime) or await asyncio.to_thread(inspect_database, state.source_db)
-        if store is not None and not state.schema_key:
+        source = await asyncio.to_thread(open_source, state.source_db)
+        database = await schema_of(state, runtime)
+        if database is None and not state.schema_key:
+            database = (await asyncio.to_thread(source.catalog)).database
+        if database is not None and store is not None and not state.schema_key:
             update["schema_key"] = await keep_schema(store, database)
-        elif store is None and state.database is None:
+        elif database is not None and store is None and state.database is None:
             update["database"] = database
         if not tools:
-            toolset, usage = await synthesize_toolset(database, backend_of(runtime, state), settings_of(runtime))
+            toolset, usage = await toolset_for(source, database, backend_of(runtime, state), settings_of(runtime))
             tools = toolset.tools
             update["toolset"] = tools
             update["usage"] = usage
-    elif not tools:  # simulated tools only: nothing to inspect or synthesize from
-        raise InputError("a dialogue without a database needs a toolset (pass --toolset)")
+    elif not tools:  # tools that need no named source: nothing to inspect or synthesize from
+        raise InputError("a dialogue without a source needs a toolset (pass --toolset)")
     if store is not None and not state.toolset_key:
         update["toolset_key"] = await keep_toolset(store, tools)
         update["toolset"] = []
-    if any(t.simulated for t in tools) and state.world is None:
-        update["world"] = SimulatedWorld(reference_time=reference_time_for(state.seed))
+    if not state.reference_time:
+        update["reference_time"] = reference_time_for(state.seed)
     return update

@@ -42,7 +42,7 @@ def render_schema(database: DatabaseSchema) -> str:
                 flags.append("with a default")
             cols.append(f"{col.name} {' '.join(flags)}")
         lines = [f"Table {table.name} ({table.row_count} rows)", "  columns: " + ", ".join(cols)]
-        if table.is_rowid_alias_pk:
+        if table.key_assigned_on_insert:
             lines.append(f"  {table.primary_key[0].name} is assigned automatically on insert")
         for fk in table.foreign_keys:
             lines.append(f"  foreign key: {fk.column} -> {fk.ref_table}.{fk.ref_column or '(primary key)'}")

@@ -22,8 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from backends.registry import backend_for
 from environment.errors import InputError, RunError
-from environment.introspect import check_database_path, inspect_database
-from environment.sandbox import SANDBOXES
+from environment.sources.pool import SandboxPool, sandbox_pool
+from environment.sources.registry import identity, load_source_kinds, open_source, tools_without_source
 from nodes.stored_values import keep_schema, keep_toolset
 from runner import event_loop
 from runner import run_folder as rf
@@ -108,9 +108,11 @@ class Batch:
         self.folder = folder
         self.config = config
         self.settings = capped(settings, config)
+        load_source_kinds(self.settings.source_kinds)  # a worker process or a Ray task learns the run's kinds
         self.toolsets = toolsets  # by toolset file, as the config's databases name them
         self.toolset_keys: dict[str, str] = {}  # by toolset file: the content hash each is kept under
-        self.schema_keys: dict[str, str] = {}  # by database path
+        self.schema_keys: dict[str, str] = {}  # by source name
+        self.sandboxes: SandboxPool | None = None  # the dialogues' live sandboxes, while run_shard runs
         self.console = console
         self.lock = asyncio.Lock()
 
@@ -155,8 +157,9 @@ class Batch:
                 self.toolset_keys[name] = await keep_toolset(store, tools)
             for source in self.config.sources():
                 if source.path and source.path not in self.schema_keys:
-                    schema = await asyncio.to_thread(inspect_database, source.path)
-                    self.schema_keys[source.path] = await keep_schema(store, schema)
+                    catalog = await asyncio.to_thread(lambda: open_source(source.path).catalog())
+                    if catalog.database is not None:
+                        self.schema_keys[source.path] = await keep_schema(store, catalog.database)
             pending = iter(indices)
 
             # A fixed set of lanes takes the next dialogue when one ends: nothing is held per dialogue
@@ -166,7 +169,9 @@ class Batch:
                     await self._dialogue(graph, i)
                     on_done()
 
-            await asyncio.gather(*(lane() for _ in range(min(self.config.concurrency, len(indices)))))
+            lanes = min(self.config.concurrency, len(indices))
+            with sandbox_pool(max(lanes, 1)) as self.sandboxes:  # one live sandbox set per dialogue in flight
+                await asyncio.gather(*(lane() for _ in range(lanes)))
 
     async def _run_in_processes(self, todo: list[int], workers: int, on_done: Callable[[], None]) -> None:
         """One event loop per core: Python spends a core on roughly 150 model calls a second."""
@@ -229,7 +234,8 @@ class Batch:
                          failed_usage=failed_usage)
         if self.settings.checkpoints == "final" and error is None:
             await keep_only_last_checkpoint(graph, graph.checkpointer, dialogue_id)
-        SANDBOXES.release(dialogue_id)  # finished: its database copy is not needed again
+        if self.sandboxes is not None:
+            self.sandboxes.release(dialogue_id)  # finished: its sandboxes are not needed again
 
     async def write(self, dialogue_id: str, values: dict[str, Any], latency: float, error: str | None,
                     tools: list[Tool], replace: bool = False, failed_usage: Usage | None = None) -> None:
@@ -272,16 +278,17 @@ Finished = TypeVar("Finished")
 
 async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
                    console: Console, finish: Callable[[RunFolder], Finished], toolset: list[Tool] | None = None,
-                   databases: list[Path] | None = None, dialogues_per_db: int | None = None) -> Finished:
-    """A new run: validate everything, make each database's toolset once, then run every dialogue; `finish`
+                   databases: list[str] | None = None, dialogues_per_db: int | None = None) -> Finished:
+    """A new run: validate everything, make each source's toolset once, then run every dialogue; `finish`
     (the run's summary, say) runs on the finished folder while this process still owns it."""
     databases = databases or []
-    if len(databases) == 1:
-        check_database_path(databases[0])  # a single database's problem is the user's error, said first
+    single = open_source(databases[0]) if len(databases) == 1 else None  # its problem is the user's error, said first
     if not databases and not toolset:
         raise InputError("nothing to work on: pass --db (a SQLite database) or --toolset (simulated tools)")
-    if not databases and any(not t.simulated for t in toolset or []):
-        raise InputError("the toolset has SQL tools: pass --db with the database they run on")
+    homeless = tools_without_source(toolset or [], single) if len(databases) <= 1 else []
+    if homeless:
+        raise InputError(f"the toolset has {homeless[0].source} tools ({homeless[0].name}): pass --db with the "
+                         f"source they run on")
     settings = capped(settings, config)
     check_backend(settings)
     if settings.executor == "ray":
@@ -291,7 +298,7 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
         await settle_backend(backend_for(settings), console)
         if len(databases) > 1:
             prepared = await prepare_databases(databases, settings, toolset, config.concurrency, console)
-            files = toolset_files([Path(p.path) for p in prepared]) if len(prepared) > 1 else [rf.TOOLSET]
+            files = toolset_files([p.path for p in prepared]) if len(prepared) > 1 else [rf.TOOLSET]
             for entry, name in zip(prepared, files):
                 write_toolset(folder, entry.report, name)
             sources = [DatabaseSource(path=p.path, toolset=name) for p, name in zip(prepared, files)]
@@ -301,7 +308,7 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
             folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
         else:  # one database, or simulated tools only
             config = config.model_copy(update={
-                "source_db": str(databases[0].resolve()) if databases else "",
+                "source_db": identity(databases[0]) if databases else "",
                 "dialogues": dialogues_per_db or config.dialogues})
             if toolset is not None:
                 report = await prepare_databases(databases, settings, toolset, config.concurrency, console) \
@@ -330,9 +337,10 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
         raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
     with folder.own("resume"):
         config = RunConfig.model_validate(folder.read_json(rf.CONFIG))
+        load_source_kinds(list(config.settings.get("source_kinds") or []))  # the kinds the run was made with
         for source in config.sources():
             if source.path:
-                check_database_path(source.path)  # moved or deleted: say so before any dialogue is touched
+                open_source(source.path)  # moved or deleted: say so before any dialogue is touched
         settings = capped(Settings.of_run(config.settings, settings).model_copy(update=executor or {}), config)
         check_backend(settings)
         if settings.executor == "ray":
@@ -346,7 +354,7 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
                 raise InputError(f"{folder.file(source.toolset)} is missing and the run has no database to derive "
                                  f"it from")
             # stopped while the toolset was being synthesized: synthesize it again
-            prepared = await prepare_databases([Path(source.path)], settings, None, 1, console)
+            prepared = await prepare_databases([source.path], settings, None, 1, console)
             write_toolset(folder, prepared[0].report, source.toolset)
         await Batch(builder_factory, folder, config, settings, toolsets_of(folder, config), console).run()
         return finish(folder)

@@ -16,8 +16,10 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from environment.errors import InputError
+from environment.sources.pool import sandbox_pool
+from environment.sources.registry import load_source_kinds
 from runner import run_folder as rf
-from nodes.stored_values import toolset_by_key
+from nodes.stored_values import toolset_of
 from runner.batch import Batch, recursion_limit, toolsets_of
 from runner.persistence import keep_only_last_checkpoint, open_persistence
 from runner.run_folder import RunFolder
@@ -58,6 +60,7 @@ class DialogueCheckpoints:
         if not self.folder.file(rf.CONFIG).exists() or not self.folder.file(rf.CHECKPOINTS).exists():
             raise InputError(f"not a run folder (no {rf.CONFIG} or {rf.CHECKPOINTS}): {run_dir}")
         self.config = RunConfig.model_validate(self.folder.read_json(rf.CONFIG))
+        load_source_kinds(list(self.config.settings.get("source_kinds") or []))  # the kinds the run was made with
         self.settings = Settings.of_run(self.config.settings, settings)
         self.builder_factory = builder_factory
         self.console = console
@@ -115,7 +118,7 @@ class DialogueCheckpoints:
         return DialogueState.model_validate((await self.snapshot(dialogue_id, checkpoint_id)).values)
 
     async def tools_of(self, state: DialogueState) -> list[Tool]:
-        return await toolset_by_key(self.store, state.toolset_key) if state.toolset_key else state.toolset
+        return await toolset_of(state, self.store)
 
     async def _writer_of(self, dialogue_id: str, checkpoint_id: str) -> str:
         rows = await self.history(dialogue_id)
@@ -131,7 +134,8 @@ class DialogueCheckpoints:
     async def _finish(self, dialogue_id: str, started: float, replace: bool, run: Any) -> None:
         error = None
         try:
-            await run
+            with sandbox_pool(1):  # this one dialogue's sandboxes, closed when it ends
+                await run
         except Exception as exc:  # reported in the dataset line, like any failed dialogue
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         values = (await self.graph.aget_state(self._cfg(dialogue_id))).values
@@ -207,7 +211,7 @@ def render_conversation(state: DialogueState, toolset: list[Tool], console: Cons
         elif isinstance(message, ToolMessage):
             text = message.text if len(message.text) <= 400 else message.text[:399] + "…"
             console.print(f"[yellow]tool {message.name}[/]: {text}", highlight=False)
-    writes = state.writes(tools)
-    console.print(f"\n[bold]database writes applied so far: {len(writes)}[/]")
+    writes = [w for w in state.writes() if w.tool in tools]
+    console.print(f"\n[bold]writes applied so far: {len(writes)}[/]")
     for w in writes:
-        console.print(f"  {w.tool}({w.params})", highlight=False)
+        console.print(f"  {w.tool}({w.arguments})", highlight=False)

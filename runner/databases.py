@@ -1,15 +1,13 @@
-"""The databases of a run: which files `--db` names, and one checked toolset for each, made concurrently.
+"""The sources of a run: which ones `--db` names, and one checked toolset for each, made concurrently.
 
-With several databases, one that is not a database or yields no usable toolset is reported in one line and
+With several sources, one that cannot be used or yields no usable toolset is reported in one line and
 skipped; with a single one, the same problem is the user's error and stops the run before anything is written.
 """
 
 from __future__ import annotations
 
 import asyncio
-import glob
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 from rich.console import Console
@@ -17,52 +15,27 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from backends.registry import backend_for
 from environment.errors import InputError
-from environment.introspect import inspect_database
-from environment.sandbox import Sandbox
-from environment.tool_checks import check_tool
-from nodes.tool_synthesizer import synthesize_toolset
+from environment.sources.base import ToolSource
+from environment.sources.registry import identity, label_of, open_source
+from nodes.tool_synthesizer import toolset_for
 from runner import run_folder as rf
 from runner.layout import TOOLSETS_DIR, load_toolset, report_file_of
 from runner.run_folder import RunFolder
 from state.config import RunConfig, Settings
 from state.tools import Tool, Toolset
 
-DATABASE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 
 
-def database_paths(args: list[str]) -> list[Path]:
-    """Every file the --db arguments name: files as given, folders searched for SQLite files, globs expanded."""
-    found: list[Path] = []
-    for arg in args:
-        path = Path(arg)
-        if path.is_dir():
-            hits = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in DATABASE_SUFFIXES)
-            if not hits:
-                raise InputError(f"no SQLite database under {path}: a folder is searched for "
-                                 f"{', '.join('*' + s for s in DATABASE_SUFFIXES)} files")
-        elif any(ch in arg for ch in "*?[") and not path.exists():
-            hits = sorted(Path(h) for h in glob.glob(arg, recursive=True) if Path(h).is_file())
-            if not hits:
-                raise InputError(f"no file matches {arg} (pass --db with files, a folder or a glob)")
-        else:
-            hits = [path]
-        found.extend(hits)
-    unique: dict[Path, Path] = {}
-    for path in found:
-        unique.setdefault(path.resolve(), path)
-    return list(unique.values())
-
-
-def toolset_files(paths: list[Path]) -> list[str]:
-    """A readable, distinct toolset file name per database (its stem; its folder too when stems repeat)."""
-    stems = [p.stem for p in paths]
-    names = []
-    for path, stem in zip(paths, stems):
-        name = stem if stems.count(stem) == 1 else f"{path.parent.name}_{stem}"
-        while name in names:
-            name += "_"
-        names.append(name)
-    return [f"{TOOLSETS_DIR}/{n}.json" for n in names]
+def toolset_files(names: list[str]) -> list[str]:
+    """A readable, distinct toolset file name per source (its label; its folder too when labels repeat)."""
+    stems = [label_of(n) for n in names]
+    files = []
+    for name, stem in zip(names, stems):
+        file = stem if stems.count(stem) == 1 else f"{Path(name.split('://', 1)[-1]).parent.name}_{stem}"
+        while file in files:
+            file += "_"
+        files.append(file)
+    return [f"{TOOLSETS_DIR}/{n}.json" for n in files]
 
 
 class PreparedDatabase(BaseModel):
@@ -70,13 +43,13 @@ class PreparedDatabase(BaseModel):
     report: Toolset
 
 
-def _misfits(tools: list[Tool], database: Any) -> str:
-    """The first SQL tool that does not run on this database, with the reason; empty when all do."""
-    sandbox = Sandbox(database.path)
+def _misfits(tools: list[Tool], source: ToolSource) -> str:
+    """The first tool of this source's kind that does not run on it, with the reason; empty when all do."""
+    sandbox = source.open(0)
     try:
         for tool in tools:
-            if not tool.simulated:
-                why = check_tool(tool, database, sandbox)
+            if tool.source == source.kind:
+                why = source.check_tool(tool, sandbox)
                 if why:
                     return f"tool {tool.name}: {why}"
         return ""
@@ -84,54 +57,53 @@ def _misfits(tools: list[Tool], database: Any) -> str:
         sandbox.close()
 
 
-async def prepare_database(path: Path, settings: Settings, given: list[Tool] | None,
+async def prepare_database(name: str, settings: Settings, given: list[Tool] | None,
                            console: Console) -> PreparedDatabase:
-    """Inspect one database and make (or check) its toolset; an InputError says why it cannot be used."""
-    database = await asyncio.to_thread(inspect_database, path)
-    for skipped in database.skipped:
-        console.print(f"[dim]skipped table {skipped.name!r} of {path.name}: {skipped.reason}[/]")
-    if not any(t.row_count for t in database.tables):
-        raise InputError(f"every table of {path} is empty: tasks need rows to be grounded in (add some data first)")
+    """Read one source and make (or check) its toolset; an InputError says why it cannot be used."""
+    source = await asyncio.to_thread(open_source, name)
+    catalog = await asyncio.to_thread(source.catalog)
+    for note in catalog.notes:
+        console.print(f"[dim]{note}[/]")
     if given is not None:
-        misfit = await asyncio.to_thread(_misfits, given, database)
+        misfit = await asyncio.to_thread(_misfits, given, source)
         if misfit:
-            raise InputError(f"the toolset does not fit {path}: {misfit} (was it made for another database?)")
+            raise InputError(f"the toolset does not fit {name}: {misfit} (was it made for another source?)")
         report = Toolset(tools=given, proposed=len(given))
     else:
-        report, _ = await synthesize_toolset(database, backend_for(settings), settings)
+        report, _ = await toolset_for(source, catalog.database, backend_for(settings), settings)
     for note in report.notes:
-        console.print(f"[yellow]note:[/] {path.name}: {note}")
+        console.print(f"[yellow]note:[/] {source.label}: {note}")
     if not report.tools:
-        raise InputError(f"no tool could be built for {path}: "
+        raise InputError(f"no tool could be built for {name}: "
                          + "; ".join(f"{d.name}: {d.reason}" for d in report.dropped[:3]))
-    return PreparedDatabase(path=str(Path(path).resolve()), report=report)
+    return PreparedDatabase(path=identity(name), report=report)
 
 
-async def prepare_databases(paths: list[Path], settings: Settings, given: list[Tool] | None, concurrency: int,
+async def prepare_databases(names: list[str], settings: Settings, given: list[Tool] | None, concurrency: int,
                             console: Console) -> list[PreparedDatabase]:
-    """A toolset for every usable database, in the order given; the unusable ones are named and left out."""
-    if len(paths) == 1:
+    """A toolset for every usable source, in the order given; the unusable ones are named and left out."""
+    if len(names) == 1:
         with console.status("synthesizing the toolset"):
-            return [await prepare_database(paths[0], settings, given, console)]
+            return [await prepare_database(names[0], settings, given, console)]
     sem = asyncio.Semaphore(concurrency)
     columns = [TextColumn("[bold]toolsets"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task("toolsets", total=len(paths))
+        bar = progress.add_task("toolsets", total=len(names))
 
-        async def one(path: Path) -> PreparedDatabase | None:
+        async def one(name: str) -> PreparedDatabase | None:
             async with sem:
                 try:
-                    return await prepare_database(path, settings, given, console)
+                    return await prepare_database(name, settings, given, console)
                 except InputError as exc:
-                    console.print(f"[yellow]skipped database[/] {path}: {exc}", highlight=False, soft_wrap=True)
+                    console.print(f"[yellow]skipped database[/] {name}: {exc}", highlight=False, soft_wrap=True)
                     return None
                 finally:
                     progress.advance(bar)
 
-        prepared = await asyncio.gather(*(one(p) for p in paths))
+        prepared = await asyncio.gather(*(one(n) for n in names))
     usable = [p for p in prepared if p is not None]
     if not usable:
-        raise InputError(f"none of the {len(paths)} databases is usable (each was named above with its reason)")
+        raise InputError(f"none of the {len(names)} databases is usable (each was named above with its reason)")
     return usable
 
 

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
         "or 'ray' (Ray tasks, each writing its own shard of the run folder).")
     ray_address: str | None = Field(None, description="Head of the Ray cluster (host:port) for the ray executor; "
                                     "empty: a local Ray of the run's own.")
+    source_kinds: list[str] = Field(
+        default_factory=list, description="Modules to import before sources are named, each registering a kind of "
+        "tool source of its own (environment.sources.registry.register_source_kind); FORGE_SOURCE_KINDS='[\"m\"]'.")
 
     @field_validator("model_for", mode="before")
     @classmethod
@@ -128,9 +131,10 @@ class Settings(BaseSettings):
 
 
 class DatabaseSource(BaseModel):
-    """One database of a run and the toolset made for it."""
+    """One source of a run (a database, a store, a server) and the toolset made for it."""
 
-    path: str = Field(description="Absolute path of the database; empty when every tool is simulated.")
+    path: str = Field(description="The source as the run names it (a database file's absolute path, a URI); empty "
+                                  "when every tool needs no named source (simulated tools).")
     toolset: str = Field("toolset.json", description="Its toolset file, relative to the run folder.")
 
 
@@ -138,7 +142,7 @@ class RunConfig(BaseModel):
     """What a run was asked to do; written to config.json so `resume` can finish it."""
 
     run_id: str
-    source_db: str = Field(description="Absolute path of the source database (empty when a run spans several).")
+    source_db: str = Field(description="The run's one source, as `path` above (empty when a run spans several).")
     databases: list[DatabaseSource] = Field(
         default_factory=list, description="Every usable database of the run with its toolset; dialogue i runs on "
                                           "database i modulo their number.")

@@ -38,16 +38,8 @@ class ExecutedCall(BaseModel):
     mode: Literal["read", "write"] | None = None
     task_index: int = 0
     simulated: bool = False
-    clock: str | None = Field(None, description="The dialogue's time when an executed write ran (time defaults).")
-
-
-class WriteRecord(BaseModel):
-    """An executed write: enough to replay it onto a fresh copy of the source database."""
-
-    tool: str
-    sql: str
-    params: dict[str, Any]
-    clock: str | None = Field(None, description="The dialogue's time it ran at: columns defaulting to now take it.")
+    clock: str | None = Field(None, description="The dialogue's time the call's effect depends on (a SQL write's "
+                                                "time-default columns): a replay runs it at that time.")
 
 
 class JudgedItem(BaseModel):
@@ -97,9 +89,9 @@ class DialogueInput(BaseModel):
     """What it takes to start (and later replay) one dialogue."""
 
     dialogue_id: str = Field("dialogue-0", description="Identifier of the dialogue (one thread each).")
-    source_db: str = Field("examples/clinic.sqlite",
-                           description="Path of the source SQLite database (opened read-only); empty when every "
-                                       "tool is simulated.")
+    source_db: str = Field("", description="The tool source the dialogue runs on, as the run named it (a SQLite "
+                                           "file's path; a URI for other kinds); empty when every tool needs no "
+                                           "named source (simulated tools).")
     seed: int = Field(0, description="Seed for every random choice in this dialogue.")
     tasks_per_dialogue: int = Field(2, ge=1, description="How many tasks the user pursues in this dialogue.")
     backend: str = Field("", description="'offline' or 'openai'; empty: the run's settings decide.")
@@ -180,7 +172,8 @@ class DialogueState(DialogueInput):
     user_turns_in_task: int = 0
     steps_in_turn: int = 0
     ended_by_budget: bool = False
-    world: SimulatedWorld | None = Field(None, description="What simulated tools have returned so far.")
+    reference_time: str = Field("", description="The dialogue's 'now' (ISO 8601), fixed when it starts: its tool "
+                                            "calls' clock and the dates simulated results are drawn around.")
     usage: Annotated[Usage, add_usage] = Field(default_factory=Usage)
 
     @property
@@ -191,13 +184,9 @@ class DialogueState(DialogueInput):
     def current_task(self) -> Task | None:
         return self.tasks[-1] if self.tasks else None
 
-    def writes(self, tools: dict[str, Tool]) -> list[WriteRecord]:
-        """Every write that changed the sandbox, in order: the replay log of the dialogue."""
-        return [
-            WriteRecord(tool=c.tool, sql=tools[c.tool].sql, params=c.arguments, clock=c.clock)
-            for c in self.calls
-            if c.mode == "write" and c.result.ok and c.tool in tools and not c.simulated
-        ]
+    def writes(self) -> list[ExecutedCall]:
+        """Every write that went through, in order (a replay of the recorded calls repeats exactly these)."""
+        return [c for c in self.calls if c.mode == "write" and c.result.ok]
 
 
 class DialogueOutput(BaseModel):

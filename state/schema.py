@@ -35,9 +35,9 @@ class Table(BaseModel):
     sample_rows: list[dict[str, object]] = Field(
         default_factory=list, description="A small data view: the first rows, values as JSON."
     )
-    is_rowid_alias_pk: bool = Field(
-        False, description="True when the primary key is a single INTEGER PRIMARY KEY (auto-assigned)."
-    )
+    key_assigned_on_insert: bool = Field(
+        False, description="True when the source assigns the primary key itself on insert (SQLite's INTEGER PRIMARY "
+                           "KEY, a serial or identity column): an insert leaves it out.")
 
     @property
     def primary_key(self) -> list[Column]:
@@ -57,6 +57,8 @@ class SkippedTable(BaseModel):
 
 class DatabaseSchema(BaseModel):
     path: str
+    dialect: str = Field("", description="The SQL dialect of the source's statements (sqlglot's name: 'sqlite', "
+                                         "'postgres'), which tool checks and task builders parse them in.")
     tables: list[Table]
     skipped: list[SkippedTable] = []
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 ToolKind = Literal["lookup", "search", "range", "join", "aggregate", "top", "insert", "update", "delete", "other"]
 
 
 class Tool(BaseModel):
-    """An OpenAI function spec bound to one parameterized SQL statement (executed on a sandbox) or, when
-    it has no SQL, to an output schema (its results are simulated)."""
+    """An OpenAI function spec bound to a kind of tool source: one parameterized SQL statement run on a
+    database's sandbox, an output schema its simulated results follow, or a source's own tool."""
 
     name: str = Field(description="snake_case function name, unique in the toolset.")
     description: str
     parameters: dict[str, Any] = Field(description="JSON Schema (type object) of the arguments.")
+    source: str = Field("", description="The kind of source that runs it ('sqlite', 'simulated', or a registered "
+                                        "kind); empty in older toolsets: 'sqlite' with SQL, else 'simulated'.")
     sql: str = Field("", description="One parameterized statement using :name placeholders; empty when simulated.")
     mode: Literal["read", "write"] = "read"
     kind: ToolKind = "other"
@@ -25,9 +27,11 @@ class Tool(BaseModel):
     )
     output_schema: dict[str, Any] = Field(default_factory=dict, description="JSON Schema of the return value.")
 
-    @property
-    def simulated(self) -> bool:
-        return not self.sql
+    @model_validator(mode="after")
+    def _bound(self) -> "Tool":
+        if not self.source:
+            self.source = "sqlite" if self.sql else "simulated"
+        return self
 
     def function_spec(self) -> dict[str, Any]:
         """The OpenAI function spec (name, description, parameters)."""
@@ -39,8 +43,8 @@ class Tool(BaseModel):
 
     def toolset_entry(self) -> dict[str, Any]:
         """The tool as written to toolset.json: its function spec plus its SQL (or output schema) and mode."""
-        entry = {**self.function_spec(), "mode": self.mode, "kind": self.kind, "table": self.table,
-                 "origin": self.origin}
+        entry = {**self.function_spec(), "source": self.source, "mode": self.mode, "kind": self.kind,
+                 "table": self.table, "origin": self.origin}
         if self.sql:
             entry["sql"] = self.sql
         if self.output_schema:
@@ -79,7 +83,8 @@ class Toolset(BaseModel):
 
 
 class ToolError(BaseModel):
-    type: Literal["unknown_tool", "invalid_arguments", "constraint_violation", "sql_error", "budget_exceeded"]
+    type: Literal["unknown_tool", "invalid_arguments", "constraint_violation", "sql_error", "budget_exceeded",
+                  "unavailable"]
     message: str
     field: str | None = Field(None, description="The argument that was refused, when one was.")
 
@@ -99,6 +104,15 @@ class ToolResult(BaseModel):
     rows_affected: int | None = None
     last_row_id: int | None = None
     error: ToolError | None = None
+
+    @classmethod
+    def from_content(cls, content: dict[str, Any]) -> "ToolResult":
+        """A result read back from a tool message's JSON object (one given in a conversation, not run here)."""
+        if "error" in content:
+            return cls(ok=False, error=ToolError(type="sql_error", message=str(content["error"])))
+        if "rows" in content:
+            return cls(ok=True, rows=content["rows"], row_count=content.get("row_count", len(content["rows"])))
+        return cls(ok=True, rows_affected=content.get("rows_affected"), last_row_id=content.get("last_row_id"))
 
     def to_content(self) -> Any:
         """The JSON object the tool message carries."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from environment.sandbox import Sandbox
+from environment.sources.sqlite.sandbox import Sandbox
 from graphs.dialogue import build_dialogue_graph
 from runner.checkpoints import DialogueCheckpoints
 from runner.layout import load_toolset

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from environment.derive import derive_tools
-from environment.introspect import inspect_database
+from environment.sources.sqlite.derive import derive_tools
+from environment.sources.sqlite.introspect import inspect_database
 from tests.roles import request_text, role_of_request
 
 USER_SCRIPT = [

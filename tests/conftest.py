@@ -31,11 +31,12 @@ def _written(out: Path) -> int:
                for name in ("dialogues.jsonl", "rejected.jsonl") if (out / name).exists())
 
 
-def generate_killed_mid_run(out: Path, dialogues: int, *options: str, after: int = 3) -> None:
-    """`generate` on the bundled database in a process of its own, killed with SIGKILL once `after`
-    dialogues are written."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    proc = subprocess.Popen([sys.executable, "-m", "graphs.run", "generate", "--db", str(CLINIC), "--dialogues",
+def generate_killed_mid_run(out: Path, dialogues: int, *options: str, after: int = 3, db: str = str(CLINIC),
+                            env: dict[str, str] | None = None) -> None:
+    """`generate` on a source (the bundled database by default) in a process of its own, killed with SIGKILL
+    once `after` dialogues are written; `env` adds to its environment."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}, **(env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "graphs.run", "generate", "--db", db, "--dialogues",
                              str(dialogues), "--concurrency", "4", *options, "--out", str(out)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120

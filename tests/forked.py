@@ -16,16 +16,16 @@ def _die() -> None:
 
 
 def _arrange(sabotage: Sabotage, after_lines: int) -> None:
-    import runner.databases
+    import nodes.tool_synthesizer
     from runner import run_folder as rf
 
     if sabotage == "synthesis":  # the toolset exists in memory, not yet on disk
-        real = runner.databases.synthesize_toolset
+        real = nodes.tool_synthesizer.synthesize_toolset
 
         async def synthesized_then_killed(*args, **kwargs):
             await real(*args, **kwargs)
             _die()
-        runner.databases.synthesize_toolset = synthesized_then_killed
+        nodes.tool_synthesizer.synthesize_toolset = synthesized_then_killed
     elif sabotage in ("mid-line", "stats"):
         real_write = rf.write_fully
         seen = {"lines": 0}

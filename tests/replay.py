@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from environment.sandbox import Sandbox
+from environment.sources.sqlite.sandbox import Sandbox
 from state.tools import Tool
 
 
@@ -20,7 +20,7 @@ def replay(record: dict[str, Any], tools: dict[str, Tool], database: Path) -> in
         for m in record["messages"]:
             for call in m.get("tool_calls") or []:
                 name = call["function"]["name"]
-                if name not in tools or tools[name].simulated:
+                if name not in tools or tools[name].source != "sqlite":
                     continue
                 replayed = box.run(tools[name], json.loads(call["function"]["arguments"]), clock=clocks.get(call["id"]))
                 assert json.dumps(replayed.to_content(), ensure_ascii=False, default=str) == results[call["id"]], \

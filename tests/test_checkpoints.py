@@ -43,7 +43,7 @@ def test_history_lists_every_checkpoint_and_show_cuts_at_one(run, capsys):
     last_user_after = next((m for m in final[len(at_mid):] if m.type == "human"), None)
     if last_user_after is not None:
         assert last_user_after.text[:40] not in shown
-    assert "database writes applied so far" in shown
+    assert "writes applied so far" in shown
 
 
 def test_fork_after_a_write_rebuilds_the_sandbox(run):

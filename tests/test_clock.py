@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from environment.clock import clock_binding, dialogue_clock
-from environment.derive import derive_tools
-from environment.introspect import inspect_database
-from environment.sandbox import Sandbox
+from environment.sources.dialogue_time import dialogue_clock
+from environment.sources.sqlite.clock import clock_binding
+from environment.sources.sqlite.derive import derive_tools
+from environment.sources.sqlite.introspect import inspect_database
+from environment.sources.sqlite.sandbox import Sandbox
 from graphs.run import main
 from runner.layout import load_toolset
-from state.dialogue import WriteRecord
+from state.dialogue import ExecutedCall
+from state.tools import ToolResult
 from tests.conftest import sha256
 from tests.replay import lines, replay
 
@@ -72,7 +73,8 @@ def test_an_insert_stores_the_clock_and_its_replay_stores_the_same(timestamped_d
     for _ in range(2):
         box = Sandbox(str(timestamped_db))
         try:
-            box.apply(WriteRecord(tool="add_note", sql=add_note.sql, params=args, clock=clock))
+            box.replay(ExecutedCall(tool_call_id="c", tool="add_note", arguments=args, clock=clock, mode="write",
+                                    result=ToolResult(ok=True)), add_note)
             rows.append(box.conn.execute("SELECT created, stamped FROM notes WHERE note_id = 9").fetchone())
         finally:
             box.close()

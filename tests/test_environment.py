@@ -6,13 +6,14 @@ import sqlite3
 
 import pytest
 
-from environment.derive import derive_tools
+from environment.sources.sqlite.derive import derive_tools
 from environment.errors import InputError
-from environment.introspect import inspect_database, open_read_only
-from environment.sandbox import Sandbox, SandboxPool
-from environment.tool_checks import check_tool, static_problems
-from state.dialogue import WriteRecord
-from state.tools import Tool
+from environment.sources.sqlite.introspect import inspect_database, open_read_only
+from environment.sources.pool import SandboxPool
+from environment.sources.sqlite.sandbox import Sandbox
+from environment.sources.sqlite.tool_checks import check_tool, static_problems
+from state.dialogue import ExecutedCall
+from state.tools import Tool, ToolResult
 from tests.conftest import CLINIC, sha256
 
 
@@ -23,7 +24,7 @@ def schema():
 
 def test_introspection_sees_keys_types_counts_and_a_data_view(schema):
     pets = schema.table("pets")
-    assert [c.name for c in pets.primary_key] == ["pet_id"] and pets.is_rowid_alias_pk
+    assert [c.name for c in pets.primary_key] == ["pet_id"] and pets.key_assigned_on_insert
     assert {(f.column, f.ref_table) for f in pets.foreign_keys} == {("owner_id", "owners")}
     assert pets.column("weight_kg").json_type == "number"
     assert pets.column("birth_date").is_date
@@ -47,17 +48,53 @@ def test_sandboxes_are_private_and_the_source_never_changes():
     assert sha256(CLINIC) == before
 
 
-def test_pool_rebuilds_exactly_the_state_of_a_write_log(schema):
+def _write(tool: Tool, n: int, arguments: dict) -> ExecutedCall:
+    return ExecutedCall(tool_call_id=f"c{n}", tool=tool.name, arguments=arguments, mode="write",
+                        result=ToolResult(ok=True, rows_affected=1))
+
+
+def test_pool_rebuilds_exactly_the_state_of_the_recorded_calls(schema):
     tools = {t.name: t for t in derive_tools(schema)}
     update = tools["update_owner_phone"]
-    w1 = WriteRecord(tool=update.name, sql=update.sql, params={"owner_id": 1, "new_phone": "111"})
-    w2 = WriteRecord(tool=update.name, sql=update.sql, params={"owner_id": 1, "new_phone": "222"})
-    pool = SandboxPool()
-    phone = lambda box: box.conn.execute("SELECT phone FROM owners WHERE owner_id = 1").fetchone()[0]  # noqa: E731
-    assert phone(pool.checkout("d", str(CLINIC), [w1, w2])) == "222"
+    w1 = _write(update, 1, {"owner_id": 1, "new_phone": "111"})
+    w2 = _write(update, 2, {"owner_id": 1, "new_phone": "222"})
+    pool = SandboxPool(capacity=2)
+
+    def phone(calls: list[ExecutedCall]) -> str:
+        box = pool.checkout("d", str(CLINIC), 0, calls, tools).sandbox_for(update)
+        return box.conn.execute("SELECT phone FROM owners WHERE owner_id = 1").fetchone()[0]
+
+    assert phone([w1, w2]) == "222"
     # a fork from the checkpoint between the two writes: the sandbox goes back to that state
-    assert phone(pool.checkout("d", str(CLINIC), [w1])) == "111"
-    assert phone(pool.checkout("d", str(CLINIC), [])) != "111"
+    assert phone([w1]) == "111"
+    assert phone([]) not in ("111", "222")
+    pool.close()
+
+
+def test_a_replay_that_gives_another_result_is_reported(schema):
+    tools = {t.name: t for t in derive_tools(schema)}
+    update = tools["update_owner_phone"]
+    same = _write(update, 1, {"owner_id": 1, "new_phone": "111"})
+    claimed = same.model_copy(update={"tool_call_id": "c2", "result": ToolResult(ok=True, rows_affected=7)})
+    entry = SandboxPool().checkout("x", str(CLINIC), 0, [same, claimed], tools)
+    assert entry.diverged == ["c2"]
+    entry.close()
+
+
+def test_a_replayed_write_is_bound_as_it_first_ran(schema):
+    """An integer given as 3.0 binds as 3 the first time and in every replay: a typed database would refuse a
+    float for an integer column, and a key compared with 3.0 may match nothing."""
+    tools = {t.name: t for t in derive_tools(schema)}
+    update = tools["update_owner_phone"]
+    call = _write(update, 1, {"owner_id": 3.0, "new_phone": "333"})
+    first = Sandbox(str(CLINIC))
+    ran = first.run(update, call.arguments)
+    replayed = SandboxPool().checkout("r", str(CLINIC), 0, [call], tools).sandbox_for(update)
+    query = "SELECT typeof(owner_id), phone FROM owners WHERE phone = '333'"
+    assert ran.ok and ran.rows_affected == 1
+    assert first.conn.execute(query).fetchall() == replayed.conn.execute(query).fetchall() == [("integer", "333")]
+    assert first.snapshot() == replayed.snapshot()
+    first.close()
 
 
 def test_derived_tools_cover_every_kind_and_pass_their_checks(schema):

@@ -7,7 +7,6 @@ import asyncio
 import json
 import math
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
@@ -15,12 +14,12 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 
-from environment.derive import derive_tools
+from environment.sources.sqlite.derive import derive_tools
 from environment.errors import InputError
-from environment.introspect import inspect_database
-from environment.sandbox import Sandbox
+from environment.sources.sqlite.introspect import inspect_database
+from environment.sources.sqlite.sandbox import Sandbox
 from environment.seeds import read_seed_tools
-from environment.tool_checks import placeholder_columns
+from environment.sources.sqlite.tool_checks import placeholder_columns
 from graphs.run import read_conversation
 from nodes.tool_executor import tool_executor
 from state.config import Settings
@@ -175,7 +174,7 @@ def test_seed_tool_files_are_read_or_refused_in_one_line(tmp_path_factory, conte
         event("refused")
         return
     event("read")
-    assert tools and all(t.simulated for t in tools)
+    assert tools and all(t.source == "simulated" for t in tools)
 
 
 MESSAGE = st.fixed_dictionaries({}, optional={

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from environment.sandbox import Sandbox
+from environment.sources.sqlite.sandbox import Sandbox
 from graphs.run import main
 from runner.layout import load_toolset
 from tests.conftest import CLINIC, sha256
@@ -129,7 +129,7 @@ def test_history_show_fork_and_resume_work_on_such_a_run(folder_run, databases, 
         checkpoint = rows[len(rows) // 2].checkpoint_id
     assert main(["history", str(out), "--dialogue", dialogue]) == 0
     assert main(["show", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint]) == 0
-    assert "database writes applied so far" in capsys.readouterr().out
+    assert "writes applied so far" in capsys.readouterr().out
     assert main(["fork", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint, "--seed", "5"]) == 0
     fork = next(r for r in dataset_lines(out).values() if r["metadata"].get("forked_from"))
     assert fork["metadata"]["source_database"] == records[dialogue]["metadata"]["source_database"]

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from environment.derive import derive_tools
+from environment.sources.sqlite.derive import derive_tools
 from environment.errors import InputError
-from environment.introspect import inspect_database
-from environment.sandbox import Sandbox
-from environment.tool_checks import TOOL_NAME, check_tool, static_problems
+from environment.sources.sqlite.introspect import inspect_database
+from environment.sources.sqlite.sandbox import Sandbox
+from environment.sources.sqlite.tool_checks import TOOL_NAME, check_tool, static_problems
 from graphs.dialogue import build_dialogue_graph
 from runner.export import acceptance
 from state.config import Settings

@@ -60,14 +60,14 @@ def fake_backend(*replies, **overrides) -> tuple[OpenAIBackend, ScriptedChatMode
 @pytest.fixture(scope="module")
 def database() -> DatabaseSchema:
     owners = Table(
-        name="owners", row_count=60, is_rowid_alias_pk=True,
+        name="owners", row_count=60, key_assigned_on_insert=True,
         columns=[Column(name="owner_id", declared_type="INTEGER", json_type="integer", pk_position=1, unique=True),
                  Column(name="last_name", declared_type="TEXT", json_type="string", not_null=True),
                  Column(name="city", declared_type="TEXT", json_type="string")],
         sample_rows=[{"owner_id": 1, "last_name": "Rossi", "city": "West Linn"},
                      {"owner_id": 2, "last_name": "Garcia", "city": None}])
     pets = Table(
-        name="pets", row_count=100, is_rowid_alias_pk=True,
+        name="pets", row_count=100, key_assigned_on_insert=True,
         columns=[Column(name="pet_id", declared_type="INTEGER", json_type="integer", pk_position=1, unique=True),
                  Column(name="owner_id", declared_type="INTEGER", json_type="integer", not_null=True),
                  Column(name="name", declared_type="TEXT", json_type="string", not_null=True)],

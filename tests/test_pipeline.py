@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from environment.sandbox import Sandbox
+from environment.sources.sqlite.sandbox import Sandbox
 from runner.layout import load_toolset
 from tests.conftest import CLINIC
 

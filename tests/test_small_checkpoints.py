@@ -67,7 +67,7 @@ def test_final_keeps_one_checkpoint_per_finished_dialogue_and_the_same_dataset(t
     assert len(states[rows[0].checkpoint_id].messages) + 1 == len(dataset_lines(final)[dialogue]["messages"])
     capsys.readouterr()
     assert main(["show", str(final), "--dialogue", dialogue]) == 0
-    assert "database writes applied so far" in capsys.readouterr().out
+    assert "writes applied so far" in capsys.readouterr().out
 
 
 def test_final_still_resumes_an_unfinished_dialogue(tmp_path):

@@ -15,11 +15,12 @@ from backends.llm.backend import OpenAIBackend
 from backends.registry import register_backend
 from environment.errors import InputError
 from environment.seeds import read_seed_tools
-from environment.simulator import reference_time_for, simulate, validation_error
+from environment.sources.dialogue_time import reference_time_for
+from environment.sources.simulated.simulator import simulate, validation_error
 from environment.tool_specs import fields, spec_problems
 from graphs.run import main
 from graphs.toolprep import build_toolprep_graph
-from nodes.tool_executor import reference_time
+from environment.sources.simulated.source import reference_time
 from state.config import Settings
 from state.dialogue import DialogueState, SimulatedWorld
 from tests.fakes import ScriptedChatModel
@@ -84,7 +85,7 @@ def test_offline_toolprep_grows_a_consistent_toolset(seed_file, tmp_path):
     for entry in tools:
         tool = Tool.model_validate(entry)
         assert not spec_problems(tool), (tool.name, spec_problems(tool))
-        assert tool.output_schema and tool.simulated
+        assert tool.output_schema and tool.source == "simulated"
     assert all(len(types) == 1 for types in _types_everywhere(tools).values()), _types_everywhere(tools)
 
 
@@ -154,8 +155,8 @@ def test_reference_time_is_per_dialogue_unless_the_user_states_a_date():
     quiet = DialogueState(dialogue_id="d", source_db="", messages=[HumanMessage(content="Show my orders.")])
     dated = DialogueState(dialogue_id="d", source_db="",
                           messages=[HumanMessage(content="What was booked for 2026-03-14?")])
-    assert reference_time(quiet, world) == world.reference_time
-    assert reference_time(dated, world).startswith("2026-03-14T")
+    assert reference_time(quiet.messages, world) == world.reference_time
+    assert reference_time(dated.messages, world).startswith("2026-03-14T")
 
 
 def test_task_and_user_oriented_runs_on_the_same_toolset(prepared, tmp_path, capsys):
@@ -194,7 +195,9 @@ def test_a_model_simulating_off_schema_is_retried_then_replaced(prepared):
     from types import SimpleNamespace
 
     from backends.protocols import SimulationRequest
-    from nodes.tool_executor import _simulated
+    from environment.sources.base import CallContext
+    from environment.sources.simulated.source import SimulatedSandbox
+    from nodes.tool_executor import backend_simulator
     from runner.layout import load_toolset
 
     tools = {t.name: t for t in load_toolset(prepared)}
@@ -215,5 +218,9 @@ def test_a_model_simulating_off_schema_is_retried_then_replaced(prepared):
                                                  chat_model=ScriptedChatModel(responses=[bad] * 4)))
     state = DialogueState(dialogue_id="d", source_db="", seed=3, toolset=list(tools.values()))
     runtime = SimpleNamespace(context=Settings(backend="off-schema"))
-    result = asyncio.run(_simulated(state, runtime, get_book, {"book_id": 42}, world, 0))
-    assert result.ok and result.value["book_id"] == 42 and not validation_error(get_book, result.value)
+    context = CallContext(reference_time=world.reference_time, clock="2025-01-01 09:00:00", rng_key="k",
+                          simulate=backend_simulator(state, runtime))
+    outcome = asyncio.run(SimulatedSandbox(seed=3).call(get_book, {"book_id": 42}, context))
+    result = outcome.result
+    assert outcome.simulated and result.ok and result.value["book_id"] == 42
+    assert not validation_error(get_book, result.value)

@@ -20,7 +20,7 @@ from backends.llm.replies import (BackendOutputError, ReplyError, assistant_faul
 from backends.llm.reply_models import (OUTPUT_SCHEMA_REPLY, Proposals, Questions, RepairedTool, RepairReply, TaskReply,
                                        ToolList, ToolSpecs, ToolSpecsReply, VerdictReply, parse_output_schema,
                                        parse_task, parse_user_turn, parse_verdict, simulated_result_schema)
-from environment.simulator import validation_error
+from environment.sources.simulated.simulator import validation_error
 from prompts import load_prompt
 from prompts.render import render_rubric, render_schema, render_subtasks, render_tools, render_transcript, summarize_call
 from state.config import Settings

@@ -15,8 +15,8 @@ from backends.offline.assistant import assistant_turn
 from backends.offline.judge import judge
 from backends.offline.tasks import generate_task
 from backends.offline.user import user_turn
-from environment.derive import derive_tools
-from environment.simulator import simulate
+from environment.sources.sqlite.derive import derive_tools
+from environment.sources.simulated.simulator import simulate
 from state.dialogue import Usage, UserTurn, Verdict
 from state.tasks import Task
 

@@ -60,30 +60,27 @@ def _describe(call: ExecutedCall, table: str, rng: random.Random) -> str:
 
 
 def _unanswered_results(request: AssistantRequest) -> list[ExecutedCall]:
-    """Tool results at the end of the conversation that no assistant text has answered yet."""
+    """Tool results at the end of the conversation that no assistant text has answered yet: the executed
+    calls themselves; only a given conversation's results (never run here) are read from their text."""
     trailing: list[ToolMessage] = []
     for message in reversed(request.messages):
         if not isinstance(message, ToolMessage):
             break
         trailing.insert(0, message)
+    executed = {c.tool_call_id: c for c in request.calls}
     calls = []
     for message in trailing:
+        if message.tool_call_id in executed:
+            calls.append(executed[message.tool_call_id])
+            continue
         try:
             content = json.loads(message.text)
         except ValueError:
             continue
         if isinstance(content, dict):
             calls.append(ExecutedCall(tool_call_id=message.tool_call_id, tool=message.name or "tool", arguments={},
-                                      result=ToolResult.model_validate(_as_result(content))))
+                                      result=ToolResult.from_content(content)))
     return calls
-
-
-def _as_result(content: dict) -> dict:
-    if "error" in content:
-        return {"ok": False, "error": {"type": "sql_error", "message": str(content["error"])}}
-    if "rows" in content:
-        return {"ok": True, "rows": content["rows"], "row_count": content.get("row_count", len(content["rows"]))}
-    return {"ok": True, "rows_affected": content.get("rows_affected"), "last_row_id": content.get("last_row_id")}
 
 
 def assistant_turn(request: AssistantRequest) -> AIMessage:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends.offline.phrasing import show
-from environment.tool_checks import placeholder_columns
+from environment.sources.sqlite.tool_checks import placeholder_columns
 from state.schema import DatabaseSchema, Table
 from state.tasks import ResultRef
 from state.tools import Tool
@@ -28,13 +28,17 @@ class ToolIndex:
         self.tools = tools
         self.database = database
 
+    def columns(self, tool: Tool) -> dict[str, tuple[str, str]]:
+        """For each of a tool's parameters: the column its SQL binds it to, and how (read in the source's dialect)."""
+        return placeholder_columns(tool.sql, self.database.dialect)
+
     def of(self, kind: str, table: str) -> list[Tool]:
         return [t for t in self.tools if t.kind == kind and t.table == table]
 
     def lookup(self, table: str) -> Tool | None:
         pk = [c.name for c in self.database.table(table).primary_key]
         for tool in self.of("lookup", table) + self.of("join", table):
-            cols = placeholder_columns(tool.sql)
+            cols = self.columns(tool)
             if pk and sorted(c for c, _ in cols.values()) == sorted(pk) and len(tool.properties) == len(pk):
                 return tool
         return None
@@ -48,15 +52,16 @@ class ToolIndex:
                 if fk.ref_table != parent or fk.ref_column not in parent_cols:
                     continue
                 for tool in self.of("join", child.name):
-                    cols = placeholder_columns(tool.sql)
+                    cols = self.columns(tool)
                     if len(tool.properties) == 1 and [c for c, _ in cols.values()] == [fk.column]:
                         found.append((tool, fk.column))
         return found
 
 
-def pk_ref(table: Table, subtask: int, step: int, lookup: Tool) -> dict[str, Any]:
-    cols = placeholder_columns(lookup.sql)
-    return {param: ResultRef(subtask=subtask, step=step, field=col) for param, (col, _) in cols.items()}
+def pk_ref(index: ToolIndex, subtask: int, step: int, lookup: Tool) -> dict[str, Any]:
+    """The lookup's arguments, each taken from the field of an earlier step's result that its column names."""
+    columns = index.columns(lookup)
+    return {param: ResultRef(subtask=subtask, step=step, field=col) for param, (col, _) in columns.items()}
 
 
 def short_value(value: Any) -> str:
@@ -71,7 +76,7 @@ def focus_candidates(index: ToolIndex, rows_by_table: dict[str, list[dict[str, A
         if index.lookup(table.name) is None:
             continue
         for tool in index.of("search", table.name):
-            (column, _), = placeholder_columns(tool.sql).values() or [(None, None)]
+            (column, _), = index.columns(tool).values() or [(None, None)]
             for row in rows_by_table.get(table.name, []):
                 value = row.get(column)
                 if isinstance(value, str) and value.strip() and not value.startswith("<BLOB"):

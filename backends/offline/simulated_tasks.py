@@ -1,4 +1,5 @@
-"""Offline tasks over simulated tools: no rows to ground in, so subtasks chain through entity ids."""
+"""Offline tasks over tools with no rows to ground in (simulated tools, a source that offers its own tools):
+subtasks chain through entity ids."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from state.tools import Tool
 
 
 class SimulatedTaskBuilder(TaskAssembly):
-    """Tasks over simulated tools: chains through entity ids, since there are no rows to ground in."""
+    """Tasks over tools without a schema behind them: chains through entity ids, since there are no rows to
+    ground in."""
 
     def _tool(self, entity: str, kind: str) -> Tool | None:
         return next((t for t in self.request.tools if t.table == entity and t.kind == kind), None)

@@ -16,7 +16,7 @@ from backends.offline.focus import Focus, ToolIndex, focus_candidates, is_change
 from backends.offline.phrasing import entity, plural, show, words
 from backends.offline.simulated_tasks import SimulatedTaskBuilder
 from backends.offline.task_assembly import TaskAssembly, as_question
-from environment.tool_checks import placeholder_columns
+from environment.sources.sqlite.tool_checks import group_columns
 from state.tasks import PlannedCall, ResultRef, Task
 
 
@@ -34,7 +34,7 @@ class TaskBuilder(TaskAssembly):
         name, col = entity(focus.table.name), words(focus.column)
         (param,) = focus.search.properties
         steps = [[PlannedCall(tool=focus.search.name, arguments={param: focus.value})],
-                 [PlannedCall(tool=lookup.name, arguments=pk_ref(focus.table, len(self.subtasks), 0, lookup))]]
+                 [PlannedCall(tool=lookup.name, arguments=pk_ref(self.index, len(self.subtasks), 0, lookup))]]
         return self._add(
             f"Find the {name} whose {col} contains “{focus.value}” and review its full record.",
             self.rng.choice([
@@ -55,7 +55,7 @@ class TaskBuilder(TaskAssembly):
         (param,) = tool.properties
         steps = [[PlannedCall(tool=tool.name, arguments={param: ResultRef(subtask=found, step=0, field=parent_key)})]]
         if lookup is not None:
-            steps.append([PlannedCall(tool=lookup.name, arguments=pk_ref(child, len(self.subtasks), 0, lookup))])
+            steps.append([PlannedCall(tool=lookup.name, arguments=pk_ref(self.index, len(self.subtasks), 0, lookup))])
         kids, name = plural(child.name), entity(focus.table.name)
         return self._add(
             f"Find out which {kids} belong to that {name} and look at the first one in detail.",
@@ -68,7 +68,7 @@ class TaskBuilder(TaskAssembly):
     def update(self, focus: Focus, found: int) -> int | None:
         lookup = self.index.lookup(focus.table.name)
         for tool in self.index.of("update", focus.table.name):
-            cols = placeholder_columns(tool.sql)
+            cols = self.index.columns(tool)
             target = [(p, c) for p, (c, role) in cols.items() if role == "assign"]
             if len(target) != 1 or lookup is None:
                 continue
@@ -82,7 +82,7 @@ class TaskBuilder(TaskAssembly):
             self.has_write = True
             name = entity(focus.table.name)
             steps = [[PlannedCall(tool=tool.name, arguments=args)],
-                     [PlannedCall(tool=lookup.name, arguments=pk_ref(focus.table, found, 0, lookup))]]
+                     [PlannedCall(tool=lookup.name, arguments=pk_ref(self.index, found, 0, lookup))]]
             return self._add(
                 f"Change the {words(column)} of that {name} to {show(value)} and confirm the record shows it.",
                 self.rng.choice([
@@ -102,7 +102,7 @@ class TaskBuilder(TaskAssembly):
                 # has free, and a one-to-one child cannot get a second row.
                 continue
             insert = inserts[0]
-            cols = placeholder_columns(insert.sql)
+            cols = self.index.columns(insert)
             template = self.rng.choice(child.sample_rows)
             parent_key = next(f.ref_column for f in child.foreign_keys if f.column == fk)
             args: dict[str, Any] = {}
@@ -147,15 +147,16 @@ class TaskBuilder(TaskAssembly):
         for tool in tops:
             table = self.request.database.table(tool.table)
             lookup = self.index.lookup(table.name)
-            joined = [t for t in self.index.of("join", table.name) if "JOIN" in t.sql.upper()
-                      and len(t.properties) == len(table.primary_key)]
+            key = sorted(c.name for c in table.primary_key)  # a join tool taking the key: the record and its parent
+            joined = [t for t in self.index.of("join", table.name)
+                      if sorted(c for c, _ in self.index.columns(t).values()) == key]
             detail = (joined or [lookup])[0] if (joined or lookup) else None
             if detail is None or table.row_count == 0:
                 continue
             n = self.rng.choice([2, 3, 5])
             order_col = tool.name.split("_by_", 1)[-1].replace("_", " ")
             steps = [[PlannedCall(tool=tool.name, arguments={"limit": n})],
-                     [PlannedCall(tool=detail.name, arguments=pk_ref(table, len(self.subtasks), 0, detail))]]
+                     [PlannedCall(tool=detail.name, arguments=pk_ref(self.index, len(self.subtasks), 0, detail))]]
             return self._add(
                 f"Find the {n} {plural(table.name)} with the highest {order_col} and look at the top one in detail.",
                 self.rng.choice([
@@ -170,9 +171,12 @@ class TaskBuilder(TaskAssembly):
         self.rng.shuffle(aggs)
         for tool in aggs:
             table = self.request.database.table(tool.table)
-            group = tool.sql.split("GROUP BY", 1)[-1].split("ORDER BY")[0].strip().strip('"')
+            grouped = group_columns(tool.sql, self.request.database.dialect)
+            if len(grouped) != 1:
+                continue
+            group = grouped[0]
             searches = [s for s in self.index.of("search", table.name)
-                        if [c for c, _ in placeholder_columns(s.sql).values()] == [group]]
+                        if [c for c, _ in self.index.columns(s).values()] == [group]]
             if not searches or table.row_count == 0:
                 continue
             (param,) = searches[0].properties
@@ -194,7 +198,7 @@ class TaskBuilder(TaskAssembly):
         for tool in ranges:
             table = self.request.database.table(tool.table)
             lookup = self.index.lookup(table.name)
-            cols = placeholder_columns(tool.sql)
+            cols = self.index.columns(tool)
             column = next(iter(cols.values()))[0]
             values = sorted({r.get(column) for r in table.sample_rows if r.get(column) is not None}, key=str)
             if lookup is None or len(values) < 2:
@@ -202,7 +206,7 @@ class TaskBuilder(TaskAssembly):
             lo_v, hi_v = values[0], values[-1]
             args = {p: (lo_v if role == "low" else hi_v) for p, (c, role) in cols.items()}
             steps = [[PlannedCall(tool=tool.name, arguments=args)],
-                     [PlannedCall(tool=lookup.name, arguments=pk_ref(table, len(self.subtasks), 0, lookup))]]
+                     [PlannedCall(tool=lookup.name, arguments=pk_ref(self.index, len(self.subtasks), 0, lookup))]]
             return self._add(
                 f"List the {plural(table.name)} with {words(column)} between {show(lo_v)} and {show(hi_v)} "
                 f"and look at the first one in detail.",
@@ -263,7 +267,7 @@ class TaskBuilder(TaskAssembly):
             tool = by_name.get(call.tool)
             if tool is None or tool.kind not in ("update", "delete") or not call.result.ok:
                 continue
-            key = {col: call.arguments.get(param) for param, (col, role) in placeholder_columns(tool.sql).items()
+            key = {col: call.arguments.get(param) for param, (col, role) in self.index.columns(tool).items()
                    if role != "assign"}
             changed.setdefault(tool.table, []).append(key)
         return changed

@@ -10,10 +10,11 @@ from urllib.parse import quote
 import sqlite_utils
 
 from environment.errors import InputError
-from environment.sqlnames import json_type_for, quote_ident
+from environment.sources.sqlite.names import json_type_for, quote_ident
 from state.schema import Column, DatabaseSchema, ForeignKey, SkippedTable, Table
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
+DIALECT = "sqlite"  # how sqlglot reads this kind's statements
 DATA_VIEW_ROWS = 5
 _TEXT_PREVIEW = 120
 
@@ -120,7 +121,7 @@ def _table(db: sqlite_utils.Database, conn: sqlite3.Connection, name: str) -> Ta
     count = conn.execute(f"SELECT COUNT(*) FROM {quote_ident(name)}").fetchone()[0]
     return Table(
         name=name, columns=columns, foreign_keys=fks, row_count=count, sample_rows=rows,
-        is_rowid_alias_pk=rowid_alias,
+        key_assigned_on_insert=rowid_alias,
     )
 
 
@@ -216,4 +217,4 @@ def _inspect(source: Path, _mtime_ns: int, _size: int) -> DatabaseSchema:
     if not tables:
         detail = f" ({len(skipped)} skipped: {skipped[0].reason})" if skipped else ""
         raise InputError(f"database has no usable tables: {source}{detail}")
-    return DatabaseSchema(path=str(source), tables=tables, skipped=skipped)
+    return DatabaseSchema(path=str(source), dialect=DIALECT, tables=tables, skipped=skipped)

@@ -10,31 +10,16 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import random
-import re
 from typing import Any
 
 import jsonschema
 from state.dialogue import SimulatedWorld
 from state.tools import Tool
 
-_DATE = re.compile(r"\b(20\d\d-[01]\d-[0-3]\d)\b")
 _FIRST = ["Ava", "Liam", "Maya", "Noah", "Zoe", "Omar", "Lena", "Ravi", "Iris", "Theo", "Nina", "Hugo"]
 _LAST = ["Garcia", "Chen", "Okafor", "Novak", "Silva", "Kim", "Moreau", "Patel", "Jensen", "Rossi"]
 _WORDS = ["standard", "premium", "basic", "express", "classic", "compact", "deluxe", "eco", "pro", "mini"]
 _STATUS = ["active", "pending", "confirmed", "shipped", "completed"]
-
-
-def reference_time_for(seed: int) -> str:
-    """A 'now' for one dialogue: random under its seed, between 2025-01-01 and 2026-12-31."""
-    rng = random.Random(f"reference-time:{seed}")
-    moment = dt.datetime(2025, 1, 1, 8, 0) + dt.timedelta(days=rng.randrange(730), minutes=rng.randrange(600))
-    return moment.isoformat(timespec="minutes")
-
-
-def stated_date(text: str) -> str | None:
-    """A date the user wrote (YYYY-MM-DD): it wins over the dialogue's random reference time."""
-    found = _DATE.findall(text)
-    return found[-1] if found else None
 
 
 def id_field(tool: Tool) -> str:

@@ -8,7 +8,6 @@ INSERT is given the column, bound to the default expression evaluated at the dia
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 from functools import lru_cache
 from typing import Any
@@ -16,17 +15,11 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from environment.sqlnames import quote_ident
+from environment.sources.sqlite.names import quote_ident
 
 CLOCK_PREFIX = "forge_clock_"  # placeholder names no tool parameter may use (see tool_checks)
 _KEYWORDS = {exp.CurrentTimestamp: "datetime", exp.CurrentDate: "date", exp.CurrentTime: "time"}
 _WALL_MODIFIERS = {"localtime", "utc"}  # they would make the value depend on the machine's time zone
-
-
-def dialogue_clock(reference_time: str, serial: int) -> str:
-    """The dialogue's time at its `serial`-th tool call: its seeded reference time, a minute later per call."""
-    start = dt.datetime.fromisoformat(reference_time)
-    return (start + dt.timedelta(minutes=serial)).isoformat(sep=" ", timespec="seconds")
 
 
 def _reads_clock(node: exp.Expression) -> bool:

@@ -12,9 +12,10 @@ import jsonschema
 import sqlglot
 from sqlglot import exp
 
-from environment.clock import CLOCK_PREFIX
-from environment.sandbox import Sandbox, placeholders
-from environment.sqlnames import quote_ident
+from environment.sources.sqlite.clock import CLOCK_PREFIX
+from environment.sources.sqlite.introspect import DIALECT
+from environment.sources.sqlite.sandbox import Sandbox, placeholders
+from environment.sources.sqlite.names import quote_ident
 from state.schema import DatabaseSchema, Table
 from state.tools import Tool
 
@@ -25,8 +26,8 @@ _NONDETERMINISTIC = (exp.Rand, exp.CurrentTimestamp, exp.CurrentDate, exp.Curren
 _PREDICATES = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike, exp.Between, exp.In, exp.Is)
 
 
-def static_problems(tool: Tool) -> str | None:
-    """What is wrong with a tool without running it, or None."""
+def static_problems(tool: Tool, dialect: str = DIALECT) -> str | None:
+    """What is wrong with a tool without running it (its SQL read in the source's dialect), or None."""
     if not TOOL_NAME.match(tool.name):
         return f"name {tool.name!r} is not snake_case (lowercase letters, digits, underscores)"
     params = tool.parameters
@@ -40,7 +41,7 @@ def static_problems(tool: Tool) -> str | None:
     if missing:
         return f"required lists unknown parameters: {sorted(missing)}"
     try:
-        statements = [s for s in sqlglot.parse(tool.sql, read="sqlite") if s is not None]
+        statements = [s for s in sqlglot.parse(tool.sql, read=dialect) if s is not None]
     except sqlglot.errors.SqlglotError as exc:
         return f"SQL does not parse: {str(exc).splitlines()[0]}"
     if len(statements) != 1:
@@ -58,8 +59,8 @@ def static_problems(tool: Tool) -> str | None:
         if isinstance(func, _NONDETERMINISTIC) or (
             isinstance(func, exp.Anonymous) and func.name.lower() in {"random", "randomblob", "changes"}
         ) or any(isinstance(a, exp.Literal) and a.this.lower() == "now" for a in func.args.values() if a is not None):
-            return f"SQL uses a non-deterministic function ({func.sql(dialect='sqlite')}): results could not be replayed"
-    names = set(placeholders(tool.sql))
+            return f"SQL uses a non-deterministic function ({func.sql(dialect=dialect)}): results could not be replayed"
+    names = set(placeholders(tool.sql, dialect))
     if any(name.startswith(CLOCK_PREFIX) for name in names):
         return f"placeholders starting with {CLOCK_PREFIX!r} are reserved for the dialogue's clock"
     if names != set(tool.properties):
@@ -69,19 +70,25 @@ def static_problems(tool: Tool) -> str | None:
     return None
 
 
-def placeholder_columns(sql: str) -> dict[str, tuple[str, str]]:
+def placeholder_columns(sql: str, dialect: str = DIALECT) -> dict[str, tuple[str, str]]:
     """For each placeholder: the column it is compared with or assigned to, and its role."""
-    return dict(_placeholder_columns(sql))
+    return dict(_placeholder_columns(sql, dialect))
 
 
 @functools.lru_cache(maxsize=4096)
-def _placeholder_columns(sql: str) -> tuple[tuple[str, tuple[str, str]], ...]:
-    return tuple(_find_placeholder_columns(sql).items())
+def _placeholder_columns(sql: str, dialect: str) -> tuple[tuple[str, tuple[str, str]], ...]:
+    return tuple(_find_placeholder_columns(sql, dialect).items())
 
 
-def _find_placeholder_columns(sql: str) -> dict[str, tuple[str, str]]:
+def group_columns(sql: str, dialect: str = DIALECT) -> list[str]:
+    """The columns a statement groups by, in order."""
+    group = sqlglot.parse_one(sql, read=dialect).args.get("group")
+    return [c.name for c in group.find_all(exp.Column)] if group is not None else []
+
+
+def _find_placeholder_columns(sql: str, dialect: str) -> dict[str, tuple[str, str]]:
     """For each placeholder: the column it is compared with or assigned to, and its role."""
-    statement = sqlglot.parse_one(sql, read="sqlite")
+    statement = sqlglot.parse_one(sql, read=dialect)
     found: dict[str, tuple[str, str]] = {}
     if isinstance(statement, exp.Insert) and isinstance(statement.this, exp.Schema):
         columns = [c.name for c in statement.this.expressions]
@@ -111,13 +118,13 @@ def _find_placeholder_columns(sql: str) -> dict[str, tuple[str, str]]:
 
 
 def _tables_of(sql: str, schema: DatabaseSchema) -> list[str]:
-    names = {t.name for t in sqlglot.parse_one(sql, read="sqlite").find_all(exp.Table)}
+    names = {t.name for t in sqlglot.parse_one(sql, read=schema.dialect or DIALECT).find_all(exp.Table)}
     return [t.name for t in schema.tables if t.name in names]
 
 
 def sample_arguments(tool: Tool, schema: DatabaseSchema, sandbox: Sandbox) -> dict[str, Any]:
     """Arguments drawn from the data itself, so lookups hit and inserts do not collide."""
-    mapping = placeholder_columns(tool.sql)
+    mapping = placeholder_columns(tool.sql, schema.dialect or DIALECT)
     tables = _tables_of(tool.sql, schema) or [tool.table]
     free = _free_key(tool, schema, sandbox, mapping, tables)
     args: dict[str, Any] = {}
@@ -254,4 +261,4 @@ def run_check(tool: Tool, schema: DatabaseSchema, sandbox: Sandbox) -> str | Non
 
 def check_tool(tool: Tool, schema: DatabaseSchema, sandbox: Sandbox) -> str | None:
     """The reason a tool is refused, or None when it is accepted."""
-    return static_problems(tool) or run_check(tool, schema, sandbox)
+    return static_problems(tool, schema.dialect or DIALECT) or run_check(tool, schema, sandbox)

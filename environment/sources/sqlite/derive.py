@@ -11,7 +11,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from environment.sqlnames import quote_ident as q
+from environment.sources.sqlite.names import quote_ident as q
 from environment.sqlnames import singular, snake
 from state.schema import Column, DatabaseSchema, Table
 from state.tools import Tool
@@ -204,7 +204,7 @@ def derive_table_tools(table: Table, namer: _Namer, schema: DatabaseSchema) -> l
     blocked = [c for c in table.columns if c.is_blob and c.not_null and not c.has_default]
     # An auto-assigned key is left to SQLite, unless it also points at a parent (a one-to-one extension
     # table): then the caller must say which parent row the new row belongs to.
-    insertable = [c for c in usable if not (table.is_rowid_alias_pk and c.pk_position and c.name not in fk_cols)
+    insertable = [c for c in usable if not (table.key_assigned_on_insert and c.pk_position and c.name not in fk_cols)
                   and not c.has_default]
     if insertable and not blocked:
         names = _param_names(insertable)

@@ -1,0 +1,112 @@
+"""Which kind of source a name stands for: a small registry keyed by how sources are named.
+
+A plain path is a SQLite file (the fallback, asked last); other kinds are named by a URI scheme
+(`postgresql://…`) or a config file. Kinds that need no name (simulated tools) serve every tool
+bound to them. Nodes and the runner ask the registry, never which kind they have.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Protocol
+
+from environment.errors import InputError
+from environment.sources.base import ToolSource
+from environment.sources.simulated.source import SimulatedKind
+from environment.sources.sqlite.source import SqliteKind
+from state.config import Settings
+from state.tools import Tool
+
+
+class SourceKind(Protocol):
+    kind: str
+    named: bool  # False: the kind needs no name (simulated tools are always at hand)
+
+    def claims(self, name: str) -> bool:
+        """Whether a source name (a path, a URI) is of this kind."""
+
+    def expand(self, arg: str) -> list[str]:
+        """The sources one argument names (a folder: every database file in it)."""
+
+    def open(self, name: str) -> ToolSource:
+        """The source, checked: an InputError (one line) says why it cannot be used."""
+
+
+_KINDS: dict[str, SourceKind] = {}
+_FALLBACK = SqliteKind()
+_loaded: set[str] = set()
+_settings_read = False
+
+
+def load_source_kinds(modules: list[str] | None = None) -> None:
+    """Import the modules that register kinds of their own (the settings' `source_kinds` by default), once.
+    Every process of a run does it before naming a source, so worker processes know the same kinds."""
+    global _settings_read
+    if modules is None:
+        if _settings_read:
+            return
+        modules, _settings_read = Settings().source_kinds, True
+    for module in modules:
+        if module not in _loaded:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise InputError(f"cannot import the source kinds module {module!r}: {exc}") from None
+            _loaded.add(module)
+
+
+def register_source_kind(kind: SourceKind) -> None:
+    """Add (or replace) a kind of source; named kinds are asked before the SQLite fallback."""
+    _KINDS[kind.kind] = kind
+
+
+def unregister_source_kind(kind: str) -> None:
+    _KINDS.pop(kind, None)
+
+
+register_source_kind(SimulatedKind())
+
+
+def kind_of(name: str) -> SourceKind:
+    load_source_kinds()
+    return next((k for k in _KINDS.values() if k.named and k.claims(name)), _FALLBACK)
+
+
+def open_source(name: str) -> ToolSource:
+    """The source a name stands for, checked."""
+    return kind_of(name).open(name)
+
+
+def source_names(args: list[str]) -> list[str]:
+    """Every source the arguments name (folders and globs expanded), each once, in order."""
+    found: list[str] = []
+    for arg in args:
+        found.extend(kind_of(arg).expand(arg))
+    unique: dict[str, str] = {}
+    for name in found:
+        unique.setdefault(identity(name), name)
+    return list(unique.values())
+
+
+def identity(name: str) -> str:
+    """One spelling per source: a file's resolved path, a URI as given."""
+    return name if "://" in name else str(Path(name).resolve())
+
+
+def label_of(name: str) -> str:
+    """A short readable name for a source: its file's stem (of a path or a URI's path)."""
+    return Path(name.split("://", 1)[-1].rstrip("/")).stem or "source"
+
+
+def nameless_source(kind: str) -> ToolSource | None:
+    """The source of a kind that needs no name (simulated tools), or None."""
+    load_source_kinds()
+    found = _KINDS.get(kind)
+    return found.open("") if found is not None and not found.named else None
+
+
+def tools_without_source(tools: list[Tool], source: ToolSource | None) -> list[Tool]:
+    """Tools bound to a kind that needs a named source the run does not name."""
+    own = source.kind if source is not None else None
+    return [t for t in tools if t.source != own and nameless_source(t.source) is None]
