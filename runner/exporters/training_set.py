@@ -26,7 +26,6 @@ from runner.exporters.template_check import ChatTemplate, TemplateReport, check_
 Format = Literal["openai", "trl", "sharegpt", "hf"]
 Sampling = Literal["dialogues", "tasks"]
 MANIFEST = "export.json"
-CHAT_LINES = {"openai": openai_line, "trl": trl_line, "hf": trl_line}  # what a trainer renders, per format
 
 
 class ExportRequest(BaseModel):
@@ -63,6 +62,11 @@ class ExportResult(BaseModel):
     template_check: TemplateReport | None = None
 
 
+def _chat_line(fmt: Format) -> Callable[[SourceDialogue], dict]:
+    """The chat line a trainer renders, per format: the hf dataset holds the trl line's messages and tools."""
+    return openai_line if fmt == "openai" else trl_line
+
+
 def _check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"output already exists: {out} (choose another --out)")
@@ -82,7 +86,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 def _write(request: ExportRequest, splits: dict[str, list[SourceDialogue]], folder: Path,
            result: ExportResult, advance: Callable[[], None]) -> None:
     if request.format in ("openai", "trl"):
-        line_of = CHAT_LINES[request.format]
+        line_of = _chat_line(request.format)
         for name, rows in splits.items():
             lines = []
             for d in rows:
@@ -138,7 +142,7 @@ def _check(request: ExportRequest, template: ChatTemplate, splits: dict[str, lis
     """Render every sample as its format carries it; leave out those over --max-tokens (counted, not checked)."""
     samples = [d for rows in splits.values() for d in rows]
     task = progress.add_task(f"rendering through {template.source.name}", total=len(samples))
-    line_of = CHAT_LINES[request.format]
+    line_of = _chat_line(request.format)
     result.template_check, tokens = check_lines(template, [line_of(d) for d in samples],
                                                 lambda: progress.advance(task))
     if request.max_tokens is None:
