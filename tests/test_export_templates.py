@@ -87,6 +87,7 @@ def test_the_openai_export_renders_double_encoded_through_the_same_template(plan
 
 def test_trl_sft_trainer_tokenizes_every_row_as_the_template_renders_it_and_trains(offline_run, tokenizer_dir,
                                                                                      tmp_path):
+    pytest.importorskip("trl", reason="TRL comes with the dev extra")
     from datasets import load_dataset
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -224,3 +225,19 @@ def test_the_dataset_card_shows_how_to_load_and_the_token_figures(offline_run, t
     assert f"min {t['min']}, median {t['median']}, p95 {t['p95']}, max {t['max']}" in card
     assert "load_dataset(\"parquet\"" in card and "SFTTrainer" in card and "dataset_info.json" in card
     assert "Lines over 100000 tokens were left out: 0." in card
+
+
+def test_the_report_shows_how_to_load_and_the_token_figures(offline_run, tokenizer_dir, tmp_path):
+    import html
+
+    from runner.exporters.openai_format import trl_line
+    from runner.exporters.source import load_runs
+    from runner.exporters.template_check import ChatTemplate, check_lines
+
+    out = tmp_path / "report.html"
+    assert main(["report", str(offline_run), "--out", str(out), "--check-template", str(tokenizer_dir)]) == 0
+    page = html.unescape(out.read_text())
+    expected = check_lines(ChatTemplate(tokenizer_dir), [trl_line(d) for d in load_runs([offline_run])[0].accepted])[0]
+    t = expected.tokens
+    assert f"min {t.min}, median {t.median}, p95 {t.p95}, max {t.max}" in page
+    assert "SFTTrainer" in page and "dataset_info.json" in page and 'load_dataset("parquet"' in page
