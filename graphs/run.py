@@ -250,7 +250,7 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
     if args.command in reasoning_cli.COMMANDS:
         await reasoning_cli.run(args, console)
     if args.command in dataset_cli.COMMANDS:
-        dataset_cli.run(args, console)
+        return dataset_cli.run(args, console)
     elif args.command == optimize_cli.COMMAND:
         await optimize_cli.run(args, console)
     return 0

@@ -170,8 +170,9 @@ def test_hf_dataset_and_parquet_load_back_as_the_same_dialogues(planted_run, tmp
             assert all(split_of(r["id"], 0.3) == split for r in dataset[split])
         for row in rows:
             original = source[row["id"]]
-            assert [compact(m) for m in row["messages"]] == [compact(chat_message(m)) for m in original["messages"]]
-            assert json.loads(row["tools"]) == original["tools"]
+            # each message exactly as the trl line has it: arguments as objects, no key of another message added
+            assert row["messages"] == [chat_message(m, objects=True) for m in original["messages"]]
+            assert row["tools"] == original["tools"]
             assert json.loads(row["metadata"]) == original["metadata"]
             assert row["valid"] == (original.get("reason") is None)
             assert row["reason"] == original.get("reason")

@@ -6,6 +6,7 @@ from typing import Any
 
 from results.exporters.hf import parquet_name
 from results.exporters.source import SourceDialogue
+from results.exporters.template_check import TemplateReport
 from results.stats import RunStats, database_rows, stats_rows
 
 
@@ -19,8 +20,45 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def loading_guide(data_files: str) -> str:
+    """How to load an export with datasets, TRL and LLaMA-Factory (markdown; the report shows it too)."""
+    return f"""```python
+from datasets import load_dataset, load_from_disk
+ds = load_dataset("parquet", data_files={data_files})   # or load_from_disk("dataset")
+ds["train"][0]["messages"]   # chat messages; tool-call arguments are objects, as chat templates expect
+```
+
+TRL (its `SFTTrainer` renders `messages` with the tokenizer's chat template and passes `tools`):
+
+```python
+from trl import SFTConfig, SFTTrainer
+train = ds["train"].select_columns(["messages", "tools"])
+SFTTrainer(model=model, processing_class=tokenizer, train_dataset=train, args=SFTConfig(output_dir="out")).train()
+```
+
+`python -m graphs.run export RUNS --format trl --out DIR` writes the same lines as `DIR/train.jsonl`, for
+`load_dataset("json", data_files="DIR/train.jsonl")`. Check them against your model's template first with
+`--check-template TOKENIZER_DIR` (and `--max-tokens N` to leave out what will not fit).
+
+LLaMA-Factory reads ShareGPT: export with `--format sharegpt --out DIR` and set `dataset_dir: DIR` and
+`dataset: <name in DIR/dataset_info.json>` in the training YAML (tool calls become `function_call` turns).
+
+OpenAI's fine-tuning API wants tool-call arguments as JSON strings: `--format openai`."""
+
+
+def token_section(check: TemplateReport | None, max_tokens: int | None, over: int) -> str:
+    if check is None or check.tokens is None:
+        return ("No chat template was checked: export with `--check-template TOKENIZER_DIR` to see the tokens "
+                "per line.")
+    t = check.tokens
+    limit = f" Lines over {max_tokens} tokens were left out: {over}." if max_tokens is not None else ""
+    return (f"Rendered with the chat template of `{check.template}`: {check.lines} lines, tokens per line "
+            f"min {t.min}, median {t.median}, p95 {t.p95}, max {t.max}.{limit}")
+
+
 def dataset_card(title: str, splits: dict[str, list[SourceDialogue]], run_stats: dict[str, RunStats],
-                 only: str, dropped: int, dedup: float | None) -> str:
+                 only: str, dropped: int, dedup: float | None, check: TemplateReport | None = None,
+                 max_tokens: int | None = None, over_max_tokens: int = 0) -> str:
     exported = [d for rows in splits.values() for d in rows]
     configs = "\n".join(f"  - split: {name}\n    path: {parquet_name(name)}" for name in splits)
     header = (f"---\npretty_name: {title}\n"
@@ -47,17 +85,18 @@ when more runs are added. {dedup_line}
 
 ## Loading
 
-```python
-from datasets import load_dataset, load_from_disk
-ds = load_dataset("parquet", data_files={{{", ".join(f'"{n}": "{parquet_name(n)}"' for n in splits)}}})
-ds = load_from_disk("dataset")
-```
+{loading_guide("{" + ", ".join(f'"{n}": "{parquet_name(n)}"' for n in splits) + "}")}
 
 Columns: `id`, `run`, `source_database`, `valid`, `reason` (why a rejected dialogue was rejected),
-`difficulty` (one per task), `messages` (OpenAI chat messages: `role`, `content`, `reasoning_content`,
-`tool_calls` with JSON-string `arguments`, `tool_call_id`, `name`; null where a message has no such
-field), `tools` (OpenAI function specs as a JSON string: `json.loads` it) and `metadata` (tasks with
-rubrics, verdicts, per-dialogue statistics; a JSON string too).
+`difficulty` (one per task), `messages` (chat messages, each with only its own keys: `role`, `content`,
+`reasoning_content` (a reasoning model's trace), `tool_calls` with `arguments` as JSON objects, `tool_call_id`,
+`name`), `tools` (OpenAI function specs) and `metadata` (tasks with rubrics, verdicts, per-dialogue statistics;
+a JSON string: `json.loads` it). `messages` and `tools` are `datasets.Json` values, so no message, call or tool
+gains the keys of another; other parquet readers see them as JSON text.
+
+## Length in tokens
+
+{token_section(check, max_tokens, over_max_tokens)}
 
 ## Statistics of the source runs
 

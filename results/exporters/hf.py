@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from results.exporters.openai_format import MESSAGE_KEYS, chat_message
+from results.exporters.openai_format import trl_line
 from results.exporters.source import SourceDialogue
 
 DATASET_DIR = "dataset"
@@ -14,29 +14,31 @@ PARQUET_DIR = "data"
 
 
 def features():
-    """Messages as typed columns (readable by any parquet reader); tools and metadata as JSON text, since every
-    tool's parameters have a shape of their own. (Text, not `datasets.Json`: its decoder rounds some floats.)"""
-    from datasets import Features, List, Value
+    """Each message and each tool as one `Json` value: Arrow would merge objects of different shapes into one struct
+    and pad the keys a message or a tool call lacks with nulls, which chat templates then render (an `arguments`
+    with every other tool's parameters set to null; `'tool_calls' in message` true on a user message). Metadata
+    stays JSON text: nothing renders it, and text is exact."""
+    from datasets import Features, Json, List, Value
 
-    call = {"id": Value("string"), "type": Value("string"),
-            "function": {"name": Value("string"), "arguments": Value("string")}}
-    message = {k: Value("string") for k in MESSAGE_KEYS if k != "tool_calls"} | {"tool_calls": List(call)}
     return Features({
         "id": Value("string"), "run": Value("string"), "source_database": Value("string"),
         "valid": Value("bool"), "reason": Value("string"), "difficulty": List(Value("string")),
-        "messages": List(message), "tools": Value("string"), "metadata": Value("string"),
+        "messages": List(Json()), "tools": List(Json()), "metadata": Value("string"),
     })
 
 
+def _json(value: Any) -> str:
+    # Encoded here (Python's json, exact): given an object, `datasets` would encode it with a ujson that keeps
+    # 10 significant digits of a float.
+    return json.dumps(value, ensure_ascii=False)
+
+
 def hf_row(dialogue: SourceDialogue) -> dict[str, Any]:
-    messages = []
-    for m in dialogue.messages:
-        out = chat_message(m)
-        messages.append({k: out.get(k) for k in MESSAGE_KEYS})  # every column present, null where absent
+    line = trl_line(dialogue)
     return {"id": dialogue.id, "run": dialogue.run, "source_database": dialogue.database, "valid": dialogue.valid,
             "reason": dialogue.reason, "difficulty": [str(t.get("difficulty", "")) for t in
                                                        dialogue.metadata.get("tasks", [])],
-            "messages": messages, "tools": json.dumps(dialogue.tools, ensure_ascii=False),
+            "messages": [_json(m) for m in line["messages"]], "tools": [_json(t) for t in line["tools"]],
             "metadata": json.dumps(dialogue.metadata, ensure_ascii=False)}
 
 
@@ -65,5 +67,5 @@ def write_hf(splits: dict[str, list[SourceDialogue]], folder: Path, advance: Cal
 
 
 def compact(message: dict[str, Any]) -> dict[str, Any]:
-    """A message read back from the typed columns, without the columns it did not have."""
+    """A message without its null or empty fields (how ShareGPT and the typed exports of old compare)."""
     return {k: v for k, v in message.items() if v is not None and not (k == "tool_calls" and not v)}

@@ -11,8 +11,11 @@ import plotly.offline
 from rich.console import Console
 
 from environment.errors import InputError
+from results.exporters.card import loading_guide, token_section
 from results.exporters.dedup import embed_dialogues, nearest_similarity
-from results.exporters.source import load_runs
+from results.exporters.openai_format import trl_line
+from results.exporters.source import SourceRun, load_runs
+from results.exporters.template_check import ChatTemplate, TemplateReport, check_lines
 from results.report.browser import browser_json
 from results.report.figures import all_figures
 from results.report.summary import similarity_summary, summarize_run
@@ -34,7 +37,16 @@ def _summaries(run_dirs: list[Path], console: Console, embedding_model: str):
     return runs, stats, summaries
 
 
-def render_report(run_dirs: list[Path], console: Console, embedding_model: str = "") -> str:
+def _token_check(runs: list[SourceRun], template: ChatTemplate | None) -> TemplateReport | None:
+    """Tokens per valid dialogue as the template renders its trl line (what TRL trains on)."""
+    if template is None:
+        return None
+    return check_lines(template, [trl_line(d) for run in runs for d in run.accepted])[0]
+
+
+def render_report(run_dirs: list[Path], console: Console, embedding_model: str = "",
+                  check_template: Path | None = None) -> str:
+    template = ChatTemplate(check_template) if check_template is not None else None  # refused before the work
     runs, stats, summaries = _summaries(run_dirs, console, embedding_model)
     figures = [(name, fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{name}",
                                   config={"displaylogo": False, "responsive": True}))
@@ -50,13 +62,16 @@ def render_report(run_dirs: list[Path], console: Console, embedding_model: str =
         similarity={s.label: similarity_summary(s.similarity) for s in summaries},
         plotly_js=plotly.offline.get_plotlyjs(), browser_js=(HERE / "browser.js").read_text(encoding="utf-8"),
         dialogues_json=browser_json(dialogues),
+        tokens=token_section(_token_check(runs, template), None, 0),
+        loading=loading_guide('{"train": "data/train-00000-of-00001.parquet"}'),
     )
 
 
-def write_report(run_dirs: list[Path], out: Path, console: Console, embedding_model: str = "") -> Path:
+def write_report(run_dirs: list[Path], out: Path, console: Console, embedding_model: str = "",
+                 check_template: Path | None = None) -> Path:
     if out.exists() and out.is_dir():
         raise InputError(f"--out is a folder: {out} (give the HTML file to write, e.g. {out / 'report.html'})")
-    html = render_report(run_dirs, console, embedding_model)
+    html = render_report(run_dirs, console, embedding_model, check_template)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(html, encoding="utf-8")
