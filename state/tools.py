@@ -79,7 +79,9 @@ class Toolset(BaseModel):
 
 
 class ToolError(BaseModel):
-    type: Literal["unknown_tool", "invalid_arguments", "constraint_violation", "sql_error", "budget_exceeded"]
+    # tool_error: the tool itself answered with an error (an MCP result with isError)
+    type: Literal["unknown_tool", "invalid_arguments", "constraint_violation", "sql_error", "budget_exceeded",
+                  "tool_error"]
     message: str
     field: str | None = Field(None, description="The argument that was refused, when one was.")
 
