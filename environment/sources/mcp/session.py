@@ -105,10 +105,12 @@ class McpSource:
         async with self._open_lock:
             if self._opened:
                 return
+            shared = [name for name, s in self.config.servers.items() if s.shared]
             logs = self.work_dir / "shared"
-            logs.mkdir(exist_ok=True)
-            connections = [ServerConnection(name, s, self.config, None, logs)
-                           for name, s in self.config.servers.items() if s.shared]
+            if shared:
+                logs.mkdir(exist_ok=True)
+            connections = [ServerConnection(name, self.config.servers[name], self.config, None, logs)
+                           for name in shared]
             await _start_all(connections, self.start_timeout)
             self.shared = {c.name: c for c in connections}
             self._opened = True
@@ -117,9 +119,10 @@ class McpSource:
         await _stop_all(list(self.shared.values()))
         self.shared = {}
         self._opened = False
-        if self._own_work_dir and self._work_dir is not None:
-            shutil.rmtree(self._work_dir, ignore_errors=True)
-            self._work_dir = None
+        if self._work_dir is not None:
+            shutil.rmtree(self._work_dir if self._own_work_dir else self._work_dir / "shared", ignore_errors=True)
+            if self._own_work_dir:
+                self._work_dir = None
 
     async def __aenter__(self) -> "McpSource":
         await self.open()
