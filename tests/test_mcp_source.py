@@ -256,8 +256,9 @@ def test_a_server_that_does_not_start_fails_the_dialogue_with_its_reason_and_fre
 
 
 def test_a_server_that_never_answers_initialize_fails_to_start_within_its_timeout(tmp_path):
+    pid_file = tmp_path / "mute.pid"
     config = parse_mcp_config({"mcpServers": {"mute": {"command": "python", "args": [
-        "-c", "import time; time.sleep(60)"]}}}, tmp_path)
+        "-c", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"]}}}, tmp_path)
 
     async def main():
         async with McpSource(config, start_timeout=0.5, work_dir=tmp_path / "work") as source:
@@ -267,6 +268,8 @@ def test_a_server_that_never_answers_initialize_fails_to_start_within_its_timeou
 
     failure = run(main())
     assert failure.kind == "start" and "initialize within 0.5 s" in failure.reason
+    with pytest.raises(ProcessLookupError):  # and it was not left running
+        os.kill(int(pid_file.read_text()), 0)
 
 
 def test_a_divergent_server_is_reported_on_replay(tmp_path):
@@ -329,3 +332,51 @@ def test_the_cap_on_servers_makes_dialogues_wait_their_turn(tmp_path):
 
     run(main())
     assert [e["event"] for e in events(log)] == ["start", "call", "stop"] * 3, "never two servers at once"
+
+
+def test_a_probe_reads_every_argument_free_read_tool_and_shows_what_writes_changed(library, tmp_path):
+    config, log = library
+
+    async def main():
+        async with McpSource(config, work_dir=tmp_path / "work") as source, source.dialogue("d") as d:
+            before = await d.probe()
+            await d.call("library__lend_book", {"book_id": 4, "borrower": "Ann"})
+            return before, await d.probe()
+
+    before, after = run(main())
+    assert sorted(before) == ["library__list_loans", "library__search_books"]
+    assert len(before["library__search_books"].structured_content["books"]) == 12
+    new_loans = [x for x in after["library__list_loans"].structured_content["loans"]
+                 if x not in before["library__list_loans"].structured_content["loans"]]
+    assert new_loans == [{"loan_id": 6, "book_id": 4, "borrower": "Ann", "returned": False}]
+
+
+_HOLDER = """
+import asyncio, json, sys
+from environment.sources.mcp import McpSource, parse_mcp_config
+async def main():
+    source = McpSource(parse_mcp_config(json.loads(sys.argv[1]), sys.argv[2]))
+    dialogue = await source.open_dialogue("d")
+    await dialogue.call("faults__echo", {"text": "x"})
+    print("ready", flush=True)
+    await asyncio.sleep(600)
+asyncio.run(main())
+"""
+
+
+def test_a_server_does_not_outlive_a_run_killed_with_sigkill(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    log = tmp_path / "faults.log"
+    servers = {"mcpServers": {"faults": {"command": "python", "args": [str(FAULTS), "--log", str(log)]}}}
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, json.dumps(servers), str(tmp_path)], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "ready"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and "stop" not in [e["event"] for e in events(log)]:
+        time.sleep(0.05)
+    assert [e["event"] for e in events(log)] == ["start", "call", "stop"], "the server left when its stdin closed"

@@ -113,6 +113,8 @@ class ServerConnection:
         task, self._task = self._task, None
         if task is None:
             return
+        if self._ready is not None and not self._ready.done():
+            task.cancel()  # still starting: nothing to close gracefully, and it would not hear the stop
         try:
             await asyncio.wait_for(asyncio.shield(task), _STOP_GRACE)
         except asyncio.TimeoutError:
@@ -139,7 +141,9 @@ class ServerConnection:
         tools: list[types.Tool] = []
         cursor: str | None = None
         while True:
-            page = await self._request(lambda s: s.list_tools(cursor=cursor), timeout)
+            page = await self._request(
+                lambda s: s.list_tools(params=types.PaginatedRequestParams(cursor=cursor)) if cursor else s.list_tools(),
+                timeout)
             tools.extend(page.tools)
             cursor = page.nextCursor
             if not cursor:

@@ -175,6 +175,8 @@ class McpDialogue:
         self.servers: dict[str, ServerConnection] = {}
         self.tools: McpToolListing | None = None
         self._slots_taken = 0
+        # one call at a time: the server sees the writes in the order they are recorded, so replay matches
+        self._one_call = asyncio.Lock()
 
     def sandbox_of(self, server: str) -> Path:
         """The folder `{sandbox}` stands for in this server's config."""
@@ -233,6 +235,10 @@ class McpDialogue:
     async def call(self, name: str, arguments: Any) -> McpCallOutcome:
         """Run one tool call. Unknown tools, bad arguments and the server's isError come back as tool errors;
         a server that crashed or hung raises McpServerFailure (with `.record` set): end the dialogue."""
+        async with self._one_call:
+            return await self._call(name, arguments)
+
+    async def _call(self, name: str, arguments: Any) -> McpCallOutcome:
         mcp_tool = self.tools.get(name) if self.tools else None
         if mcp_tool is None:
             known = ", ".join(t.name for t in (self.tools.tools if self.tools else [])[:30])
@@ -263,6 +269,15 @@ class McpDialogue:
             raise
         record.latency_ms = round((time.perf_counter() - began) * 1000, 3)
         return McpCallOutcome(result=to_tool_result(record), record=record)
+
+    async def probe(self) -> dict[str, McpCallRecord]:
+        """Every read-only tool that needs no argument, called once: the data a task can be grounded in, and a
+        view of the dialogue's state (two probes, before and after, show what its writes changed)."""
+        found = {}
+        for mcp_tool in self.tools.tools if self.tools else []:
+            if mcp_tool.tool.mode == "read" and not mcp_tool.tool.required:
+                found[mcp_tool.name] = (await self.call(mcp_tool.name, {})).record
+        return found
 
     async def replay(self, records: list[McpCallRecord]) -> ReplayReport:
         """Re-run the recorded calls that may write (reads change nothing), in order, on this dialogue's fresh
