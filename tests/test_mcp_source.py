@@ -380,3 +380,36 @@ def test_a_server_does_not_outlive_a_run_killed_with_sigkill(tmp_path):
     while time.time() < deadline and "stop" not in [e["event"] for e in events(log)]:
         time.sleep(0.05)
     assert [e["event"] for e in events(log)] == ["start", "call", "stop"], "the server left when its stdin closed"
+
+
+def test_a_dialogue_cancelled_while_its_server_starts_leaves_no_process(tmp_path):
+    pid_file = tmp_path / "slow.pid"
+    config = parse_mcp_config({"mcpServers": {"slow": {"command": "python", "args": [
+        "-c", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"]}}}, tmp_path)
+
+    async def main():
+        source = McpSource(config, start_timeout=30, work_dir=tmp_path / "work")
+        opening = asyncio.create_task(source.open_dialogue("d"))
+        while not pid_file.exists() or not pid_file.read_text():
+            await asyncio.sleep(0.02)
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        with pytest.raises(ProcessLookupError):  # gone already, not only once the event loop ends
+            os.kill(int(pid_file.read_text()), 0)
+        await source.close()
+
+    run(main())
+    assert not list((tmp_path / "work").iterdir())
+
+
+def test_closing_the_source_stops_a_dialogue_left_open(tmp_path):
+    config, log = fault_config(tmp_path)
+
+    async def main():
+        source = McpSource(config, work_dir=tmp_path / "work")
+        await source.open_dialogue("forgotten")
+        await source.close()
+
+    run(main())
+    assert [e["event"] for e in events(log)] == ["start", "stop"]

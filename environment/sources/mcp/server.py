@@ -141,9 +141,14 @@ class ServerConnection:
         tools: list[types.Tool] = []
         cursor: str | None = None
         while True:
-            page = await self._request(
-                lambda s: s.list_tools(params=types.PaginatedRequestParams(cursor=cursor)) if cursor else s.list_tools(),
-                timeout)
+            try:
+                page = await self._request(
+                    lambda s: s.list_tools(params=types.PaginatedRequestParams(cursor=cursor)) if cursor
+                    else s.list_tools(), timeout)
+            except McpServerFailure:
+                raise
+            except Exception as exc:  # a protocol error or an answer that is not MCP: no toolset to offer
+                raise self._failure("start", f"tools/list failed: {_describe(exc)}") from None
             tools.extend(page.tools)
             cursor = page.nextCursor
             if not cursor:

@@ -84,6 +84,7 @@ class McpSource:
         self._work_dir = Path(work_dir) if work_dir is not None else None
         self.shared: dict[str, ServerConnection] = {}
         self.listing: McpToolListing | None = None
+        self.dialogues: set[McpDialogue] = set()
         self._opened = False
         self._open_lock = asyncio.Lock()
 
@@ -111,11 +112,13 @@ class McpSource:
                 logs.mkdir(exist_ok=True)
             connections = [ServerConnection(name, self.config.servers[name], self.config, None, logs)
                            for name in shared]
+            self.shared = {c.name: c for c in connections}  # known before they start: close() stops them
             await _start_all(connections, self.start_timeout)
-            self.shared = {c.name: c for c in connections}
             self._opened = True
 
     async def close(self) -> None:
+        """Stop every server still running: the shared ones and any dialogue left open."""
+        await asyncio.gather(*(d.close() for d in list(self.dialogues)))
         await _stop_all(list(self.shared.values()))
         self.shared = {}
         self._opened = False
@@ -184,26 +187,31 @@ class McpDialogue:
 
     async def open(self) -> None:
         config = self.source.config
-        self.root.mkdir(parents=True)
+        self.source.dialogues.add(self)
         try:
-            connections = []
-            for name in self.source.per_dialogue:
-                server = config.servers[name]
-                sandbox = self.sandbox_of(name)
-                sandbox.mkdir()
-                for relative in server.sandbox.paths:
-                    _copy(config.path(relative), sandbox / Path(relative).name)
-                connections.append(ServerConnection(name, server, config, sandbox, self.root))
+            # copies can be large (a repository, a database): made off the event loop
+            await asyncio.to_thread(self._make_sandboxes)
+            connections = [ServerConnection(name, config.servers[name], config, self.sandbox_of(name), self.root)
+                           for name in self.source.per_dialogue]
             await self.source._slots.take(len(connections))
             self._slots_taken = len(connections)
+            self.servers = {c.name: c for c in connections}  # known before they start: close() stops them
             await _start_all(connections, self.source.start_timeout)
-            self.servers = {c.name: c for c in connections}
             if self.source.listing is None:
                 self.source.listing = await self._list()
             self.tools = self.source.listing
         except BaseException:
             await self.close()
             raise
+
+    def _make_sandboxes(self) -> None:
+        config = self.source.config
+        self.root.mkdir(parents=True)
+        for name in self.source.per_dialogue:
+            sandbox = self.sandbox_of(name)
+            sandbox.mkdir()
+            for relative in config.servers[name].sandbox.paths:
+                _copy(config.path(relative), sandbox / Path(relative).name)
 
     async def _list(self) -> McpToolListing:
         live = {**self.source.shared, **self.servers}
@@ -218,7 +226,8 @@ class McpDialogue:
         if self._slots_taken:
             taken, self._slots_taken = self._slots_taken, 0
             await self.source._slots.give(taken)
-        shutil.rmtree(self.root, ignore_errors=True)
+        self.source.dialogues.discard(self)
+        await asyncio.to_thread(shutil.rmtree, self.root, ignore_errors=True)
 
     async def __aenter__(self) -> "McpDialogue":
         return self
