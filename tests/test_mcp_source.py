@@ -413,3 +413,47 @@ def test_closing_the_source_stops_a_dialogue_left_open(tmp_path):
 
     run(main())
     assert [e["event"] for e in events(log)] == ["start", "stop"]
+
+
+def test_a_remote_server_over_streamable_http_is_opened_once_for_the_run(tmp_path, monkeypatch):
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    shutil.copy(EXAMPLE / "library.json", tmp_path / "library.json")
+    log = tmp_path / "http.log"
+    server = subprocess.Popen([sys.executable, str(EXAMPLE / "library_server.py"), "--state",
+                               str(tmp_path / "library.json"), "--log", str(log), "--http", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with socket.socket() as attempt:
+                if attempt.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        monkeypatch.setenv("FORGE_TEST_PORT", str(port))
+        config = parse_mcp_config({"mcpServers": {"remote": {
+            "url": "http://127.0.0.1:${FORGE_TEST_PORT}/mcp", "shared": True}}}, tmp_path)
+
+        async def main():
+            async with McpSource(config, work_dir=tmp_path / "work") as source:
+                found = await source.list_tools()
+                for i in range(2):
+                    async with source.dialogue(f"d{i}") as d:
+                        loan = await d.call("remote__lend_book", {"book_id": 3 + i, "borrower": f"r{i}"})
+                        assert loan.result.ok and loan.record.structured_content["book_id"] == 3 + i
+                return found
+
+        found = run(main())
+        assert found.get("remote__lend_book").tool.mode == "write"
+        calls = [e for e in events(log) if e["event"] == "call"]
+        assert [c["tool"] for c in calls] == ["lend_book", "lend_book"] and len({c["pid"] for c in calls}) == 1
+        assert json.loads((tmp_path / "library.json").read_text())["next_loan_id"] == 8, "a remote server's state is its own"
+    finally:
+        server.terminate()
+        server.wait()

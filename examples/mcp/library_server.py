@@ -1,8 +1,8 @@
 """A small stateful MCP server: a neighbourhood library's books and loans, kept in one JSON file.
 
-    python examples/mcp/library_server.py --state library.json [--log calls.log]
+    python examples/mcp/library_server.py --state library.json [--log calls.log] [--http PORT]
 
-Speaks MCP over stdio (written with the `mcp` SDK's FastMCP). Read tools carry `readOnlyHint`; write
+Speaks MCP over stdio, or streamable HTTP with --http (written with the `mcp` SDK's FastMCP). Read tools carry `readOnlyHint`; write
 tools do not. Every tool declares an output schema and returns structured content. With `--log`
 (or LIBRARY_LOG) it appends one JSON line per event: `start` and `stop` of the process and one `call`
 per executed tool call, so a test can see which process ran which call. Results are a pure function
@@ -72,8 +72,8 @@ def _logger(path: str | None) -> Callable[[dict[str, Any]], None]:
     return log
 
 
-def build_server(store: Store, log: Callable[[dict[str, Any]], None]) -> FastMCP:
-    server = FastMCP("library")
+def build_server(store: Store, log: Callable[[dict[str, Any]], None], port: int = 8000) -> FastMCP:
+    server = FastMCP("library", port=port, log_level="WARNING")
     read = ToolAnnotations(readOnlyHint=True)
     write = ToolAnnotations(readOnlyHint=False, destructiveHint=False)
 
@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state", required=True, help="the JSON file holding the library (read and written)")
     parser.add_argument("--log", default=os.environ.get("LIBRARY_LOG") or None,
                         help="append one JSON line per start, call and stop (default: $LIBRARY_LOG)")
+    parser.add_argument("--http", type=int, metavar="PORT",
+                        help="serve streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio")
     args = parser.parse_args(argv)
     state = Path(args.state)
     if not state.is_file():
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     log = _logger(args.log)
     log({"event": "start", "state": str(state)})
     try:
-        build_server(Store(state), log).run("stdio")
+        build_server(Store(state), log, args.http or 8000).run("streamable-http" if args.http else "stdio")
     finally:
         log({"event": "stop"})
 
