@@ -85,3 +85,24 @@ def test_a_disabled_server_is_left_out(tmp_path):
     config = parse_mcp_config({"mcpServers": {"on": {"command": "python"},
                                               "off": {"command": "forge-no-such-binary", "disabled": True}}}, tmp_path)
     assert list(config.servers) == ["on"]
+
+
+def test_a_record_becomes_the_result_the_assistant_reads():
+    from environment.sources.mcp import McpCallRecord, to_tool_result
+
+    def record(**fields):
+        return McpCallRecord(name="lib__x", server="lib", tool="x", mode="read", arguments={}, **fields)
+
+    listed = to_tool_result(record(structured_content={"books": [{"id": 1}, {"id": 2}]},
+                                   content=[{"type": "text", "text": "..."}]))
+    assert listed.ok and listed.value == {"books": [{"id": 1}, {"id": 2}]} and listed.row_count == 2
+    assert to_tool_result(record(structured_content={"loans": []})).rows == []
+    one = to_tool_result(record(structured_content={"id": 7, "title": "Kindred"}))
+    assert one.rows == [{"id": 7, "title": "Kindred"}]
+    text = to_tool_result(record(content=[{"type": "text", "text": "two"}, {"type": "text", "text": "lines"}]))
+    assert text.value == "two\nlines" and text.to_content() == "two\nlines"
+    image = [{"type": "image", "data": "AAAA", "mimeType": "image/png"}]
+    assert to_tool_result(record(content=image)).value == image
+    failed = to_tool_result(record(content=[{"type": "text", "text": "closed today"}], is_error=True))
+    assert not failed.ok and failed.error.type == "tool_error" and failed.to_content() == {
+        "error": {"type": "tool_error", "message": "closed today"}}

@@ -25,11 +25,11 @@ from mcp.shared.exceptions import McpError
 from environment.errors import InputError
 from environment.sandbox import DEFAULT_MAX_ARGUMENT_CHARS, check_arguments
 from environment.sources.mcp.config import McpConfig
-from environment.sources.mcp.records import (
-    Divergence, McpCallOutcome, McpCallRecord, McpServerFailure, ReplayReport, content_blocks, to_tool_result)
+from environment.sources.mcp.records import McpCallOutcome, McpServerFailure, content_blocks, to_tool_result
 from environment.sources.mcp.server import ServerConnection
 from environment.sources.mcp.toolset import McpToolListing, listing
 from state.config import Settings
+from state.mcp import Divergence, McpCallRecord, ReplayReport
 from state.tools import ToolError, ToolResult
 
 
