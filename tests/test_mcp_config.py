@@ -106,3 +106,18 @@ def test_a_record_becomes_the_result_the_assistant_reads():
     failed = to_tool_result(record(content=[{"type": "text", "text": "closed today"}], is_error=True))
     assert not failed.ok and failed.error.type == "tool_error" and failed.to_content() == {
         "error": {"type": "tool_error", "message": "closed today"}}
+
+
+def test_the_timeouts_and_the_cap_are_settings_with_environment_fallbacks(monkeypatch, tmp_path):
+    from environment.sources.mcp import McpSource
+    from state.config import Settings
+
+    monkeypatch.setenv("FORGE_MCP_CALL_TIMEOUT", "2.5")
+    monkeypatch.setenv("FORGE_MCP_START_TIMEOUT", "4")
+    monkeypatch.setenv("FORGE_MCP_MAX_SERVERS", "1")
+    config = parse_mcp_config({"mcpServers": {"a": {"command": "python"}}}, tmp_path)
+    source = McpSource.from_settings(config, Settings())
+    assert (source.call_timeout, source.start_timeout, source._slots.free) == (2.5, 4.0, 1)
+    two = parse_mcp_config({"mcpServers": {"a": {"command": "python"}, "b": {"command": "python"}}}, tmp_path)
+    with pytest.raises(InputError, match="each dialogue starts 2 MCP servers but at most 1"):
+        McpSource.from_settings(two, Settings())
