@@ -137,9 +137,9 @@ class McpSource:
     async def list_tools(self) -> McpToolListing:
         """The run's toolset, listed once on a scratch dialogue (fresh copies, stopped after)."""
         if self.listing is None:
-            async with self.dialogue("toolset") as scratch:
-                assert scratch.tools is not None
-        assert self.listing is not None
+            async with self.dialogue("toolset"):
+                pass  # the first dialogue opened lists the tools
+        assert self.listing is not None, "set by McpDialogue.open"
         return self.listing
 
     async def open_dialogue(self, dialogue_id: str) -> "McpDialogue":
