@@ -1,50 +1,22 @@
-"""The MCP tool source: per-dialogue servers on fresh copies, every call real and recorded, writes replayed,
-faults reported as results or as one clear failure.
+"""The MCP tool source over the bundled library server (examples/mcp/, written with the SDK): one server
+process per dialogue on fresh copies, every call real and recorded, isolation, replay, a remote server.
 
-Against the bundled library server (examples/mcp/, written with the SDK) and tests/mcp_fault_server.py
-(hand-written JSON-RPC that fails on purpose). Each server logs its start, calls and stop with its pid,
-so the tests count processes and calls from the servers' own words.
+The server logs its start, calls and stop with its pid, so the tests count processes and calls from its
+own words.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any, Coroutine, TypeVar
 
 import pytest
 
-from environment.sources.mcp import McpServerFailure, McpSource, load_mcp_config, parse_mcp_config
-from tests.conftest import ROOT, sha256
-
-T = TypeVar("T")
-EXAMPLE = ROOT / "examples" / "mcp"
-FAULTS = ROOT / "tests" / "mcp_fault_server.py"
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """On uvloop where installed, as every command runs (the SDK's subprocesses must work on it)."""
-    try:
-        import uvloop
-        factory = uvloop.new_event_loop
-    except ImportError:
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(main)
-
-
-def events(log: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def by_pid(log: Path) -> dict[int, list[dict[str, Any]]]:
-    out: dict[int, list[dict[str, Any]]] = {}
-    for event in events(log):
-        out.setdefault(event["pid"], []).append(event)
-    return out
+from environment.sources.mcp import McpSource, load_mcp_config, parse_mcp_config
+from tests.conftest import sha256
+from tests.mcp_helpers import EXAMPLE, by_pid, events, run
 
 
 @pytest.fixture
@@ -54,14 +26,6 @@ def library(monkeypatch, tmp_path):
     monkeypatch.setenv("LIBRARY_LOG", str(log))
     return load_mcp_config(EXAMPLE / "servers.json"), log
 
-
-def fault_config(tmp_path: Path, *flags: str, shared: bool = False):
-    log = tmp_path / "faults.log"
-    server = {"command": "python", "args": [str(FAULTS), "--log", str(log), *flags], "shared": shared}
-    return parse_mcp_config({"mcpServers": {"faults": server}}, tmp_path), log
-
-
-# -- the bundled server: isolation, real calls, records, replay ------------------------------------------------
 
 def test_each_dialogue_starts_its_own_server_once_and_every_call_runs_on_it(library, tmp_path):
     config, log = library
@@ -185,155 +149,6 @@ def test_unknown_tools_and_bad_arguments_are_tool_errors_that_never_reach_the_se
     assert not [e for e in events(log) if e["event"] == "call"]
 
 
-# -- faults ---------------------------------------------------------------------------------------------------
-
-def test_a_tool_error_is_a_result_and_the_dialogue_goes_on(tmp_path):
-    config, log = fault_config(tmp_path)
-
-    async def main():
-        async with McpSource(config, work_dir=tmp_path / "work") as source, source.dialogue("d") as d:
-            return await d.call("faults__fail", {}), await d.call("faults__echo", {"text": "still here"})
-
-    failed, echoed = run(main())
-    assert not failed.result.ok and failed.result.error.type == "tool_error"
-    assert failed.result.error.message == "the archive is closed today" and failed.record.is_error
-    assert echoed.result.ok and echoed.result.value == {"text": "still here"}
-
-
-def test_a_server_that_crashes_mid_dialogue_is_one_clear_failure(tmp_path):
-    config, log = fault_config(tmp_path, "--crash-on", "2")
-
-    async def main():
-        async with McpSource(config, work_dir=tmp_path / "work") as source, source.dialogue("d") as d:
-            first = await d.call("faults__echo", {"text": "one"})
-            with pytest.raises(McpServerFailure) as caught:
-                await d.call("faults__echo", {"text": "two"})
-            with pytest.raises(McpServerFailure):  # the dead server is not asked again
-                await d.call("faults__echo", {"text": "three"})
-            return first, caught.value
-
-    first, failure = run(main())
-    assert first.result.ok
-    assert failure.kind == "crash" and failure.server == "faults" and "segmentation fault on call 2" in failure.reason
-    assert "\n" not in failure.reason
-    assert failure.record.failure == failure.reason and failure.record.arguments == {"text": "two"}
-    assert [e["event"] for e in events(log)] == ["start", "call", "call"]
-
-
-def test_a_server_that_hangs_times_out_and_is_stopped(tmp_path):
-    config, log = fault_config(tmp_path)
-
-    async def main():
-        async with McpSource(config, call_timeout=0.5, work_dir=tmp_path / "work") as source:
-            async with source.dialogue("d") as d:
-                with pytest.raises(McpServerFailure) as caught:
-                    await d.call("faults__hang", {})
-            return caught.value
-
-    failure = run(main())
-    assert failure.kind == "timeout" and "0.5 s" in failure.reason
-    pid = events(log)[0]["pid"]
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-
-
-def test_a_server_that_does_not_start_fails_the_dialogue_with_its_reason_and_frees_its_slot(tmp_path):
-    config, _ = fault_config(tmp_path, "--no-start")
-
-    async def main():
-        source = McpSource(config, max_servers=1, work_dir=tmp_path / "work")
-        failures = []
-        for i in range(2):  # a slot leaked by the first failure would leave the second waiting forever
-            with pytest.raises(McpServerFailure) as caught:
-                await asyncio.wait_for(source.open_dialogue(f"d{i}"), 30)
-            failures.append(caught.value)
-        await source.close()
-        return failures
-
-    failures = run(main())
-    assert all(f.kind == "start" and "cannot open its database" in f.reason for f in failures)
-    assert not list((tmp_path / "work").iterdir()), "nothing of a dialogue that never started is left"
-
-
-def test_a_server_that_never_answers_initialize_fails_to_start_within_its_timeout(tmp_path):
-    pid_file = tmp_path / "mute.pid"
-    config = parse_mcp_config({"mcpServers": {"mute": {"command": "python", "args": [
-        "-c", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"]}}}, tmp_path)
-
-    async def main():
-        async with McpSource(config, start_timeout=0.5, work_dir=tmp_path / "work") as source:
-            with pytest.raises(McpServerFailure) as caught:
-                await source.open_dialogue("d")
-            return caught.value
-
-    failure = run(main())
-    assert failure.kind == "start" and "initialize within 0.5 s" in failure.reason
-    with pytest.raises(ProcessLookupError):  # and it was not left running
-        os.kill(int(pid_file.read_text()), 0)
-
-
-def test_a_divergent_server_is_reported_on_replay(tmp_path):
-    config, _ = fault_config(tmp_path, "--counter", str(tmp_path / "counter"))
-
-    async def main():
-        async with McpSource(config, work_dir=tmp_path / "work") as source:
-            async with source.dialogue("d") as d:
-                records = [(await d.call("faults__echo", {"text": "hi"})).record,
-                           (await d.call("faults__ticket", {"queue": "desk"})).record]
-            resumed, report = await source.resume("d", records)
-            await resumed.close()
-            return records, report
-
-    records, report = run(main())
-    assert records[1].structured_content == {"ticket": 1}
-    assert report.diverged and report.first_divergent_index == 1
-    divergence = report.divergences[0]
-    assert divergence.recorded["structured_content"] == {"ticket": 1}
-    assert divergence.replayed["structured_content"] == {"ticket": 2}
-    assert "call 1 (faults__ticket)" in divergence.describe()
-
-
-def test_an_unusable_tool_schema_is_reported_and_left_out(tmp_path):
-    config, _ = fault_config(tmp_path, "--broken-tool")
-
-    async def main():
-        async with McpSource(config, work_dir=tmp_path / "work") as source:
-            return await source.list_tools()
-
-    found = run(main())
-    assert "faults__broken" not in {t.name for t in found.tools} and found.get("faults__echo")
-    assert [(d.name, d.reason) for d in found.dropped] == [
-        ("faults/broken", "parameters must be a JSON Schema of type object")]
-
-
-def test_a_shared_server_is_opened_once_for_every_dialogue(tmp_path):
-    config, log = fault_config(tmp_path, shared=True)
-
-    async def main():
-        async with McpSource(config, work_dir=tmp_path / "work") as source:
-            for i in range(3):
-                async with source.dialogue(f"d{i}") as d:
-                    assert (await d.call("faults__echo", {"text": str(i)})).result.ok
-
-    run(main())
-    assert [e["event"] for e in events(log)] == ["start", "call", "call", "call", "stop"]
-
-
-def test_the_cap_on_servers_makes_dialogues_wait_their_turn(tmp_path):
-    config, log = fault_config(tmp_path)
-
-    async def dialogue(source: McpSource, i: int) -> None:
-        async with source.dialogue(f"d{i}") as d:
-            await d.call("faults__echo", {"text": str(i)})
-
-    async def main():
-        async with McpSource(config, max_servers=1, work_dir=tmp_path / "work") as source:
-            await asyncio.gather(*(dialogue(source, i) for i in range(3)))
-
-    run(main())
-    assert [e["event"] for e in events(log)] == ["start", "call", "stop"] * 3, "never two servers at once"
-
-
 def test_a_probe_reads_every_argument_free_read_tool_and_shows_what_writes_changed(library, tmp_path):
     config, log = library
 
@@ -349,70 +164,6 @@ def test_a_probe_reads_every_argument_free_read_tool_and_shows_what_writes_chang
     new_loans = [x for x in after["library__list_loans"].structured_content["loans"]
                  if x not in before["library__list_loans"].structured_content["loans"]]
     assert new_loans == [{"loan_id": 6, "book_id": 4, "borrower": "Ann", "returned": False}]
-
-
-_HOLDER = """
-import asyncio, json, sys
-from environment.sources.mcp import McpSource, parse_mcp_config
-async def main():
-    source = McpSource(parse_mcp_config(json.loads(sys.argv[1]), sys.argv[2]))
-    dialogue = await source.open_dialogue("d")
-    await dialogue.call("faults__echo", {"text": "x"})
-    print("ready", flush=True)
-    await asyncio.sleep(600)
-asyncio.run(main())
-"""
-
-
-def test_a_server_does_not_outlive_a_run_killed_with_sigkill(tmp_path):
-    import signal
-    import subprocess
-    import time
-
-    log = tmp_path / "faults.log"
-    servers = {"mcpServers": {"faults": {"command": "python", "args": [str(FAULTS), "--log", str(log)]}}}
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, json.dumps(servers), str(tmp_path)], cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "ready"
-    holder.send_signal(signal.SIGKILL)
-    holder.wait()
-    deadline = time.time() + 30
-    while time.time() < deadline and "stop" not in [e["event"] for e in events(log)]:
-        time.sleep(0.05)
-    assert [e["event"] for e in events(log)] == ["start", "call", "stop"], "the server left when its stdin closed"
-
-
-def test_a_dialogue_cancelled_while_its_server_starts_leaves_no_process(tmp_path):
-    pid_file = tmp_path / "slow.pid"
-    config = parse_mcp_config({"mcpServers": {"slow": {"command": "python", "args": [
-        "-c", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"]}}}, tmp_path)
-
-    async def main():
-        source = McpSource(config, start_timeout=30, work_dir=tmp_path / "work")
-        opening = asyncio.create_task(source.open_dialogue("d"))
-        while not pid_file.exists() or not pid_file.read_text():
-            await asyncio.sleep(0.02)
-        opening.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await opening
-        with pytest.raises(ProcessLookupError):  # gone already, not only once the event loop ends
-            os.kill(int(pid_file.read_text()), 0)
-        await source.close()
-
-    run(main())
-    assert not list((tmp_path / "work").iterdir())
-
-
-def test_closing_the_source_stops_a_dialogue_left_open(tmp_path):
-    config, log = fault_config(tmp_path)
-
-    async def main():
-        source = McpSource(config, work_dir=tmp_path / "work")
-        await source.open_dialogue("forgotten")
-        await source.close()
-
-    run(main())
-    assert [e["event"] for e in events(log)] == ["start", "stop"]
 
 
 def test_a_remote_server_over_streamable_http_is_opened_once_for_the_run(tmp_path, monkeypatch):
