@@ -60,6 +60,12 @@ class Settings(BaseSettings):
                                     "is refused with a tool error naming the argument, before any SQL runs.")
     max_tools: int = Field(40, description="Largest toolset synthesized from a schema.")
     min_tools: int = Field(8, description="Fewer accepted proposals than this are completed with schema-derived tools.")
+    mcp_call_timeout: float = Field(60.0, gt=0, description="Seconds an MCP tool call may take; past it the server "
+                                    "counts as hung and its dialogue ends as rejected with the reason.")
+    mcp_start_timeout: float = Field(30.0, gt=0, description="Seconds an MCP server may take to start and answer "
+                                     "initialize; past it the dialogue ends as rejected.")
+    mcp_max_servers: int = Field(16, ge=1, description="Most per-dialogue MCP server processes running at once in "
+                                 "one process (each dialogue starts its own); dialogues wait for a free slot.")
     llm_cache: str | None = Field(None, description="Path of a SQLite cache of LLM responses: replays cost no calls.")
     checkpoints: Literal["all", "final"] = Field(
         "all", description="'all' keeps every step of every dialogue; 'final' keeps only the last state of a "

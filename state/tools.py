@@ -83,8 +83,10 @@ class Toolset(BaseModel):
 
 
 class ToolError(BaseModel):
+    # unavailable: the dialogue has no source for the tool; tool_error: the tool itself answered with an error
+    # (an MCP result with isError)
     type: Literal["unknown_tool", "invalid_arguments", "constraint_violation", "sql_error", "budget_exceeded",
-                  "unavailable"]
+                  "unavailable", "tool_error"]
     message: str
     field: str | None = Field(None, description="The argument that was refused, when one was.")
 
