@@ -29,7 +29,9 @@ from runner import event_loop
 from runner import run_folder as rf
 from runner.databases import (PreparedDatabase, prepare_databases, toolset_files, toolsets_of, write_toolset)
 from runner.export import DialogueRecord, export_dialogue
-from runner.persistence import keep_only_last_checkpoint, open_persistence, release_free_pages, threads_with_history
+from runner.persistence import (checkpoint_location, keep_only_last_checkpoint, open_persistence, release_free_pages,
+                                threads_with_history)
+from runner.postgres_checkpoints import check_checkpointer
 from runner.preflight import backend_notice, check_backend, settle_backend
 from runner.ray_executor import check_ray, run_on_ray
 from runner.run_folder import RunFolder, new_run_folder
@@ -97,7 +99,8 @@ def _shard_main(builder_factory: Callable[[], StateGraph], folder: str, config: 
     """A Ray task: runs its chunk of dialogues into its own shard; a retried task skips what it wrote."""
     run = RunFolder(Path(folder))
     own = shard_folder(run, shard)
-    seed_threads(run, own, [config.dialogue_id(i) for i in indices])
+    if not settings.checkpointer:  # in Postgres, every task sees every thread already
+        seed_threads(run, own, [config.dialogue_id(i) for i in indices])
     done = own.finished_ids()
     batch = Batch(builder_factory, own, config, settings, toolsets, Console(quiet=True))
     event_loop.run(batch.run_shard([i for i in indices if config.dialogue_id(i) not in done], lambda: None))
@@ -142,14 +145,14 @@ class Batch:
 
     async def _keep_only_final_states(self, done: set[str]) -> None:
         """Dialogues written just before a run was cut off may still keep every step: prune them now."""
-        async with open_persistence(self.folder.file(rf.CHECKPOINTS)) as (saver, store):
+        async with open_persistence(checkpoint_location(self.folder.path, self.settings)) as (saver, store):
             graph = self.builder_factory().compile(checkpointer=saver, store=store)
             for thread_id in sorted(await threads_with_history(saver) & done):
                 await keep_only_last_checkpoint(graph, saver, thread_id)
 
     async def run_shard(self, indices: list[int], on_done: Callable[[], None]) -> None:
         await settle_backend(backend_for(self.settings), Console(quiet=True))  # a worker process probes for itself
-        async with open_persistence(self.folder.file(rf.CHECKPOINTS)) as (saver, store):
+        async with open_persistence(checkpoint_location(self.folder.path, self.settings)) as (saver, store):
             graph = self.builder_factory().compile(checkpointer=saver, store=store)
             # Kept before any dialogue starts, so dialogues only read the store while they run.
             for name, tools in self.toolsets.items():
@@ -285,6 +288,7 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
     check_backend(settings)
     if settings.executor == "ray":
         check_ray(settings.ray_address)
+    await check_checkpointer(settings, config.run_id)
     with new_run_folder(out, "generate") as folder:  # until the toolsets are written: on failure, no partial folder
         backend_notice(settings, console)
         await settle_backend(backend_for(settings), console)
@@ -333,10 +337,7 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
             if source.path:
                 check_database_path(source.path)  # moved or deleted: say so before any dialogue is touched
         recorded = {k: v for k, v in config.settings.items() if v is not None}
-        if settings is None:
-            settings = Settings(**recorded)
-        elif "checkpoints" in recorded:  # what a run keeps is the run's choice, whichever backend finishes it
-            settings = settings.model_copy(update={"checkpoints": recorded["checkpoints"]})
+        settings = Settings(**recorded) if settings is None else settings.continuing(recorded)
         settings = capped(settings.model_copy(update=executor or {}), config)
         check_backend(settings)
         if settings.executor == "ray":

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from state.postgres_uri import is_postgres_uri, without_password
+
 
 LLMRole = Literal["assistant", "user", "judge", "generator"]
 LLM_ROLES: tuple[str, ...] = ("assistant", "user", "judge", "generator")
@@ -69,6 +71,19 @@ class Settings(BaseSettings):
         "or 'ray' (Ray tasks, each writing its own shard of the run folder).")
     ray_address: str | None = Field(None, description="Head of the Ray cluster (host:port) for the ray executor; "
                                     "empty: a local Ray of the run's own.")
+    checkpointer: str = Field(
+        "", description="Where a dialogue run keeps its checkpoints and store: empty for the run folder's "
+        "checkpoints.sqlite, or a libpq URI (postgresql://USER@HOST:PORT/DATABASE) for LangGraph's Postgres saver "
+        "and store, shared by workers on several machines. Recorded without its password (libpq reads it from "
+        "PGPASSWORD or ~/.pgpass).")
+
+    @field_validator("checkpointer")
+    @classmethod
+    def _checkpointer_kind(cls, value: str) -> str:
+        if value and not is_postgres_uri(value):
+            raise ValueError(f"{without_password(value)!r} is not a postgresql:// URI (leave it empty for the run "
+                             f"folder's checkpoints.sqlite)")
+        return value
 
     @field_validator("model_for", mode="before")
     @classmethod
@@ -104,8 +119,16 @@ class Settings(BaseSettings):
         return self.backend if self.backend in ("offline", "openai") else "custom"  # type: ignore[return-value]
 
     def public(self) -> dict[str, object]:
-        """The settings as recorded in a run folder: everything but the key."""
-        return self.model_dump(exclude={"api_key"})
+        """The settings as recorded in a run folder: everything but the key and the checkpointer's password."""
+        return {**self.model_dump(exclude={"api_key"}), "checkpointer": without_password(self.checkpointer)}
+
+    def continuing(self, recorded: dict[str, object]) -> "Settings":
+        """These settings continuing a recorded run: what the run keeps, and where, stays the run's choice."""
+        kept = {k: recorded[k] for k in RUN_KEPT if recorded.get(k) is not None}
+        return self.model_copy(update=kept) if kept else self
+
+
+RUN_KEPT = ("checkpoints", "checkpointer")  # a run's own, whichever backend or command continues it
 
 
 class DatabaseSource(BaseModel):

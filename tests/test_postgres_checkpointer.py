@@ -1,0 +1,121 @@
+"""`--checkpointer postgresql://…`: a run's checkpoints and store in Postgres, not in the run folder; history,
+fork and resume read them there; the password never reaches the run folder; bad input is one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from graphs.run import main
+from tests.conftest import CLINIC, generate_killed_mid_run
+from tests.postgres_server import postgres_server  # noqa: F401  (the session's server)
+
+ROLE, PASSWORD = "forge_runner", "s3cret-pw"
+
+
+@pytest.fixture(scope="module")
+def checkpoint_db(postgres_server) -> str:  # noqa: F811
+    """A database owned by a role that needs a password; the URI carries it."""
+    server = postgres_server
+    server.execute(f"DROP DATABASE IF EXISTS forge_ck WITH (FORCE)", f"DROP ROLE IF EXISTS {ROLE}",
+                   f"CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'", f"CREATE DATABASE forge_ck OWNER {ROLE}")
+    return server.uri("forge_ck", user=ROLE, password=PASSWORD)
+
+
+def _lines(out: Path) -> list[dict]:
+    return [json.loads(line) for name in ("dialogues.jsonl", "rejected.jsonl") if (out / name).exists()
+            for line in (out / name).read_text().splitlines()]
+
+
+def _no_secret_in(out: Path) -> None:
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert PASSWORD.encode() not in path.read_bytes(), f"the password was written to {path}"
+
+
+def test_a_run_history_fork_and_resume_with_checkpoints_in_postgres(checkpoint_db, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    code = main(["generate", "--db", str(CLINIC), "--dialogues", "2", "--tasks-per-dialogue", "1", "--seed", "3",
+                 "--checkpointer", checkpoint_db, "--out", str(out)])
+    assert code == 0
+    assert not (out / "checkpoints.sqlite").exists()
+    recorded = json.loads((out / "config.json").read_text())["settings"]["checkpointer"]
+    assert recorded.startswith(f"postgresql://{ROLE}@/forge_ck") and PASSWORD not in recorded
+    _no_secret_in(out)
+    # Later commands read the recorded URI; libpq finds the password where it always does.
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    dialogue = _lines(out)[0]["id"]
+    capsys.readouterr()
+    assert main(["history", str(out), "--dialogue", dialogue]) == 0
+    listed = capsys.readouterr().out
+    rows = [line for line in listed.splitlines() if line.startswith("│")]
+    assert len(rows) > 5 and "validator" in listed
+    checkpoint = rows[3].split("│")[1].strip()  # a checkpoint in the middle of the dialogue
+
+    assert main(["show", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint]) == 0
+    assert main(["fork", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint, "--seed", "5"]) == 0
+    ids = [line["id"] for line in _lines(out)]
+    assert f"{dialogue}-fork1" in ids and len(ids) == 3
+    assert main(["resume", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint]) == 0
+    ids = [line["id"] for line in _lines(out)]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 3  # replaced, not added
+    assert not (out / "checkpoints.sqlite").exists()
+    _no_secret_in(out)
+
+
+def test_a_killed_run_resumes_from_postgres(checkpoint_db, tmp_path, monkeypatch):
+    out = tmp_path / "killed"
+    generate_killed_mid_run(out, 8, "--tasks-per-dialogue", "1", "--checkpointer", checkpoint_db, after=2)
+    assert out.exists() and len(_lines(out)) < 8
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    assert main(["resume", str(out)]) == 0
+    ids = [line["id"] for line in _lines(out)]
+    assert len(ids) == 8 == len(set(ids))
+    assert not (out / "checkpoints.sqlite").exists()
+
+
+def test_a_second_run_with_the_same_name_is_refused(checkpoint_db, tmp_path, capsys):
+    first, second = tmp_path / "a" / "same", tmp_path / "b" / "same"
+    base = ["generate", "--db", str(CLINIC), "--dialogues", "1", "--tasks-per-dialogue", "1",
+            "--checkpointer", checkpoint_db]
+    assert main([*base, "--out", str(first)]) == 0
+    capsys.readouterr()
+    assert main([*base, "--out", str(second)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already holds dialogues of a run named 'same'" in err
+    assert not second.exists()
+
+
+def _bad(uri: str, tmp_path: Path, capsys) -> str:
+    out = tmp_path / "bad"
+    code = main(["generate", "--db", str(CLINIC), "--dialogues", "1", "--checkpointer", uri, "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("error: cannot use the checkpointer")
+    assert not out.exists(), "nothing may be written for bad input"
+    return err
+
+
+def test_an_unreachable_server_is_one_line(postgres_server, tmp_path, capsys):  # noqa: F811
+    uri = f"postgresql://{ROLE}@/forge_ck?host={tmp_path / 'no-server-here'}&port=5999"
+    err = _bad(uri, tmp_path, capsys)
+    assert "is the server running" in err
+
+
+def test_bad_credentials_are_one_line_without_the_password(checkpoint_db, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    err = _bad(checkpoint_db.replace(PASSWORD, "wrong-password"), tmp_path, capsys)
+    assert "password authentication failed" in err and "wrong-password" not in err
+
+
+def test_a_missing_database_is_one_line(postgres_server, checkpoint_db, tmp_path, capsys):  # noqa: F811
+    err = _bad(postgres_server.uri("no_such_database"), tmp_path, capsys)
+    assert 'database "no_such_database" does not exist' in err
+
+
+def test_not_a_postgres_uri_is_one_line(tmp_path, capsys):
+    out = tmp_path / "bad"
+    assert main(["generate", "--db", str(CLINIC), "--checkpointer", "mysql://x/y", "--out", str(out)]) == 2
+    assert "is not a postgresql:// URI" in capsys.readouterr().err and not out.exists()
