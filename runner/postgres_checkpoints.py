@@ -17,27 +17,18 @@ from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg.rows import dict_row
 
 from environment.errors import InputError
+from environment.sources.postgres.connection import CONNECT_TIMEOUT_S, failure
 from state.config import Settings
 from state.persistence import strict_serializer
 from state.postgres_uri import without_password
 
-CONNECT_TIMEOUT_S = 10
 # One advisory lock for creating and migrating the tables: worker processes open a new run at the same
 # moment, and two processes repeating a migration fail on its version row.
 _SETUP_LOCK = zlib.crc32(b"dialogue-forge checkpointer setup")
 
 
 def unreachable(uri: str, exc: BaseException) -> InputError:
-    """The one line for a checkpointer that cannot be used, with what to do."""
-    reason = " ".join(str(exc).split()) or type(exc).__name__
-    hint = ""
-    if "password" in reason:
-        hint = " (give the password in PGPASSWORD or ~/.pgpass; it is never written to the run folder)"
-    elif "does not exist" in reason:
-        hint = " (create it first, e.g. createdb, or name another database in the URI)"
-    elif "connect" in reason.lower() or "timeout" in reason.lower():
-        hint = " (is the server running, and are host and port right?)"
-    return InputError(f"cannot use the checkpointer {without_password(uri)}: {reason[:300]}{hint}")
+    return failure(uri, exc, "checkpointer")
 
 
 async def _connect(uri: str) -> psycopg.AsyncConnection:
