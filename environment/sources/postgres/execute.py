@@ -71,7 +71,7 @@ class PostgresClone:
         if self._sequences is None:
             with self.conn.transaction():
                 self._sequences = [r[0] for r in self.conn.execute(
-                    "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences "
+                    "SELECT format('%%I.%%I', schemaname, sequencename) FROM pg_sequences "
                     "WHERE schemaname <> %s ORDER BY 1", (CLOCK_SCHEMA,))]
         return self._sequences
 
