@@ -3,7 +3,8 @@ project's own introspection: tables with Postgres types, NOT NULL, primary keys 
 becomes an identity column whose sequence continues after the loaded rows), single-column UNIQUE, simple
 literal defaults, every row, then the foreign keys.
 
-    python examples/load_postgres.py --uri postgresql://USER@HOST:PORT/clinic [--sqlite examples/clinic.sqlite] [--replace]
+    python examples/load_postgres.py --uri postgresql://USER@HOST:PORT/clinic \
+        [--sqlite examples/clinic.sqlite] [--replace]
 
 The target database must exist (createdb clinic). Tables already there are refused unless --replace,
 which drops them first. CHECK constraints are not carried over: the SQLite schema model does not hold them.

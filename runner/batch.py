@@ -337,7 +337,7 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
             if source.path:
                 check_database_path(source.path)  # moved or deleted: say so before any dialogue is touched
         recorded = {k: v for k, v in config.settings.items() if v is not None}
-        settings = Settings(**recorded) if settings is None else settings.continuing(recorded)
+        settings = Settings.for_run(recorded, settings)
         settings = capped(settings.model_copy(update=executor or {}), config)
         check_backend(settings)
         if settings.executor == "ray":

@@ -59,7 +59,7 @@ class DialogueCheckpoints:
             raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
         self.config = RunConfig.model_validate(self.folder.read_json(rf.CONFIG))
         recorded = {k: v for k, v in self.config.settings.items() if v is not None}
-        settings = Settings(**recorded) if settings is None else settings.continuing(recorded)
+        settings = Settings.for_run(recorded, settings)
         if not settings.checkpointer and not self.folder.file(rf.CHECKPOINTS).exists():
             raise InputError(f"not a run folder (no {rf.CHECKPOINTS}): {run_dir}")
         self.settings = settings

@@ -78,10 +78,9 @@ async def check_checkpointer(settings: Settings, run_id: str) -> None:
         raise InputError("--checkpoints final works with the run folder's checkpoints.sqlite only; with "
                          "--checkpointer postgresql://… every step is kept (leave --checkpoints out)")
     async with open_postgres_persistence(uri) as (saver, _):
-        async with saver._cursor() as cur:
-            await cur.execute("SELECT 1 FROM checkpoints WHERE thread_id LIKE %s LIMIT 1",
-                              (_like_prefix(run_id) + "-d%",))
-            taken = await cur.fetchone()
+        cur = await saver.conn.execute("SELECT 1 FROM checkpoints WHERE thread_id LIKE %s LIMIT 1",
+                                       (_like_prefix(run_id) + "-d%",))
+        taken = await cur.fetchone()
     if taken:
         raise InputError(f"the checkpointer {without_password(uri)} already holds dialogues of a run named "
                          f"{run_id!r} (choose another --out, or continue that run with resume)")

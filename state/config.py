@@ -122,13 +122,15 @@ class Settings(BaseSettings):
         """The settings as recorded in a run folder: everything but the key and the checkpointer's password."""
         return {**self.model_dump(exclude={"api_key"}), "checkpointer": without_password(self.checkpointer)}
 
-    def continuing(self, recorded: dict[str, object]) -> "Settings":
-        """These settings continuing a recorded run: what the run keeps, and where, stays the run's choice."""
-        kept = {k: recorded[k] for k in RUN_KEPT if recorded.get(k) is not None}
-        return self.model_copy(update=kept) if kept else self
-
-
-RUN_KEPT = ("checkpoints", "checkpointer")  # a run's own, whichever backend or command continues it
+    @classmethod
+    def for_run(cls, recorded: dict[str, object], given: "Settings | None" = None) -> "Settings":
+        """The settings that continue a recorded run: the given ones (else the recorded ones), with what the run
+        keeps and where it keeps it taken from the record, whichever backend or command continues it."""
+        # a run recorded before the checkpointer was a choice keeps its checkpoints in its folder
+        kept: dict[str, object] = {"checkpointer": recorded.get("checkpointer") or ""}
+        if recorded.get("checkpoints") is not None:
+            kept["checkpoints"] = recorded["checkpoints"]
+        return cls(**{**recorded, **kept}) if given is None else given.model_copy(update=kept)
 
 
 class DatabaseSource(BaseModel):

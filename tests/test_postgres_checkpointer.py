@@ -45,9 +45,14 @@ def test_a_run_history_fork_and_resume_with_checkpoints_in_postgres(checkpoint_d
     assert recorded.startswith(f"postgresql://{ROLE}@/forge_ck") and PASSWORD not in recorded
     _no_secret_in(out)
     # Later commands read the recorded URI; libpq finds the password where it always does.
-    monkeypatch.setenv("PGPASSWORD", PASSWORD)
     dialogue = _lines(out)[0]["id"]
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))
     capsys.readouterr()
+    assert main(["history", str(out), "--dialogue", dialogue]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "PGPASSWORD" in err
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
     assert main(["history", str(out), "--dialogue", dialogue]) == 0
     listed = capsys.readouterr().out
     rows = [line for line in listed.splitlines() if line.startswith("│")]
@@ -119,3 +124,17 @@ def test_not_a_postgres_uri_is_one_line(tmp_path, capsys):
     out = tmp_path / "bad"
     assert main(["generate", "--db", str(CLINIC), "--checkpointer", "mysql://x/y", "--out", str(out)]) == 2
     assert "is not a postgresql:// URI" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_run_recorded_without_a_checkpointer_keeps_its_folder(checkpoint_db, tmp_path, monkeypatch):
+    """FORGE_CHECKPOINTER chooses for new runs only: a run that kept its checkpoints in its folder (or was
+    recorded before the choice existed) is continued from there."""
+    out = tmp_path / "local"
+    assert main(["generate", "--db", str(CLINIC), "--dialogues", "1", "--tasks-per-dialogue", "1",
+                 "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    del config["settings"]["checkpointer"]
+    (out / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("FORGE_CHECKPOINTER", checkpoint_db)
+    assert main(["history", str(out), "--dialogue", _lines(out)[0]["id"]]) == 0
+    assert main(["resume", str(out)]) == 0

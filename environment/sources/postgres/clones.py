@@ -48,7 +48,8 @@ class CloneManager:
         self.source_uri = source_uri
         self.source = database_name(source_uri)
         if not self.source:
-            raise InputError(f"name the database in the URI: {without_password(source_uri)} (postgresql://…/DATABASE)")
+            raise InputError(f"name the database in the URI: {without_password(source_uri)} "
+                             f"(postgresql://…/DATABASE)")
         self.prefix = f"{PREFIX}{run_tag(run_id)}_"
         self.template = f"{self.prefix}template"
         self.keep = keep

@@ -69,6 +69,11 @@ def _skip_block_comment(sql: str, i: int) -> int:
     return j
 
 
+def _inside_word(sql: str, i: int, joiners: str = "_") -> bool:
+    """Whether position i continues a word (or, with '.', a qualified name) rather than starting one."""
+    return i > 0 and (sql[i - 1].isalnum() or sql[i - 1] in joiners)
+
+
 @lru_cache(maxsize=4096)
 def to_psycopg(sql: str) -> PsycopgStatement:
     """The statement with psycopg's named parameters, and the names in order."""
@@ -91,7 +96,7 @@ def to_psycopg(sql: str) -> PsycopgStatement:
         elif sql.startswith("/*", i):
             j = _skip_block_comment(sql, i)
             out.append(sql[i:j].replace("%", "%%"))
-        elif ch == "$" and (tag := _DOLLAR_TAG.match(sql, i)) and not (i > 0 and (sql[i - 1].isalnum() or sql[i - 1] == "_")):
+        elif ch == "$" and (tag := _DOLLAR_TAG.match(sql, i)) and not _inside_word(sql, i):
             end = sql.find(tag.group(0), tag.end())
             j = n if end < 0 else end + len(tag.group(0))
             out.append(sql[i:j].replace("%", "%%"))
@@ -107,7 +112,7 @@ def to_psycopg(sql: str) -> PsycopgStatement:
         elif ch == "%":
             j = i + 1
             out.append("%%")
-        elif (word := _WORD.match(sql, i)) and not (i > 0 and (sql[i - 1].isalnum() or sql[i - 1] in "_.$")):
+        elif (word := _WORD.match(sql, i)) and not _inside_word(sql, i, "_.$"):
             j = word.end()
             keyword = word.group(0).lower()
             if keyword in _CLOCK_KEYWORDS:
