@@ -138,3 +138,15 @@ def test_a_run_recorded_without_a_checkpointer_keeps_its_folder(checkpoint_db, t
     monkeypatch.setenv("FORGE_CHECKPOINTER", checkpoint_db)
     assert main(["history", str(out), "--dialogue", _lines(out)[0]["id"]]) == 0
     assert main(["resume", str(out)]) == 0
+
+
+def test_a_uri_is_recorded_without_its_password():
+    from state.postgres_uri import database_name, with_database, without_password
+
+    assert without_password("postgresql://u:p%40ss@db.example:5433/forge?sslmode=require&password=x") == \
+        "postgresql://u@db.example:5433/forge?sslmode=require"
+    assert without_password("postgres://db/forge") == "postgres://db/forge"
+    assert without_password("postgresql://:only-a-password@db/forge") == "postgresql://db/forge"
+    uri = "postgresql://u:p@/forge?host=/tmp/sock&port=5432"
+    assert database_name(uri) == "forge" and database_name("postgresql://h/?dbname=x") == "x"
+    assert with_database(uri, "other") == "postgresql://u:p@/other?host=/tmp/sock&port=5432"

@@ -13,6 +13,7 @@ from environment.sources.postgres.execute import PostgresClone
 from environment.sources.postgres.introspect import database_checksum, inspect_postgres
 from environment.sources.postgres.sqltext import to_psycopg
 from state.dialogue import WriteRecord
+from tests import postgres_server as server_module
 from tests.postgres_fixture import create_fixture_database
 from tests.postgres_server import postgres_server  # noqa: F401  (the session's server)
 
@@ -31,6 +32,21 @@ def manager(source, request):
     yield runs
     runs.keep = False
     runs.close()
+
+
+def test_without_postgres_the_tests_skip_but_fail_under_ci(monkeypatch):
+    monkeypatch.setattr(server_module, "_binary", lambda name: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="PostgreSQL is not installed"):
+        server_module.require_postgres()
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        server_module.require_postgres()
+
+
+def test_a_database_without_tables_is_one_line(postgres_server):  # noqa: F811
+    with pytest.raises(InputError, match="database has no usable tables: postgresql://forge@/forge_empty"):
+        inspect_postgres(postgres_server.create_database("forge_empty"))
 
 
 def test_placeholders_become_psycopg_parameters_and_literals_stay():
