@@ -13,6 +13,7 @@ from environment.sources.postgres.execute import PostgresClone
 from environment.sources.postgres.introspect import database_checksum, inspect_postgres
 from environment.sources.postgres.sqltext import to_psycopg
 from state.dialogue import WriteRecord
+from state.tools import Tool
 from tests import postgres_server as server_module
 from tests.postgres_fixture import create_fixture_database
 from tests.postgres_server import postgres_server  # noqa: F401  (the session's server)
@@ -216,3 +217,51 @@ def test_connection_failures_are_one_line(postgres_server, tmp_path):  # noqa: F
             connect(uri).close()
         message = str(caught.value)
         assert expected in message and "\n" not in message and "wrong" not in message
+
+
+def _tool(tool_name: str, sql: str, mode: str = "read", kind: str = "other", **types: str) -> Tool:
+    return Tool(name=tool_name, description=tool_name, sql=sql, mode=mode, kind=kind,
+                parameters={"type": "object", "properties": {k: {"type": v} for k, v in types.items()}})
+
+
+def test_tools_are_checked_by_the_parser_the_planner_and_a_trial_on_a_clone(source, manager):
+    from environment.sources.postgres.tool_checks import check_tool
+
+    schema = inspect_postgres(source)
+    accepted = [
+        (_tool("find_customer", "SELECT * FROM customers WHERE email = :email", email="string"),
+         {"email": "ada@example.com"}),
+        (_tool("add_customer", "INSERT INTO customers (email, name) VALUES (:email, :name) RETURNING customer_id",
+               "write", "insert", email="string", name="string"), {"email": "new@example.com", "name": "New"}),
+        (_tool("rename", "INSERT INTO customers (email, name) VALUES (:email, :name) ON CONFLICT (email) DO UPDATE "
+               "SET name = EXCLUDED.name", "write", "update", email="string", name="string"),
+         {"email": "ada@example.com", "name": "Ada B."}),
+        (_tool("delete_visit", "DELETE FROM visits WHERE visit_id = :visit_id", "write", "delete",
+               visit_id="integer"), {"visit_id": 1}),
+        (_tool("recent_visits", "SELECT * FROM visits WHERE booked_at > now() - :days * interval '1 day'",
+               days="integer"), {"days": 30}),
+    ]
+    refused = [
+        (_tool("typo", "SELECT nme FROM customers"), {}, "the server cannot plan it: column \"nme\" does not exist"),
+        (_tool("round_float", "SELECT ROUND(AVG(credit::float8), 2) AS avg FROM customers"), {},
+         "function round(double precision, integer) does not exist"),
+        (_tool("missing", "SELECT * FROM customers WHERE name = :name", email="string"), {"email": "x"},
+         "only in the SQL ['name'], only in the parameters ['email']"),
+        (_tool("into_view", "DELETE FROM open_visits WHERE visit_id = :v", "write", "delete", v="integer"),
+         {"v": 1}, "writes to 'open_visits', a view"),
+        (_tool("sneaky", "DELETE FROM visits", "read"), {}, "mode is 'read' but the SQL is a write"),
+        (_tool("lucky", "SELECT * FROM customers ORDER BY random() LIMIT 1"), {}, "calls random()"),
+        (_tool("two", "SELECT 1; SELECT 2"), {}, "exactly one statement"),
+        (_tool("drop", "DROP TABLE customers", "write"), {}, "only SELECT, INSERT, UPDATE and DELETE"),
+        (_tool("no_name", "INSERT INTO customers (email, name) VALUES (:email, NULL)", "write", "insert",
+               email="string"), {"email": "z@example.com"}, "null value in column \"name\""),
+    ]
+    clone_uri = manager.clone("checks")
+    before = database_checksum(clone_uri)
+    with PostgresClone(clone_uri) as clone:
+        for tool, arguments in accepted:
+            assert check_tool(tool, schema, clone, arguments, clock=CLOCK) is None, tool.name
+        for tool, arguments, why in refused:
+            problem = check_tool(tool, schema, clone, arguments, clock=CLOCK)
+            assert problem is not None and why in problem, (tool.name, problem)
+    assert database_checksum(clone_uri) == before, "a check leaves the clone as it was, sequences included"

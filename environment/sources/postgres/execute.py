@@ -85,8 +85,9 @@ class PostgresClone:
                 self.conn.execute("SELECT setval(%s::regclass, %s, %s)", (name, value, called))
 
     def execute(self, sql: str, arguments: dict[str, Any], mode: str, *, declared: dict[str, Any] | None = None,
-                max_rows: int = DEFAULT_MAX_ROWS, clock: str | None = None) -> ToolResult:
-        """Run one statement with named `:name` placeholders; placeholders without an argument bind NULL."""
+                max_rows: int = DEFAULT_MAX_ROWS, clock: str | None = None, trial: bool = False) -> ToolResult:
+        """Run one statement with named `:name` placeholders; placeholders without an argument bind NULL.
+        A trial runs it for real and then rolls it back, sequences included: the clone is left as it was."""
         statement = to_psycopg(sql)
         values = typed(arguments, declared)
         params = {name: values.get(name) for name in statement.names}
@@ -94,10 +95,10 @@ class PostgresClone:
             return ToolResult(ok=False, error=ToolError(type="invalid_arguments", message="numbers must be finite"))
         positions: list[tuple[str, int, bool]] = []
         try:
-            if mode == "write":
+            if mode == "write" or trial:
                 with self.conn.transaction():
                     positions = self._positions()
-            with self.conn.transaction():
+            with self.conn.transaction(force_rollback=trial):
                 if mode == "read":
                     self.conn.execute("SET TRANSACTION READ ONLY")
                 self.conn.execute("SELECT set_config('forge.clock', %s, true), "
@@ -113,6 +114,8 @@ class PostgresClone:
             return self._failed(exc, positions)
         except (psycopg.Error, OverflowError, ValueError, TypeError) as exc:
             return self._failed(exc, positions)
+        if trial and positions:
+            self._restore(positions)
         rows = [{k: json_value(v) for k, v in zip(names, r)} for r in raw[:max_rows]]
         if mode == "read":
             return ToolResult(ok=True, rows=rows, row_count=len(raw), truncated=len(raw) > max_rows)
