@@ -10,16 +10,15 @@ import pytest
 
 from graphs.run import main
 from tests.conftest import CLINIC, generate_killed_mid_run
-from tests.postgres_server import postgres_server  # noqa: F401  (the session's server)
 
 ROLE, PASSWORD = "forge_runner", "s3cret-pw"
 
 
 @pytest.fixture(scope="module")
-def checkpoint_db(postgres_server) -> str:  # noqa: F811
+def checkpoint_db(postgres_server) -> str:
     """A database owned by a role that needs a password; the URI carries it."""
     server = postgres_server
-    server.execute(f"DROP DATABASE IF EXISTS forge_ck WITH (FORCE)", f"DROP ROLE IF EXISTS {ROLE}",
+    server.execute("DROP DATABASE IF EXISTS forge_ck WITH (FORCE)", f"DROP ROLE IF EXISTS {ROLE}",
                    f"CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'", f"CREATE DATABASE forge_ck OWNER {ROLE}")
     return server.uri("forge_ck", user=ROLE, password=PASSWORD)
 
@@ -103,7 +102,7 @@ def _bad(uri: str, tmp_path: Path, capsys) -> str:
     return err
 
 
-def test_an_unreachable_server_is_one_line(postgres_server, tmp_path, capsys):  # noqa: F811
+def test_an_unreachable_server_is_one_line(postgres_server, tmp_path, capsys):
     uri = f"postgresql://{ROLE}@/forge_ck?host={tmp_path / 'no-server-here'}&port=5999"
     err = _bad(uri, tmp_path, capsys)
     assert "is the server running" in err
@@ -115,7 +114,7 @@ def test_bad_credentials_are_one_line_without_the_password(checkpoint_db, tmp_pa
     assert "password authentication failed" in err and "wrong-password" not in err
 
 
-def test_a_missing_database_is_one_line(postgres_server, checkpoint_db, tmp_path, capsys):  # noqa: F811
+def test_a_missing_database_is_one_line(postgres_server, checkpoint_db, tmp_path, capsys):
     err = _bad(postgres_server.uri("no_such_database"), tmp_path, capsys)
     assert 'database "no_such_database" does not exist' in err
 

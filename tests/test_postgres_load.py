@@ -11,7 +11,6 @@ from environment.sources.postgres.clones import CloneManager
 from environment.sources.postgres.execute import PostgresClone
 from environment.sources.postgres.introspect import database_checksum, inspect_postgres
 from tests.conftest import CLINIC, ROOT
-from tests.postgres_server import postgres_server  # noqa: F401  (the session's server)
 
 
 def _load(uri: str, *extra: str) -> subprocess.CompletedProcess:
@@ -19,7 +18,7 @@ def _load(uri: str, *extra: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_the_example_loads_with_its_tables_keys_and_rows(postgres_server):  # noqa: F811
+def test_the_example_loads_with_its_tables_keys_and_rows(postgres_server):
     uri = postgres_server.create_database("clinic_loaded")
     done = _load(uri)
     assert done.returncode == 0, done.stderr

@@ -16,13 +16,12 @@ from state.dialogue import WriteRecord
 from state.tools import Tool
 from tests import postgres_server as server_module
 from tests.postgres_fixture import create_fixture_database
-from tests.postgres_server import postgres_server  # noqa: F401  (the session's server)
 
 CLOCK = "2031-05-06 07:08:00"
 
 
 @pytest.fixture(scope="module")
-def source(postgres_server) -> str:  # noqa: F811
+def source(postgres_server) -> str:
     return create_fixture_database(postgres_server, "forge_fixture")
 
 
@@ -45,7 +44,7 @@ def test_without_postgres_the_tests_skip_but_fail_under_ci(monkeypatch):
         server_module.require_postgres()
 
 
-def test_a_database_without_tables_is_one_line(postgres_server):  # noqa: F811
+def test_a_database_without_tables_is_one_line(postgres_server):
     with pytest.raises(InputError, match="database has no usable tables: postgresql://forge@/forge_empty"):
         inspect_postgres(postgres_server.create_database("forge_empty"))
 
@@ -195,7 +194,7 @@ def test_kept_clones_stay(source):
     kept.close()
 
 
-def test_a_role_without_createdb_is_told_which_privilege(postgres_server, source):  # noqa: F811
+def test_a_role_without_createdb_is_told_which_privilege(postgres_server, source):
     postgres_server.execute("DROP ROLE IF EXISTS forge_plain", "CREATE ROLE forge_plain LOGIN PASSWORD 'pw'",
                             "DROP ROLE IF EXISTS forge_maker", "CREATE ROLE forge_maker LOGIN CREATEDB PASSWORD 'pw'")
     plain = postgres_server.uri("forge_fixture", user="forge_plain", password="pw")
@@ -206,7 +205,7 @@ def test_a_role_without_createdb_is_told_which_privilege(postgres_server, source
         CloneManager(maker, "run-maker").prepare()
 
 
-def test_connection_failures_are_one_line(postgres_server, tmp_path):  # noqa: F811
+def test_connection_failures_are_one_line(postgres_server, tmp_path):
     cases = {
         f"postgresql://forge@/x?host={tmp_path}&port=5999": "is the server running",
         postgres_server.uri("forge_fixture", user="forge_plain", password="wrong"): "password authentication failed",

@@ -19,7 +19,6 @@ import pytest
 from graphs.run import main
 from runner.shards import SHARDS
 from tests.conftest import CLINIC, ROOT
-from tests.postgres_server import postgres_server  # noqa: F401  (the session's server)
 
 pytest.importorskip("ray", reason="the Ray executor needs the 'ray' extra")
 
@@ -153,7 +152,7 @@ def test_an_unreachable_head_or_workers_with_ray_is_one_line_and_leaves_no_folde
     assert not out.exists()
 
 
-def test_ray_tasks_keep_their_checkpoints_in_postgres(ray_head, local_dataset, postgres_server, tmp_path,  # noqa: F811
+def test_ray_tasks_keep_their_checkpoints_in_postgres(ray_head, local_dataset, postgres_server, tmp_path,
                                                       monkeypatch):
     """With --checkpointer, every task writes its checkpoints to the shared Postgres database: the same dataset,
     no checkpoint file in the run folder or its shards, and history reads them there."""
