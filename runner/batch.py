@@ -31,7 +31,7 @@ from runner.databases import (PreparedDatabase, prepare_databases, toolset_files
 from runner.export import DialogueRecord, export_dialogue
 from runner.persistence import (checkpoint_location, keep_only_last_checkpoint, open_persistence, release_free_pages,
                                 threads_with_history)
-from runner.postgres_checkpoints import check_checkpointer
+from runner.postgres_checkpoints import check_checkpointer, checkpointer_lost, checkpointer_lost_error
 from runner.preflight import backend_notice, check_backend, settle_backend
 from runner.ray_executor import check_ray, run_on_ray
 from runner.run_folder import RunFolder, new_run_folder
@@ -170,7 +170,12 @@ class Batch:
                     await self._dialogue(graph, i)
                     on_done()
 
-            await asyncio.gather(*(lane() for _ in range(min(self.config.concurrency, len(indices)))))
+            try:
+                await asyncio.gather(*(lane() for _ in range(min(self.config.concurrency, len(indices)))))
+            except Exception as exc:  # the checkpointer's server went away: stop; `resume` goes on once it is back
+                if self.settings.checkpointer and checkpointer_lost(exc):
+                    raise checkpointer_lost_error(self.settings.checkpointer, exc, self.folder.path) from None
+                raise
 
     async def _run_in_processes(self, todo: list[int], workers: int, on_done: Callable[[], None]) -> None:
         """One event loop per core: Python spends a core on roughly 150 model calls a second."""
@@ -225,6 +230,8 @@ class Batch:
         except Exception as exc:  # a failed dialogue is rejected with its reason, the run goes on
             if rf.is_disk_full(exc):  # not the dialogue's fault: stop, and let `resume` go on from its checkpoint
                 raise rf.disk_full_error(self.folder.file(rf.CHECKPOINTS), self.folder.path) from None
+            if self.settings.checkpointer and checkpointer_lost(exc):  # nor is a checkpointer gone away (below)
+                raise
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
             failed_usage = getattr(exc, "usage", None)  # the calls of the step that failed count too
         snapshot = await graph.aget_state(cfg)

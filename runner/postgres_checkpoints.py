@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import AsyncIterator
 
 import psycopg
@@ -16,7 +17,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg.rows import dict_row
 
-from environment.errors import InputError
+from environment.errors import InputError, RunError
 from environment.sources.postgres.connection import CONNECT_TIMEOUT_S, failure
 from state.config import Settings
 from state.persistence import strict_serializer
@@ -29,6 +30,17 @@ _SETUP_LOCK = zlib.crc32(b"dialogue-forge checkpointer setup")
 
 def unreachable(uri: str, exc: BaseException) -> InputError:
     return failure(uri, exc, "checkpointer")
+
+
+def checkpointer_lost(exc: BaseException) -> bool:
+    """A dialogue stopped because the checkpointer's server went away (a Postgres source never raises: its
+    errors come back as tool results), not through any fault of its own."""
+    return isinstance(exc, psycopg.OperationalError)
+
+
+def checkpointer_lost_error(uri: str, exc: BaseException, folder: Path) -> RunError:
+    return RunError(f"the checkpointer {without_password(uri)} went away ({' '.join(str(exc).split())[:200]}); "
+                    f"once it is back, continue the run with: python -m graphs.run resume {folder}")
 
 
 async def _connect(uri: str) -> psycopg.AsyncConnection:

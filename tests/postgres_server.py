@@ -73,6 +73,24 @@ class PostgresServer:
                               check=check, timeout=120, cwd=self.root)
 
     def start(self) -> "PostgresServer":
+        """Create the cluster (the first time) and start the server; again after `halt`, on the same data."""
+        if not self.data.exists():
+            self._create_cluster()
+        options = (f"-k {self.socket_dir} -c listen_addresses='' -p {self.port} -c fsync=off "
+                   f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=100 -c timezone=UTC")
+        result = self._run(_binary("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options,
+                           "-w", "-t", "60", "start", check=False)
+        if result.returncode != 0:
+            log = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"pg_ctl start failed: {result.stderr.strip()} {log[-2000:]}")
+        self._wait_until_ready()
+        return self
+
+    def halt(self) -> None:
+        """Stop the server at once, as a crash would, keeping its data (`start` brings it back)."""
+        self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
+
+    def _create_cluster(self) -> None:
         self.socket_dir.mkdir()
         if self._as_user:
             self.root.chmod(0o755)  # tempfile makes it 0700: the server user must reach its folders
@@ -85,15 +103,6 @@ class PostgresServer:
         hba.write_text(f"local all {SUPERUSER} trust\nlocal all all scram-sha-256\n")
         if self._as_user:
             os.chown(hba, *self._as_user)
-        options = (f"-k {self.socket_dir} -c listen_addresses='' -p {self.port} -c fsync=off "
-                   f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=100 -c timezone=UTC")
-        result = self._run(_binary("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options,
-                           "-w", "-t", "60", "start", check=False)
-        if result.returncode != 0:
-            log = self.log.read_text() if self.log.exists() else ""
-            raise RuntimeError(f"pg_ctl start failed: {result.stderr.strip()} {log[-2000:]}")
-        self._wait_until_ready()
-        return self
 
     def _wait_until_ready(self) -> None:
         import psycopg

@@ -4,12 +4,16 @@ fork and resume read them there; the password never reaches the run folder; bad 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from graphs.run import main
-from tests.conftest import CLINIC, generate_killed_mid_run
+from tests.conftest import CLINIC, ROOT, generate_killed_mid_run
+from tests.postgres_server import PostgresServer, require_postgres
 
 ROLE, PASSWORD = "forge_runner", "s3cret-pw"
 
@@ -149,3 +153,34 @@ def test_a_uri_is_recorded_without_its_password():
     uri = "postgresql://u:p@/forge?host=/tmp/sock&port=5432"
     assert database_name(uri) == "forge" and database_name("postgresql://h/?dbname=x") == "x"
     assert with_database(uri, "other") == "postgresql://u:p@/other?host=/tmp/sock&port=5432"
+
+
+def test_a_checkpointer_that_goes_away_stops_the_run_and_resume_finishes_it(tmp_path):
+    """The server dies mid-run: the run stops in one line (no dialogue is rejected for it), and once the server
+    is back `resume` ends with every dialogue once."""
+    require_postgres()
+    server = PostgresServer().start()  # a server of its own: this test stops it
+    try:
+        uri = server.create_database("forge_lost")
+        out = tmp_path / "run"
+        driver = subprocess.Popen([sys.executable, "-m", "graphs.run", "generate", "--db", str(CLINIC),
+                                   "--dialogues", "40", "--tasks-per-dialogue", "1", "--concurrency", "2",
+                                   "--checkpointer", uri, "--out", str(out)],
+                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while time.time() < deadline and len(_lines(out)) < 2 and driver.poll() is None:
+            time.sleep(0.05)
+        server.halt()
+        _, err = driver.communicate(timeout=300)
+        assert driver.returncode == 1, err[-2000:]
+        errors = [line for line in err.splitlines() if line.strip()]
+        assert len(errors) == 1 and "went away" in errors[0] and f"resume {out}" in errors[0], err[-2000:]
+        assert 2 <= len(_lines(out)) < 40
+        assert not any("OperationalError" in str(line.get("reason")) for line in _lines(out))
+        server.start()
+        assert main(["resume", str(out)]) == 0
+        ids = [line["id"] for line in _lines(out)]
+        assert len(ids) == 40 == len(set(ids))
+        assert not (out / "rejected.jsonl").exists() or not (out / "rejected.jsonl").read_text().strip()
+    finally:
+        server.stop()
