@@ -14,6 +14,7 @@ import sqlite3
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,13 +51,27 @@ def postgres_figures(uri: str, clones: int) -> list[str]:
             create.append(t1 - t0)
             connect.append(t2 - t1)
             drop.append(t3 - t2)
+        concurrent = _concurrent_figure(runs, clones)
     finally:
         runs.close()
     return [f"{'postgres: run template (once)':<34} {template * 1000:8.1f} ms",
             _figures("postgres: clone per dialogue", create),
             _figures("postgres: connect + first query", connect),
             _figures("postgres: drop per dialogue", drop),
-            _figures("postgres: clone + connect + drop", [a + b + c for a, b, c in zip(create, connect, drop)])]
+            _figures("postgres: clone + connect + drop", [a + b + c for a, b, c in zip(create, connect, drop)]),
+            concurrent]
+
+
+def _concurrent_figure(runs: CloneManager, clones: int, at_once: int = 8) -> str:
+    """Clones made `at_once` at a time (as a run's concurrent dialogues make them): wall time per clone."""
+    names = [f"c{i}" for i in range(clones)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(at_once) as pool:
+        list(pool.map(runs.clone, names))
+    wall = time.perf_counter() - started
+    with ThreadPoolExecutor(at_once) as pool:
+        list(pool.map(runs.release, names))
+    return f"{f'postgres: clone, {at_once} at a time':<34} n={clones:<4} {wall / clones * 1000:8.1f} ms per clone (wall)"
 
 
 def sqlite_figures(clones: int) -> list[str]:

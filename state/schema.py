@@ -42,7 +42,8 @@ class Table(BaseModel):
         default_factory=list, description="A small data view: the first rows, values as JSON."
     )
     is_rowid_alias_pk: bool = Field(
-        False, description="True when the primary key is a single INTEGER PRIMARY KEY (auto-assigned)."
+        False, description="True when the primary key is a single auto-assigned column: SQLite's INTEGER PRIMARY "
+        "KEY, or a Postgres identity or serial column."
     )
     checks: list[str] = Field(default_factory=list, description="CHECK constraints, as the database prints them.")
     read_only: bool = Field(False, description="A view: tools may read it, never write it.")

@@ -53,7 +53,7 @@ class CloneManager:
         self.prefix = f"{PREFIX}{run_tag(run_id)}_"
         self.template = f"{self.prefix}template"
         self.keep = keep
-        self._lock = threading.Lock()  # one CREATE or DROP DATABASE at a time per run
+        self._lock = threading.Lock()  # the template is made once; clones are made and dropped concurrently
 
     def clone_name(self, dialogue_id: str) -> str:
         return f"{self.prefix}{hashlib.sha256(dialogue_id.encode('utf-8')).hexdigest()[:16]}"
@@ -139,7 +139,7 @@ class CloneManager:
         """A fresh database for a dialogue, cloned from the template (one left by an earlier attempt is
         replaced); its URI."""
         name = self.clone_name(dialogue_id)
-        with self._lock, maintenance_connection(self.source_uri) as admin:
+        with maintenance_connection(self.source_uri) as admin:  # clones of one template may be made at once
             self._drop(admin, name)
             self._create(admin, name, self.template, "the run's template")
             admin.execute(pgsql.SQL("COMMENT ON DATABASE {} IS {}").format(
@@ -152,7 +152,7 @@ class CloneManager:
             self.drop_database(self.clone_name(dialogue_id))
 
     def drop_database(self, name: str) -> None:
-        with self._lock, maintenance_connection(self.source_uri) as admin:
+        with maintenance_connection(self.source_uri) as admin:
             self._drop(admin, name)
 
     def _drop(self, admin: psycopg.Connection, name: str) -> None:
