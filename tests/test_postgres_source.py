@@ -264,3 +264,16 @@ def test_tools_are_checked_by_the_parser_the_planner_and_a_trial_on_a_clone(sour
             problem = check_tool(tool, schema, clone, arguments, clock=CLOCK)
             assert problem is not None and why in problem, (tool.name, problem)
     assert database_checksum(clone_uri) == before, "a check leaves the clone as it was, sequences included"
+
+
+def test_dialogues_get_their_clones_at_the_same_time(manager):
+    from concurrent.futures import ThreadPoolExecutor
+
+    dialogues = [f"together-{i}" for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        uris = list(pool.map(manager.clone, dialogues))
+    assert len(set(uris)) == 4
+    assert sorted(manager.databases()) == sorted([manager.template, *(manager.clone_name(d) for d in dialogues)])
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(manager.release, dialogues))
+    assert manager.databases() == [manager.template]
