@@ -277,3 +277,32 @@ def test_dialogues_get_their_clones_at_the_same_time(manager):
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(manager.release, dialogues))
     assert manager.databases() == [manager.template]
+
+
+def test_each_dialogue_keeps_a_live_clone_in_step_with_its_write_log(manager):
+    from environment.sources.postgres.sandboxes import PostgresSandboxes
+
+    add = _tool("add_customer", "INSERT INTO customers (email, name) VALUES (:email, :name) RETURNING customer_id",
+                "write", "insert", email="string", name="string")
+    credit = _tool("give_credit", "UPDATE customers SET credit = credit + :amount WHERE customer_id = :id", "write",
+                   "update", amount="number", id="integer")
+    count = _tool("count_customers", "SELECT count(*) AS n, sum(credit) AS credit FROM customers")
+    tools = {t.name: t for t in (add, credit, count)}
+    pool = PostgresSandboxes(manager, capacity=2)
+    box = pool.checkout("d1", [], tools)
+    assert box.run(add, {"email": "ed@example.com", "name": "Ed"}, clock=CLOCK).last_row_id == 3
+    first = WriteRecord(tool="add_customer", sql=add.sql, params={"email": "ed@example.com", "name": "Ed"}, clock=CLOCK)
+    second = WriteRecord(tool="give_credit", sql=credit.sql, params={"amount": 5, "id": 3.0}, clock=CLOCK)
+    assert pool.checkout("d1", [first], tools) is box  # in step: nothing runs again
+    assert pool.checkout("d1", [first, second], tools) is box  # a longer log: only the new write runs
+    assert box.run(count, {}).rows == [{"n": 3, "credit": 15.5}]
+    forked = pool.checkout("d1-fork", [first], tools)  # a fork at the first write: a clone of its own
+    assert forked.run(count, {}).rows == [{"n": 3, "credit": 10.5}]
+    earlier = pool.checkout("d1", [first], tools)  # back to an earlier checkpoint: made again and replayed
+    assert earlier is not box and earlier.run(count, {}).rows == [{"n": 3, "credit": 10.5}]
+    pool.checkout("d2", [], tools)  # over capacity: the least recent (the fork) goes, database and all
+    assert manager.clone_name("d1-fork") not in manager.databases()
+    pool.release("d1")
+    assert sorted(manager.databases()) == sorted([manager.template, manager.clone_name("d2")])
+    pool.close()
+    assert manager.databases() == []

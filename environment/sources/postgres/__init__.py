@@ -6,4 +6,6 @@ dialogue cloned from it, and execution of one parameterized statement on the dia
 - introspect.py: a database into the schema model (and a checksum of every table's rows).
 - clones.py: the template and the per-dialogue clones, dropped at the end, leftovers found by name.
 - execute.py: one statement on a clone, as a ToolResult.
+- sandboxes.py: a live clone per dialogue, kept in step with its write log (replayed when it is not).
+- tool_checks.py: a tool accepted only once it parses as Postgres, plans and runs on a clone.
 """
