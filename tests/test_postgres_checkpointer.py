@@ -184,3 +184,12 @@ def test_a_checkpointer_that_goes_away_stops_the_run_and_resume_finishes_it(tmp_
         assert not (out / "rejected.jsonl").exists() or not (out / "rejected.jsonl").read_text().strip()
     finally:
         server.stop()
+
+
+def test_final_checkpoints_need_the_sqlite_file(checkpoint_db, tmp_path, capsys):
+    out = tmp_path / "final"
+    assert main(["generate", "--db", str(CLINIC), "--checkpoints", "final", "--checkpointer", checkpoint_db,
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--checkpoints final works with the run folder's checkpoints.sqlite" in err
+    assert not out.exists()
