@@ -274,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     for chatty in ("httpx", "httpx2"):  # a line per request says nothing the run's own log does not
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    # a checkpointer's lost connection is said once, in the run's own line, not again per pipeline psycopg drops
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     args = _parser().parse_args(argv)
     console = Console(stderr=False)
     if threading.current_thread() is threading.main_thread():
