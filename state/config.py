@@ -81,8 +81,9 @@ class Settings(BaseSettings):
     @classmethod
     def _checkpointer_kind(cls, value: str) -> str:
         if value and not is_postgres_uri(value):
-            raise ValueError(f"{without_password(value)!r} is not a postgresql:// URI (leave it empty for the run "
-                             f"folder's checkpoints.sqlite)")
+            scheme = value.split("://", 1)[0] + "://" if "://" in value else "a path"  # the rest may hold a password
+            raise ValueError(f"{scheme} is not a postgresql:// URI (leave it empty for the run folder's "
+                             f"checkpoints.sqlite)")
         return value
 
     @field_validator("model_for", mode="before")
