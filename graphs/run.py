@@ -69,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--cache", action="store_true", help="cache LLM responses in the run folder (llm_cache.sqlite)")
     gen.add_argument("--checkpoints", choices=["all", "final"],
                      help="all (default): every step of every dialogue; final: only the last state of a finished one")
+    gen.add_argument("--checkpointer", metavar="postgresql://USER@HOST:PORT/DATABASE",
+                     help="keep the checkpoints and the store in this Postgres database instead of the run folder's "
+                          "checkpoints.sqlite (or FORGE_CHECKPOINTER); the password comes from PGPASSWORD or "
+                          "~/.pgpass and is never written to the run folder")
     _executor_args(gen)
 
     res = sub.add_parser("resume", help="finish an interrupted run, or continue one dialogue from a checkpoint")
@@ -124,7 +128,8 @@ def _executor_of(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings(**llm_settings(args), **_executor_of(args))
+    where = {"checkpointer": args.checkpointer} if getattr(args, "checkpointer", None) is not None else {}
+    return Settings(**llm_settings(args), **_executor_of(args), **where)
 
 
 def _positive(name: str, value: int) -> None:
@@ -267,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     for chatty in ("httpx", "httpx2"):  # a line per request says nothing the run's own log does not
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    # a checkpointer's lost connection is said once, in the run's own line, not again per pipeline psycopg drops
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     args = _parser().parse_args(argv)
     console = Console(stderr=False)
     if threading.current_thread() is threading.main_thread():

@@ -29,7 +29,9 @@ from runner import event_loop
 from runner import run_folder as rf
 from runner.databases import (PreparedDatabase, prepare_databases, toolset_files, toolsets_of, write_toolset)
 from runner.export import DialogueRecord, export_dialogue
-from runner.persistence import keep_only_last_checkpoint, open_persistence, release_free_pages, threads_with_history
+from runner.persistence import (checkpoint_location, keep_only_last_checkpoint, open_persistence, release_free_pages,
+                                threads_with_history)
+from runner.postgres_checkpoints import check_checkpointer, checkpointer_lost, checkpointer_lost_error
 from runner.preflight import backend_notice, check_backend, settle_backend
 from runner.ray_executor import check_ray, run_on_ray
 from runner.run_folder import RunFolder, new_run_folder
@@ -95,7 +97,8 @@ def _shard_main(builder_factory: Callable[[], StateGraph], folder: str, config: 
     """A Ray task: runs its chunk of dialogues into its own shard; a retried task skips what it wrote."""
     run = RunFolder(Path(folder))
     own = shard_folder(run, shard)
-    seed_threads(run, own, [config.dialogue_id(i) for i in indices])
+    if not settings.checkpointer:  # in Postgres, every task sees every thread already
+        seed_threads(run, own, [config.dialogue_id(i) for i in indices])
     done = own.finished_ids()
     batch = Batch(builder_factory, own, config, settings, toolsets, Console(quiet=True))
     event_loop.run(batch.run_shard([i for i in indices if config.dialogue_id(i) not in done], lambda: None))
@@ -143,14 +146,14 @@ class Batch:
 
     async def _keep_only_final_states(self, done: set[str]) -> None:
         """Dialogues written just before a run was cut off may still keep every step: prune them now."""
-        async with open_persistence(self.folder.file(rf.CHECKPOINTS)) as (saver, store):
+        async with open_persistence(checkpoint_location(self.folder.path, self.settings)) as (saver, store):
             graph = self.builder_factory().compile(checkpointer=saver, store=store)
             for thread_id in sorted(await threads_with_history(saver) & done):
                 await keep_only_last_checkpoint(graph, saver, thread_id)
 
     async def run_shard(self, indices: list[int], on_done: Callable[[], None]) -> None:
         await settle_backend(backend_for(self.settings), Console(quiet=True))  # a worker process probes for itself
-        async with open_persistence(self.folder.file(rf.CHECKPOINTS)) as (saver, store):
+        async with open_persistence(checkpoint_location(self.folder.path, self.settings)) as (saver, store):
             graph = self.builder_factory().compile(checkpointer=saver, store=store)
             # Kept before any dialogue starts, so dialogues only read the store while they run.
             for name, tools in self.toolsets.items():
@@ -171,7 +174,12 @@ class Batch:
 
             lanes = min(self.config.concurrency, len(indices))
             with sandbox_pool(max(lanes, 1)) as self.sandboxes:  # one live sandbox set per dialogue in flight
-                await asyncio.gather(*(lane() for _ in range(lanes)))
+                try:
+                    await asyncio.gather(*(lane() for _ in range(lanes)))
+                except Exception as exc:  # the checkpointer's server went away: stop; `resume` goes on once it is back
+                    if self.settings.checkpointer and checkpointer_lost(exc):
+                        raise checkpointer_lost_error(self.settings.checkpointer, exc, self.folder.path) from None
+                    raise
 
     async def _run_in_processes(self, todo: list[int], workers: int, on_done: Callable[[], None]) -> None:
         """One event loop per core: Python spends a core on roughly 150 model calls a second."""
@@ -226,6 +234,8 @@ class Batch:
         except Exception as exc:  # a failed dialogue is rejected with its reason, the run goes on
             if rf.is_disk_full(exc):  # not the dialogue's fault: stop, and let `resume` go on from its checkpoint
                 raise rf.disk_full_error(self.folder.file(rf.CHECKPOINTS), self.folder.path) from None
+            if self.settings.checkpointer and checkpointer_lost(exc):  # nor is a checkpointer gone away (below)
+                raise
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
             failed_usage = getattr(exc, "usage", None)  # the calls of the step that failed count too
         snapshot = await graph.aget_state(cfg)
@@ -293,6 +303,7 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
     check_backend(settings)
     if settings.executor == "ray":
         check_ray(settings.ray_address)
+    await check_checkpointer(settings, config.run_id)
     with new_run_folder(out, "generate") as folder:  # until the toolsets are written: on failure, no partial folder
         backend_notice(settings, console)
         await settle_backend(backend_for(settings), console)

@@ -21,7 +21,7 @@ from environment.sources.registry import load_source_kinds
 from runner import run_folder as rf
 from nodes.stored_values import toolset_of
 from runner.batch import Batch, recursion_limit, toolsets_of
-from runner.persistence import keep_only_last_checkpoint, open_persistence
+from runner.persistence import checkpoint_location, keep_only_last_checkpoint, open_persistence
 from runner.run_folder import RunFolder
 from state.config import RunConfig, Settings
 from state.dialogue import DialogueState, ForkOrigin, UserTurn
@@ -57,11 +57,14 @@ class DialogueCheckpoints:
                  console: Console, owner: str | None = None) -> None:
         self.owner = owner  # the command, when it writes: the folder is then taken before anything is opened
         self.folder = RunFolder(run_dir)
-        if not self.folder.file(rf.CONFIG).exists() or not self.folder.file(rf.CHECKPOINTS).exists():
-            raise InputError(f"not a run folder (no {rf.CONFIG} or {rf.CHECKPOINTS}): {run_dir}")
+        if not self.folder.file(rf.CONFIG).exists():
+            raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
         self.config = RunConfig.model_validate(self.folder.read_json(rf.CONFIG))
         load_source_kinds(list(self.config.settings.get("source_kinds") or []))  # the kinds the run was made with
-        self.settings = Settings.of_run(self.config.settings, settings)
+        settings = Settings.of_run(self.config.settings, settings)
+        if not settings.checkpointer and not self.folder.file(rf.CHECKPOINTS).exists():
+            raise InputError(f"not a run folder (no {rf.CHECKPOINTS}): {run_dir}")
+        self.settings = settings
         self.builder_factory = builder_factory
         self.console = console
 
@@ -69,7 +72,7 @@ class DialogueCheckpoints:
         if self.owner:
             self.folder.own(self.owner)
         try:
-            self._saver_cm = open_persistence(self.folder.file(rf.CHECKPOINTS))
+            self._saver_cm = open_persistence(checkpoint_location(self.folder.path, self.settings))
             saver, self.store = await self._saver_cm.__aenter__()
         except BaseException:
             self.folder.release()

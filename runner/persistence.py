@@ -1,5 +1,6 @@
 """Where a run keeps its graph state: the checkpointer (one thread per dialogue) and the store that holds
-each toolset and schema once, both in the run folder's checkpoints.sqlite."""
+each toolset and schema once, both in the run folder's checkpoints.sqlite, or both in PostgreSQL when the
+run was started with `--checkpointer postgresql://…` (runner/postgres_checkpoints.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,17 @@ from typing import Any, AsyncIterator
 
 import aiosqlite
 from langgraph.channels.delta import DeltaChannel
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.store.base import BaseStore
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from environment.errors import InputError
+from runner.run_folder import CHECKPOINTS
+from state.config import Settings
 from state.persistence import strict_serializer
+from state.postgres_uri import is_postgres_uri
 
 
 async def _tune(conn: aiosqlite.Connection) -> None:
@@ -68,9 +74,21 @@ async def open_store(path: Path) -> AsyncIterator[AsyncSqliteStore]:
         yield store
 
 
+def checkpoint_location(folder: Path, settings: Settings) -> Path | str:
+    """Where a dialogue run's checkpoints are: its Postgres URI, or the run folder's SQLite file."""
+    return settings.checkpointer or folder / CHECKPOINTS
+
+
 @asynccontextmanager
-async def open_persistence(path: Path) -> AsyncIterator[tuple[AsyncSqliteSaver, AsyncSqliteStore]]:
-    async with open_checkpointer(path) as saver, open_store(path) as store:
+async def open_persistence(where: Path | str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+    """The one place a dialogue run's checkpointer and store are opened: a SQLite file, or a Postgres URI."""
+    if is_postgres_uri(where):
+        from runner.postgres_checkpoints import open_postgres_persistence  # psycopg only where it is used
+
+        async with open_postgres_persistence(str(where)) as pair:
+            yield pair
+        return
+    async with open_checkpointer(Path(where)) as saver, open_store(Path(where)) as store:
         yield saver, store
 
 

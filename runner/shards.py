@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from contextlib import closing
+from contextlib import closing, nullcontext
 from pathlib import Path
 from typing import Iterator
 
@@ -102,7 +102,9 @@ def merge_shards(run: RunFolder) -> int:
         return 0
     seen = run.finished_ids()
     added = 0
-    with closing(_open_checkpoints(run.file(rf.CHECKPOINTS))) as conn:
+    # Tasks that kept their checkpoints in Postgres left none here: the run folder then gets no file either.
+    local = any((run.file(SHARDS) / name / rf.CHECKPOINTS).exists() for name in names)
+    with closing(_open_checkpoints(run.file(rf.CHECKPOINTS))) if local else nullcontext() as conn:
         for name in names:
             shard = RunFolder(run.file(SHARDS) / name)
             if shard.file(rf.CHECKPOINTS).exists():

@@ -11,6 +11,8 @@ from typing import Literal, Self
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from state.postgres_uri import is_postgres_uri, without_password
+
 
 LLMRole = Literal["assistant", "user", "judge", "generator"]
 LLM_ROLES: tuple[str, ...] = ("assistant", "user", "judge", "generator")
@@ -78,6 +80,20 @@ class Settings(BaseSettings):
     source_kinds: list[str] = Field(
         default_factory=list, description="Modules to import before sources are named, each registering a kind of "
         "tool source of its own (environment.sources.registry.register_source_kind); FORGE_SOURCE_KINDS='[\"m\"]'.")
+    checkpointer: str = Field(
+        "", description="Where a dialogue run keeps its checkpoints and store: empty for the run folder's "
+        "checkpoints.sqlite, or a libpq URI (postgresql://USER@HOST:PORT/DATABASE) for LangGraph's Postgres saver "
+        "and store, shared by workers on several machines. Recorded without its password (libpq reads it from "
+        "PGPASSWORD or ~/.pgpass).")
+
+    @field_validator("checkpointer")
+    @classmethod
+    def _checkpointer_kind(cls, value: str) -> str:
+        if value and not is_postgres_uri(value):
+            scheme = value.split("://", 1)[0] + "://" if "://" in value else "a path"  # the rest may hold a password
+            raise ValueError(f"{scheme} is not a postgresql:// URI (leave it empty for the run folder's "
+                             f"checkpoints.sqlite)")
+        return value
 
     @field_validator("model_for", mode="before")
     @classmethod
@@ -124,16 +140,19 @@ class Settings(BaseSettings):
 
     @classmethod
     def of_run(cls, recorded: dict[str, object], given: Self | None = None) -> Self:
-        """The settings a run goes on with (resume, fork, a later step): the ones it recorded, or the given
-        ones, keeping the run's own choice of what checkpoints it keeps whichever backend goes on with it."""
-        kept = {k: v for k, v in recorded.items() if v is not None}
-        if given is None:
-            return cls(**kept)
-        return given.model_copy(update={"checkpoints": kept["checkpoints"]}) if "checkpoints" in kept else given
+        """The settings a run goes on with (resume, fork, a later step): the given ones (else the recorded ones),
+        with what the run keeps and where it keeps it taken from the record, whichever backend or command
+        continues it."""
+        recorded = {k: v for k, v in recorded.items() if v is not None}
+        # a run recorded before the checkpointer was a choice keeps its checkpoints in its folder
+        kept: dict[str, object] = {"checkpointer": recorded.get("checkpointer") or ""}
+        if "checkpoints" in recorded:
+            kept["checkpoints"] = recorded["checkpoints"]
+        return cls(**{**recorded, **kept}) if given is None else given.model_copy(update=kept)
 
     def public(self) -> dict[str, object]:
-        """The settings as recorded in a run folder: everything but the key."""
-        return self.model_dump(exclude={"api_key"})
+        """The settings as recorded in a run folder: everything but the key and the checkpointer's password."""
+        return {**self.model_dump(exclude={"api_key"}), "checkpointer": without_password(self.checkpointer)}
 
 
 class DatabaseSource(BaseModel):

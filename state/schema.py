@@ -19,12 +19,18 @@ class Column(BaseModel):
     unique: bool = Field(False, description="A single-column PRIMARY KEY or UNIQUE index.")
     pk_position: int = Field(0, description="1-based position in the primary key; 0 if not part of it.")
     is_date: bool = Field(False, description="Declared as DATE/DATETIME/TIMESTAMP or holds ISO dates.")
+    # What a server database declares beyond SQLite's few facts (PostgreSQL); empty where a source has none.
+    default: str | None = Field(None, description="The default expression as the database prints it.")
+    enum_values: list[str] = Field(default_factory=list, description="The labels of an enum-typed column, in order.")
+    identity: Literal["", "always", "by default"] = Field("", description="GENERATED … AS IDENTITY, and which.")
+    sequence: str = Field("", description="The sequence that numbers the column (identity, serial or nextval).")
 
 
 class ForeignKey(BaseModel):
     column: str
     ref_table: str
     ref_column: str
+    on_delete: str = Field("", description="CASCADE, SET NULL, … where the database says (empty: no action).")
 
 
 class Table(BaseModel):
@@ -38,6 +44,8 @@ class Table(BaseModel):
     key_assigned_on_insert: bool = Field(
         False, description="True when the source assigns the primary key itself on insert (SQLite's INTEGER PRIMARY "
                            "KEY, a serial or identity column): an insert leaves it out.")
+    checks: list[str] = Field(default_factory=list, description="CHECK constraints, as the database prints them.")
+    read_only: bool = Field(False, description="A view: tools may read it, never write it.")
 
     @property
     def primary_key(self) -> list[Column]:
@@ -61,6 +69,9 @@ class DatabaseSchema(BaseModel):
                                          "'postgres'), which tool checks and task builders parse them in.")
     tables: list[Table]
     skipped: list[SkippedTable] = []
+    dialect: Literal["sqlite", "postgres"] = Field("sqlite", description="The SQL dialect its tools are written in.")
+    enums: dict[str, list[str]] = Field(default_factory=dict, description="Enum types by name, with their labels.")
+    sequences: list[str] = Field(default_factory=list, description="Every sequence of the schema.")
 
     def table(self, name: str) -> Table:
         for table in self.tables:

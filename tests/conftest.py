@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres_server import postgres_server  # noqa: F401  (a throwaway Postgres for the tests that ask)
+
 ROOT = Path(__file__).resolve().parent.parent
 CLINIC = ROOT / "examples" / "clinic.sqlite"
 

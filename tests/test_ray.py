@@ -150,3 +150,19 @@ def test_an_unreachable_head_or_workers_with_ray_is_one_line_and_leaves_no_folde
     assert len(errors) == 3 and all(e.startswith("error: ") for e in errors), errors
     assert "no Ray cluster head answers" in errors[0] and "host:port" in errors[1] and "--workers" in errors[2]
     assert not out.exists()
+
+
+def test_ray_tasks_keep_their_checkpoints_in_postgres(ray_head, local_dataset, postgres_server, tmp_path,
+                                                      monkeypatch):
+    """With --checkpointer, every task writes its checkpoints to the shared Postgres database: the same dataset,
+    no checkpoint file in the run folder or its shards, and history reads them there."""
+    for key, value in RAY_ENV.items():
+        monkeypatch.setenv(key, value)
+    uri = postgres_server.create_database("forge_ray_checkpoints")
+    out = tmp_path / "run"
+    assert main(["generate", "--db", str(CLINIC), "--dialogues", str(DIALOGUES), "--tasks-per-dialogue", "1",
+                 "--seed", "4", "--executor", "ray", "--ray-address", ray_head, "--checkpointer", uri,
+                 "--out", str(out)]) == 0
+    assert _dataset(out) == local_dataset
+    assert not (out / "checkpoints.sqlite").exists() and not (out / SHARDS).exists()
+    assert main(["history", str(out), "--dialogue", sorted(local_dataset)[7]]) == 0

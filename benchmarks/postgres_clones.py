@@ -1,0 +1,122 @@
+"""Clone time per dialogue database on the bundled example: Postgres (CREATE DATABASE … TEMPLATE from the
+run's template, then DROP) against SQLite (the in-memory copy a dialogue's sandbox is).
+
+    python benchmarks/postgres_clones.py [--clones 20] [--uri postgresql://USER@HOST:PORT/DATABASE]
+
+Without --uri a throwaway server is started (initdb and pg_ctl, as the tests do) and the example is loaded
+into it with examples/load_postgres.py; with --uri the example is loaded into that (empty) database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from environment.sources.postgres.clones import CloneManager  # noqa: E402
+from environment.sources.postgres.execute import PostgresClone  # noqa: E402
+
+CLINIC = ROOT / "examples" / "clinic.sqlite"
+
+
+def _figures(name: str, seconds: list[float]) -> str:
+    ms = sorted(s * 1000 for s in seconds)
+    return (f"{name:<34} n={len(ms):<4} mean {statistics.mean(ms):8.1f} ms   median {statistics.median(ms):8.1f} ms   "
+            f"max {ms[-1]:8.1f} ms")
+
+
+def postgres_figures(uri: str, clones: int) -> list[str]:
+    runs = CloneManager(uri, f"benchmark-{time.time_ns()}")
+    started = time.perf_counter()
+    runs.prepare()
+    template = time.perf_counter() - started
+    create, connect, drop = [], [], []
+    try:
+        for i in range(clones):
+            t0 = time.perf_counter()
+            clone_uri = runs.clone(f"d{i}")
+            t1 = time.perf_counter()
+            with PostgresClone(clone_uri) as clone:
+                clone.execute("SELECT count(*) FROM owners", {}, "read")
+            t2 = time.perf_counter()
+            runs.release(f"d{i}")
+            t3 = time.perf_counter()
+            create.append(t1 - t0)
+            connect.append(t2 - t1)
+            drop.append(t3 - t2)
+        concurrent = _concurrent_figure(runs, clones)
+    finally:
+        runs.close()
+    return [f"{'postgres: run template (once)':<34} {template * 1000:8.1f} ms",
+            _figures("postgres: clone per dialogue", create),
+            _figures("postgres: connect + first query", connect),
+            _figures("postgres: drop per dialogue", drop),
+            _figures("postgres: clone + connect + drop", [a + b + c for a, b, c in zip(create, connect, drop)]),
+            concurrent]
+
+
+def _concurrent_figure(runs: CloneManager, clones: int, at_once: int = 8) -> str:
+    """Clones made `at_once` at a time (as a run's concurrent dialogues make them): wall time per clone."""
+    names = [f"c{i}" for i in range(clones)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(at_once) as pool:
+        list(pool.map(runs.clone, names))
+    wall = time.perf_counter() - started
+    with ThreadPoolExecutor(at_once) as pool:
+        list(pool.map(runs.release, names))
+    return f"{f'postgres: clone, {at_once} at a time':<34} n={clones:<4} {wall / clones * 1000:8.1f} ms per clone (wall)"
+
+
+def sqlite_figures(clones: int) -> list[str]:
+    seconds = []
+    for _ in range(clones):
+        started = time.perf_counter()
+        source = sqlite3.connect(f"file:{CLINIC}?mode=ro", uri=True)
+        copy = sqlite3.connect(":memory:")
+        source.backup(copy)
+        copy.execute("SELECT count(*) FROM owners").fetchone()
+        source.close()
+        copy.close()
+        seconds.append(time.perf_counter() - started)
+    return [_figures("sqlite: in-memory copy per dialogue", seconds)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clones", type=int, default=20)
+    parser.add_argument("--uri", help="an empty Postgres database to load the example into (default: a throwaway "
+                                      "server of its own)")
+    args = parser.parse_args()
+    from examples.load_postgres import load
+
+    server = None
+    uri = args.uri
+    if uri is None:
+        from tests.postgres_server import PostgresServer, missing_reason
+
+        if missing_reason():
+            print(f"cannot run: {missing_reason()}", file=sys.stderr)
+            return 2
+        server = PostgresServer().start()
+        uri = server.create_database("clinic")
+    try:
+        load(CLINIC, uri, replace=True)
+        lines = postgres_figures(uri, args.clones) + sqlite_figures(args.clones)
+    finally:
+        if server is not None:
+            server.stop()
+    print(f"clone time per dialogue database, bundled example ({CLINIC.name}), {args.clones} clones:")
+    for line in lines:
+        print("  " + line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
