@@ -303,7 +303,8 @@ class TaskBuilder(TaskAssembly):
 
 
 def generate_task(request: TaskRequest) -> Task:
-    rng = random.Random(request.rng_key)
+    # a task refused at the plan check comes back with the reason: the builder draws again
+    rng = random.Random(request.rng_key + (":refused" if request.feedback else ""))
     builder = TaskBuilder if request.database is not None else SimulatedTaskBuilder
     task = builder(request, rng).build()
     return as_question(task) if request.style == "question" else task
