@@ -24,7 +24,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     report = verify_run(args.run_dir, args.db)
     table = Table(title=f"Verification of {args.run_dir}")
     for column in ("dialogue", "calls replayed", "simulated", "tasks: state match", "facts told", "holds"):
-        table.add_column(column, justify="left" if column == "dialogue" else "right")
+        table.add_column(column, justify="left" if column == "dialogue" else "right", no_wrap=column == "dialogue")
     for d in report.dialogues:
         table.add_row(d.dialogue, f"{d.replayed}/{d.calls}", str(d.simulated), f"{d.state_matches}/{d.tasks}",
                       f"{d.facts_told}/{d.facts}", "yes" if not d.problems else "[red]NO[/red]")
