@@ -219,3 +219,29 @@ def test_the_same_seed_gives_the_same_goal_diffs_and_verdicts_byte_for_byte():
     first = once()
     assert '"alternatives"' in first and '"verification"' in first
     assert first == once()
+
+
+def test_the_dataset_line_and_the_report_show_the_diff_of_a_failed_task(db):
+    from runner.export import export_dialogue
+    from runner.exporters.source import SourceDialogue
+    from runner.report.browser import browser_entry
+
+    final = run_planted(db, DEPOSIT_TASK, [FIND_ADA, "Ada's balance is 120.5.", call("deposit", account_id=2, amount=40),
+                                           "Done.", "You're welcome!"], USER, name="planted-report")
+    state = DialogueState(dialogue_id="planted-report", source_db=str(db), tasks_per_dialogue=1, task_starts=[0],
+                          messages=final["messages"], tasks=final["tasks"], verdicts=final["verdicts"],
+                          calls=final["calls"])
+    record, ok, _ = export_dialogue(state, TOOLS, {})
+    assert not ok
+    (entry,) = record.metadata["verification"]
+    assert entry["goal_diff"][0]["tables"]["accounts"]["updated"][0]["key"] == {"account_id": 1}
+    assert entry["real_diff"]["tables"]["accounts"]["updated"][0]["key"] == {"account_id": 2}
+    assert entry["verification"]["state"] == "mismatch" and entry["verification"]["judge"] == "pass"
+    assert [f["told"] for f in entry["facts"]] == [True, True]
+    assert "verification" not in record.metadata["verdicts"][0]
+    shown = browser_entry(SourceDialogue(id=record.id, run="r", valid=ok, reason=record.reason,
+                                         messages=record.messages, tools=record.tools, metadata=record.metadata))
+    (verdict,) = shown["verdicts"]
+    assert verdict["state"] == "mismatch"
+    assert any("accounts row account_id=2: unexpected change" in d for d in verdict["differences"])
+    assert verdict["real_diff"] == ["accounts updated account_id=2: balance: 80.0 -> 120.0"]
