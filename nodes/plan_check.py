@@ -28,7 +28,7 @@ from state.tasks import PlannedCall, ResultRef, Task
 from state.tools import Tool, ToolError, ToolResult
 from state.verification import ColumnChange, Fact, RowChange, StateDiff, TableDiff, TaskExpectation
 
-REPLACEMENTS = 3  # offline-built stand-ins tried after the model's task and its one retry are refused
+REPLACEMENTS = 5  # offline-built stand-ins tried after the model's task and its one retry are refused
 
 Plan = list[list[list[PlannedCall]]]  # per subtask, its steps
 

@@ -45,7 +45,9 @@ class TaskBuilder(TaskAssembly):
             steps, critical=[1])
 
     def children(self, focus: Focus, found: int) -> int | None:
-        options = self.index.children_lister(focus.table.name)
+        # an empty child table lists nothing, and the plan check refuses a plan that reads on from nothing
+        options = [(t, fk) for t, fk in self.index.children_lister(focus.table.name)
+                   if self.request.database.table(t.table).row_count]
         if not options:
             return None
         tool, fk = self.rng.choice(options)
