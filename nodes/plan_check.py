@@ -171,11 +171,15 @@ class PlanRunner:
         return ToolResult(ok=True, value=value, rows=rows, row_count=len(rows))
 
 
-def label_field(row: dict[str, Any]) -> str | None:
-    """The field a short answer names a record by: the first text among its first three values, else the first."""
+def label_field(row: dict[str, Any], window: int = 3) -> str | None:
+    """The field a short answer names a record by: the first text among its first `window` values, else the
+    first value that is not an id, else the first value."""
     present = [(k, v) for k, v in row.items() if v is not None and not (isinstance(v, str) and v.startswith("<BLOB"))]
-    text = [k for k, v in present[:3] if isinstance(v, str)]
-    return text[0] if text else (present[0][0] if present else None)
+    text = [k for k, v in present[:window] if isinstance(v, str)]
+    if text:
+        return text[0]
+    plain = [k for k, _ in present[:window] if not (k.lower() == "id" or k.lower().endswith("_id"))]
+    return (plain or [k for k, _ in present])[0] if present else None
 
 
 def facts_for(task: Task, plan: Plan, results: dict[tuple[int, int], ToolResult], simulated: bool) -> list[Fact]:
@@ -194,7 +198,9 @@ def facts_for(task: Task, plan: Plan, results: dict[tuple[int, int], ToolResult]
         if row is None:
             facts.append(Fact(subtask=i, kind="none"))
             continue
-        fields = subtask.answer_fields or [f for f in [label_field(row)] if f]
+        # a single record is described in full (its first six values), several by their first three each
+        window = 6 if (result.row_count or 1) == 1 else 3
+        fields = subtask.answer_fields or [f for f in [label_field(row, window)] if f]
         for name in fields:
             facts.append(Fact(subtask=i, field=name, value=None if simulated else row.get(name),
                               resolved=not simulated))
