@@ -13,7 +13,7 @@ import json
 import sqlite3
 from typing import Any
 
-from pydantic import BaseModel
+from dataclasses import dataclass
 
 from environment.clock import clock_defaults
 from environment.introspect import json_value
@@ -21,14 +21,19 @@ from environment.sqlnames import quote_ident
 from state.verification import ColumnChange, Difference, RowChange, StateDiff, TableDiff
 
 
-class TableSnapshot(BaseModel):
+@dataclass
+class TableSnapshot:
     key_columns: list[str]
     assigned_keys: bool
     clock_columns: list[str]
-    rows: dict[str, dict[str, Any]]  # JSON of the key -> the row
+    columns: list[str]
+    rows: dict[tuple, tuple]  # the key's raw values -> the row's raw values (converted only where they changed)
 
 
-class Snapshot(BaseModel):
+@dataclass
+class Snapshot:
+    """Every row of a database at one moment (in memory only: plain data, not validated)."""
+
     tables: dict[str, TableSnapshot]
 
 
@@ -41,11 +46,10 @@ def _key_of(conn: sqlite3.Connection, table: str) -> tuple[list[str], bool]:
     """The key columns, and whether the database assigns it (a rowid alias, or the rowid itself)."""
     info = conn.execute(f"PRAGMA table_info({quote_ident(table)})").fetchall()
     pk = [row for row in sorted(info, key=lambda r: r[5]) if row[5]]
-    without_rowid = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0] or ""
+    create = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0] or ""
     if not pk:
         return ["rowid"], True
-    integer_alias = len(pk) == 1 and pk[0][2].strip().upper() == "INTEGER" \
-        and "WITHOUT ROWID" not in without_rowid.upper()
+    integer_alias = len(pk) == 1 and pk[0][2].strip().upper() == "INTEGER" and "WITHOUT ROWID" not in create.upper()
     return [row[1] for row in pk], integer_alias
 
 
@@ -57,13 +61,19 @@ def snapshot(conn: sqlite3.Connection, tables: list[str] | None = None) -> Snaps
         select = "SELECT rowid AS rowid, *" if keys == ["rowid"] else "SELECT *"
         cur = conn.execute(f"{select} FROM {quote_ident(table)}")
         names = [d[0] for d in cur.description]
-        rows: dict[str, dict[str, Any]] = {}
-        for raw in cur:
-            row = {n: json_value(v) for n, v in zip(names, raw)}
-            rows[json.dumps([row[k] for k in keys], default=str)] = row
-        out[table] = TableSnapshot(key_columns=keys, assigned_keys=assigned,
+        at = [names.index(k) for k in keys]
+        rows = {tuple(raw[i] for i in at): raw for raw in cur}
+        out[table] = TableSnapshot(key_columns=keys, assigned_keys=assigned, columns=names,
                                    clock_columns=sorted(clock_defaults(conn, table)), rows=rows)
     return Snapshot(tables=out)
+
+
+def _row(names: list[str], raw: tuple) -> dict[str, Any]:
+    return {n: json_value(v) for n, v in zip(names, raw)}
+
+
+def _order(key: tuple) -> str:
+    return json.dumps([json_value(v) for v in key], default=str)
 
 
 def diff(before: Snapshot, after: Snapshot) -> StateDiff:
@@ -76,17 +86,21 @@ def diff(before: Snapshot, after: Snapshot) -> StateDiff:
         assert shape is not None
         old_rows = old.rows if old else {}
         new_rows = new.rows if new else {}
-        key = shape.key_columns
+        if old_rows == new_rows:
+            continue
+        cols = shape.columns
         table = TableDiff(clock_columns=shape.clock_columns, assigned_keys="inserted" if shape.assigned_keys else "")
-        for k in sorted(set(new_rows) - set(old_rows)):
-            table.inserted.append(RowChange(key={c: new_rows[k][c] for c in key}, values=new_rows[k]))
-        for k in sorted(set(old_rows) - set(new_rows)):
-            table.deleted.append(RowChange(key={c: old_rows[k][c] for c in key}, values=old_rows[k]))
-        for k in sorted(set(old_rows) & set(new_rows)):
-            changes = {c: ColumnChange(old=old_rows[k].get(c), new=v) for c, v in new_rows[k].items()
-                       if old_rows[k].get(c) != v}
+        for k in sorted(set(new_rows) - set(old_rows), key=_order):
+            row = _row(new.columns, new_rows[k])  # type: ignore[union-attr]
+            table.inserted.append(RowChange(key={c: row[c] for c in shape.key_columns}, values=row))
+        for k in sorted(set(old_rows) - set(new_rows), key=_order):
+            row = _row(old.columns, old_rows[k])  # type: ignore[union-attr]
+            table.deleted.append(RowChange(key={c: row[c] for c in shape.key_columns}, values=row))
+        for k in sorted((k for k in set(old_rows) & set(new_rows) if old_rows[k] != new_rows[k]), key=_order):
+            was, now = _row(cols, old_rows[k]), _row(cols, new_rows[k])
+            changes = {c: ColumnChange(old=was.get(c), new=v) for c, v in now.items() if was.get(c) != v}
             if changes:
-                table.updated.append(RowChange(key={c: new_rows[k][c] for c in key}, changes=changes))
+                table.updated.append(RowChange(key={c: now[c] for c in shape.key_columns}, changes=changes))
         if not table.is_empty():
             tables[name] = table
     return StateDiff(tables=tables)

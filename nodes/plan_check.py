@@ -141,7 +141,8 @@ class PlanRunner:
                     if j == 0:
                         results[(i, k)] = result
             changed = False
-            if before is not None:
+            writes_here = any(self._tool(c.tool).mode == "write" for step in steps for c in step)
+            if before is not None and writes_here:  # only a write tool changes the database
                 after = snapshot(sandbox.conn)  # type: ignore[union-attr]
                 changed = not diff(before, after).is_empty()
                 before = after
