@@ -25,7 +25,8 @@ _NUMBER = re.compile(r"(?<![\w.])-?\$?\d[\d,]*(?:\.\d+)?")
 _WORD_NUMBERS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen twenty".split())}
-_NONE_WORDS = ("no ", "none", "not find", "couldn't find", "could not find", "nothing", "no match", "0 ")
+_NOTHING = re.compile(r"\bno matching\b|\bno such\b|\bno (?:\w+ )?(?:records?|results?|rows?|match(?:es)?|entries|one)\b"
+                      r"|\bnone\b|\bnothing\b|n't find|not find|\bfound 0\b|\b0 (?:records?|results?|rows?|matches)\b")
 _CONFIRM_WORDS = ("done", "updated", "added", "changed", "saved", "deleted", "removed", "set ", "recorded",
                   "created", "booked", "cancelled", "canceled", "registered", "scheduled")
 _DATE_FORMATS = ("%Y-%m-%d", "%B %d, %Y", "%B %-d, %Y", "%d %B %Y", "%-d %B %Y", "%b %d, %Y", "%b %-d, %Y",
@@ -70,7 +71,7 @@ def told(value: Any, kind: str, text: str) -> bool:
     if kind == "confirmation":
         return any(w in said for w in _CONFIRM_WORDS)
     if kind == "none":
-        return any(w in said + " " for w in _NONE_WORDS)
+        return bool(_NOTHING.search(said))
     if value is None:
         return any(w in said for w in ("none", "null", "not set", "empty", "no "))
     if isinstance(value, bool):
@@ -78,7 +79,7 @@ def told(value: Any, kind: str, text: str) -> bool:
     if isinstance(value, (int, float)):
         return any(abs(n - float(value)) < 1e-6 * max(1.0, abs(float(value))) for n in _numbers(text))
     value = str(value)
-    if _norm(value) in said:
+    if re.search(rf"(?<!\w){re.escape(_norm(value))}(?!\w)", said):  # "Ada" is not told by "Adams"
         return True
     day = _date(value)
     if day is not None and re.match(r"^\d{4}-\d\d-\d\d", value.strip()):

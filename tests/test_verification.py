@@ -245,3 +245,24 @@ def test_the_dataset_line_and_the_report_show_the_diff_of_a_failed_task(db):
     assert verdict["state"] == "mismatch"
     assert any("accounts row account_id=2: unexpected change" in d for d in verdict["differences"])
     assert verdict["real_diff"] == ["accounts updated account_id=2: balance: 80.0 -> 120.0"]
+
+
+@pytest.mark.parametrize("value,kind,text,expected", [
+    (120.5, "value", "Her balance is $120.50.", True),
+    (1234, "count", "There are 1,234 of them.", True),
+    (3, "count", "I found three.", True),
+    (3, "count", "I found thirty.", False),
+    ("2025-01-06 13:30", "value", "It is on January 6, 2025 at 13:30.", True),
+    ("2025-01-06", "value", "It is on 06/01/2025.", True),
+    ("2025-01-06", "value", "It is on 2025-01-07.", False),
+    ("Ada Lovelace", "value", "That is ADA LOVELACE.", True),
+    ("Ada", "value", "That is Adams.", False),
+    (None, "none", "I found no matching pets.", True),
+    (None, "none", "No problem, here it is.", False),
+    (None, "confirmation", "Done: the record was updated.", True),
+    (None, "confirmation", "Here it is.", False),
+])
+def test_facts_are_found_with_numbers_dates_and_names_normalised(value, kind, text, expected):
+    from nodes.verification import told
+
+    assert told(value, kind, text) is expected
