@@ -143,3 +143,18 @@ def test_the_llm_path_through_the_stub_server(tmp_path):
     assert stats["facts_required"] > 0
     flat = " ".join(printed.split())
     assert "Tasks refused at the plan check │ 1" in flat and "State match rate │ 2/2 (100%)" in flat
+
+
+def test_verify_runs_on_a_dataset_whose_database_lives_elsewhere(offline_run, tmp_path):
+    """A dataset given to someone else: the lines' database path is not on their machine; --db names their copy."""
+    copy = tmp_path / "given"
+    shutil.copytree(offline_run, copy)
+    lines = _lines(copy / "dialogues.jsonl")
+    for line in lines:
+        line["metadata"]["source_database"] = "/nowhere/clinic.sqlite"
+    (copy / "dialogues.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert _quiet(["verify", str(copy)])[0] == 2
+    local = tmp_path / "mine.sqlite"
+    shutil.copy(CLINIC, local)
+    code, printed = _quiet(["verify", str(copy), "--db", str(local)])
+    assert code == 0, printed
