@@ -109,9 +109,12 @@ class _Replay:
         args = _content(call["function"].get("arguments") or "{}")
         tool = self.tools.get(name)
         error = recorded.get("error") if isinstance(recorded, dict) else None
-        if tool is None or (isinstance(error, dict) and (error.get("type") in _NOT_RUN or str(
-                error.get("message", "")).startswith("arguments are not valid JSON"))):
+        if isinstance(error, dict) and (error.get("type") in _NOT_RUN or str(
+                error.get("message", "")).startswith("arguments are not valid JSON")):
             return  # nothing ran for it in the dialogue either
+        if tool is None:
+            self.problem(f"call {call_id} names {name!r}, which is no tool of the run's toolset")
+            return
         if call_id in self.simulated or tool.simulated:
             self.check.simulated += 1
             if not error:

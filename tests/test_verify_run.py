@@ -132,8 +132,9 @@ def test_the_llm_path_through_the_stub_server(tmp_path):
                                 "--base-url", server.base_url, "--model", "stub-model", "--structured", "json_schema",
                                 "--concurrency", "1", "--out", str(out)])
     assert code == 0, printed
-    structured = [r for r in sent if r.get("response_format")]
-    assert structured and all(r["response_format"]["type"] == "json_schema" for r in structured)
+    json_roles = [r for r in sent if str(r["messages"][0]["content"]).startswith(
+        ("You write goals", "You play a person", "You review one finished conversation"))]
+    assert json_roles and all(r.get("response_format", {}).get("type") == "json_schema" for r in json_roles)
     task_requests = [r for r in sent if str(r["messages"][0]["content"]).startswith("You write goals")]
     assert "Your previous task was refused" in task_requests[1]["messages"][0]["content"]
     assert "no_such_tool" in task_requests[1]["messages"][0]["content"]
