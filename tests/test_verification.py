@@ -266,3 +266,17 @@ def test_facts_are_found_with_numbers_dates_and_names_normalised(value, kind, te
     from nodes.verification import told
 
     assert told(value, kind, text) is expected
+
+
+def test_a_plan_whose_second_run_differs_is_refused(db):
+    from nodes.plan_check import check
+    from tests.verification_support import _tool
+
+    lottery = _tool("draw_balance", "UPDATE accounts SET balance = random() WHERE account_id = :account_id",
+                    "write", "update", "accounts", account_id="integer")
+    task = Task(goal="Ada's balance is redrawn.", difficulty="easy", subtasks=[
+        Subtask(description="Redraw Ada's balance.", ask="redraw it.", changes_data=True,
+                steps=[[PlannedCall(tool="draw_balance", arguments={"account_id": 1})]])])
+    state, _, tools = _start(db)
+    assert check(state, [*tools, lottery], Settings(), task) == "the plan gives a different outcome when run again"
+    assert not isinstance(check(state, tools, Settings(), DEPOSIT_TASK), str)
