@@ -12,13 +12,7 @@ from nodes.common import backend_of
 from nodes.stored_values import tools_of
 from nodes.verification import real_diff, verify
 from state.config import Settings
-from state.dialogue import DialogueState, ExecutedCall, WriteRecord
-from state.tools import Tool
-
-
-def _writes(calls: list[ExecutedCall], tools: dict[str, Tool]) -> list[WriteRecord]:
-    return [WriteRecord(tool=c.tool, sql=tools[c.tool].sql, params=c.arguments, clock=c.clock) for c in calls
-            if c.mode == "write" and c.result.ok and c.tool in tools and not c.simulated]
+from state.dialogue import DialogueState
 
 
 async def validator(state: DialogueState, runtime: Runtime[Settings]) -> dict:
@@ -32,9 +26,8 @@ async def validator(state: DialogueState, runtime: Runtime[Settings]) -> dict:
         user_declared_complete=declared, ended_by_budget=state.ended_by_budget, task_index=state.task_index,
     ))
     tools = {t.name: t for t in await tools_of(state, runtime)}
-    earlier = _writes([c for c in state.calls if c.task_index < state.task_index], tools)
-    simulated = [(tools[c.tool], c.arguments, c.result) for c in calls if c.simulated and c.tool in tools]
-    actual = await asyncio.to_thread(real_diff, state.source_db, earlier, _writes(calls, tools), simulated)
+    earlier = [c for c in state.calls if c.task_index < state.task_index]
+    actual = await asyncio.to_thread(real_diff, state.source_db, state.seed, earlier, calls, tools)
     verification = verify(task, state.messages[start:], calls, actual, verdict.judgment == "valid")
     update = {"task_index": state.task_index, "verification": verification}
     failures = verification.failures()

@@ -13,10 +13,10 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 
-from environment.diff import diff, match, snapshot
-from environment.sandbox import Sandbox
-from nodes.plan_check import label_field, merged, simulated_diff
-from state.dialogue import ExecutedCall, WriteRecord
+from environment.sources.pool import DialogueSandboxes
+from environment.state_match import match
+from nodes.plan_check import label_field
+from state.dialogue import ExecutedCall
 from state.tasks import Task
 from state.tools import Tool
 from state.verification import Fact, FactCheck, StateCheck, StateDiff, Verification
@@ -141,23 +141,22 @@ def user_fault(messages: list[AnyMessage]) -> str:
 
 # -- the state -------------------------------------------------------------------------------------
 
-def real_diff(source_db: str, earlier: list[WriteRecord], this_task: list[WriteRecord],
-              simulated: list[tuple[Tool, dict[str, Any], Any]]) -> StateDiff:
-    """What the task's own writes changed: a copy of the source at the task's start against one after them
-    (blocking: run it in a worker thread). Reads change nothing, so a task without writes has an empty diff."""
-    sql = StateDiff()
-    if this_task and source_db:
-        box = Sandbox(source_db)
-        try:
-            for write in earlier:
-                box.apply(write)
-            before = snapshot(box.conn)
-            for write in this_task:
-                box.apply(write)
-            sql = diff(before, snapshot(box.conn))
-        finally:
-            box.close()
-    return merged(sql, simulated_diff(simulated))
+def real_diff(source_name: str, seed: int, earlier: list[ExecutedCall], this_task: list[ExecutedCall],
+              tools: dict[str, Tool]) -> StateDiff:
+    """What the task's own calls changed: fresh sandboxes of the dialogue's sources with the earlier tasks'
+    calls replayed, against them once this task's calls are replayed too (blocking: run it in a worker
+    thread). Reads change nothing, so a task without a successful write has an empty diff."""
+    if not any(c.mode == "write" and c.result.ok for c in this_task):
+        return StateDiff()
+    boxes = DialogueSandboxes(source_name, seed)
+    try:
+        boxes.replay(earlier, tools)
+        boxes.open_for(tools[c.tool] for c in this_task if c.tool in tools)
+        before = boxes.snapshot()
+        boxes.replay(this_task, tools)
+        return boxes.diff(before, boxes.snapshot())
+    finally:
+        boxes.close()
 
 
 def check_state(task: Task, actual: StateDiff) -> StateCheck:

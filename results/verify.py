@@ -1,27 +1,30 @@
 """`verify RUN`: a finished run re-checked from its files alone.
 
-Each dialogue of `dialogues.jsonl` is replayed on a fresh copy of its source database: every SQL tool
-call runs again (writes at the time recorded with them) and must give the result the line records; at
-each task's end the database's diff is recomputed and must equal the recorded real diff and one of the
-task's goal diffs; every required fact is looked up again in the assistant's words. Simulated results
-cannot be re-drawn: their diff is recomputed from the calls, their results taken as recorded.
+Each dialogue of `dialogues.jsonl` is replayed on fresh sandboxes of its sources, opened through the
+tool-source protocol (environment/sources): every executed call runs again (writes at the time recorded
+with them) and must give the result the line records; at each task's end the sandboxes' diff is
+recomputed and must equal the recorded real diff and one of the task's goal diffs; every required fact is
+looked up again in the assistant's words. Simulated results cannot be re-drawn: they are replayed as
+recorded, which rebuilds their world and its diff.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from environment.diff import diff, match, snapshot
 from environment.errors import InputError
-from environment.sandbox import DEFAULT_MAX_ARGUMENT_CHARS, DEFAULT_MAX_ROWS, Sandbox
-from nodes.plan_check import merged, simulated_diff
+from environment.sources.base import CallContext
+from environment.sources.dialogue_time import reference_time_for
+from environment.sources.pool import DialogueSandboxes
+from environment.state_match import match
 from nodes.verification import told
-from runner import run_folder as rf
-from runner.databases import load_toolset
+from runner import layout
+from state.dialogue import ExecutedCall
 from state.tools import Tool, ToolResult
 from state.verification import StateDiff
 
@@ -58,15 +61,15 @@ def _content(text: Any) -> Any:
 
 
 class _Replay:
-    """One dialogue line replayed call by call, task by task."""
+    """One dialogue line replayed call by call, task by task, on its own fresh sandboxes."""
 
-    def __init__(self, line: dict[str, Any], tools: dict[str, Tool], database: str, max_rows: int,
-                 max_chars: int) -> None:
-        self.line, self.tools, self.database = line, tools, database
-        self.max_rows, self.max_chars = max_rows, max_chars
+    def __init__(self, line: dict[str, Any], tools: dict[str, Tool], boxes: DialogueSandboxes,
+                 limits: dict[str, int]) -> None:
+        self.line, self.tools, self.boxes, self.limits = line, tools, boxes, limits
         meta = line["metadata"]
         self.meta = meta
         self.check = DialogueCheck(dialogue=line["id"])
+        self.reference = reference_time_for(boxes.seed)
         self.clocks = {c["id"]: c.get("clock") for c in meta.get("tool_calls", [])}
         self.simulated = {c["id"] for c in meta.get("tool_calls", []) if c.get("result") == "simulated"}
         offset = 0 if meta.get("prelude_messages") else 1  # the exported system message comes first
@@ -77,29 +80,24 @@ class _Replay:
     def problem(self, text: str) -> None:
         self.check.problems.append(f"{self.check.dialogue}: {text}")
 
-    def run(self) -> DialogueCheck:
+    async def run(self) -> DialogueCheck:
         messages = self.line["messages"]
         results = {m.get("tool_call_id"): m for m in messages if m.get("role") == "tool"}
-        sandbox = Sandbox(self.database) if self.database else None
         entries = {e["task"]: e for e in self.meta.get("verification", [])}
         try:
             for task, (start, end) in enumerate(self.ranges):
-                before = snapshot(sandbox.conn) if sandbox is not None else None
-                simulated: list[tuple[Tool, dict[str, Any], Any]] = []
+                before = self.boxes.snapshot()
                 for message in messages[start:end]:
                     for call in message.get("tool_calls") or [] if message.get("role") == "assistant" else []:
-                        self._call(call, results.get(call["id"]), sandbox, simulated)
-                sql = diff(before, snapshot(sandbox.conn)) if sandbox is not None and before is not None \
-                    else StateDiff()
+                        await self._call(call, results.get(call["id"]))
                 if task in entries:
-                    self._task(task, entries[task], merged(sql, simulated_diff(simulated)), messages[start:end])
+                    actual = self.boxes.diff(before, self.boxes.snapshot())
+                    self._task(task, entries[task], actual, messages[start:end])
         finally:
-            if sandbox is not None:
-                sandbox.close()
+            self.boxes.close()
         return self.check
 
-    def _call(self, call: dict[str, Any], message: dict[str, Any] | None, sandbox: Sandbox | None,
-              simulated: list[tuple[Tool, dict[str, Any], Any]]) -> None:
+    async def _call(self, call: dict[str, Any], message: dict[str, Any] | None) -> None:
         self.check.calls += 1
         name, call_id = call["function"]["name"], call["id"]
         if message is None:
@@ -107,6 +105,7 @@ class _Replay:
             return
         recorded = _content(message.get("content"))
         args = _content(call["function"].get("arguments") or "{}")
+        args = args if isinstance(args, dict) else {}
         tool = self.tools.get(name)
         error = recorded.get("error") if isinstance(recorded, dict) else None
         if isinstance(error, dict) and (error.get("type") in _NOT_RUN or str(
@@ -115,18 +114,18 @@ class _Replay:
         if tool is None:
             self.problem(f"call {call_id} names {name!r}, which is no tool of the run's toolset")
             return
-        if call_id in self.simulated or tool.simulated:
+        if call_id in self.simulated:
             self.check.simulated += 1
-            if not error:
-                simulated.append((tool, args if isinstance(args, dict) else {}, ToolResult(ok=True, value=recorded)))
+            if not error:  # a drawn result cannot be drawn again: it is folded into its world as recorded
+                self.boxes.replay([ExecutedCall(tool_call_id=call_id, tool=name, arguments=args, mode=tool.mode,
+                                                result=ToolResult(ok=True, value=recorded), simulated=True)],
+                                  self.tools)
             return
-        if sandbox is None:
-            self.problem(f"call {call_id} ({name}) is a SQL call but the dialogue names no source database")
-            return
-        replayed = sandbox.run(tool, args if isinstance(args, dict) else {}, self.max_rows, self.clocks.get(call_id),
-                               self.max_chars)
+        clock = self.clocks.get(call_id) or self.reference
+        outcome = await self.boxes.call(tool, args, CallContext(reference_time=self.reference, clock=clock,
+                                                                rng_key=f"verify:{call_id}", **self.limits))
         self.check.replayed += 1
-        again = json.loads(json.dumps(replayed.to_content(), ensure_ascii=False, default=str))
+        again = json.loads(json.dumps(outcome.result.to_content(), ensure_ascii=False, default=str))
         if again != recorded:
             shown = json.dumps(recorded, ensure_ascii=False, default=str)[:160]
             self.problem(f"call {call_id} ({name}): the recorded result {shown} differs from the replay "
@@ -154,28 +153,38 @@ class _Replay:
                              f"{fact.get('value')!r}")
 
 
+def _limits(folder: layout.RunFiles) -> dict[str, int]:
+    """The run's own limits on results and arguments (the protocol's defaults where it names none)."""
+    config = folder.read_json(layout.CONFIG) if folder.file(layout.CONFIG).exists() else {}
+    settings = config.get("settings", {}) if isinstance(config, dict) else {}
+    names = {"max_result_rows": "max_rows", "max_argument_chars": "max_argument_chars"}
+    return {ours: settings[theirs] for theirs, ours in names.items() if isinstance(settings.get(theirs), int)}
+
+
+def _sandboxes(source: str, seed: int, dialogue: Any) -> DialogueSandboxes:
+    try:
+        return DialogueSandboxes(source, seed)
+    except InputError as exc:
+        raise InputError(f"the source {source} of dialogue {dialogue} cannot be opened (give its copy with "
+                         f"--db): {exc}") from None
+
+
 def verify_run(run_dir: Path, database: str | None = None) -> RunCheck:
     """Every valid dialogue of a finished run, replayed and re-checked. `database` overrides the source
-    database the lines name (a dataset moved to another machine)."""
-    folder = rf.RunFolder(run_dir)
-    if not folder.file(rf.DIALOGUES).exists():
-        raise InputError(f"no {rf.DIALOGUES} in {run_dir} (is it a run folder?)")
-    config = folder.read_json(rf.CONFIG) if folder.file(rf.CONFIG).exists() else {}
-    settings = config.get("settings", {}) if isinstance(config, dict) else {}
-    max_rows = settings.get("max_result_rows", DEFAULT_MAX_ROWS)
-    max_chars = settings.get("max_argument_chars", DEFAULT_MAX_ARGUMENT_CHARS)
+    the lines name (a dataset moved to another machine)."""
+    folder = layout.RunFiles(run_dir)
+    if not folder.file(layout.DIALOGUES).exists():
+        raise InputError(f"no {layout.DIALOGUES} in {run_dir} (is it a run folder?)")
+    limits = _limits(folder)
     toolsets: dict[str, dict[str, Tool]] = {}
     report = RunCheck(run=str(run_dir))
-    for line in folder.iter_lines(rf.DIALOGUES):
+    for line in folder.iter_lines(layout.DIALOGUES):
         meta = line.get("metadata", {})
-        toolset = meta.get("toolset") or rf.TOOLSET
+        toolset = meta.get("toolset") or layout.TOOLSET
         if toolset not in toolsets:
             if not folder.file(toolset).exists():
                 raise InputError(f"{run_dir}: the toolset {toolset} that dialogue {line.get('id')} names is missing")
-            toolsets[toolset] = {t.name: t for t in load_toolset(folder.file(toolset))}
-        source = database or meta.get("source_database") or ""
-        if source and not Path(source).exists():
-            raise InputError(f"the source database {source} of dialogue {line.get('id')} is missing "
-                             f"(give its copy with --db)")
-        report.dialogues.append(_Replay(line, toolsets[toolset], source, max_rows, max_chars).run())
+            toolsets[toolset] = {t.name: t for t in layout.load_toolset(folder.file(toolset))}
+        boxes = _sandboxes(database or meta.get("source_database") or "", int(meta.get("seed") or 0), line.get("id"))
+        report.dialogues.append(asyncio.run(_Replay(line, toolsets[toolset], boxes, limits).run()))
     return report

@@ -8,10 +8,11 @@ import sqlite3
 
 import pytest
 
-from backends.base import TaskRequest
-from environment.derive import derive_tools
-from environment.diff import diff, match, snapshot
-from environment.introspect import inspect_database
+from backends.protocols import TaskRequest
+from environment.sources.sqlite.derive import derive_tools
+from environment.sources.sqlite.diff import diff, snapshot
+from environment.sources.sqlite.introspect import inspect_database
+from environment.state_match import match
 from nodes.plan_check import checked_task
 from state.config import Settings
 from state.dialogue import DialogueState
@@ -223,8 +224,8 @@ def test_the_same_seed_gives_the_same_goal_diffs_and_verdicts_byte_for_byte():
 
 def test_the_dataset_line_and_the_report_show_the_diff_of_a_failed_task(db):
     from runner.export import export_dialogue
-    from runner.exporters.source import SourceDialogue
-    from runner.report.browser import browser_entry
+    from results.exporters.source import SourceDialogue
+    from results.report.browser import browser_entry
 
     final = run_planted(db, DEPOSIT_TASK, [FIND_ADA, "Ada's balance is 120.5.", call("deposit", account_id=2, amount=40),
                                            "Done.", "You're welcome!"], USER, name="planted-report")
@@ -278,5 +279,5 @@ def test_a_plan_whose_second_run_differs_is_refused(db):
         Subtask(description="Redraw Ada's balance.", ask="redraw it.", changes_data=True,
                 steps=[[PlannedCall(tool="draw_balance", arguments={"account_id": 1})]])])
     state, _, tools = _start(db)
-    assert check(state, [*tools, lottery], Settings(), task) == "the plan gives a different outcome when run again"
-    assert not isinstance(check(state, tools, Settings(), DEPOSIT_TASK), str)
+    assert asyncio.run(check(state, [*tools, lottery], Settings(), task)) == "the plan gives a different outcome when run again"
+    assert not isinstance(asyncio.run(check(state, tools, Settings(), DEPOSIT_TASK)), str)

@@ -10,9 +10,9 @@ from pathlib import Path
 from langchain_core.messages import AIMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from backends.base import AssistantRequest, JudgeRequest, TaskRequest, UserTurnRequest
+from backends.protocols import AssistantRequest, JudgeRequest, TaskRequest, UserTurnRequest
 from backends.offline import OfflineBackend
-from backends.openai import OpenAIBackend
+from backends.llm.backend import OpenAIBackend
 from backends.registry import register_backend
 from graphs.dialogue import build_dialogue_graph
 from state.config import Settings
