@@ -249,7 +249,7 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
     elif args.command == "stats":
         console.print(stats_table(read_run_stats(args.run_dirs)))
     elif args.command == verify_cli.COMMAND:
-        return verify_cli.run(args, console)
+        return await verify_cli.run(args, console)
     if args.command in reasoning_cli.COMMANDS:
         await reasoning_cli.run(args, console)
     if args.command in dataset_cli.COMMANDS:

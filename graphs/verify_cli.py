@@ -18,10 +18,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ver.add_argument("--db", default=None, help="the source database, where the lines' own path is not on this machine")
 
 
-def run(args: argparse.Namespace, console: Console) -> int:
+async def run(args: argparse.Namespace, console: Console) -> int:
     from results.verify import verify_run
 
-    report = verify_run(args.run_dir, args.db)
+    report = await verify_run(args.run_dir, args.db)
     table = Table(title=f"Verification of {args.run_dir}")
     for column in ("dialogue", "calls replayed", "simulated", "tasks: state match", "facts told", "holds"):
         table.add_column(column, justify="left" if column == "dialogue" else "right", no_wrap=column == "dialogue")

@@ -10,7 +10,6 @@ recorded, which rebuilds their world and its diff.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -169,7 +168,7 @@ def _sandboxes(source: str, seed: int, dialogue: Any) -> DialogueSandboxes:
                          f"--db): {exc}") from None
 
 
-def verify_run(run_dir: Path, database: str | None = None) -> RunCheck:
+async def verify_run(run_dir: Path, database: str | None = None) -> RunCheck:
     """Every valid dialogue of a finished run, replayed and re-checked. `database` overrides the source
     the lines name (a dataset moved to another machine)."""
     folder = layout.RunFiles(run_dir)
@@ -186,5 +185,5 @@ def verify_run(run_dir: Path, database: str | None = None) -> RunCheck:
                 raise InputError(f"{run_dir}: the toolset {toolset} that dialogue {line.get('id')} names is missing")
             toolsets[toolset] = {t.name: t for t in layout.load_toolset(folder.file(toolset))}
         boxes = _sandboxes(database or meta.get("source_database") or "", int(meta.get("seed") or 0), line.get("id"))
-        report.dialogues.append(asyncio.run(_Replay(line, toolsets[toolset], boxes, limits).run()))
+        report.dialogues.append(await _Replay(line, toolsets[toolset], boxes, limits).run())
     return report
