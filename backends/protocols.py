@@ -44,6 +44,7 @@ class TaskRequest(BaseModel):
     style: Literal["descriptive", "question"] = Field(
         "descriptive", description="A latent goal for a user simulator, or a direct question (task-oriented).")
     rng_key: str = Field(description="Seeds every random choice of this request.")
+    feedback: str = Field("", description="Why the last task was refused at the plan check, to do better.")
 
 
 class UserTurnRequest(BaseModel):

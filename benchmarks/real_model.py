@@ -127,6 +127,10 @@ class RealModelReport(BaseModel):
     empty_replies: int = Field(description="Assistant replies with neither text nor tool calls.")
     tool_calls: int
     valid_rate: float
+    plan_refusals: int = Field(0, description="Tasks the model wrote whose plan was refused at the plan check.")
+    state_matched: str = Field("", description="Judged tasks whose database state matched their goal diff.")
+    facts_told: str = Field("", description="Required facts the assistant told the user.")
+    judge_passed_state_failed: int = 0
     tokens_per_second: float | None
     latency_per_sample_s: float
     seconds: float
@@ -179,6 +183,10 @@ def summarize(out: Path, code: int, seconds: float, requests: int) -> RealModelR
                                                           if not m.get("tool_calls") and not (m.get("content") or "").strip()))),
         tool_calls=sum(len(m.get("tool_calls") or []) for m in assistant),
         valid_rate=float(stats.get("valid_rate", 0.0)), tokens_per_second=stats.get("tokens_per_second"),
+        plan_refusals=int(stats.get("plan_refusals", 0)),
+        state_matched=f"{stats.get('state_matches', 0)}/{stats.get('tasks_verified', 0)}",
+        facts_told=f"{stats.get('facts_told', 0)}/{stats.get('facts_required', 0)}",
+        judge_passed_state_failed=int((stats.get("judge_vs_state") or {}).get("judge pass / state fail", 0)),
         latency_per_sample_s=float(stats.get("latency_per_sample_s", 0.0)), seconds=round(seconds, 1),
     )
 
@@ -223,6 +231,8 @@ def main() -> None:
         ("dialogues lost to unparsable replies", report.dialogues_failed_on_parse),
         ("empty assistant replies", report.empty_replies), ("tool calls", report.tool_calls),
         ("valid rate", f"{100 * report.valid_rate:.1f}%"),
+        ("tasks refused at the plan check", report.plan_refusals), ("tasks whose state matched", report.state_matched),
+        ("facts told", report.facts_told), ("judge passed, state failed", report.judge_passed_state_failed),
         ("tokens per second", "n/a" if report.tokens_per_second is None else f"{report.tokens_per_second:.1f}"),
         ("latency per sample", f"{report.latency_per_sample_s:.1f} s"), ("wall time", f"{report.seconds:.0f} s"),
     ]:

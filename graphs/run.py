@@ -23,7 +23,7 @@ from backends.llm.replies import BackendOutputError
 from environment.errors import InputError, RunError, read_json_input
 from environment.sources.registry import identity, label_of, source_names
 from environment.sqlnames import snake
-from graphs import dataset_cli, optimize_cli, reasoning_cli
+from graphs import dataset_cli, optimize_cli, reasoning_cli, verify_cli
 from graphs.dialogue import build_dialogue_graph
 from graphs.llm_options import add_llm_args, llm_options_given, llm_settings
 from graphs.task_oriented import build_task_oriented_graph
@@ -113,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     reasoning_cli.add_parsers(sub)
     dataset_cli.add_parsers(sub)
     optimize_cli.add_parser(sub)
+    verify_cli.add_parser(sub)
     return parser
 
 
@@ -252,6 +253,8 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         await run_toolprep(build_toolprep_graph, args.tools, args.domain, out, _settings(args), args.seed, console)
     elif args.command == "stats":
         console.print(stats_table(read_run_stats(args.run_dirs)))
+    elif args.command == verify_cli.COMMAND:
+        return await verify_cli.run(args, console)
     if args.command in reasoning_cli.COMMANDS:
         await reasoning_cli.run(args, console)
     if args.command in dataset_cli.COMMANDS:

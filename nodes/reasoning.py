@@ -102,6 +102,7 @@ async def solve(state: HardeningState, runtime: Runtime[Settings]) -> dict:
         answers = []
         for solver, (text, used) in zip(state.solvers, results[n * k:(n + 1) * k]):
             usage = used if usage is None else usage + used
+            # Method B's facts check: the item's computed answer (its label) is the one fact the solver must state
             answers.append(SolverAnswer(solver=solver, answer=text,
                                         correct=answer_matches(text, entry.question.label, entry.question.kind)))
         accuracy = round(sum(a.correct for a in answers) / k, 4)

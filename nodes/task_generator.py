@@ -7,7 +7,8 @@ import random
 from langgraph.runtime import Runtime
 
 from backends.protocols import TaskRequest
-from nodes.common import backend_of, rng_key
+from nodes.common import backend_of, rng_key, settings_of
+from nodes.plan_check import checked_task
 from nodes.stored_values import schema_of, tools_of
 from state.config import Settings
 from state.dialogue import DialogueState
@@ -23,8 +24,10 @@ async def task_generator(state: DialogueState, runtime: Runtime[Settings]) -> di
     conversation = state.messages if not state.tasks and state.prelude else []
     if conversation:
         relation = "extends"
-    task, usage = await backend_of(runtime, state).generate_task(TaskRequest(
-        database=await schema_of(state, runtime), tools=await tools_of(state, runtime), difficulty=difficulty, relation=relation,
+    tools = await tools_of(state, runtime)
+    # the task is kept only once its reference plan runs on a scratch copy of the dialogue's state (nodes/plan_check)
+    task, usage = await checked_task(state, tools, settings_of(runtime), backend_of(runtime, state), TaskRequest(
+        database=await schema_of(state, runtime), tools=tools, difficulty=difficulty, relation=relation,
         previous_tasks=state.tasks, previous_calls=state.calls, conversation=conversation, style=state.task_style,
         rng_key=key,
     ))

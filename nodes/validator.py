@@ -1,12 +1,16 @@
-"""Validator node: judges the task just finished against its rubric."""
+"""Validator node: checks the task just finished, state first (nodes/verification), then its rubric (the judge)."""
 
 from __future__ import annotations
+
+import asyncio
 
 from langgraph.runtime import Runtime
 
 from backends.protocols import JudgeRequest
 from nodes.assistant import current_task_calls
 from nodes.common import backend_of
+from nodes.stored_values import tools_of
+from nodes.verification import real_diff, verify
 from state.config import Settings
 from state.dialogue import DialogueState
 
@@ -16,8 +20,18 @@ async def validator(state: DialogueState, runtime: Runtime[Settings]) -> dict:
     assert task is not None
     start = state.task_starts[-1]
     declared = bool(state.last_user_turn and state.last_user_turn.is_task_complete) and not state.ended_by_budget
+    calls = current_task_calls(state)
     verdict, usage = await backend_of(runtime, state).judge(JudgeRequest(
-        task=task, messages=state.messages[start:], calls=current_task_calls(state),
+        task=task, messages=state.messages[start:], calls=calls,
         user_declared_complete=declared, ended_by_budget=state.ended_by_budget, task_index=state.task_index,
     ))
-    return {"verdicts": [verdict.model_copy(update={"task_index": state.task_index})], "usage": usage}
+    tools = {t.name: t for t in await tools_of(state, runtime)}
+    earlier = [c for c in state.calls if c.task_index < state.task_index]
+    actual = await asyncio.to_thread(real_diff, state.source_db, state.seed, earlier, calls, tools)
+    verification = verify(task, state.messages[start:], calls, actual, verdict.judgment == "valid")
+    update = {"task_index": state.task_index, "verification": verification}
+    failures = verification.failures()
+    if failures:  # the state, the facts or the user failed: invalid whatever the judge said
+        judge = "passed" if verdict.judgment == "valid" else "failed"
+        update |= {"judgment": "invalid", "reasoning": "; ".join(failures) + f" (the judge {judge}: {verdict.reasoning})"}
+    return {"verdicts": [verdict.model_copy(update=update)], "usage": usage}

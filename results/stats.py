@@ -55,6 +55,13 @@ class RunStats(BaseModel):
     unknown_tools: int = Field(0, description="Assistant calls to a tool that does not exist.")
     bad_arguments: int = Field(0, description="Assistant calls whose arguments were not a JSON object.")
     per_database: list[DatabaseStats] = Field(default_factory=list, description="When a run spans several databases.")
+    plan_refusals: int = Field(0, description="Candidate tasks refused at the plan check (then fed back or replaced).")
+    tasks_verified: int = Field(0, description="Judged tasks whose state was checked against a goal diff.")
+    state_matches: int = Field(0, description="Of those, tasks whose real diff matched the goal diff.")
+    facts_required: int = 0
+    facts_told: int = 0
+    judge_vs_state: dict[str, int] = Field(
+        default_factory=dict, description="Judged tasks by 'judge pass|fail / state pass|fail' (a 2x2 table).")
 
 
 # Replies a model gave that were fed back, counted per run (see backends/llm/replies.py).
@@ -95,6 +102,23 @@ class StatsTally:
     faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULTS, 0))
     structured_outputs: dict[str, str] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=lambda: {
+        "plan_refusals": 0, "tasks_verified": 0, "state_matches": 0, "facts_required": 0, "facts_told": 0,
+        "judge_vs_state": {f"judge {j} / state {s}": 0 for j in ("pass", "fail") for s in ("pass", "fail")}})
+
+    def add_checks(self, meta: dict[str, Any]) -> None:
+        """The plan check's refusals and each judged task's state, facts and judge (metadata.verification)."""
+        self.checks["plan_refusals"] += sum(len((t.get("expected") or {}).get("refused", []))
+                                            for t in meta.get("tasks", []))
+        for entry in meta.get("verification", []):
+            block = entry["verification"]
+            if block["state"] != "unchecked":
+                self.checks["tasks_verified"] += 1
+                self.checks["state_matches"] += block["state"] == "match"
+                state = "pass" if block["state"] == "match" else "fail"
+                self.checks["judge_vs_state"][f"judge {block['judge']} / state {state}"] += 1
+            self.checks["facts_required"] += len(entry["facts"])
+            self.checks["facts_told"] += sum(f["told"] for f in entry["facts"])
 
     def add(self, record: dict[str, Any], valid: bool) -> None:
         meta = record["metadata"]
@@ -116,6 +140,7 @@ class StatsTally:
         self.models.update(meta.get("models") or {})
         self.completed += bool(meta.get("completed"))
         self.premature += meta["stats"].get("premature_completions", 0) if "stats" in meta else 0
+        self.add_checks(meta)
 
     def stats(self, tools_proposed: int, tools_accepted: int, backend: str) -> RunStats:
         total = self.samples + self.rejected
@@ -131,7 +156,7 @@ class StatsTally:
             latency_per_sample_s=self.latency.mean(4),
             tokens_per_second=round(self.tokens / self.latency.total, 2) if self.tokens and self.latency.total
             else None,
-            backend=backend,
+            backend=backend, **self.checks,
         )
 
 
@@ -193,6 +218,13 @@ STATS_ROWS: list[tuple[str, Callable[[RunStats], str]]] = [
     ("Replies fed back", lambda s: f"{s.parse_failures} JSON, {s.empty_replies} empty, "
                                    f"{s.unknown_tools} unknown tool, {s.bad_arguments} bad arguments"),
     ("Structured outputs", lambda s: ", ".join(sorted(set(s.structured_outputs.values()))) or "-"),
+    ("Tasks refused at the plan check", lambda s: str(s.plan_refusals)),
+    ("State match rate", lambda s: _pct(s.state_matches, s.tasks_verified)),
+    ("Facts told rate", lambda s: _pct(s.facts_told, s.facts_required)),
+    ("Judge pass / state fail", lambda s: str(s.judge_vs_state.get("judge pass / state fail", 0))),
+    ("Judge fail / state pass", lambda s: str(s.judge_vs_state.get("judge fail / state pass", 0))),
+    ("Judge vs state (pass/pass, fail/fail)", lambda s: f"{s.judge_vs_state.get('judge pass / state pass', 0)}, "
+                                                       f"{s.judge_vs_state.get('judge fail / state fail', 0)}"),
 ]
 
 

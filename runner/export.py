@@ -89,6 +89,31 @@ def acceptance(state: DialogueState) -> tuple[bool, str | None]:
     return True, None
 
 
+def verification_records(state: DialogueState) -> list[dict[str, Any]]:
+    """Per judged task: its goal diff, the real diff, each fact and whether it was told, and the verdict's
+    verification block (state, facts, judge, user conduct)."""
+    out = []
+    for verdict in state.verdicts:
+        check = verdict.verification
+        task = state.tasks[verdict.task_index] if verdict.task_index < len(state.tasks) else None
+        if check is None or task is None:
+            continue
+        expected = task.expected
+        out.append({
+            "task": verdict.task_index,
+            "goal_diff": [d.model_dump(mode="json") for d in expected.alternatives] if expected else [],
+            "real_diff": check.state.real_diff.model_dump(mode="json"),
+            "facts": [{**c.fact.model_dump(mode="json"), "told": c.told} for c in check.facts],
+            "verification": {
+                "state": check.state.status, "alternative": check.state.alternative,
+                "differences": [d.model_dump(mode="json") for d in check.state.differences],
+                "facts_told": check.facts_told, "judge": check.judge, "user_conduct": check.user_conduct,
+                "user_fault": check.user_fault, "valid": check.passed,
+            },
+        })
+    return out
+
+
 def export_dialogue(state: DialogueState, tools: list[Tool], extra: dict[str, Any]) \
         -> tuple[DialogueRecord, bool, DialogueStats]:
     ok, reason = acceptance(state)
@@ -100,8 +125,10 @@ def export_dialogue(state: DialogueState, tools: list[Tool], extra: dict[str, An
         messages=[*head, *(openai_message(m) for m in state.messages[len(state.prelude):])],
         tools=[t.openai_tool() for t in tools],
         metadata={
-            "tasks": [t.model_dump(mode="json") for t in state.tasks],
-            "verdicts": [v.model_dump(mode="json") for v in state.verdicts],
+            # the goal diffs and facts travel in `verification`, next to what the dialogue really did
+            "tasks": [t.model_dump(mode="json", exclude={"expected": {"alternatives", "facts"}}) for t in state.tasks],
+            "verdicts": [v.model_dump(mode="json", exclude={"verification"}) for v in state.verdicts],
+            "verification": verification_records(state),
             "stats": stats.model_dump(mode="json"),
             "seed": state.seed,
             "source_database": state.source_db,

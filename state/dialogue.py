@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, field_validator
 from state.schema import DatabaseSchema
 from state.tasks import RubricCategory, Task
 from state.tools import Tool, ToolResult
+from state.verification import Verification
 
 
 class UserTurn(BaseModel):
@@ -55,6 +56,7 @@ class Verdict(BaseModel):
     reasoning: str
     items: list[JudgedItem] = []
     premature_completion: bool = False
+    verification: Verification | None = Field(None, description="State, facts, judge and user conduct, each checked.")
 
 
 class Usage(BaseModel):

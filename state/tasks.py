@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from state.verification import TaskExpectation
+
 Difficulty = Literal["easy", "medium", "hard"]
 RubricCategory = Literal["Critical", "Structural", "NonCritical", "InvalidRubric"]
 
@@ -34,6 +36,11 @@ class Subtask(BaseModel):
         default_factory=list,
         description="Reference plan: sequential tool-use iterations, each a list of calls that may run together.",
     )
+    alternative_steps: list[list[list[PlannedCall]]] = Field(
+        default_factory=list, description="Other plans whose outcome is as acceptable (e.g. either free slot).")
+    answer_fields: list[str] = Field(
+        default_factory=list, description="Result fields whose values the user must be told; empty: the record's "
+                                          "label, and the count when several rows come back.")
 
 
 class RubricItem(BaseModel):
@@ -60,3 +67,4 @@ class Task(BaseModel):
     rubric: Rubric = Field(default_factory=Rubric)
     relation: Literal["first", "extends", "independent"] = "first"
     style: Literal["descriptive", "question"] = "descriptive"
+    expected: TaskExpectation | None = Field(None, description="Goal diff and required facts, from the plan check.")

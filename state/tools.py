@@ -116,6 +116,16 @@ class ToolResult(BaseModel):
             return cls(ok=True, rows=content["rows"], row_count=content.get("row_count", len(content["rows"])))
         return cls(ok=True, rows_affected=content.get("rows_affected"), last_row_id=content.get("last_row_id"))
 
+    def first_row(self) -> dict[str, Any] | None:
+        """The first record it carries: its first row, or its value when that is a record (or a list of them)."""
+        if self.rows:
+            return self.rows[0]
+        if isinstance(self.value, dict):
+            return self.value
+        if isinstance(self.value, list) and self.value and isinstance(self.value[0], dict):
+            return self.value[0]
+        return None
+
     def to_content(self) -> Any:
         """The JSON object the tool message carries."""
         if self.error is not None:

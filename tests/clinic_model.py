@@ -41,8 +41,12 @@ class ClinicModel:
             return json.dumps({
                 "goal": "A receptionist wants to find the owner with last name Garcia and check their city.",
                 "difficulty": "easy",
-                "subtasks": [{"description": "Find the owner named Garcia.", "ask": "find Garcia"},
-                             {"description": "Confirm their city.", "ask": "which city?"}],
+                "subtasks": [{"description": "Find the owner named Garcia.", "ask": "find Garcia",
+                              "steps": [[{"tool": "search_owners_by_last_name", "arguments": {"last_name": "Garcia"}}]],
+                              "answer_fields": ["first_name"]},
+                             {"description": "Confirm their city.", "ask": "which city?",
+                              "steps": [[{"tool": "search_owners_by_last_name", "arguments": {"last_name": "Garcia"}}]],
+                              "answer_fields": ["city"]}],
                 "rubric": {"success_criteria": ["The owner's record is shown"],
                            "expected_tool_pattern": ["search_owners_by_last_name(last_name='Garcia')"],
                            "checkpoints": ["owner found"]}})

@@ -17,6 +17,7 @@ from environment.sources.base import CallContext, CallOutcome, Catalog
 from environment.sources.registry import register_source_kind
 from state.dialogue import ExecutedCall
 from state.tools import Tool, ToolError, ToolResult
+from state.verification import ColumnChange, RowChange, StateDiff, TableDiff
 
 SCHEME = "kv://"
 _ITEM = {"type": "object", "properties": {"item_id": {"type": "string"}, "value": {"type": "string"}},
@@ -78,6 +79,18 @@ class KvSandbox:
 
     def snapshot(self) -> dict[str, str]:
         return dict(sorted(self.data.items()))
+
+    def diff(self, before: dict[str, str], after: dict[str, str]) -> StateDiff:
+        """The store as one table `item`, keyed by item_id."""
+        table = TableDiff()
+        for key in sorted(set(after) - set(before)):
+            table.inserted.append(RowChange(key={"item_id": key}, values={"item_id": key, "value": after[key]}))
+        for key in sorted(set(before) - set(after)):
+            table.deleted.append(RowChange(key={"item_id": key}, values={"item_id": key, "value": before[key]}))
+        for key in sorted(k for k in set(before) & set(after) if before[k] != after[k]):
+            table.updated.append(RowChange(key={"item_id": key},
+                                           changes={"value": ColumnChange(old=before[key], new=after[key])}))
+        return StateDiff(tables={} if table.is_empty() else {"item": table})
 
     def close(self) -> None:
         self.data = {}

@@ -59,10 +59,18 @@ def stub_agent(request: dict[str, Any]) -> dict[str, Any] | str:
         return tool.group(1) if tool else "{}"
     if first.startswith("You write goals for a simulated user"):
         difficulty = (re.search(r"Write one (\w+) task", first) or [None, "medium"])[1]
-        names = re.findall(r"^- (\w+)\(", first, re.M) or ["the tools"]
+        listed = re.findall(r"^- (\w+)\(([^)]*)\)", first, re.M) or [("the_tools", "")]
+        # lookups by id (id 1 exists in any table with rows), then the others: a plan that runs
+        listed.sort(key=lambda t: (not t[0].startswith("get_"), "," in t[1]))
+        names = [n for n, _ in listed]
         count = {"easy": 2, "medium": 3, "hard": 4}.get(difficulty, 3)
-        subtasks = [{"description": f"The user wants the result of {names[i % len(names)]}.",
-                     "ask": f"Could you check {names[i % len(names)].replace('_', ' ')} for me?"} for i in range(count)]
+        subtasks = []
+        for i in range(count):
+            name, params = listed[i % len(listed)]
+            required = [p.strip() for p in params.split(",") if p.strip() and not p.strip().endswith("?")]
+            subtasks.append({"description": f"The user wants the result of {name}.",
+                             "ask": f"Could you check {name.replace('_', ' ')} for me?",
+                             "steps": [[{"tool": name, "arguments": {p: 1 for p in required}}]]})
         return json.dumps({"goal": "A customer wants to check a few records in the service.", "difficulty": difficulty,
                            "subtasks": subtasks,
                            "rubric": {"success_criteria": ["Each requested result is reported."],
@@ -79,15 +87,25 @@ def stub_agent(request: dict[str, Any]) -> dict[str, Any] | str:
     if first.startswith("You review one finished conversation"):
         return json.dumps({"judgment": "valid", "reasoning": "Every part was answered from tool results.",
                            "premature_completion": False, "items": []})
-    # The assistant: one tool call per user message, then an answer from the result.
+    # The assistant: one tool call per user message (the tool it names, else the first), then an answer from
+    # the result.
     if last.get("role") == "tool":
-        return f"Here is what I found: {content_text(last.get('content'))[:300]}"
+        content = content_text(last.get("content"))
+        try:
+            count = json.loads(content).get("row_count")
+        except (ValueError, AttributeError):
+            count = None
+        if count == 0:
+            return "I found no matching records."
+        return (f"I found {count} record(s). " if count else "") + f"Here is what I found: {content[:300]}"
     if last.get("role") == "user" and "that's all" in content_text(last.get("content")).lower():
         return "You're welcome, glad I could help."
     tools = [t["function"] for t in request.get("tools", []) if t.get("type") == "function"]
     if tools and last.get("role") == "user":
         words = re.findall(r"[A-Z][a-z]+", content_text(last.get("content")))
-        tool = tools[0]
+        said = content_text(last.get("content")).lower()
+        named = sorted((t for t in tools if t["name"].replace("_", " ") in said), key=lambda t: -len(t["name"]))
+        tool = named[0] if named else tools[0]
         props = tool.get("parameters", {}).get("properties", {})
         required = tool.get("parameters", {}).get("required", list(props))
         args = {name: _fill(props.get(name, {}), words[-1] if words else "a") for name in required}

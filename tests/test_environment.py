@@ -167,3 +167,19 @@ def test_database_with_no_usable_table(tmp_path):
     conn.commit(), conn.close()
     with pytest.raises(InputError, match="no usable tables"):
         inspect_database(db)
+
+
+def test_the_sandboxes_diff_covers_a_kind_opened_after_the_first_snapshot(schema):
+    """A kind without a sandbox at the first snapshot had seen no call: its diff starts from a fresh copy."""
+    from environment.sources.pool import DialogueSandboxes
+
+    tools = {t.name: t for t in derive_tools(schema)}
+    update = tools["update_owner_phone"]
+    boxes = DialogueSandboxes(str(CLINIC), 0)
+    before = boxes.snapshot()
+    assert before == {}
+    boxes.replay([_write(update, 1, {"owner_id": 3, "new_phone": "333"})], tools)
+    (row,) = boxes.diff(before, boxes.snapshot()).tables["owners"].updated
+    assert row.key == {"owner_id": 3} and row.changes["phone"].new == "333"
+    assert row.changes["phone"].old != "333"
+    boxes.close()

@@ -95,6 +95,24 @@ def test_generate_over_a_key_value_store_writes_its_calls_and_never_touches_it(s
     assert updated, "no dialogue changed an item: the write path was not exercised"
 
 
+def test_the_tasks_of_a_key_value_run_get_a_state_verdict_and_verify_holds(store, tmp_path):
+    """The state diff goes through the protocol: the store's own diff (its dict) is each task's real diff,
+    compared with the goal diff its plan left on a scratch copy; `verify` replays it all from the files."""
+    out = tmp_path / "verified"
+    assert main(["generate", "--db", store, "--dialogues", "3", "--tasks-per-dialogue", "2", "--seed", "5",
+                 "--out", str(out)]) == 0
+    entries = [e for line in (out / "dialogues.jsonl").read_text().splitlines()
+               for e in json.loads(line)["metadata"]["verification"]]
+    assert len(entries) == 6 and all(e["verification"]["state"] == "match" for e in entries)
+    changed = [e for e in entries if e["real_diff"]["tables"]]
+    assert changed, "no task changed the store: the diff was not exercised"
+    for entry in changed:
+        for row in entry["real_diff"]["tables"]["item"]["updated"]:
+            old, new = row["changes"]["value"]["old"], row["changes"]["value"]["new"]
+            assert old != new and (entry["task"] > 0 or old == ITEMS[row["key"]["item_id"]])
+    assert main(["verify", str(out)]) == 0
+
+
 def test_a_run_killed_mid_way_resumes_with_every_dialogue_once(store, tmp_path):
     out = tmp_path / "killed"
     generate_killed_mid_run(out, 12, "--tasks-per-dialogue", "1", "--seed", "3", "--concurrency", "2",

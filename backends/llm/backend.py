@@ -61,6 +61,13 @@ def task_context(request: TaskRequest) -> str:
             f"{outcomes}\n\n{how}")
 
 
+def plan_feedback(request: TaskRequest) -> str:
+    """Why the last task was refused at the plan check (nodes/plan_check), for the one retry it gets."""
+    if not request.feedback:
+        return ""
+    return (f"\nYour previous task was refused: its plan was run on a copy of the database and {request.feedback}. "
+            "Write a task whose plan runs as described.\n")
+
 
 def user_opening(request: UserTurnRequest) -> str:
     if request.user_turn == 0 and request.task_start == 0:
@@ -126,7 +133,7 @@ class OpenAIBackend:
     async def generate_task(self, request: TaskRequest) -> tuple[Task, Usage]:
         prompt = load_prompt("task_generator").render(
             schema=render_schema(request.database), tools=render_tools(request.tools),
-            context=task_context(request), difficulty=request.difficulty)
+            context=task_context(request), difficulty=request.difficulty, feedback=plan_feedback(request))
         return await self.ask("task_generator", [HumanMessage(content=prompt)],
                               lambda obj: parse_task(obj, request), TaskReply)
 

@@ -136,9 +136,18 @@ class RepairReply(ToolProposal):
     """A repaired tool, the same fields as a proposal."""
 
 
+class PlannedCallReply(BaseModel):
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict,
+                                      description='Values, or {"subtask": S, "step": K, "field": "column"}.')
+
+
 class SubtaskReply(BaseModel):
     description: str
     ask: str = Field("", description="How the user might phrase it.")
+    changes_data: bool = False
+    steps: list[list[PlannedCallReply]] = Field(default_factory=list, description="The reference plan.")
+    answer_fields: list[str] = []
 
 
 class RubricReply(BaseModel):

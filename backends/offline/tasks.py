@@ -45,7 +45,9 @@ class TaskBuilder(TaskAssembly):
             steps, critical=[1])
 
     def children(self, focus: Focus, found: int) -> int | None:
-        options = self.index.children_lister(focus.table.name)
+        # an empty child table lists nothing, and the plan check refuses a plan that reads on from nothing
+        options = [(t, fk) for t, fk in self.index.children_lister(focus.table.name)
+                   if self.request.database.table(t.table).row_count]
         if not options:
             return None
         tool, fk = self.rng.choice(options)
@@ -307,7 +309,8 @@ class TaskBuilder(TaskAssembly):
 
 
 def generate_task(request: TaskRequest) -> Task:
-    rng = random.Random(request.rng_key)
+    # a task refused at the plan check comes back with the reason: the builder draws again
+    rng = random.Random(request.rng_key + (":refused" if request.feedback else ""))
     builder = TaskBuilder if request.database is not None else SimulatedTaskBuilder
     task = builder(request, rng).build()
     return as_question(task) if request.style == "question" else task

@@ -8,12 +8,14 @@ Each kind does five things, and nothing outside `environment/sources/` asks whic
    `ToolResult` and what a replay needs (the dialogue time it ran at).
 4. `Sandbox.replay(call, tool)` applies one recorded call onto a fresh sandbox, exactly as it first ran
    (resume, fork, a later `verify`); a replay whose result differs from the recorded one is reported.
-5. `Sandbox.snapshot()` returns the sandbox's raw state; the row-level state diff (environment/diff.py)
-   compares two snapshots of the same sandbox, so each kind only says what its state is.
+5. `Sandbox.snapshot()` returns the sandbox's state, and `Sandbox.diff(before, after)` says what changed
+   between two snapshots of it as a `StateDiff` (state/verification.py): per table, the rows inserted,
+   deleted and updated. The plan check, the validator and `verify` compare such diffs with a task's goal
+   diffs (environment/state_match.py) without knowing the kind.
 
 A dialogue's sandboxes (one per kind its tools use) live in the run's pool (pool.py); its
-`DialogueSandboxes.snapshot()` gives every kind's state at once, and `replay()` rebuilds them from recorded
-calls alone: the two places the state diff and `verify` hook in. The registry (registry.py) picks a kind
+`DialogueSandboxes.snapshot()` and `diff()` cover every kind at once, and `replay()` rebuilds them from
+recorded calls alone: the places the state diff and `verify` hook in. The registry (registry.py) picks a kind
 from how a source is named.
 """
 
@@ -27,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from state.dialogue import ExecutedCall, SimulatedWorld
 from state.schema import DatabaseSchema
 from state.tools import Tool, ToolResult
+from state.verification import StateDiff
 
 # (tool, arguments, messages, reference time, world, rng key) -> a result the backend simulated
 Simulator = Callable[[Tool, dict[str, Any], list[AnyMessage], str, SimulatedWorld, str], Awaitable[Any]]
@@ -73,7 +76,10 @@ class Sandbox(Protocol):
         this time; calls that changed nothing (reads, errors) may be skipped (None)."""
 
     def snapshot(self) -> Any:
-        """The raw state the state diff compares (e.g. every table's rows); JSON-like values."""
+        """The state the state diff compares (e.g. every table's rows), detached from the sandbox."""
+
+    def diff(self, before: Any, after: Any) -> StateDiff:
+        """What changed between two snapshots of this sandbox (or of a fresh one and this one)."""
 
     def close(self) -> None: ...
 

@@ -15,12 +15,13 @@ import logging
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from environment.sources.base import CallContext, CallOutcome, Sandbox, ToolSource
 from environment.sources.registry import nameless_source, open_source
 from state.dialogue import ExecutedCall
 from state.tools import Tool, ToolError, ToolResult
+from state.verification import StateDiff
 
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class DialogueSandboxes:
         self.source_name, self.seed = source_name, seed
         self._source: ToolSource | None = open_source(source_name) if source_name else None
         self._boxes: dict[str, Sandbox] = {}
+        self._sources: dict[str, ToolSource] = {}
         self.applied: list[str] = []
         self.diverged: list[str] = []  # ids of replayed calls whose result differed from the recorded one
 
@@ -52,7 +54,13 @@ class DialogueSandboxes:
             if source is None:
                 return None
             self._boxes[tool.source] = source.open(self.seed)
+            self._sources[tool.source] = source
         return self._boxes[tool.source]
+
+    def open_for(self, tools: Iterable[Tool]) -> None:
+        """Open the sandboxes these tools run on, so a snapshot taken now covers them."""
+        for tool in tools:
+            self.sandbox_for(tool)
 
     async def call(self, tool: Tool, arguments: dict[str, Any], context: CallContext) -> CallOutcome:
         box = self._boxes.get(tool.source) or await asyncio.to_thread(self.sandbox_for, tool)  # opening may block
@@ -80,6 +88,21 @@ class DialogueSandboxes:
     def snapshot(self) -> dict[str, Any]:
         """The raw state of every sandbox, by kind: what the state diff compares."""
         return {kind: box.snapshot() for kind, box in sorted(self._boxes.items())}
+
+    def diff(self, before: dict[str, Any], after: dict[str, Any]) -> StateDiff:
+        """What changed between two snapshots of these sandboxes, every kind's tables together. A kind the
+        first snapshot lacks had no sandbox yet, so no call had touched it: a fresh one's state stands in."""
+        tables = {}
+        for kind in sorted(after):
+            box = self._boxes[kind]
+            if kind in before:
+                start = before[kind]
+            else:
+                fresh = self._sources[kind].open(self.seed)
+                start = fresh.snapshot()
+                fresh.close()
+            tables.update(box.diff(start, after[kind]).tables)
+        return StateDiff(tables=tables)
 
     def close(self) -> None:
         for box in self._boxes.values():

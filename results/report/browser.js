@@ -90,6 +90,15 @@
     box.appendChild(bullets(v.items.map((i) =>
       (i.met === true ? "met" : i.met === false ? "NOT met" : "not enforced") + " · [" + i.category + "] " + i.text +
       (i.note ? " (" + i.note + ")" : ""))));
+    if (v.state) {
+      box.appendChild(el("em", "", "State: " + v.state + " · facts " + (v.facts_told ? "all told" : "NOT all told")));
+      if ((v.differences || []).length) box.appendChild(bullets(v.differences));
+      if ((v.untold || []).length) box.appendChild(bullets(v.untold.map((f) => "not told: " + f)));
+      if ((v.real_diff || []).length) {
+        box.appendChild(el("em", "", "What the database really changed"));
+        box.appendChild(bullets(v.real_diff));
+      }
+    }
     return box;
   }
 

@@ -8,7 +8,8 @@ from results.report.summary import RunSummary
 
 PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
 STAGES = (("tools_accepted", "tools accepted"), ("dialogues_completed", "dialogues completed"),
-          ("tasks_valid", "tasks judged valid"), ("dialogues_valid", "dialogues valid"))
+          ("tasks_state_match", "tasks whose state matched"), ("tasks_valid", "tasks valid"),
+          ("dialogues_valid", "dialogues valid"))
 TOP_TOOLS = 25
 
 

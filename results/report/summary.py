@@ -19,6 +19,7 @@ class StageRates(BaseModel):
 
     tools_accepted: float | None
     dialogues_completed: float | None
+    tasks_state_match: float | None = None
     tasks_valid: float | None
     dialogues_valid: float | None
 
@@ -69,6 +70,7 @@ def summarize_run(run: SourceRun, stats: RunStats, similarity: list[float]) -> R
         tool_calls=dict(calls.most_common()),
         stages=StageRates(tools_accepted=_rate(stats.tools_accepted, stats.tools_proposed),
                           dialogues_completed=_rate(stats.dialogues_completed, total),
+                          tasks_state_match=_rate(stats.state_matches, stats.tasks_verified),
                           tasks_valid=_rate(sum(v.get("judgment") == "valid" for v in verdicts), len(verdicts)),
                           dialogues_valid=_rate(stats.samples, total)),
         rejection_reasons=dict(Counter(reason_kind(d.reason) for d in run.rejected).most_common()),

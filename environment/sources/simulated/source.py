@@ -1,7 +1,7 @@
 """The simulated kind: tools with an output schema and no backing data; results are made up, consistently.
 
-The sandbox is the dialogue's world (every entity a result has shown); replaying the recorded results
-through the same reconciliation rebuilds it exactly.
+The sandbox is the dialogue's world (every entity a result has shown) and the changes its writes asked for
+(diff.py); replaying the recorded results through the same reconciliation rebuilds both exactly.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from langchain_core.messages import AnyMessage, HumanMessage
 from environment.sources.arguments import check_arguments
 from environment.sources.base import CallContext, CallOutcome, Catalog
 from environment.sources.dialogue_time import reference_time_for, stated_date
+from environment.sources.simulated.diff import diff, write_change
 from environment.sources.simulated.simulator import reconcile, simulate, validation_error
 from state.dialogue import ExecutedCall, SimulatedWorld
 from state.tools import Tool, ToolResult
+from state.verification import StateDiff
 
 
 def _rows(value: Any) -> list[dict[str, Any]]:
@@ -35,6 +37,12 @@ def reference_time(messages: list[AnyMessage], world: SimulatedWorld) -> str:
 class SimulatedSandbox:
     def __init__(self, seed: int) -> None:
         self.world = SimulatedWorld(reference_time=reference_time_for(seed))
+        self.writes: list[dict[str, Any]] = []  # each successful write's change, in order (diff.py)
+
+    def _record(self, tool: Tool, arguments: dict[str, Any], result: ToolResult) -> None:
+        change = write_change(tool, arguments, result)
+        if change is not None:
+            self.writes.append(change)
 
     async def call(self, tool: Tool, arguments: dict[str, Any], context: CallContext) -> CallOutcome:
         error = check_arguments(tool, arguments, context.max_argument_chars)
@@ -54,16 +62,22 @@ class SimulatedSandbox:
                              dt.datetime.fromisoformat(now))
         value = reconcile(tool, arguments, value, self.world)
         rows = _rows(value)
+        self._record(tool, arguments, ToolResult(ok=True, value=value, rows=rows))
         return CallOutcome(result=ToolResult(ok=True, value=value, rows=rows, row_count=len(rows)), simulated=True)
 
     def replay(self, call: ExecutedCall, tool: Tool) -> ToolResult | None:
         if call.result.ok:  # the recorded result is already reconciled: folding it in again gives the same world
             reconcile(tool, call.arguments, call.result.value, self.world)
+            self._record(tool, call.arguments, call.result)
         return None  # nothing is run again: the recorded result is the result
 
-    def snapshot(self) -> dict[str, dict[str, Any]]:
-        """Every entity the dialogue's results have shown, by 'entity:id'."""
-        return {key: dict(fields) for key, fields in self.world.entities.items()}
+    def snapshot(self) -> dict[str, Any]:
+        """Every entity the dialogue's results have shown (by 'entity:id'), and the changes its writes made."""
+        return {"entities": {key: dict(fields) for key, fields in self.world.entities.items()},
+                "writes": [dict(change) for change in self.writes]}
+
+    def diff(self, before: dict[str, Any], after: dict[str, Any]) -> StateDiff:
+        return diff(before, after)
 
     def close(self) -> None:
         pass

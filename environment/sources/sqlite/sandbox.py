@@ -18,10 +18,11 @@ from sqlglot import exp
 from environment.sources.arguments import DEFAULT_MAX_ARGUMENT_CHARS, check_arguments, refusal, typed_arguments
 from environment.sources.base import CallContext, CallOutcome
 from environment.sources.sqlite.clock import ClockBinding, clock_binding
+from environment.sources.sqlite.diff import Snapshot, diff, snapshot
 from environment.sources.sqlite.introspect import DIALECT, json_value, open_read_only
-from environment.sources.sqlite.names import quote_ident
 from state.dialogue import ExecutedCall
 from state.tools import Tool, ToolError, ToolResult
+from state.verification import StateDiff
 
 DEFAULT_MAX_ROWS = 20
 _FETCH_LIMIT = 10_000
@@ -130,14 +131,10 @@ class Sandbox:
         with self.lock:
             return self.run(tool, call.arguments, clock=call.clock)
 
-    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
-        """Every table's rows (in rowid order where there is one): what the row-level state diff compares."""
+    def snapshot(self) -> Snapshot:
+        """Every table's rows by key, with its clock columns and whether the database assigns its keys."""
         with self.lock:
-            tables = [r[0] for r in self.conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-            out: dict[str, list[dict[str, Any]]] = {}
-            for table in tables:
-                cur = self.conn.execute(f"SELECT * FROM {quote_ident(table)}")
-                names = [d[0] for d in cur.description or []]
-                out[table] = [{k: json_value(v) for k, v in zip(names, row)} for row in cur.fetchall()]
-            return out
+            return snapshot(self.conn)
+
+    def diff(self, before: Snapshot, after: Snapshot) -> StateDiff:
+        return diff(before, after)

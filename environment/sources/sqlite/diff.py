@@ -1,0 +1,105 @@
+"""Row-level state of a SQLite sandbox: its snapshot (what `Sandbox.snapshot()` returns) and the diff of two.
+
+Rows are keyed by their primary key (rowid where the table has none). Two kinds of values may differ
+between a task's reference plan and the dialogue that carries it out without anything being wrong:
+columns the dialogue's clock fills (their defaults read the time, see clock.py), and keys the database
+assigns to new rows (INTEGER PRIMARY KEY, AUTOINCREMENT, rowid). The diff marks both (clock_columns,
+assigned_keys) so the comparison with a goal diff (environment/state_match.py) can allow for them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from environment.sources.sqlite.clock import clock_defaults
+from environment.sources.sqlite.introspect import json_value
+from environment.sources.sqlite.names import quote_ident
+from state.verification import ColumnChange, RowChange, StateDiff, TableDiff
+
+
+@dataclass
+class TableSnapshot:
+    key_columns: list[str]
+    assigned_keys: bool
+    clock_columns: list[str]
+    columns: list[str]
+    rows: dict[tuple, tuple]  # the key's raw values -> the row's raw values (converted only where they changed)
+
+
+@dataclass
+class Snapshot:
+    """Every row of a database at one moment (in memory only: plain data, not validated)."""
+
+    tables: dict[str, TableSnapshot]
+
+
+def _tables(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+
+
+def _key_of(conn: sqlite3.Connection, table: str) -> tuple[list[str], bool]:
+    """The key columns, and whether the database assigns it (a rowid alias, or the rowid itself)."""
+    info = conn.execute(f"PRAGMA table_info({quote_ident(table)})").fetchall()
+    pk = [row for row in sorted(info, key=lambda r: r[5]) if row[5]]
+    create = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0] or ""
+    if not pk:
+        return ["rowid"], True
+    integer_alias = len(pk) == 1 and pk[0][2].strip().upper() == "INTEGER" and "WITHOUT ROWID" not in create.upper()
+    return [row[1] for row in pk], integer_alias
+
+
+def snapshot(conn: sqlite3.Connection, tables: list[str] | None = None) -> Snapshot:
+    """Every row of every table (or of `tables`), keyed by its primary key."""
+    out: dict[str, TableSnapshot] = {}
+    for table in tables if tables is not None else _tables(conn):
+        keys, assigned = _key_of(conn, table)
+        select = "SELECT rowid AS rowid, *" if keys == ["rowid"] else "SELECT *"
+        cur = conn.execute(f"{select} FROM {quote_ident(table)}")
+        names = [d[0] for d in cur.description]
+        at = [names.index(k) for k in keys]
+        rows = {tuple(raw[i] for i in at): raw for raw in cur}
+        out[table] = TableSnapshot(key_columns=keys, assigned_keys=assigned, columns=names,
+                                   clock_columns=sorted(clock_defaults(conn, table)), rows=rows)
+    return Snapshot(tables=out)
+
+
+def _row(names: list[str], raw: tuple) -> dict[str, Any]:
+    return {n: json_value(v) for n, v in zip(names, raw)}
+
+
+def _order(key: tuple) -> str:
+    return json.dumps([json_value(v) for v in key], default=str)
+
+
+def diff(before: Snapshot, after: Snapshot) -> StateDiff:
+    """Per table, the rows inserted, deleted and updated between two snapshots (sorted by key)."""
+    tables: dict[str, TableDiff] = {}
+    for name in sorted(set(before.tables) | set(after.tables)):
+        old = before.tables.get(name)
+        new = after.tables.get(name)
+        shape = new or old
+        assert shape is not None
+        old_rows = old.rows if old else {}
+        new_rows = new.rows if new else {}
+        if old_rows == new_rows:
+            continue
+        cols = shape.columns
+        table = TableDiff(clock_columns=shape.clock_columns, assigned_keys="inserted" if shape.assigned_keys else "")
+        for k in sorted(set(new_rows) - set(old_rows), key=_order):
+            row = _row(new.columns, new_rows[k])  # type: ignore[union-attr]
+            table.inserted.append(RowChange(key={c: row[c] for c in shape.key_columns}, values=row))
+        for k in sorted(set(old_rows) - set(new_rows), key=_order):
+            row = _row(old.columns, old_rows[k])  # type: ignore[union-attr]
+            table.deleted.append(RowChange(key={c: row[c] for c in shape.key_columns}, values=row))
+        for k in sorted((k for k in set(old_rows) & set(new_rows) if old_rows[k] != new_rows[k]), key=_order):
+            was, now = _row(cols, old_rows[k]), _row(cols, new_rows[k])
+            changes = {c: ColumnChange(old=was.get(c), new=v) for c, v in now.items() if was.get(c) != v}
+            if changes:
+                table.updated.append(RowChange(key={c: now[c] for c in shape.key_columns}, changes=changes))
+        if not table.is_empty():
+            tables[name] = table
+    return StateDiff(tables=tables)

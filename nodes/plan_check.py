@@ -1,0 +1,230 @@
+"""The plan check: a task is tried before a dialogue is spent on it.
+
+Its reference plan (`Subtask.steps`, with ResultRef arguments resolved from the plan's own results) runs
+on scratch sandboxes opened through the tool-source protocol, brought to the dialogue's state at the
+task's start by replaying its recorded calls (earlier tasks' writes included); each call is made as the
+tool executor makes it, at the dialogue's clock. A plan that fails, a subtask marked `changes_data` whose
+plan changes nothing, or a read-only subtask whose plan writes is refused; so is a plan whose second run
+gives another diff. What survives is the task's expected outcome: the goal diff (one per acceptable plan,
+as the sandboxes' kinds state it) and the facts the user must be told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from backends.offline.tasks import generate_task as offline_task
+from backends.protocols import TaskRequest
+from environment.sources.base import CallContext
+from environment.sources.dialogue_time import dialogue_clock, reference_time_for
+from environment.sources.pool import DialogueSandboxes
+from state.config import Settings
+from state.dialogue import DialogueState, Usage
+from state.tasks import PlannedCall, ResultRef, Task
+from state.tools import Tool, ToolResult
+from state.verification import Fact, StateDiff, TaskExpectation
+
+REPLACEMENTS = 5  # offline-built stand-ins tried after the model's task and its one retry are refused
+
+Plan = list[list[list[PlannedCall]]]  # per subtask, its steps
+
+
+class PlanRefused(Exception):
+    """Why a task's plan cannot stand as its reference."""
+
+
+def _resolve(call: PlannedCall, results: dict[tuple[int, int], ToolResult]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    for name, value in call.arguments.items():
+        if isinstance(value, ResultRef):
+            result = results.get((value.subtask, value.step))
+            row = result.first_row() if result is not None else None
+            if row is None or value.field not in row:
+                raise PlanRefused(f"{call.tool}: argument {name} refers to {value.field} of subtask "
+                                  f"{value.subtask + 1} step {value.step + 1}, which returned no such row")
+            args[name] = row[value.field]
+        else:
+            args[name] = value
+    return args
+
+
+class PlanRun:
+    """One run of a plan: its diff, the first call's result of each step, and whether any result was simulated."""
+
+    def __init__(self) -> None:
+        self.diff = StateDiff()
+        self.results: dict[tuple[int, int], ToolResult] = {}
+        self.simulated = False
+
+
+class PlanRunner:
+    """Runs plans of one dialogue's task at its start, each on fresh sandboxes of the dialogue's sources."""
+
+    def __init__(self, state: DialogueState, tools: list[Tool], settings: Settings) -> None:
+        self.state, self.settings = state, settings
+        self.tools = {t.name: t for t in tools}
+        self.reference = state.reference_time or reference_time_for(state.seed)
+
+    def _tool(self, name: str) -> Tool:
+        if name not in self.tools:
+            raise PlanRefused(f"the plan calls {name!r}, which is not a tool of this dialogue")
+        return self.tools[name]
+
+    def _scratch(self, used: list[Tool]) -> DialogueSandboxes:
+        """Sandboxes holding the dialogue's state at the task's start (blocking: opening copies a source)."""
+        boxes = DialogueSandboxes(self.state.source_db, self.state.seed)
+        boxes.replay(self.state.calls, self.tools)
+        boxes.open_for(used)
+        return boxes
+
+    def _context(self, serial: int) -> CallContext:
+        # the clock the call would have in the dialogue; simulated tools draw from the schema under a plan key
+        return CallContext(reference_time=self.reference, clock=dialogue_clock(self.reference, serial),
+                           rng_key=f"{self.state.seed}:plan:{serial}", max_rows=self.settings.max_result_rows,
+                           max_argument_chars=self.settings.max_argument_chars)
+
+    async def run(self, task: Task, plan: Plan) -> PlanRun:
+        used = [self._tool(c.tool) for steps in plan for step in steps for c in step]
+        boxes = await asyncio.to_thread(self._scratch, used)
+        try:
+            return await self._run(task, plan, boxes, any(t.mode == "write" for t in used))
+        finally:
+            boxes.close()
+
+    async def _run(self, task: Task, plan: Plan, boxes: DialogueSandboxes, writes: bool) -> PlanRun:
+        out = PlanRun()
+        start = before = await asyncio.to_thread(boxes.snapshot) if writes else None
+        serial = len(self.state.calls)
+        for i, steps in enumerate(plan):
+            subtask = task.subtasks[i]
+            for k, step in enumerate(steps):
+                for j, call in enumerate(step):
+                    tool = self._tool(call.tool)
+                    args = _resolve(call, out.results)
+                    outcome = await boxes.call(tool, args, self._context(serial))
+                    serial += 1
+                    result = outcome.result
+                    out.simulated = out.simulated or outcome.simulated
+                    if not result.ok:
+                        message = result.error.message if result.error else "failed"
+                        raise PlanRefused(f"subtask {i + 1}, step {k + 1}: {call.tool}({json.dumps(args, default=str)})"
+                                          f" fails: {message}")
+                    if j == 0:
+                        out.results[(i, k)] = result
+            changed = False
+            if before is not None and any(self._tool(c.tool).mode == "write" for step in steps for c in step):
+                after = await asyncio.to_thread(boxes.snapshot)  # only a write tool changes the state
+                changed = not boxes.diff(before, after).is_empty()
+                before = after
+            if subtask.changes_data and not changed:
+                raise PlanRefused(f"subtask {i + 1} asks for a change, but its plan changes nothing")
+            if not subtask.changes_data and changed:
+                raise PlanRefused(f"subtask {i + 1} is read-only, but its plan writes")
+        if start is not None and before is not None:
+            out.diff = boxes.diff(start, before)
+        return out
+
+
+def label_field(row: dict[str, Any], window: int = 3) -> str | None:
+    """The field a short answer names a record by: the first text among its first `window` values, else the
+    first value that is not an id, else the first value."""
+    present = [(k, v) for k, v in row.items() if v is not None and not (isinstance(v, str) and v.startswith("<BLOB"))]
+    text = [k for k, v in present[:window] if isinstance(v, str)]
+    if text:
+        return text[0]
+    plain = [k for k, _ in present[:window] if not (k.lower() == "id" or k.lower().endswith("_id"))]
+    return (plain or [k for k, _ in present])[0] if present else None
+
+
+def facts_for(task: Task, plan: Plan, results: dict[tuple[int, int], ToolResult], simulated: bool) -> list[Fact]:
+    """What the user must be told: per subtask, from its last step's result, the fields it asks for (the
+    record's label and, for several rows, their count), that nothing matched, or the confirmation of a write."""
+    facts: list[Fact] = []
+    for i, steps in enumerate(plan):
+        if not steps:
+            continue
+        result = results[(i, len(steps) - 1)]
+        subtask = task.subtasks[i]
+        if result.rows is None and result.value is None:
+            facts.append(Fact(subtask=i, kind="confirmation"))
+            continue
+        row = result.first_row()
+        if row is None:
+            facts.append(Fact(subtask=i, kind="none"))
+            continue
+        # a single record is described in full (its first six values), several by their first three each
+        window = 6 if (result.row_count or 1) == 1 else 3
+        fields = subtask.answer_fields or [f for f in [label_field(row, window)] if f]
+        for name in fields:
+            facts.append(Fact(subtask=i, field=name, value=None if simulated else row.get(name),
+                              resolved=not simulated))
+        if not subtask.answer_fields and (result.row_count or 0) > 1 and not simulated:
+            facts.append(Fact(subtask=i, kind="count", value=result.row_count))
+    return facts
+
+
+def plans_of(task: Task) -> list[Plan]:
+    """The main plan, then one plan per alternative of a subtask (the other subtasks as planned)."""
+    main = [s.steps for s in task.subtasks]
+    plans = [main]
+    for i, subtask in enumerate(task.subtasks):
+        for alternative in subtask.alternative_steps:
+            plans.append([*main[:i], alternative, *main[i + 1:]])
+    return plans
+
+
+async def expectation(runner: PlanRunner, task: Task) -> TaskExpectation:
+    """The task's expected outcome, or PlanRefused with the reason. Each plan runs twice: the same diff or none."""
+    if not task.subtasks or not any(s.steps for s in task.subtasks):
+        raise PlanRefused("the task has no reference plan: give each subtask the tool calls that carry it out")
+    for i, subtask in enumerate(task.subtasks):
+        if not subtask.steps:
+            raise PlanRefused(f"subtask {i + 1} has no reference plan")
+    alternatives: list[StateDiff] = []
+    facts: list[Fact] = []
+    simulated = False
+    for n, plan in enumerate(plans_of(task)):
+        first = await runner.run(task, plan)
+        second = await runner.run(task, plan)
+        if first.diff.model_dump_json() != second.diff.model_dump_json():
+            raise PlanRefused("the plan gives a different outcome when run again")
+        if n == 0:  # simulated values are drawn anew in the dialogue: its facts are read from its results
+            simulated = first.simulated
+            facts = facts_for(task, plan, first.results, simulated)
+        if all(a.model_dump_json() != first.diff.model_dump_json() for a in alternatives):
+            alternatives.append(first.diff)
+    return TaskExpectation(source="simulated" if simulated else "sql", alternatives=alternatives, facts=facts)
+
+
+async def check(state: DialogueState, tools: list[Tool], settings: Settings, task: Task) -> TaskExpectation | str:
+    """The task's expectation, or why it is refused."""
+    try:
+        return await expectation(PlanRunner(state, tools, settings), task)
+    except PlanRefused as refusal:
+        return str(refusal)
+
+
+async def checked_task(state: DialogueState, tools: list[Tool], settings: Settings, backend: Any,
+                       request: TaskRequest) -> tuple[Task, Usage]:
+    """The backend's task once its plan passes; a refused one goes back once with the reason, then is replaced
+    by a data-grounded task of the offline builder. Every refusal is recorded on the task that stands."""
+    refused: list[str] = []
+    task, usage = await backend.generate_task(request)
+    outcome = await check(state, tools, settings, task)
+    if isinstance(outcome, str):
+        refused.append(outcome)
+        task, more = await backend.generate_task(request.model_copy(update={"feedback": outcome}))
+        usage = usage + more
+        outcome = await check(state, tools, settings, task)
+    for n in range(REPLACEMENTS):
+        if not isinstance(outcome, str):
+            break
+        refused.append(outcome)
+        task = offline_task(request.model_copy(update={"rng_key": f"{request.rng_key}:replacement:{n}",
+                                                       "feedback": ""}))
+        outcome = await check(state, tools, settings, task)
+    if isinstance(outcome, str):
+        raise RuntimeError(f"no task passed the plan check ({len(refused) + 1} tried); the last: {outcome}")
+    return task.model_copy(update={"expected": outcome.model_copy(update={"refused": refused})}), usage
