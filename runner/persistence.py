@@ -113,20 +113,23 @@ async def keep_only_last_checkpoint(graph: Any, saver: AsyncSqliteSaver, thread_
     otherwise rebuilt from the earlier steps' writes) and stays readable, resumable and forkable."""
     cfg = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
     last = await saver.aget_tuple(cfg)
-    if last is None or last.parent_config is None:
+    if last is None:
         return
-    snapshot = await graph.aget_state(cfg)
-    if snapshot.next or snapshot.tasks:  # not finished: every step stays, so it can go on
-        return
-    values = snapshot.values
-    checkpoint = {**last.checkpoint, "channel_values": dict(last.checkpoint["channel_values"])}
-    for name, channel in graph.channels.items():
-        if isinstance(channel, DeltaChannel) and name in values:
-            checkpoint["channel_values"][name] = _DeltaSnapshot(values[name])
-    checkpoint_id = checkpoint["id"]
-    metadata = {k: v for k, v in last.metadata.items() if k != "counters_since_delta_snapshot"}
-    # Same id: the row is replaced in place, so a crash part way leaves the thread whole.
-    await saver.aput(cfg, checkpoint, metadata, {})
+    checkpoint_id = last.checkpoint["id"]
+    # A last state without a parent is whole already: a pruning cut off after writing it (a kill between its
+    # two steps) only has the older rows left to delete.
+    if last.parent_config is not None:
+        snapshot = await graph.aget_state(cfg)
+        if snapshot.next or snapshot.tasks:  # not finished: every step stays, so it can go on
+            return
+        values = snapshot.values
+        checkpoint = {**last.checkpoint, "channel_values": dict(last.checkpoint["channel_values"])}
+        for name, channel in graph.channels.items():
+            if isinstance(channel, DeltaChannel) and name in values:
+                checkpoint["channel_values"][name] = _DeltaSnapshot(values[name])
+        metadata = {k: v for k, v in last.metadata.items() if k != "counters_since_delta_snapshot"}
+        # Same id: the row is replaced in place, so a crash part way leaves the thread whole.
+        await saver.aput(cfg, checkpoint, metadata, {})
     async with saver.lock:
         for table in ("checkpoints", "writes"):
             await saver.conn.execute(f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_id != ?",

@@ -16,7 +16,7 @@ from tests import forked
 from tests.conftest import CLINIC, sha256
 from tests.replay import lines, replay
 
-DIALOGUES = 30  # enough that none of the kills comes after the last line (a faster pipeline finishes sooner)
+DIALOGUES = 60  # enough that none of the kills comes after the last line, even on a quiet machine (30 was not)
 
 
 def _resume(out: Path) -> list[str]:

@@ -87,3 +87,45 @@ def test_final_still_resumes_an_unfinished_dialogue(tmp_path):
     assert len(after) == n and set(written) <= set(after)
     assert not (out / "rejected.jsonl").exists() or not (out / "rejected.jsonl").read_text().strip()
     assert set(_checkpoints_per_thread(out).values()) == {1}
+
+
+def test_a_pruning_cut_off_between_its_two_steps_is_finished_by_the_next(tmp_path):
+    """The pruned last state is written first, the older rows deleted after: a kill in between leaves a
+    parent-less last state beside every older row, and the next pruning (a resume's) must still delete them."""
+    from graphs.dialogue import build_dialogue_graph
+    from runner.persistence import checkpoint_location, keep_only_last_checkpoint, open_persistence
+    from state.config import Settings
+
+    out = tmp_path / "run"
+    assert main(["generate", "--db", str(CLINIC), "--dialogues", "1", "--tasks-per-dialogue", "1", "--out",
+                 str(out)]) == 0
+    thread = next(iter(dataset_lines(out)))
+    steps = _checkpoints_per_thread(out)[thread]
+    assert steps > 1
+
+    class Killed(Exception):
+        pass
+
+    def killed_at_delete(execute):  # the kill comes as the older rows are about to go
+        def run(sql, *args, **kwargs):
+            if sql.startswith("DELETE"):
+                raise Killed
+            return execute(sql, *args, **kwargs)
+        return run
+
+    async def prune(cut_off: bool) -> None:
+        async with open_persistence(checkpoint_location(out, Settings())) as (saver, store):
+            graph = build_dialogue_graph().compile(checkpointer=saver, store=store)
+            if cut_off:
+                saver.conn.execute = killed_at_delete(saver.conn.execute)
+                try:
+                    await keep_only_last_checkpoint(graph, saver, thread)
+                except Killed:
+                    pass
+            else:
+                await keep_only_last_checkpoint(graph, saver, thread)
+
+    asyncio.run(prune(cut_off=True))
+    assert _checkpoints_per_thread(out)[thread] == steps  # the last state replaced in place, nothing deleted
+    asyncio.run(prune(cut_off=False))
+    assert _checkpoints_per_thread(out)[thread] == 1
