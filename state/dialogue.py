@@ -40,6 +40,8 @@ class ExecutedCall(BaseModel):
     simulated: bool = False
     clock: str | None = Field(None, description="The dialogue's time the call's effect depends on (a SQL write's "
                                                 "time-default columns): a replay runs it at that time.")
+    record: dict[str, Any] | None = Field(None, description="What its source kept beyond the result (an MCP call's "
+                                                            "server, content, structured content, isError, latency).")
 
 
 class JudgedItem(BaseModel):

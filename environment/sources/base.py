@@ -61,6 +61,8 @@ class CallOutcome(BaseModel):
     result: ToolResult
     clock: str | None = Field(None, description="The dialogue time its effect depends on (time-default columns).")
     simulated: bool = Field(False, description="The result was made up from the tool's output schema, not executed.")
+    record: dict[str, Any] | None = Field(None, description="What the source keeps of the call beyond its result "
+                                                            "(an MCP call's content, isError, latency), for replay.")
 
 
 class Sandbox(Protocol):

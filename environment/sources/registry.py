@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from environment.errors import InputError
 from environment.sources.base import ToolSource
+from environment.sources.mcp.kind import McpKind
 from environment.sources.simulated.source import SimulatedKind
 from environment.sources.sqlite.source import SqliteKind
 from state.config import Settings
@@ -66,6 +67,7 @@ def unregister_source_kind(kind: str) -> None:
 
 
 register_source_kind(SimulatedKind())
+register_source_kind(McpKind())
 
 
 def kind_of(name: str) -> SourceKind:
@@ -92,6 +94,16 @@ def source_names(args: list[str]) -> list[str]:
 def identity(name: str) -> str:
     """One spelling per source: a file's resolved path, a URI as given."""
     return name if "://" in name else str(Path(name).resolve())
+
+
+def recordable_configs(names: list[str]) -> dict[str, dict[str, Any]]:
+    """Each source's own config as a run folder may keep it (secrets masked), for sources that have one."""
+    found = {}
+    for name in names:
+        recordable = getattr(open_source(name), "recordable", None)
+        if recordable is not None:
+            found[name] = recordable()
+    return found
 
 
 def label_of(name: str) -> str:
