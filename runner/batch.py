@@ -261,6 +261,8 @@ class Batch:
             extra["completed"] = error is None and len(state.verdicts) == state.tasks_per_dialogue and \
                 not state.ended_by_budget
             extra["toolset"] = self.config.toolset_file_of(state.source_db)
+            if state.replay_diverged:
+                extra["replay_diverged"] = state.replay_diverged
             record, ok, _ = export_dialogue(state, tools, extra)
         else:
             if isinstance(failed_usage, Usage):

@@ -177,6 +177,8 @@ class DialogueState(DialogueInput):
     reference_time: str = Field("", description="The dialogue's 'now' (ISO 8601), fixed when it starts: its tool "
                                             "calls' clock and the dates simulated results are drawn around.")
     usage: Annotated[Usage, add_usage] = Field(default_factory=Usage)
+    replay_diverged: list[str] = Field(default_factory=list, description="Recorded calls (ids) whose replay on a "
+                                       "fresh sandbox (resume, fork) gave another result than they first did.")
 
     @property
     def task_index(self) -> int:

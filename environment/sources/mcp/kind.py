@@ -19,7 +19,7 @@ from typing import Any
 from environment.sources.base import CallContext, CallOutcome, Catalog
 from environment.sources.mcp import loop
 from environment.sources.mcp.config import load_mcp_config
-from environment.sources.mcp.records import to_tool_result
+from environment.sources.mcp.records import McpServerFailure, to_tool_result
 from environment.sources.mcp.session import McpDialogue, McpSource
 from environment.sources.mcp.toolset import McpToolListing
 from state.config import Settings
@@ -130,16 +130,19 @@ class McpToolSource:
 
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            listing, probed = loop.wait(self._list_and_probe())
+            listing, probed, problem = loop.wait(self._list_and_probe())
             rows = list(itertools.chain.from_iterable(_records(r.structured_content) for r in probed.values()))
             tools = [_with_examples(_classified(t.tool, t.remote_name), rows) for t in listing.tools]
-            notes = [f"left out {d.name}: {d.reason}" for d in listing.dropped]
+            notes = [f"left out {d.name}: {d.reason}" for d in listing.dropped] + ([problem] if problem else [])
             self._catalog = Catalog(tools=tools, notes=notes)
         return self._catalog
 
-    async def _list_and_probe(self) -> tuple[McpToolListing, dict[str, McpCallRecord]]:
+    async def _list_and_probe(self) -> tuple[McpToolListing, dict[str, McpCallRecord], str]:
         async with self.mcp.dialogue("catalog") as scratch:  # a scratch dialogue: fresh copies, stopped after
-            return scratch.tools or McpToolListing(), await scratch.probe()
+            try:
+                return scratch.tools or McpToolListing(), await scratch.probe(), ""
+            except McpServerFailure as failure:  # the tools stand; only the examples drawn from the data are lost
+                return scratch.tools or McpToolListing(), {}, f"probing the read-only tools failed: {failure.reason}"
 
     def open(self, seed: int) -> McpSandbox:
         return McpSandbox(self.mcp, seed)
