@@ -13,12 +13,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from environment.sources.base import CallContext
 from environment.sources.mcp import loop
 from environment.sources.pool import DialogueSandboxes
 from environment.sources.registry import open_source
+from graphs.dialogue import build_dialogue_graph
 from graphs.run import main
+from runner.checkpoints import DialogueCheckpoints
 from state.dialogue import ExecutedCall
 from tests.conftest import ROOT, generate_killed_mid_run, sha256
 from tests.mcp_helpers import EXAMPLE, FAULTS, by_pid
@@ -157,3 +160,48 @@ def test_a_run_killed_mid_way_resumes_with_every_dialogue_once_and_replays_match
     assert sorted(r["id"] for r in lines) == sorted({r["id"] for r in lines}) and len(lines) == 8
     assert not any(r["metadata"].get("replay_diverged") for r in lines)
     assert json.loads((out / "stats.json").read_text())["replay_diverged"] == 0
+
+
+async def _after_a_lend(out: Path, dialogue: str) -> tuple[str, int] | None:
+    """A checkpoint right after a successful lend_book, with the book's record still to be read."""
+    async with DialogueCheckpoints(out, build_dialogue_graph, None, Console(quiet=True)) as store:
+        for row in await store.history(dialogue):
+            state = await store.state(dialogue, row.checkpoint_id)
+            last = state.calls[-1] if state.calls else None
+            if row.node == "tool_executor" and last and last.tool == "library__lend_book" and last.result.ok:
+                return row.checkpoint_id, last.arguments["book_id"]
+    return None
+
+
+def test_a_fork_continues_on_a_fresh_server_with_the_earlier_writes_replayed_and_exports_name_the_tools(
+        tmp_path, monkeypatch, capsys):
+    log = tmp_path / "library.log"
+    monkeypatch.setenv("LIBRARY_LOG", str(log))
+    out = tmp_path / "run"
+    assert main(["generate", "--mcp", str(SERVERS), "--dialogues", "3", "--tasks-per-dialogue", "1", "--seed", "5",
+                 "--out", str(out)]) == 0
+    found = next(((r["id"], hit) for r in _lines(out) if (hit := asyncio.run(_after_a_lend(out, r["id"])))), None)
+    assert found is not None, "no dialogue lent a book"
+    dialogue, (checkpoint, book) = found
+    loop.settle()
+    processes_before = set(by_pid(log))
+    assert main(["fork", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint, "--seed", "99"]) == 0
+    loop.settle()
+    fork = next(r for r in _lines(out) if r["metadata"].get("forked_from", {}).get("dialogue") == dialogue)
+    calls = [c for m in fork["messages"] for c in m.get("tool_calls") or []]
+    results = {m["tool_call_id"]: json.loads(m["content"]) for m in fork["messages"] if m["role"] == "tool"}
+    lent_at = next(i for i, c in enumerate(calls) if c["function"]["name"] == "library__lend_book")
+    reads = [c for c in calls[lent_at + 1:] if c["function"]["name"] == "library__get_book"
+             and json.loads(c["function"]["arguments"]) == {"book_id": book}]
+    # the fork's own server had the lend replayed onto its fresh copy: the book reads as lent
+    assert reads and all(results[c["id"]]["available"] is False for c in reads)
+    fresh = [events for pid, events in by_pid(log).items() if pid not in processes_before]
+    assert any([e["tool"] for e in ev if e["event"] == "call"][:1] == ["lend_book"] for ev in fresh), \
+        "a fresh server process replayed the write first"
+    assert not fork["metadata"].get("replay_diverged")
+    for fmt in ("openai", "trl", "sharegpt", "hf"):
+        folder = tmp_path / f"export-{fmt}"
+        assert main(["export", str(out), "--format", fmt, "--out", str(folder)]) == 0
+        assert any(b"library__lend_book" in f.read_bytes() for f in folder.rglob("*") if f.is_file()), fmt
+    assert main(["report", str(out), "--out", str(tmp_path / "report.html")]) == 0
+    assert "library__lend_book" in (tmp_path / "report.html").read_text()
