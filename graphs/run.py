@@ -21,7 +21,7 @@ from rich.table import Table
 
 from backends.llm.replies import BackendOutputError
 from environment.errors import InputError, RunError, read_json_input
-from environment.sources.registry import identity, label_of, recordable_configs, source_names
+from environment.sources.registry import combined_name, identity, label_of, recordable_configs, source_names
 from environment.sqlnames import snake
 from graphs import dataset_cli, optimize_cli, reasoning_cli
 from graphs.dialogue import build_dialogue_graph
@@ -212,6 +212,8 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
                              "toolset.json (simulated tools)")
         named = (args.db or []) + ([f"mcp://{args.mcp}"] if args.mcp else [])
         databases = source_names(named)
+        if args.db and args.mcp:  # each dialogue over a database calls the MCP servers' tools too
+            databases = [combined_name([d, databases[-1]]) for d in databases[:-1]]
         db = databases[0] if len(databases) == 1 else None
         several = Path(named[0].rstrip("/*")).name or "databases" if named else ""
         stem = label_of(db) if db else several or args.toolset.resolve().parent.name

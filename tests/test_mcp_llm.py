@@ -13,6 +13,7 @@ from environment.sources.mcp import loop
 from graphs.dialogue import build_dialogue_graph
 from graphs.run import main
 from runner.checkpoints import DialogueCheckpoints
+from tests.conftest import CLINIC
 from tests.mcp_helpers import EXAMPLE, FAULTS, by_pid
 from tests.stub_server import StubServer, stub_agent
 
@@ -89,3 +90,30 @@ def test_a_divergent_server_is_reported_on_resume_and_a_fork_past_it_refused(tmp
     assert json.loads((out / "stats.json").read_text())["replay_diverged"] == 1
     assert main(["show", str(out), "--dialogue", dialogue]) == 0
     assert "replay diverged" in capsys.readouterr().out
+
+
+def _both_agent(request: dict) -> dict | str:
+    """The stub agent, but the assistant calls one MCP tool and one SQL tool at once."""
+    messages = request.get("messages", [])
+    names = {t["function"]["name"] for t in request.get("tools") or []}
+    if {"library__get_book", "get_pet"} <= names and messages and messages[-1].get("role") == "user" \
+            and "that's all" not in str(messages[-1].get("content")).lower():
+        return {"tool_calls": [{"name": "library__get_book", "arguments": {"book_id": 3}},
+                               {"name": "get_pet", "arguments": {"pet_id": 1}}]}
+    return stub_agent(request)
+
+
+def test_with_a_database_each_dialogue_calls_sql_and_mcp_tools_each_on_its_own_sandbox(tmp_path):
+    out = tmp_path / "run"
+    with StubServer(_both_agent) as server:
+        assert main(["generate", "--db", str(CLINIC), "--mcp", str(SERVERS), "--dialogues", "2", *_llm(server),
+                     "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert " + mcp://" in config["source_db"] and list(config["source_configs"]) == [f"mcp://{SERVERS}"]
+    sources = {t["source"] for t in json.loads((out / "toolset.json").read_text())}
+    assert sources == {"sqlite", "mcp"}
+    for line in (out / "dialogues.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        results = {m["name"]: json.loads(m["content"]) for m in record["messages"] if m["role"] == "tool"}
+        assert results["library__get_book"]["title"] == "Kindred"  # from the server
+        assert results["get_pet"]["rows"][0]["pet_id"] == 1  # from the database's sandbox

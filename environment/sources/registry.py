@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from environment.errors import InputError
 from environment.sources.base import ToolSource
+from environment.sources.combined import SEPARATOR, CombinedSource
 from environment.sources.mcp.kind import McpKind
 from environment.sources.simulated.source import SimulatedKind
 from environment.sources.sqlite.source import SqliteKind
@@ -76,8 +77,20 @@ def kind_of(name: str) -> SourceKind:
 
 
 def open_source(name: str) -> ToolSource:
-    """The source a name stands for, checked."""
+    """The source a name stands for, checked; names joined by ` + ` are one dialogue's several sources."""
+    if SEPARATOR in name:
+        return CombinedSource(name, [open_source(part) for part in name.split(SEPARATOR)])
     return kind_of(name).open(name)
+
+
+def combined_name(names: list[str]) -> str:
+    """One name for sources a dialogue uses together (each part spelled as `identity` spells it)."""
+    return SEPARATOR.join(identity(n) for n in names)
+
+
+def parts_of(source: ToolSource) -> list[ToolSource]:
+    """The sources one source stands for: its parts when combined, else itself."""
+    return list(getattr(source, "parts", [source]))
 
 
 def source_names(args: list[str]) -> list[str]:
@@ -93,6 +106,8 @@ def source_names(args: list[str]) -> list[str]:
 
 def identity(name: str) -> str:
     """One spelling per source: a file's resolved path, a URI as given."""
+    if SEPARATOR in name:
+        return combined_name(name.split(SEPARATOR))
     return name if "://" in name else str(Path(name).resolve())
 
 
@@ -100,15 +115,16 @@ def recordable_configs(names: list[str]) -> dict[str, dict[str, Any]]:
     """Each source's own config as a run folder may keep it (secrets masked), for sources that have one."""
     found = {}
     for name in names:
-        recordable = getattr(open_source(name), "recordable", None)
-        if recordable is not None:
-            found[name] = recordable()
+        for part in parts_of(open_source(name)):
+            recordable = getattr(part, "recordable", None)
+            if recordable is not None:
+                found[part.name] = recordable()
     return found
 
 
 def label_of(name: str) -> str:
     """A short readable name for a source: its file's stem (of a path or a URI's path)."""
-    return Path(name.split("://", 1)[-1].rstrip("/")).stem or "source"
+    return Path(name.split(SEPARATOR)[0].split("://", 1)[-1].rstrip("/")).stem or "source"
 
 
 def nameless_source(kind: str) -> ToolSource | None:
@@ -120,5 +136,5 @@ def nameless_source(kind: str) -> ToolSource | None:
 
 def tools_without_source(tools: list[Tool], source: ToolSource | None) -> list[Tool]:
     """Tools bound to a kind that needs a named source the run does not name."""
-    own = source.kind if source is not None else None
-    return [t for t in tools if t.source != own and nameless_source(t.source) is None]
+    own = {part.kind for part in parts_of(source)} if source is not None else set()
+    return [t for t in tools if t.source not in own and nameless_source(t.source) is None]

@@ -45,8 +45,8 @@ def _on_a_loop() -> bool:
 
 
 def wait(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on the MCP loop and block until it ends (from a thread with no loop running)."""
-    assert not _on_a_loop(), "blocking on MCP from an event loop would stall it: await `gather` instead"
+    """Run a coroutine on the MCP loop and block until it ends: from a worker thread, or once (the toolset
+    listed) from a loop, which it stalls meanwhile; a dialogue's calls use `gather` instead."""
     return submit(coroutine).result()
 
 
