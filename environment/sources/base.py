@@ -1,4 +1,4 @@
-"""One protocol for every kind of tool source (SQLite files, simulated tools; PostgreSQL and MCP next).
+"""One protocol for every kind of tool source (SQLite files, simulated tools, MCP servers; PostgreSQL next).
 
 Each kind does five things, and nothing outside `environment/sources/` asks which kind it has:
 1. `ToolSource.catalog()` lists what is there: a schema to synthesize tools and ground tasks in, or the

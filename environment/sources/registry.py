@@ -1,7 +1,7 @@
 """Which kind of source a name stands for: a small registry keyed by how sources are named.
 
 A plain path is a SQLite file (the fallback, asked last); other kinds are named by a URI scheme
-(`postgresql://…`) or a config file. Kinds that need no name (simulated tools) serve every tool
+(`postgresql://…`, `mcp://SERVERS.json`). Names joined by ` + ` are sources one dialogue uses together. Kinds that need no name (simulated tools) serve every tool
 bound to them. Nodes and the runner ask the registry, never which kind they have.
 """
 
@@ -115,7 +115,11 @@ def recordable_configs(names: list[str]) -> dict[str, dict[str, Any]]:
     """Each source's own config as a run folder may keep it (secrets masked), for sources that have one."""
     found = {}
     for name in names:
-        for part in parts_of(open_source(name)):
+        try:
+            parts = parts_of(open_source(name))
+        except InputError:
+            continue  # an unusable source is said where the run checks its sources (skipped, or the user's error)
+        for part in parts:
             recordable = getattr(part, "recordable", None)
             if recordable is not None:
                 found[part.name] = recordable()
