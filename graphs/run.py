@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="synthesize a dataset of dialogues from a SQLite database")
     gen.add_argument("--db", nargs="+", help="tool source(s), never modified: SQLite files, folders (every "
                                               "*.sqlite, *.sqlite3, *.db under them) or globs, or the URI of a "
-                                              "registered kind; without it, --toolset with simulated tools")
+                                              "registered kind (mcp://SERVERS.json); without it, --mcp or --toolset "
+                                              "with simulated tools")
     gen.add_argument("--mcp", type=Path, metavar="SERVERS.json",
                      help="MCP servers (the mcpServers format) whose tools the dialogues call, each dialogue on its own "
                           "servers started on fresh copies of their declared files (see the README's MCP section)")

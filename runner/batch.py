@@ -245,7 +245,8 @@ class Batch:
         if self.settings.checkpoints == "final" and error is None:
             await keep_only_last_checkpoint(graph, graph.checkpointer, dialogue_id)
         if self.sandboxes is not None:
-            self.sandboxes.release(dialogue_id)  # finished: its sandboxes are not needed again
+            # finished: its sandboxes are not needed again; closing may wait on a process (an MCP server)
+            await asyncio.to_thread(self.sandboxes.release, dialogue_id)
 
     async def write(self, dialogue_id: str, values: dict[str, Any], latency: float, error: str | None,
                     tools: list[Tool], replace: bool = False, failed_usage: Usage | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import multiprocessing.util
 import threading
 from concurrent.futures import Future
 from typing import Any, Callable, Coroutine, TypeVar
@@ -28,6 +29,8 @@ def _mcp_loop() -> asyncio.AbstractEventLoop:
             _loop = asyncio.new_event_loop()
             threading.Thread(target=_loop.run_forever, name="mcp-sessions", daemon=True).start()
             atexit.register(_close_all)
+            # a worker process of a run leaves through os._exit, which skips atexit but runs these
+            multiprocessing.util.Finalize(None, _close_all, exitpriority=10)
         return _loop
 
 
@@ -83,7 +86,8 @@ def _close_all() -> None:
     if _loop is None or not _loop.is_running():
         return
     settle(30)
-    for close in _at_exit:
+    closing, _at_exit[:] = list(_at_exit), []
+    for close in closing:
         try:
             submit(close()).result(timeout=30)
         except Exception:  # noqa: BLE001 - leaving anyway; a server that will not stop is the OS's now
