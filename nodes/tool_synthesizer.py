@@ -91,10 +91,11 @@ async def synthesize_toolset(source: ToolSource, database: DatabaseSchema, backe
 
 
 async def toolset_for(source: ToolSource, database: DatabaseSchema | None, backend: Backend,
-                      settings: Settings) -> tuple[Toolset, Usage]:
-    """The tools a source offers itself, and a toolset synthesized from its schema when it has one (a database
-    with MCP servers beside it: both)."""
-    offered = (await asyncio.to_thread(source.catalog)).tools
+                      settings: Settings, offered: list[Tool] | None = None) -> tuple[Toolset, Usage]:
+    """The tools a source offers itself (`offered`, when its catalog was read already), and a toolset synthesized
+    from its schema when it has one (a database with MCP servers beside it: both)."""
+    if offered is None:
+        offered = (await asyncio.to_thread(source.catalog)).tools
     if database is None:
         return Toolset(tools=offered, proposed=len(offered)), Usage()
     toolset, usage = await synthesize_toolset(source, database, backend, settings)
