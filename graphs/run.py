@@ -21,7 +21,7 @@ from rich.table import Table
 
 from backends.llm.replies import BackendOutputError
 from environment.errors import InputError, RunError, read_json_input
-from environment.sources.registry import identity, label_of, source_names
+from environment.sources.registry import combined_name, identity, label_of, recordable_configs, source_names
 from environment.sqlnames import snake
 from graphs import dataset_cli, optimize_cli, reasoning_cli, verify_cli
 from graphs.dialogue import build_dialogue_graph
@@ -48,7 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="synthesize a dataset of dialogues from a SQLite database")
     gen.add_argument("--db", nargs="+", help="tool source(s), never modified: SQLite files, folders (every "
                                               "*.sqlite, *.sqlite3, *.db under them) or globs, or the URI of a "
-                                              "registered kind; without it, --toolset with simulated tools")
+                                              "registered kind (mcp://SERVERS.json); without it, --mcp or --toolset "
+                                              "with simulated tools")
+    gen.add_argument("--mcp", type=Path, metavar="SERVERS.json",
+                     help="MCP servers (the mcpServers format) whose tools the dialogues call, each dialogue on its own "
+                          "servers started on fresh copies of their declared files (see the README's MCP section)")
     gen.add_argument("--pipeline", choices=["user", "task"], default="user",
                      help="user-oriented dialogues (default) or task-oriented direct questions")
     count = gen.add_mutually_exclusive_group()
@@ -205,11 +209,15 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         settings = _settings(args)
         if args.checkpoints:
             settings = settings.model_copy(update={"checkpoints": args.checkpoints})
-        if not args.db and not args.toolset:
-            raise InputError("pass --db with a SQLite database, or --toolset with a toolset.json (simulated tools)")
-        databases = source_names(args.db or [])
+        if not args.db and not args.toolset and not args.mcp:
+            raise InputError("pass --db with a SQLite database, --mcp with MCP servers, or --toolset with a "
+                             "toolset.json (simulated tools)")
+        named = (args.db or []) + ([f"mcp://{args.mcp}"] if args.mcp else [])
+        databases = source_names(named)
+        if args.db and args.mcp:  # each dialogue over a database calls the MCP servers' tools too
+            databases = [combined_name([d, databases[-1]]) for d in databases[:-1]]
         db = databases[0] if len(databases) == 1 else None
-        several = Path(args.db[0].rstrip("/*")).name or "databases" if args.db else ""
+        several = Path(named[0].rstrip("/*")).name or "databases" if named else ""
         stem = label_of(db) if db else several or args.toolset.resolve().parent.name
         run_id = f"{stem}-{args.pipeline}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = args.out or Path("runs") / run_id
@@ -222,7 +230,8 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         config = RunConfig(run_id=out.name, source_db=identity(db) if db else "", dialogues=args.dialogues,
                            tasks_per_dialogue=args.tasks_per_dialogue, seed=args.seed,
                            concurrency=args.concurrency, workers=workers.workers, prelude=prelude,
-                           pipeline=args.pipeline, settings=settings.public())
+                           pipeline=args.pipeline, settings=settings.public(),
+                           source_configs=recordable_configs(databases))
         if (workers.workers > 1 or settings.executor == "ray") and settings.backend_kind == "custom":
             raise InputError(f"--workers and --executor ray need the offline or openai backend, not {settings.backend!r}")
         if workers.workers > 1 and settings.executor == "ray":

@@ -81,8 +81,13 @@ async def tool_executor(state: DialogueState, runtime: Runtime[Settings]) -> dic
             outcome = await sandboxes.call(tool, call["args"], context)
         calls.append(ExecutedCall(tool_call_id=call["id"], tool=call["name"], arguments=call["args"],
                                   result=outcome.result, mode=tool.mode if tool else None,
-                                  task_index=state.task_index, simulated=outcome.simulated, clock=outcome.clock))
+                                  task_index=state.task_index, simulated=outcome.simulated, clock=outcome.clock,
+                                  record=outcome.record))
         messages.append(ToolMessage(content=tool_message_content(outcome.result), tool_call_id=call["id"],
                                     name=call["name"], status="success" if outcome.result.ok else "error"))
     sandboxes.recorded(calls)
-    return {"messages": messages, "calls": calls}
+    update: dict[str, Any] = {"messages": messages, "calls": calls}
+    diverged = [c for c in sandboxes.diverged if c not in state.replay_diverged]
+    if diverged:  # the source did not give the same results twice: said in the line, the stats and `show`
+        update["replay_diverged"] = state.replay_diverged + diverged
+    return update

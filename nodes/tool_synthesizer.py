@@ -91,12 +91,17 @@ async def synthesize_toolset(source: ToolSource, database: DatabaseSchema, backe
 
 
 async def toolset_for(source: ToolSource, database: DatabaseSchema | None, backend: Backend,
-                      settings: Settings) -> tuple[Toolset, Usage]:
-    """The tools a source offers itself, or a toolset synthesized from its schema."""
-    offered = source.catalog().tools if database is None else []
-    if offered or database is None:
+                      settings: Settings, offered: list[Tool] | None = None) -> tuple[Toolset, Usage]:
+    """The tools a source offers itself (`offered`, when its catalog was read already), and a toolset synthesized
+    from its schema when it has one (a database with MCP servers beside it: both)."""
+    if offered is None:
+        offered = (await asyncio.to_thread(source.catalog)).tools
+    if database is None:
         return Toolset(tools=offered, proposed=len(offered)), Usage()
-    return await synthesize_toolset(source, database, backend, settings)
+    toolset, usage = await synthesize_toolset(source, database, backend, settings)
+    names = {t.name for t in toolset.tools}
+    toolset.tools.extend(t for t in offered if t.name not in names)
+    return toolset, usage
 
 
 async def prepare(state: DialogueState, runtime: Runtime[Settings]) -> dict:

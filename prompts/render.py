@@ -25,8 +25,10 @@ def _clip(text: str, limit: int | None) -> str:
     return text[:limit] + f"… ({len(text) - limit} more characters)"
 
 
-def render_schema(database: DatabaseSchema) -> str:
+def render_schema(database: DatabaseSchema | None) -> str:
     """Tables with typed columns, keys, row counts and the data view, one JSON array per row."""
+    if database is None:  # a source that offers its own tools (MCP servers, simulated tools): no tables to show
+        return "(no database schema: the tools below are all there is; their argument examples show real values)"
     blocks = []
     for table in database.tables:
         cols = []

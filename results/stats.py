@@ -44,6 +44,7 @@ class RunStats(BaseModel):
     tools_accepted: int = 0
     dialogues_completed: int = 0
     premature_completions: int = 0
+    replay_diverged: int = Field(0, description="Dialogues with a recorded call whose replay gave another result.")
     latency_per_sample_s: float = 0.0
     tokens_per_second: float | None = None
     backend: str = ""
@@ -98,6 +99,7 @@ class StatsTally:
     failed: int = 0
     completed: int = 0
     premature: int = 0
+    diverged: int = 0
     tokens: int = 0
     faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULTS, 0))
     structured_outputs: dict[str, str] = field(default_factory=dict)
@@ -139,6 +141,7 @@ class StatsTally:
         self.structured_outputs.update(meta.get("structured_outputs") or {})
         self.models.update(meta.get("models") or {})
         self.completed += bool(meta.get("completed"))
+        self.diverged += bool(meta.get("replay_diverged"))
         self.premature += meta["stats"].get("premature_completions", 0) if "stats" in meta else 0
         self.add_checks(meta)
 
@@ -153,6 +156,7 @@ class StatsTally:
             valid_rate=round(self.samples / total, 4) if total else 0.0,
             tools_proposed=tools_proposed, tools_accepted=tools_accepted,
             dialogues_completed=self.completed, premature_completions=self.premature,
+            replay_diverged=self.diverged,
             latency_per_sample_s=self.latency.mean(4),
             tokens_per_second=round(self.tokens / self.latency.total, 2) if self.tokens and self.latency.total
             else None,
@@ -211,6 +215,7 @@ STATS_ROWS: list[tuple[str, Callable[[RunStats], str]]] = [
     ("Dialogues completed", lambda s: _pct(s.dialogues_completed, s.samples + s.rejected)),
     ("Dialogues valid", lambda s: _pct(s.samples, s.samples + s.rejected)),
     ("Premature completions", lambda s: str(s.premature_completions)),
+    ("Replays diverged", lambda s: str(s.replay_diverged)),
     ("Latency per sample", lambda s: f"{s.latency_per_sample_s:.3f} s"),
     ("Tokens per second", lambda s: "n/a (no tokens reported)" if s.tokens_per_second is None
      else f"{s.tokens_per_second:.1f}"),

@@ -245,7 +245,8 @@ class Batch:
         if self.settings.checkpoints == "final" and error is None:
             await keep_only_last_checkpoint(graph, graph.checkpointer, dialogue_id)
         if self.sandboxes is not None:
-            self.sandboxes.release(dialogue_id)  # finished: its sandboxes are not needed again
+            # finished: its sandboxes are not needed again; closing may wait on a process (an MCP server)
+            await asyncio.to_thread(self.sandboxes.release, dialogue_id)
 
     async def write(self, dialogue_id: str, values: dict[str, Any], latency: float, error: str | None,
                     tools: list[Tool], replace: bool = False, failed_usage: Usage | None = None) -> None:
@@ -261,6 +262,8 @@ class Batch:
             extra["completed"] = error is None and len(state.verdicts) == state.tasks_per_dialogue and \
                 not state.ended_by_budget
             extra["toolset"] = self.config.toolset_file_of(state.source_db)
+            if state.replay_diverged:
+                extra["replay_diverged"] = state.replay_diverged
             record, ok, _ = export_dialogue(state, tools, extra)
         else:
             if isinstance(failed_usage, Usage):

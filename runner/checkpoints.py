@@ -6,6 +6,7 @@ recorded in the state at that checkpoint, replayed onto a fresh copy of the sour
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +17,7 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from environment.errors import InputError
-from environment.sources.pool import sandbox_pool
+from environment.sources.pool import DialogueSandboxes, sandbox_pool
 from environment.sources.registry import load_source_kinds
 from runner import run_folder as rf
 from nodes.stored_values import toolset_of
@@ -167,6 +168,7 @@ class DialogueCheckpoints:
         if user_message is not None and tuple(snap.next) != ("user_simulator",):
             raise InputError(f"--user-message needs a checkpoint whose next step is the user simulator; "
                              f"{checkpoint_id} is followed by {', '.join(snap.next) or 'nothing'}")
+        await self._refuse_past_divergence(DialogueState.model_validate(snap.values), checkpoint_id)
         self.folder.own("fork")  # held already when opened as the fork's owner
         new_id = await self._fresh_id(dialogue_id)
         values = {**snap.values, "dialogue_id": new_id,
@@ -189,6 +191,24 @@ class DialogueCheckpoints:
             run = self.graph.ainvoke(None, cfg, context=self.settings)
         await self._finish(new_id, started, replace=False, run=run)
         return new_id
+
+    async def _refuse_past_divergence(self, state: DialogueState, checkpoint_id: str) -> None:
+        """A fork continues on sandboxes rebuilt from the recorded calls: one that replays differently cannot be
+        rebuilt, so a fork from past it is refused with the call that diverged."""
+        if not state.calls:
+            return
+        tools = {t.name: t for t in await self.tools_of(state)}
+        sandboxes = await asyncio.to_thread(DialogueSandboxes, state.source_db, state.seed)
+        try:
+            await asyncio.to_thread(sandboxes.replay, state.calls, tools)
+        finally:
+            await asyncio.to_thread(sandboxes.close)
+        diverged = sandboxes.diverged or [c for c in state.replay_diverged if c in {x.tool_call_id for x in state.calls}]
+        if diverged:
+            first = next(c for c in state.calls if c.tool_call_id in diverged)
+            raise InputError(f"cannot fork from {checkpoint_id}: it is past call {first.tool_call_id} ({first.tool}), "
+                             f"whose replay on a fresh sandbox gave another result than was recorded, so the "
+                             f"dialogue's state cannot be rebuilt")
 
     async def _fresh_id(self, dialogue_id: str) -> str:
         taken = self.folder.finished_ids()
@@ -214,6 +234,9 @@ def render_conversation(state: DialogueState, toolset: list[Tool], console: Cons
         elif isinstance(message, ToolMessage):
             text = message.text if len(message.text) <= 400 else message.text[:399] + "…"
             console.print(f"[yellow]tool {message.name}[/]: {text}", highlight=False)
+    if state.replay_diverged:
+        console.print(f"[bold red]replay diverged[/]: calls {', '.join(state.replay_diverged)} gave another result "
+                      f"when replayed on a fresh sandbox", highlight=False)
     writes = [w for w in state.writes() if w.tool in tools]
     console.print(f"\n[bold]writes applied so far: {len(writes)}[/]")
     for w in writes:

@@ -70,7 +70,7 @@ async def prepare_database(name: str, settings: Settings, given: list[Tool] | No
             raise InputError(f"the toolset does not fit {name}: {misfit} (was it made for another source?)")
         report = Toolset(tools=given, proposed=len(given))
     else:
-        report, _ = await toolset_for(source, catalog.database, backend_for(settings), settings)
+        report, _ = await toolset_for(source, catalog.database, backend_for(settings), settings, catalog.tools)
     for note in report.notes:
         console.print(f"[yellow]note:[/] {source.label}: {note}")
     if not report.tools:

@@ -6,7 +6,7 @@ tasks) lives in the graph state instead.
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -180,6 +180,9 @@ class RunConfig(BaseModel):
     prelude: list[dict[str, object]] = Field(default_factory=list,
                                              description="A conversation every dialogue continues (OpenAI messages).")
     settings: dict[str, object] = Field(default_factory=dict, description="Settings, without the API key.")
+    source_configs: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="A source's own config as it may be written down (an MCP servers file: "
+                                          "secrets masked, ${VAR} references kept), by source name.")
 
     def sources(self) -> list[DatabaseSource]:
         return self.databases or [DatabaseSource(path=self.source_db)]

@@ -41,6 +41,8 @@ class ExecutedCall(BaseModel):
     simulated: bool = False
     clock: str | None = Field(None, description="The dialogue's time the call's effect depends on (a SQL write's "
                                                 "time-default columns): a replay runs it at that time.")
+    record: dict[str, Any] | None = Field(None, description="What its source kept beyond the result (an MCP call's "
+                                                            "server, content, structured content, isError, latency).")
 
 
 class JudgedItem(BaseModel):
@@ -177,6 +179,8 @@ class DialogueState(DialogueInput):
     reference_time: str = Field("", description="The dialogue's 'now' (ISO 8601), fixed when it starts: its tool "
                                             "calls' clock and the dates simulated results are drawn around.")
     usage: Annotated[Usage, add_usage] = Field(default_factory=Usage)
+    replay_diverged: list[str] = Field(default_factory=list, description="Recorded calls (ids) whose replay on a "
+                                       "fresh sandbox (resume, fork) gave another result than they first did.")
 
     @property
     def task_index(self) -> int:

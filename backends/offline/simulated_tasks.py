@@ -22,8 +22,8 @@ class SimulatedTaskBuilder(TaskAssembly):
         return {f"{entity}_id": ResultRef(subtask=subtask, step=step, field=f"{entity}_id")}
 
     def _value(self, name: str, prop: dict[str, Any]) -> Any:
-        if prop.get("enum"):
-            return self.rng.choice(prop["enum"])
+        if prop.get("enum") or prop.get("examples"):  # examples: values the source holds (an MCP probe's)
+            return self.rng.choice(prop.get("enum") or prop["examples"])
         t = prop.get("type", "string")
         if t == "integer":
             return self.rng.randint(1, 9)
@@ -42,9 +42,12 @@ class SimulatedTaskBuilder(TaskAssembly):
         query_param = next(iter(search.required or search.properties), None)
         if query_param is None:
             return None
-        word = self.rng.choice(["popular", "recent", "blue", "large", "classic", "new"])
+        examples = search.properties[query_param].get("examples")
+        word = self.rng.choice(examples or ["popular", "recent", "blue", "large", "classic", "new"])
+        # over probed data, the search's yes/no filters are set too (e.g. only what can still be changed)
+        flags = {p: True for p, s in search.properties.items() if s.get("type") == "boolean"} if examples else {}
         words = entity.replace("_", " ")
-        steps = [[PlannedCall(tool=search.name, arguments={query_param: word})],
+        steps = [[PlannedCall(tool=search.name, arguments={query_param: word, **flags})],
                  [PlannedCall(tool=get.name, arguments=self._id_ref(entity, len(self.subtasks)))]]
         return self._add(f"Find a {words} matching “{word}” and review its full record.",
                          self.rng.choice([f"could you search for {words}s matching “{word}” and show me the first one "

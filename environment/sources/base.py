@@ -1,4 +1,4 @@
-"""One protocol for every kind of tool source (SQLite files, simulated tools; PostgreSQL and MCP next).
+"""One protocol for every kind of tool source (SQLite files, simulated tools, MCP servers; PostgreSQL next).
 
 Each kind does five things, and nothing outside `environment/sources/` asks which kind it has:
 1. `ToolSource.catalog()` lists what is there: a schema to synthesize tools and ground tasks in, or the
@@ -64,6 +64,8 @@ class CallOutcome(BaseModel):
     result: ToolResult
     clock: str | None = Field(None, description="The dialogue time its effect depends on (time-default columns).")
     simulated: bool = Field(False, description="The result was made up from the tool's output schema, not executed.")
+    record: dict[str, Any] | None = Field(None, description="What the source keeps of the call beyond its result "
+                                                            "(an MCP call's content, isError, latency), for replay.")
 
 
 class Sandbox(Protocol):

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
 from environment.sources.base import CallContext, CallOutcome, Sandbox, ToolSource
-from environment.sources.registry import nameless_source, open_source
+from environment.sources.registry import nameless_source, open_source, parts_of
 from state.dialogue import ExecutedCall
 from state.tools import Tool, ToolError, ToolResult
 from state.verification import StateDiff
@@ -37,16 +37,17 @@ class DialogueSandboxes:
 
     def __init__(self, source_name: str, seed: int) -> None:
         self.source_name, self.seed = source_name, seed
-        self._source: ToolSource | None = open_source(source_name) if source_name else None
+        # one source per kind: a combined name (a database and MCP servers) gives several
+        self._sources: dict[str, ToolSource] = {
+            part.kind: part for part in (parts_of(open_source(source_name)) if source_name else [])}
         self._boxes: dict[str, Sandbox] = {}
         self._sources: dict[str, ToolSource] = {}
         self.applied: list[str] = []
         self.diverged: list[str] = []  # ids of replayed calls whose result differed from the recorded one
 
     def source_of(self, tool: Tool) -> ToolSource | None:
-        """The source a tool runs on in this dialogue: the named one, or one that needs no name."""
-        own = self._source is not None and tool.source == self._source.kind
-        return self._source if own else nameless_source(tool.source)
+        """The source a tool runs on in this dialogue: a named one of its kind, or one that needs no name."""
+        return self._sources.get(tool.source) or nameless_source(tool.source)
 
     def sandbox_for(self, tool: Tool) -> Sandbox | None:
         if tool.source not in self._boxes:

@@ -1,7 +1,7 @@
 """Which kind of source a name stands for: a small registry keyed by how sources are named.
 
 A plain path is a SQLite file (the fallback, asked last); other kinds are named by a URI scheme
-(`postgresql://…`) or a config file. Kinds that need no name (simulated tools) serve every tool
+(`postgresql://…`, `mcp://SERVERS.json`). Names joined by ` + ` are sources one dialogue uses together. Kinds that need no name (simulated tools) serve every tool
 bound to them. Nodes and the runner ask the registry, never which kind they have.
 """
 
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from environment.errors import InputError
 from environment.sources.base import ToolSource
+from environment.sources.combined import SEPARATOR, CombinedSource
+from environment.sources.mcp.kind import McpKind
 from environment.sources.simulated.source import SimulatedKind
 from environment.sources.sqlite.source import SqliteKind
 from state.config import Settings
@@ -66,6 +68,7 @@ def unregister_source_kind(kind: str) -> None:
 
 
 register_source_kind(SimulatedKind())
+register_source_kind(McpKind())
 
 
 def kind_of(name: str) -> SourceKind:
@@ -74,8 +77,20 @@ def kind_of(name: str) -> SourceKind:
 
 
 def open_source(name: str) -> ToolSource:
-    """The source a name stands for, checked."""
+    """The source a name stands for, checked; names joined by ` + ` are one dialogue's several sources."""
+    if SEPARATOR in name:
+        return CombinedSource(name, [open_source(part) for part in name.split(SEPARATOR)])
     return kind_of(name).open(name)
+
+
+def combined_name(names: list[str]) -> str:
+    """One name for sources a dialogue uses together (each part spelled as `identity` spells it)."""
+    return SEPARATOR.join(identity(n) for n in names)
+
+
+def parts_of(source: ToolSource) -> list[ToolSource]:
+    """The sources one source stands for: its parts when combined, else itself."""
+    return list(getattr(source, "parts", [source]))
 
 
 def source_names(args: list[str]) -> list[str]:
@@ -91,12 +106,29 @@ def source_names(args: list[str]) -> list[str]:
 
 def identity(name: str) -> str:
     """One spelling per source: a file's resolved path, a URI as given."""
+    if SEPARATOR in name:
+        return combined_name(name.split(SEPARATOR))
     return name if "://" in name else str(Path(name).resolve())
+
+
+def recordable_configs(names: list[str]) -> dict[str, dict[str, Any]]:
+    """Each source's own config as a run folder may keep it (secrets masked), for sources that have one."""
+    found = {}
+    for name in names:
+        try:
+            parts = parts_of(open_source(name))
+        except InputError:
+            continue  # an unusable source is said where the run checks its sources (skipped, or the user's error)
+        for part in parts:
+            recordable = getattr(part, "recordable", None)
+            if recordable is not None:
+                found[part.name] = recordable()
+    return found
 
 
 def label_of(name: str) -> str:
     """A short readable name for a source: its file's stem (of a path or a URI's path)."""
-    return Path(name.split("://", 1)[-1].rstrip("/")).stem or "source"
+    return Path(name.split(SEPARATOR)[0].split("://", 1)[-1].rstrip("/")).stem or "source"
 
 
 def nameless_source(kind: str) -> ToolSource | None:
@@ -108,5 +140,5 @@ def nameless_source(kind: str) -> ToolSource | None:
 
 def tools_without_source(tools: list[Tool], source: ToolSource | None) -> list[Tool]:
     """Tools bound to a kind that needs a named source the run does not name."""
-    own = source.kind if source is not None else None
-    return [t for t in tools if t.source != own and nameless_source(t.source) is None]
+    own = {part.kind for part in parts_of(source)} if source is not None else set()
+    return [t for t in tools if t.source not in own and nameless_source(t.source) is None]

@@ -1,0 +1,179 @@
+"""MCP servers as a kind of tool source: `mcp://PATH` names a servers file (`generate --mcp PATH` does it).
+
+The catalog is the servers' tools (each read or write by its annotations, given the entity and kind the
+offline task writer chains calls through, and examples from the probed data for its text arguments); the
+tools a model cannot use are notes. A sandbox is one `McpDialogue`: its servers started once on fresh copies
+of the declared files, kept for the dialogue's life, stopped on close. Each call's MCP record (content,
+structured content, isError, latency) is kept beside its result; a replay re-runs the recorded writes and
+returns what they gave this time, which the pool compares with what they gave first. A server that does not
+start, crashes or hangs raises `McpServerFailure`, which ends the dialogue as rejected with its reason.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from pathlib import Path
+from typing import Any
+
+from environment.sources.base import CallContext, CallOutcome, Catalog
+from environment.sources.mcp import loop
+from environment.sources.mcp.config import load_mcp_config
+from environment.sources.mcp.records import McpServerFailure, to_tool_result
+from environment.sources.mcp.session import McpDialogue, McpSource
+from environment.sources.mcp.toolset import McpToolListing
+from state.config import Settings
+from state.dialogue import ExecutedCall
+from state.mcp import McpCallRecord
+from state.tools import Tool, ToolResult
+
+SCHEME = "mcp://"
+_EXAMPLES = 6
+
+
+def mcp_source_name(path: str | Path) -> str:
+    """How a run names a servers file as a source."""
+    return f"{SCHEME}{Path(path).resolve()}"
+
+
+def _entity(tool: Tool, remote: str) -> str:
+    ids = [p[:-3] for p in tool.required if p.endswith("_id")]
+    if ids:
+        return ids[0]
+    last = remote.lower().split("_")[-1]
+    return last[:-1] if last.endswith("s") and len(last) > 3 else last
+
+
+def _classified(tool: Tool, remote: str) -> Tool:
+    """The entity a tool works on and its kind, read off its name and arguments: what the offline writer of
+    tasks chains calls through (find, look up, change)."""
+    entity = _entity(tool, remote)
+    keyed = f"{entity}_id" in tool.required
+    if tool.mode == "read":
+        kind = "lookup" if keyed else "search"
+    else:
+        kind = "update" if keyed or f"{entity}_id" in tool.properties else "insert"
+    return tool.model_copy(update={"table": entity, "kind": kind})
+
+
+def _records(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, dict):
+        nested = [x for v in value.values() if isinstance(v, list) for x in v if isinstance(x, dict)]
+        return nested or [value]
+    return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
+
+
+def _with_examples(tool: Tool, rows: list[dict[str, Any]]) -> Tool:
+    """Text arguments named like a field of the probed data get a few of its values as JSON Schema examples:
+    tasks (offline or by a model) then ask for what the servers hold."""
+    properties = tool.properties
+    changed = False
+    for name, prop in properties.items():
+        if prop.get("examples") or "string" not in str(prop.get("type", prop.get("anyOf", ""))):
+            continue
+        seen = sorted({str(r[name]) for r in rows if isinstance(r.get(name), (str, int)) and str(r[name]).strip()})
+        if seen:
+            properties[name] = {**prop, "examples": seen[:_EXAMPLES]}
+            changed = True
+    if not changed:
+        return tool
+    return tool.model_copy(update={"parameters": {**tool.parameters, "properties": properties}})
+
+
+def _outcome_record(outcome: Any) -> dict[str, Any]:
+    return outcome.record.model_dump(mode="json", exclude_defaults=True)
+
+
+class McpSandbox:
+    """One dialogue's servers (an McpDialogue), used through the protocol from any thread or loop."""
+
+    def __init__(self, source: McpSource, seed: int) -> None:
+        self.dialogue: McpDialogue = loop.wait(source.open_dialogue(f"s{seed}"))
+
+    async def call(self, tool: Tool, arguments: dict[str, Any], context: CallContext) -> CallOutcome:
+        outcome = await loop.gather(self.dialogue.call(tool.name, arguments))
+        return CallOutcome(result=outcome.result, record=_outcome_record(outcome))
+
+    def replay(self, call: ExecutedCall, tool: Tool) -> ToolResult | None:
+        recorded = McpCallRecord.model_validate(call.record) if call.record else None
+        if call.mode != "write" or recorded is None or not recorded.reached_server or recorded.failure:
+            return None  # reads change nothing; a call refused before the server never ran there
+        again = loop.wait(self.dialogue.call(call.tool, call.arguments)).record
+        return to_tool_result(again)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What every read-only tool that needs no argument shows now (`McpDialogue.probe`), by tool: the
+        servers' state as far as they let it be read. The state diff compares two of these."""
+        probed = loop.wait(self.dialogue.probe())
+        return {name: r.structured_content if r.structured_content is not None else r.content
+                for name, r in sorted(probed.items())}
+
+    def close(self) -> None:
+        loop.later(self.dialogue.close())
+
+
+class McpToolSource:
+    kind = "mcp"
+    simulated = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.path = Path(name.removeprefix(SCHEME))
+        self.config = load_mcp_config(self.path)
+        self.label = self.path.parent.name if self.path.stem == "servers" else self.path.stem
+        self.mcp = McpSource.from_settings(self.config, Settings())
+        self._catalog: Catalog | None = None
+        loop.at_exit(self.mcp.close)
+
+    def recordable(self) -> dict[str, Any]:
+        return self.config.recordable()
+
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            listing, probed, problem = loop.wait(self._list_and_probe())
+            rows = list(itertools.chain.from_iterable(_records(r.structured_content) for r in probed.values()))
+            tools = [_with_examples(_classified(t.tool, t.remote_name), rows) for t in listing.tools]
+            notes = [f"left out {d.name}: {d.reason}" for d in listing.dropped] + ([problem] if problem else [])
+            self._catalog = Catalog(tools=tools, notes=notes)
+        return self._catalog
+
+    async def _list_and_probe(self) -> tuple[McpToolListing, dict[str, McpCallRecord], str]:
+        async with self.mcp.dialogue("catalog") as scratch:  # a scratch dialogue: fresh copies, stopped after
+            try:
+                return scratch.tools or McpToolListing(), await scratch.probe(), ""
+            except McpServerFailure as failure:  # the tools stand; only the examples drawn from the data are lost
+                return scratch.tools or McpToolListing(), {}, f"probing the read-only tools failed: {failure.reason}"
+
+    def open(self, seed: int) -> McpSandbox:
+        return McpSandbox(self.mcp, seed)
+
+    def check_tool(self, tool: Tool, sandbox: Any) -> str | None:
+        offered = {t.name for t in self.catalog().tools}
+        return None if tool.name in offered else f"no MCP server of {self.path.name} offers {tool.name}"
+
+    def derive_tools(self, database: Any, limit: int) -> list[Tool]:
+        return []  # no schema: the servers' tools are all there is
+
+
+class McpKind:
+    kind = "mcp"
+    named = True
+
+    def __init__(self) -> None:
+        self._sources: dict[str, McpToolSource] = {}
+        self._lock = threading.Lock()
+
+    def claims(self, name: str) -> bool:
+        return name.startswith(SCHEME)
+
+    def expand(self, arg: str) -> list[str]:
+        return [mcp_source_name(arg.removeprefix(SCHEME))]
+
+    def open(self, name: str) -> McpToolSource:
+        """One source per servers file and process: its shared servers and its toolset are the run's."""
+        name = mcp_source_name(name.removeprefix(SCHEME))
+        with self._lock:
+            if name not in self._sources:
+                self._sources[name] = McpToolSource(name)
+            return self._sources[name]
+
