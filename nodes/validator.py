@@ -27,11 +27,14 @@ async def validator(state: DialogueState, runtime: Runtime[Settings]) -> dict:
     ))
     tools = {t.name: t for t in await tools_of(state, runtime)}
     earlier = [c for c in state.calls if c.task_index < state.task_index]
-    actual = await asyncio.to_thread(real_diff, state.source_db, state.seed, earlier, calls, tools)
+    actual, diverged = await asyncio.to_thread(real_diff, state.source_db, state.seed, earlier, calls, tools)
     verification = verify(task, state.messages[start:], calls, actual, verdict.judgment == "valid")
     update = {"task_index": state.task_index, "verification": verification}
     failures = verification.failures()
     if failures:  # the state, the facts or the user failed: invalid whatever the judge said
         judge = "passed" if verdict.judgment == "valid" else "failed"
         update |= {"judgment": "invalid", "reasoning": "; ".join(failures) + f" (the judge {judge}: {verdict.reasoning})"}
-    return {"verdicts": [verdict.model_copy(update=update)], "usage": usage}
+    result = {"verdicts": [verdict.model_copy(update=update)], "usage": usage}
+    if new := [c for c in diverged if c not in state.replay_diverged]:
+        result["replay_diverged"] = state.replay_diverged + new
+    return result

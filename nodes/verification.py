@@ -142,19 +142,21 @@ def user_fault(messages: list[AnyMessage]) -> str:
 # -- the state -------------------------------------------------------------------------------------
 
 def real_diff(source_name: str, seed: int, earlier: list[ExecutedCall], this_task: list[ExecutedCall],
-              tools: dict[str, Tool]) -> StateDiff:
+              tools: dict[str, Tool]) -> tuple[StateDiff, list[str]]:
     """What the task's own calls changed: fresh sandboxes of the dialogue's sources with the earlier tasks'
     calls replayed, against them once this task's calls are replayed too (blocking: run it in a worker
-    thread). Reads change nothing, so a task without a successful write has an empty diff."""
+    thread); and the ids of replayed calls that gave another result than recorded (a source that does not
+    replay the same is reported, never hidden). Reads change nothing, so a task without a successful write
+    has an empty diff."""
     if not any(c.mode == "write" and c.result.ok for c in this_task):
-        return StateDiff()
+        return StateDiff(), []
     boxes = DialogueSandboxes(source_name, seed)
     try:
         boxes.replay(earlier, tools)
         boxes.open_for(tools[c.tool] for c in this_task if c.tool in tools)
         before = boxes.snapshot()
         boxes.replay(this_task, tools)
-        return boxes.diff(before, boxes.snapshot())
+        return boxes.diff(before, boxes.snapshot()), list(boxes.diverged)
     finally:
         boxes.close()
 

@@ -20,6 +20,11 @@ from tests.stub_server import StubServer, stub_agent
 SERVERS = EXAMPLE / "servers.json"
 
 
+def _lines(out: Path) -> list[dict]:
+    return [json.loads(line) for name in ("dialogues.jsonl", "rejected.jsonl") if (out / name).exists()
+            for line in (out / name).read_text().splitlines()]
+
+
 def _llm(server: StubServer) -> list[str]:
     return ["--base-url", server.base_url, "--model", "stub-model", "--tasks-per-dialogue", "1"]
 
@@ -29,13 +34,16 @@ def test_the_model_is_offered_the_servers_tools_and_its_calls_run_on_the_server(
     monkeypatch.setenv("LIBRARY_LOG", str(log))
     out = tmp_path / "run"
     with StubServer(stub_agent) as server:
-        assert main(["generate", "--mcp", str(SERVERS), "--dialogues", "2", *_llm(server), "--out", str(out)]) == 0
+        # the stub's assistant answers the first thing it can and stops: the state check may well reject it
+        assert main(["generate", "--mcp", str(SERVERS), "--dialogues", "2", *_llm(server), "--out", str(out)]) in (0, 1)
         requests = list(server.requests)
     loop.settle()
     offered = {t["function"]["name"] for r in requests for t in r.get("tools") or []}
     assert {"library__search_books", "library__lend_book", "library__get_book"} <= offered
-    records = [json.loads(line) for line in (out / "dialogues.jsonl").read_text().splitlines()]
+    records = _lines(out)
     assert len(records) == 2
+    for record in records:  # judged by what the server's state shows, not by the judge's word
+        assert "reason" not in record or "state mismatch" in record["reason"] or "facts not told" in record["reason"]
     ran = [(e["tool"], e["arguments"].get("author")) for events in by_pid(log).values() for e in events
            if e["event"] == "call"]
     for record in records:
@@ -49,6 +57,13 @@ def test_the_model_is_offered_the_servers_tools_and_its_calls_run_on_the_server(
 def _ticket_agent(request: dict) -> dict | str:
     """The stub agent, but the assistant takes a ticket (a write whose number is not reproducible)."""
     messages = request.get("messages", [])
+    first = str(messages[0].get("content")) if messages else ""
+    if first.startswith("You write goals for a simulated user") and "faults__echo" in first:
+        # the only task these tools carry whose plan runs the same twice: an echo (a ticket's number differs)
+        return json.dumps({"goal": "A visitor wants a word echoed back.", "difficulty": "easy", "subtasks": [
+            {"description": "The user wants 'desk' echoed.", "ask": "Could you echo desk for me?",
+             "steps": [[{"tool": "faults__echo", "arguments": {"text": "desk"}}]]}],
+            "rubric": {"success_criteria": ["The echo is reported."]}})
     names = {t["function"]["name"] for t in request.get("tools") or []}
     if "faults__ticket" in names and messages and messages[-1].get("role") == "user" \
             and "that's all" not in str(messages[-1].get("content")).lower():
@@ -74,8 +89,7 @@ def test_a_divergent_server_is_reported_on_resume_and_a_fork_past_it_refused(tmp
     out = tmp_path / "run"
     with StubServer(_ticket_agent) as server:
         assert main(["generate", "--mcp", str(servers), "--dialogues", "1", *_llm(server), "--out", str(out)]) in (0, 1)
-        dialogue = json.loads(((out / "dialogues.jsonl").read_text() or (out / "rejected.jsonl").read_text())
-                              .splitlines()[0])["id"]
+        dialogue = _lines(out)[0]["id"]
         past, before = asyncio.run(_after_ticket(out, dialogue))
         capsys.readouterr()
         assert main(["fork", str(out), "--dialogue", dialogue, "--checkpoint", past, *_llm(server)[:4]]) == 2
@@ -87,7 +101,8 @@ def test_a_divergent_server_is_reported_on_resume_and_a_fork_past_it_refused(tmp
     resumed = next(r for r in lines if r["id"] == dialogue)
     assert resumed["metadata"]["replay_diverged"], "the replayed ticket gave another number"
     assert main(["stats", str(out)]) == 0
-    assert json.loads((out / "stats.json").read_text())["replay_diverged"] == 1
+    # the resumed dialogue and the fork (which takes a ticket of its own): the validator replays each ticket
+    assert json.loads((out / "stats.json").read_text())["replay_diverged"] == 2
     assert main(["show", str(out), "--dialogue", dialogue]) == 0
     assert "replay diverged" in capsys.readouterr().out
 
@@ -107,13 +122,14 @@ def test_with_a_database_each_dialogue_calls_sql_and_mcp_tools_each_on_its_own_s
     out = tmp_path / "run"
     with StubServer(_both_agent) as server:
         assert main(["generate", "--db", str(CLINIC), "--mcp", str(SERVERS), "--dialogues", "2", *_llm(server),
-                     "--out", str(out)]) == 0
+                     "--out", str(out)]) in (0, 1)  # the stub's assistant may fail the state check
     config = json.loads((out / "config.json").read_text())
     assert " + mcp://" in config["source_db"] and list(config["source_configs"]) == [f"mcp://{SERVERS}"]
     sources = {t["source"] for t in json.loads((out / "toolset.json").read_text())}
     assert sources == {"sqlite", "mcp"}
-    for line in (out / "dialogues.jsonl").read_text().splitlines():
-        record = json.loads(line)
+    records = _lines(out)
+    assert len(records) == 2
+    for record in records:
         results = {m["name"]: json.loads(m["content"]) for m in record["messages"] if m["role"] == "tool"}
         assert results["library__get_book"]["title"] == "Kindred"  # from the server
         assert results["get_pet"]["rows"][0]["pet_id"] == 1  # from the database's sandbox

@@ -41,7 +41,6 @@ class DialogueSandboxes:
         self._sources: dict[str, ToolSource] = {
             part.kind: part for part in (parts_of(open_source(source_name)) if source_name else [])}
         self._boxes: dict[str, Sandbox] = {}
-        self._sources: dict[str, ToolSource] = {}
         self.applied: list[str] = []
         self.diverged: list[str] = []  # ids of replayed calls whose result differed from the recorded one
 

@@ -19,6 +19,7 @@ from typing import Any
 from environment.sources.base import CallContext, CallOutcome, Catalog
 from environment.sources.mcp import loop
 from environment.sources.mcp.config import load_mcp_config
+from environment.sources.mcp.diff import diff, view_records
 from environment.sources.mcp.records import McpServerFailure, to_tool_result
 from environment.sources.mcp.session import McpDialogue, McpSource
 from environment.sources.mcp.toolset import McpToolListing
@@ -26,6 +27,7 @@ from state.config import Settings
 from state.dialogue import ExecutedCall
 from state.mcp import McpCallRecord
 from state.tools import Tool, ToolResult
+from state.verification import StateDiff
 
 SCHEME = "mcp://"
 _EXAMPLES = 6
@@ -56,13 +58,6 @@ def _classified(tool: Tool, remote: str) -> Tool:
     return tool.model_copy(update={"table": entity, "kind": kind})
 
 
-def _records(value: Any) -> list[dict[str, Any]]:
-    if isinstance(value, dict):
-        nested = [x for v in value.values() if isinstance(v, list) for x in v if isinstance(x, dict)]
-        return nested or [value]
-    return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
-
-
 def _with_examples(tool: Tool, rows: list[dict[str, Any]]) -> Tool:
     """Text arguments named like a field of the probed data get a few of its values as JSON Schema examples:
     tasks (offline or by a model) then ask for what the servers hold."""
@@ -87,8 +82,9 @@ def _outcome_record(outcome: Any) -> dict[str, Any]:
 class McpSandbox:
     """One dialogue's servers (an McpDialogue), used through the protocol from any thread or loop."""
 
-    def __init__(self, source: McpSource, seed: int) -> None:
+    def __init__(self, source: McpSource, seed: int, views: tuple[str, ...]) -> None:
         self.dialogue: McpDialogue = loop.wait(source.open_dialogue(f"s{seed}"))
+        self.views = views
 
     async def call(self, tool: Tool, arguments: dict[str, Any], context: CallContext) -> CallOutcome:
         outcome = await loop.gather(self.dialogue.call(tool.name, arguments))
@@ -104,9 +100,12 @@ class McpSandbox:
     def snapshot(self) -> dict[str, Any]:
         """What every read-only tool that needs no argument shows now (`McpDialogue.probe`), by tool: the
         servers' state as far as they let it be read. The state diff compares two of these."""
-        probed = loop.wait(self.dialogue.probe())
+        probed = loop.wait(self.dialogue.probe(self.views))  # only views that answered the catalog's probe
         return {name: r.structured_content if r.structured_content is not None else r.content
                 for name, r in sorted(probed.items())}
+
+    def diff(self, before: dict[str, Any], after: dict[str, Any]) -> StateDiff:
+        return diff(before, after)
 
     def close(self) -> None:
         loop.later(self.dialogue.close())
@@ -123,6 +122,7 @@ class McpToolSource:
         self.label = self.path.parent.name if self.path.stem == "servers" else self.path.stem
         self.mcp = McpSource.from_settings(self.config, Settings())
         self._catalog: Catalog | None = None
+        self.views: tuple[str, ...] = ()
         loop.at_exit(self.mcp.close)
 
     def recordable(self) -> dict[str, Any]:
@@ -131,7 +131,8 @@ class McpToolSource:
     def catalog(self) -> Catalog:
         if self._catalog is None:
             listing, probed, problem = loop.wait(self._list_and_probe())
-            rows = list(itertools.chain.from_iterable(_records(r.structured_content) for r in probed.values()))
+            self.views = tuple(probed)  # the views that answered: what a sandbox's snapshot reads
+            rows = list(itertools.chain.from_iterable(view_records(r.structured_content) for r in probed.values()))
             tools = [_with_examples(_classified(t.tool, t.remote_name), rows) for t in listing.tools]
             notes = [f"left out {d.name}: {d.reason}" for d in listing.dropped] + ([problem] if problem else [])
             self._catalog = Catalog(tools=tools, notes=notes)
@@ -139,13 +140,18 @@ class McpToolSource:
 
     async def _list_and_probe(self) -> tuple[McpToolListing, dict[str, McpCallRecord], str]:
         async with self.mcp.dialogue("catalog") as scratch:  # a scratch dialogue: fresh copies, stopped after
-            try:
-                return scratch.tools or McpToolListing(), await scratch.probe(), ""
-            except McpServerFailure as failure:  # the tools stand; only the examples drawn from the data are lost
-                return scratch.tools or McpToolListing(), {}, f"probing the read-only tools failed: {failure.reason}"
+            probed: dict[str, McpCallRecord] = {}
+            for name in scratch.probe_names():
+                try:
+                    probed.update(await scratch.probe([name]))
+                except McpServerFailure as failure:  # the tools stand; the views after it are not probed
+                    return scratch.tools or McpToolListing(), probed, \
+                        f"probing the read-only tools failed at {name}: {failure.reason}"
+            return scratch.tools or McpToolListing(), probed, ""
 
     def open(self, seed: int) -> McpSandbox:
-        return McpSandbox(self.mcp, seed)
+        self.catalog()  # which views answer is known from the catalog's probe
+        return McpSandbox(self.mcp, seed, self.views)
 
     def check_tool(self, tool: Tool, sandbox: Any) -> str | None:
         offered = {t.name for t in self.catalog().tools}

@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterable
 
 from mcp.shared.exceptions import McpError
 
@@ -279,14 +279,17 @@ class McpDialogue:
         record.latency_ms = round((time.perf_counter() - began) * 1000, 3)
         return McpCallOutcome(result=to_tool_result(record), record=record)
 
-    async def probe(self) -> dict[str, McpCallRecord]:
-        """Every read-only tool that needs no argument, called once: the data a task can be grounded in, and a
-        view of the dialogue's state (two probes, before and after, show what its writes changed)."""
-        found = {}
-        for mcp_tool in self.tools.tools if self.tools else []:
-            if mcp_tool.tool.mode == "read" and not mcp_tool.tool.required:
-                found[mcp_tool.name] = (await self.call(mcp_tool.name, {})).record
-        return found
+    def probe_names(self) -> list[str]:
+        """The read-only tools that need no argument: what a probe calls."""
+        return [t.name for t in (self.tools.tools if self.tools else [])
+                if t.tool.mode == "read" and not t.tool.required]
+
+    async def probe(self, names: Iterable[str] | None = None) -> dict[str, McpCallRecord]:
+        """Every read-only tool that needs no argument (or those named), called once: the data a task can be
+        grounded in, and a view of the dialogue's state (two probes, before and after, show what its writes
+        changed)."""
+        wanted = self.probe_names() if names is None else [n for n in self.probe_names() if n in set(names)]
+        return {name: (await self.call(name, {})).record for name in wanted}
 
     async def replay(self, records: list[McpCallRecord]) -> ReplayReport:
         """Re-run the recorded calls that may write (reads change nothing), in order, on this dialogue's fresh
