@@ -24,6 +24,7 @@ from backends.registry import backend_for
 from environment.errors import InputError, RunError
 from environment.sources.pool import SandboxPool, sandbox_pool
 from environment.sources.registry import identity, load_source_kinds, open_source, tools_without_source
+from environment.sources.runs import run_scope, sources_for_run
 from nodes.stored_values import keep_schema, keep_toolset
 from runner import event_loop
 from runner import run_folder as rf
@@ -173,7 +174,8 @@ class Batch:
                     on_done()
 
             lanes = min(self.config.concurrency, len(indices))
-            with sandbox_pool(max(lanes, 1)) as self.sandboxes:  # one live sandbox set per dialogue in flight
+            with run_scope(self.config.run_id, self.settings.keep_sandboxes), \
+                    sandbox_pool(max(lanes, 1)) as self.sandboxes:  # one live sandbox set per dialogue in flight
                 try:
                     await asyncio.gather(*(lane() for _ in range(lanes)))
                 except Exception as exc:  # the checkpointer's server went away: stop; `resume` goes on once it is back
@@ -304,6 +306,15 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
     if settings.executor == "ray":
         check_ray(settings.ray_address)
     await check_checkpointer(settings, config.run_id)
+    # sources that make something per run (a template database) make it now, and remove it when the run ends
+    with sources_for_run(databases, config.run_id, settings.keep_sandboxes):
+        return await _generate(builder_factory, config, settings, out, console, finish, toolset, databases,
+                               dialogues_per_db)
+
+
+async def _generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
+                    console: Console, finish: Callable[[RunFolder], Finished], toolset: list[Tool] | None,
+                    databases: list[str], dialogues_per_db: int | None) -> Finished:
     with new_run_folder(out, "generate") as folder:  # until the toolsets are written: on failure, no partial folder
         backend_notice(settings, console)
         await settle_backend(backend_for(settings), console)
@@ -340,7 +351,7 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
 
 
 async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, settings: Settings | None, console: Console,
-                 finish: Callable[[RunFolder], Finished], executor: dict[str, str] | None = None) -> Finished:
+                 finish: Callable[[RunFolder], Finished], executor: dict[str, object] | None = None) -> Finished:
     """Finish an interrupted run: continue dialogues from their last checkpoint, start missing ones (on
     the run's executor, unless `executor` says otherwise); then `finish` as for `generate`."""
     folder = RunFolder(run_dir)
@@ -358,15 +369,18 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
             check_ray(settings.ray_address)
         backend_notice(settings, console)
         await settle_backend(backend_for(settings), console)
-        for source in config.sources():
-            if folder.file(source.toolset).exists():
-                continue
-            if not source.path:
-                raise InputError(f"{folder.file(source.toolset)} is missing and the run has no database to derive "
-                                 f"it from")
-            # stopped while the toolset was being synthesized: synthesize it again
-            prepared = await prepare_databases([source.path], settings, None, 1, console)
-            write_toolset(folder, prepared[0].report, source.toolset)
-        await Batch(builder_factory, folder, config, settings, toolsets_of(folder, config), console).run()
-        return finish(folder)
+        # what a killed attempt left of its sandboxes goes first: every dialogue rebuilds its own by replay
+        with sources_for_run([s.path for s in config.sources() if s.path], config.run_id, settings.keep_sandboxes,
+                             resuming=True):
+            for source in config.sources():
+                if folder.file(source.toolset).exists():
+                    continue
+                if not source.path:
+                    raise InputError(f"{folder.file(source.toolset)} is missing and the run has no database to "
+                                     f"derive it from")
+                # stopped while the toolset was being synthesized: synthesize it again
+                prepared = await prepare_databases([source.path], settings, None, 1, console)
+                write_toolset(folder, prepared[0].report, source.toolset)
+            await Batch(builder_factory, folder, config, settings, toolsets_of(folder, config), console).run()
+            return finish(folder)
 

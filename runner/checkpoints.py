@@ -18,6 +18,7 @@ from rich.console import Console
 from environment.errors import InputError
 from environment.sources.pool import sandbox_pool
 from environment.sources.registry import load_source_kinds
+from environment.sources.runs import sources_for_run
 from runner import run_folder as rf
 from nodes.stored_values import toolset_of
 from runner.batch import Batch, recursion_limit, toolsets_of
@@ -137,7 +138,9 @@ class DialogueCheckpoints:
     async def _finish(self, dialogue_id: str, started: float, replace: bool, run: Any) -> None:
         error = None
         try:
-            with sandbox_pool(1):  # this one dialogue's sandboxes, closed when it ends
+            with sources_for_run([s.path for s in self.config.sources() if s.path], self.config.run_id,
+                                 self.settings.keep_sandboxes), \
+                    sandbox_pool(1):  # this one dialogue's sandboxes, closed when it ends
                 await run
         except Exception as exc:  # reported in the dataset line, like any failed dialogue
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]

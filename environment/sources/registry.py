@@ -13,6 +13,7 @@ from typing import Protocol
 
 from environment.errors import InputError
 from environment.sources.base import ToolSource
+from environment.sources.postgres.source import PostgresKind
 from environment.sources.simulated.source import SimulatedKind
 from environment.sources.sqlite.source import SqliteKind
 from state.config import Settings
@@ -66,6 +67,7 @@ def unregister_source_kind(kind: str) -> None:
 
 
 register_source_kind(SimulatedKind())
+register_source_kind(PostgresKind())
 
 
 def kind_of(name: str) -> SourceKind:
@@ -90,12 +92,19 @@ def source_names(args: list[str]) -> list[str]:
 
 
 def identity(name: str) -> str:
-    """One spelling per source: a file's resolved path, a URI as given."""
+    """One spelling per source, as runs record it: a file's resolved path, a URI as given or as its kind
+    writes it down (a Postgres URI without its password)."""
+    own = getattr(kind_of(name), "identity", None)
+    if own is not None:
+        return own(name)
     return name if "://" in name else str(Path(name).resolve())
 
 
 def label_of(name: str) -> str:
-    """A short readable name for a source: its file's stem (of a path or a URI's path)."""
+    """A short readable name for a source: its file's stem (of a path or a URI's path), or its kind's."""
+    own = getattr(kind_of(name), "label", None)
+    if own is not None:
+        return own(name)
     return Path(name.split("://", 1)[-1].rstrip("/")).stem or "source"
 
 
