@@ -117,7 +117,8 @@ class PostgresSource:
         return run_problems(tool, sandbox.clone, arguments)
 
     def derive_tools(self, database: DatabaseSchema, limit: int) -> list[Tool]:
-        return derive_tools(database, limit)  # written in the schema's dialect (postgres)
+        # the SQLite derivation writes in the schema's dialect (postgres); the tools are bound to this kind
+        return [t.model_copy(update={"source": self.kind}) for t in derive_tools(database, limit)]
 
     # -- the run's template ----------------------------------------------------------------------------
 
