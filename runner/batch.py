@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from backends.registry import backend_for
-from environment.errors import InputError, RunError
+from environment.errors import InputError, RunError, SourceUnavailable
 from environment.sources.pool import SandboxPool, sandbox_pool
 from environment.sources.registry import identity, load_source_kinds, open_source, tools_without_source
 from environment.sources.runs import run_scope, sources_for_run
@@ -117,6 +117,7 @@ class Batch:
         self.toolset_keys: dict[str, str] = {}  # by toolset file: the content hash each is kept under
         self.schema_keys: dict[str, str] = {}  # by source name
         self.sandboxes: SandboxPool | None = None  # the dialogues' live sandboxes, while run_shard runs
+        self.unavailable: list[str] = []  # why dialogues stopped on a source that went away (left for resume)
         self.console = console
         self.lock = asyncio.Lock()
 
@@ -182,6 +183,9 @@ class Batch:
                     if self.settings.checkpointer and checkpointer_lost(exc):
                         raise checkpointer_lost_error(self.settings.checkpointer, exc, self.folder.path) from None
                     raise
+            if self.unavailable:
+                raise RunError(f"{len(self.unavailable)} dialogue(s) stopped: {self.unavailable[0]}; once it is back, "
+                               f"continue the run with: python -m graphs.run resume {self.folder.path}")
 
     async def _run_in_processes(self, todo: list[int], workers: int, on_done: Callable[[], None]) -> None:
         """One event loop per core: Python spends a core on roughly 150 model calls a second."""
@@ -233,6 +237,11 @@ class Batch:
             await run_thread(graph, start, cfg, self.settings)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
+        except SourceUnavailable as exc:  # not the dialogue's fault: no line, so `resume` finishes it
+            self.unavailable.append(" ".join(str(exc).split())[:300])
+            if self.sandboxes is not None:
+                self.sandboxes.release(dialogue_id)
+            return
         except Exception as exc:  # a failed dialogue is rejected with its reason, the run goes on
             if rf.is_disk_full(exc):  # not the dialogue's fault: stop, and let `resume` go on from its checkpoint
                 raise rf.disk_full_error(self.folder.file(rf.CHECKPOINTS), self.folder.path) from None

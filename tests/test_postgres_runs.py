@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import psycopg
@@ -47,9 +48,10 @@ def _lines(out: Path) -> list[dict]:
 
 
 def _forge_databases(server) -> list[str]:
+    """The databases runs made (forge_<run tag>_…) still on the server."""
     with psycopg.connect(server.uri(), autocommit=True) as conn:
-        return [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'forge\\_%%\\_%%' "
-                                           "AND datname NOT IN ('forge_shop_runs', 'forge_fixture') ORDER BY 1")]
+        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database ORDER BY 1")]
+    return [n for n in names if re.fullmatch(r"forge_[0-9a-f]{10}_.+", n)]
 
 
 def _valid(out: Path) -> int:
@@ -184,3 +186,83 @@ def test_kept_sandboxes_stay_for_inspection(shop, postgres_server, tmp_path):
     kept = _forge_databases(postgres_server)
     assert len(kept) >= 3 and any(name.endswith("_template") for name in kept)  # the template and a clone each
     postgres_server.execute(*(f'DROP DATABASE "{name}" WITH (FORCE)' for name in kept))
+
+
+ROLE, PASSWORD = "forge_source_role", "right-pw"
+
+
+@pytest.fixture(scope="module")
+def role_databases(postgres_server) -> dict[str, str]:
+    """A role that needs a password and may not create databases, and a database without tables."""
+    server = postgres_server
+    server.execute("DROP DATABASE IF EXISTS forge_src_owned WITH (FORCE)", "DROP DATABASE IF EXISTS forge_no_tables",
+                   f"DROP ROLE IF EXISTS {ROLE}", f"CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}' NOCREATEDB",
+                   f"CREATE DATABASE forge_src_owned OWNER {ROLE}", "CREATE DATABASE forge_no_tables")
+    server.execute("CREATE TABLE t (x int PRIMARY KEY)", "INSERT INTO t VALUES (1)", database="forge_src_owned")
+    return {"owned": server.uri("forge_src_owned", user=ROLE, password=PASSWORD),
+            "empty": server.uri("forge_no_tables")}
+
+
+def _refused(db: str, tmp_path: Path, capsys) -> str:
+    out = tmp_path / "bad"
+    assert main(["generate", "--db", db, "--dialogues", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert not out.exists(), "nothing may be written for bad input"
+    assert PASSWORD not in err and "wrong-pw" not in err
+    return err
+
+
+def test_bad_sources_are_one_line_and_write_nothing(postgres_server, role_databases, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    assert "is the server running" in _refused(f"postgresql://forge@/x?host={tmp_path / 'nowhere'}&port=5999",
+                                               tmp_path, capsys)
+    assert "password authentication failed" in _refused(role_databases["owned"].replace(PASSWORD, "wrong-pw"),
+                                                        tmp_path, capsys)
+    assert 'database "no_such_db" does not exist' in _refused(postgres_server.uri("no_such_db"), tmp_path, capsys)
+    assert "no usable tables" in _refused(role_databases["empty"], tmp_path, capsys)
+    assert "lacks the CREATEDB privilege" in _refused(role_databases["owned"], tmp_path, capsys)
+    # the password may come from PGPASSWORD instead of the URI (libpq's fallback): the same privilege line
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    assert "lacks the CREATEDB privilege" in _refused(role_databases["owned"].replace(f":{PASSWORD}", ""),
+                                                      tmp_path, capsys)
+    assert _forge_databases(postgres_server) == []
+
+
+def test_a_source_server_that_goes_away_stops_its_dialogues_and_resume_finishes_them(tmp_path):
+    """The source's server dies mid-run: the dialogues it stops get no line, the run ends in one line naming
+    the reason, and once the server is back `resume` ends with every dialogue once and no clone left."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+    from tests.postgres_server import PostgresServer, require_postgres
+
+    require_postgres()
+    server = PostgresServer().start()  # a server of its own: this test stops it
+    try:
+        uri = server.create_database("clinic_lost")
+        assert _load(uri).returncode == 0
+        out = tmp_path / "run"
+        driver = subprocess.Popen([sys.executable, "-m", "graphs.run", "generate", "--db", uri, "--dialogues", "30",
+                                   "--tasks-per-dialogue", "1", "--concurrency", "2", "--out", str(out)],
+                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while time.time() < deadline and len(_lines(out)) < 2 and driver.poll() is None:
+            time.sleep(0.05)
+        server.halt()
+        _, err = driver.communicate(timeout=300)
+        errors = [line for line in err.splitlines() if line.strip() and not line.startswith(("WARNING", "INFO"))]
+        assert driver.returncode == 1, err[-2000:]
+        assert len(errors) == 1 and "went away" in errors[0], err[-2000:]
+        assert f"resume {out}" in errors[0]
+        written = _lines(out)
+        assert 2 <= len(written) < 30 and not any("OperationalError" in json.dumps(r) for r in written)
+        server.start()
+        assert main(["resume", str(out)]) == 0
+        ids = [line["id"] for line in _lines(out)]
+        assert len(ids) == 30 == len(set(ids))
+        assert _forge_databases(server) == []
+    finally:
+        server.stop()

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql as pgsql
 
+from environment.errors import InputError, SourceUnavailable
 from environment.sources.arguments import DEFAULT_MAX_ARGUMENT_CHARS, typed_arguments
 from environment.sources.base import CallContext, CallOutcome
 from environment.sources.postgres.clones import CloneManager
@@ -37,16 +38,16 @@ ORDER BY 1
 """
 
 
-class ServerLost(ConnectionError):
-    """The server of a dialogue's database went away: the dialogue cannot go on."""
-
-
 class PostgresSandbox:
     """A private database for one dialogue (the Postgres kind's sandbox)."""
 
     def __init__(self, manager: CloneManager, key: str, schema: str = "public") -> None:
         self.manager, self.key, self.schema = manager, key, schema
-        self.clone = PostgresClone(manager.clone(key), schema)
+        try:
+            self.clone = PostgresClone(manager.clone(key), schema)
+        except (InputError, psycopg.OperationalError) as exc:  # it was reachable when the run started
+            raise SourceUnavailable(f"the PostgreSQL server of {without_password(manager.source_uri)} went away: "
+                                    f"{' '.join(str(exc).split())[:200]}") from None
         self.lock = threading.Lock()
 
     def run(self, tool: Tool, arguments: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS, clock: str | None = None,
@@ -60,7 +61,7 @@ class PostgresSandbox:
             result = self.clone.execute(tool.sql, typed_arguments(tool, arguments), tool.mode,
                                         declared=tool.properties, max_rows=max_rows, clock=clock)
         if not result.ok and self.clone.conn.closed:
-            raise ServerLost(f"the PostgreSQL server of {without_password(self.manager.source_uri)} went away: "
+            raise SourceUnavailable(f"the PostgreSQL server of {without_password(self.manager.source_uri)} went away: "
                              f"{result.error.message if result.error else ''}")
         return result
 

@@ -20,7 +20,7 @@ import uuid
 
 import psycopg
 
-from environment.errors import InputError
+from environment.errors import InputError, SourceUnavailable
 from environment.sources.base import Catalog, Sandbox as AnySandbox
 from environment.sources.postgres.clones import CloneManager
 from environment.sources.postgres.introspect import inspect_postgres
@@ -100,8 +100,13 @@ class PostgresSource:
         return manager
 
     def open(self, seed: int) -> PostgresSandbox:
+        try:
+            manager = self._ready(current_run())
+        except (InputError, psycopg.OperationalError) as exc:  # it was checked when the run started: gone since
+            raise SourceUnavailable(f"the PostgreSQL server of {self.name} went away: "
+                                    f"{' '.join(str(exc).split())[:200]}") from None
         # the clone's name only has to be unique: nothing a dialogue sees depends on it
-        return PostgresSandbox(self._ready(current_run()), f"seed {seed} {uuid.uuid4().hex}")
+        return PostgresSandbox(manager, f"seed {seed} {uuid.uuid4().hex}")
 
     def check_tool(self, tool: Tool, sandbox: AnySandbox) -> str | None:
         assert isinstance(sandbox, PostgresSandbox)
