@@ -266,3 +266,35 @@ def test_a_source_server_that_goes_away_stops_its_dialogues_and_resume_finishes_
         assert _forge_databases(server) == []
     finally:
         server.stop()
+
+
+async def _after_a_write(out: Path) -> tuple[str, str] | None:
+    """A dialogue and its checkpoint right after a successful write, with more of the dialogue to come."""
+    async with DialogueCheckpoints(out, build_dialogue_graph, None, Console(quiet=True)) as store:
+        for line in _lines(out):
+            for row in await store.history(line["id"]):
+                state = await store.state(line["id"], row.checkpoint_id)
+                last = state.calls[-1] if state.calls else None
+                if row.node == "tool_executor" and last and last.mode == "write" and last.result.ok and row.next:
+                    return line["id"], row.checkpoint_id
+    return None
+
+
+def test_fork_history_show_export_and_report_over_postgres(shop, postgres_server, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["generate", "--db", shop, "--dialogues", "3", "--tasks-per-dialogue", "2", "--seed", "4",
+                 "--out", str(out)]) == 0
+    found = asyncio.run(_after_a_write(out))
+    assert found is not None, "no dialogue wrote"
+    dialogue, checkpoint = found
+    assert main(["history", str(out), "--dialogue", dialogue]) == 0
+    # the fork's fresh clone gets the dialogue's writes so far replayed onto it, then goes on
+    assert main(["fork", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint, "--seed", "9"]) == 0
+    fork = next(r for r in _lines(out) if r["metadata"].get("forked_from", {}).get("dialogue") == dialogue)
+    assert fork["metadata"]["source_database"] == shop and not str(fork["metadata"].get("reason", "")).startswith("error")
+    assert main(["show", str(out), "--dialogue", fork["id"]]) == 0
+    assert main(["resume", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint]) == 0
+    assert main(["export", str(out), "--format", "openai", "--out", str(tmp_path / "export")]) == 0
+    assert main(["report", str(out), "--out", str(tmp_path / "report.html")]) == 0
+    assert main(["stats", str(out)]) == 0
+    assert _forge_databases(postgres_server) == []
