@@ -86,8 +86,10 @@ class PostgresSource:
     def manager(self, scope: RunScope) -> CloneManager:
         with self._lock:
             if scope.run_id not in self._managers:
-                self._managers[scope.run_id] = CloneManager(self.uri, scope.run_id, keep=scope.keep_sandboxes)
-            return self._managers[scope.run_id]
+                self._managers[scope.run_id] = CloneManager(self.uri, scope.run_id)
+            manager = self._managers[scope.run_id]
+            manager.keep = scope.keep_sandboxes  # a resume may say otherwise than the run did
+            return manager
 
     def _ready(self, scope: RunScope) -> CloneManager:
         """The run's template, made when this process first needs it (the run's owner makes it first)."""
@@ -138,6 +140,8 @@ class PostgresSource:
             self._prepared.add(scope.run_id)
 
     def finish_run(self, scope: RunScope) -> None:
+        with self._lock:
+            self._prepared.discard(scope.run_id)  # the template goes: a later run of the same id makes it again
         try:
             self.manager(scope).close()
         except (InputError, psycopg.Error) as exc:  # the server went away: `resume` drops them next time
