@@ -113,7 +113,7 @@ def test_the_example_on_postgres_is_valid_as_on_sqlite_and_replays_exactly(clini
 
 
 def test_identity_sequence_enum_now_and_cascade_tools_replay_and_runs_repeat(shop, postgres_server, tmp_path):
-    first, second = tmp_path / "one" / "run", tmp_path / "two" / "run"  # the run id (its folder's name) is in every line
+    first, second = tmp_path / "one" / "run", tmp_path / "two" / "run"  # the run id (folder name) is in every line
     for out in (first, second):
         assert main(["generate", "--db", shop, "--dialogues", "4", "--tasks-per-dialogue", "2", "--seed", "7",
                      "--out", str(out)]) == 0
@@ -172,7 +172,8 @@ def test_one_run_over_a_sqlite_file_and_a_postgres_database(clinic, postgres_ser
     named = clinic.replace(f":{SECRET}", "")
     assert main(["generate", "--db", str(CLINIC), clinic, "--dialogues-per-db", "2", "--tasks-per-dialogue", "1",
                  "--out", str(out)]) == 0
-    assert sorted(line["metadata"]["source_database"] for line in _lines(out)) == sorted([str(CLINIC)] * 2 + [named] * 2)
+    named_by = sorted(line["metadata"]["source_database"] for line in _lines(out))
+    assert named_by == sorted([str(CLINIC)] * 2 + [named] * 2)
     per_source = {row["database"]: row for row in json.loads((out / "stats.json").read_text())["per_database"]}
     assert set(per_source) == {str(CLINIC), named} and all(row["samples"] == 2 for row in per_source.values())
     assert SECRET not in (out / "config.json").read_text()
@@ -291,7 +292,8 @@ def test_fork_history_show_export_and_report_over_postgres(shop, postgres_server
     # the fork's fresh clone gets the dialogue's writes so far replayed onto it, then goes on
     assert main(["fork", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint, "--seed", "9"]) == 0
     fork = next(r for r in _lines(out) if r["metadata"].get("forked_from", {}).get("dialogue") == dialogue)
-    assert fork["metadata"]["source_database"] == shop and not str(fork["metadata"].get("reason", "")).startswith("error")
+    assert fork["metadata"]["source_database"] == shop
+    assert not str(fork["metadata"].get("reason", "")).startswith("error")
     assert main(["show", str(out), "--dialogue", fork["id"]]) == 0
     assert main(["resume", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint]) == 0
     assert main(["export", str(out), "--format", "openai", "--out", str(tmp_path / "export")]) == 0
