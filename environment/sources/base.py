@@ -1,4 +1,4 @@
-"""One protocol for every kind of tool source (SQLite files, simulated tools; PostgreSQL and MCP next).
+"""One protocol for every kind of tool source (SQLite files, PostgreSQL databases, simulated tools; MCP next).
 
 Each kind does five things, and nothing outside `environment/sources/` asks which kind it has:
 1. `ToolSource.catalog()` lists what is there: a schema to synthesize tools and ground tasks in, or the
@@ -14,7 +14,8 @@ Each kind does five things, and nothing outside `environment/sources/` asks whic
 A dialogue's sandboxes (one per kind its tools use) live in the run's pool (pool.py); its
 `DialogueSandboxes.snapshot()` gives every kind's state at once, and `replay()` rebuilds them from recorded
 calls alone: the two places the state diff and `verify` hook in. The registry (registry.py) picks a kind
-from how a source is named.
+from how a source is named; a kind that sets something up once per run (Postgres: a template database)
+does it in the hooks runs.py calls.
 """
 
 from __future__ import annotations
