@@ -324,3 +324,22 @@ def test_a_password_in_the_uri_reaches_worker_processes_and_no_file(postgres_ser
         if path.is_file():
             assert password.encode() not in path.read_bytes(), f"the password was written to {path}"
     assert _forge_databases(postgres_server) == []
+
+
+def test_the_llm_backend_over_postgres_writes_postgres_tools(clinic, tmp_path):
+    """The model backend (a local stub server): it is asked for PostgreSQL, its tools are checked on a clone,
+    and the dialogues' calls run on their clones."""
+    from tests.clinic_model import ClinicModel
+    from tests.roles import request_text, role_of_request
+    from tests.stub_server import StubServer
+
+    out = tmp_path / "llm"
+    with StubServer(ClinicModel(CLINIC)) as server:
+        assert main(["generate", "--db", clinic, "--dialogues", "2", "--tasks-per-dialogue", "1", "--base-url",
+                     server.base_url, "--model", "stub-model", "--concurrency", "2", "--out", str(out)]) == 0
+        asked = [request_text(r) for r in server.requests if role_of_request(r) == "tool_synthesizer"]
+    assert asked and "on top of a PostgreSQL database" in asked[0] and "ILIKE" in asked[0]
+    records = [json.loads(line) for line in (out / "dialogues.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(r["metadata"]["backend"] == "openai" for r in records)
+    results = [json.loads(m["content"]) for r in records for m in r["messages"] if m["role"] == "tool"]
+    assert results and all(t["rows"][0]["last_name"] == "Garcia" for t in results)
