@@ -299,6 +299,10 @@ def test_fork_history_show_export_and_report_over_postgres(shop, postgres_server
     assert main(["export", str(out), "--format", "openai", "--out", str(tmp_path / "export")]) == 0
     assert main(["report", str(out), "--out", str(tmp_path / "report.html")]) == 0
     assert main(["stats", str(out)]) == 0
+    task = tmp_path / "task"  # the task-oriented pipeline runs on the same sandboxes
+    assert main(["generate", "--db", shop, "--pipeline", "task", "--dialogues", "2", "--tasks-per-dialogue", "1",
+                 "--out", str(task)]) == 0
+    assert len(_lines(task)) == 2
     assert _forge_databases(postgres_server) == []
 
 
