@@ -23,6 +23,7 @@ import psycopg
 from environment.errors import InputError, SourceUnavailable
 from environment.sources.base import Catalog, Sandbox as AnySandbox
 from environment.sources.postgres.clones import CloneManager
+from environment.sources.postgres.connection import maintenance_connection
 from environment.sources.postgres.introspect import inspect_postgres
 from environment.sources.postgres.sandbox import PostgresSandbox
 from environment.sources.postgres.tool_checks import run_problems, static_problems
@@ -104,11 +105,21 @@ class PostgresSource:
     def open(self, seed: int) -> PostgresSandbox:
         try:
             manager = self._ready(current_run())
-        except (InputError, psycopg.OperationalError) as exc:  # it was checked when the run started: gone since
+        except (InputError, psycopg.OperationalError) as exc:
+            if isinstance(exc, InputError) and self._reachable():
+                raise  # the server is there and said no: the user's to fix
+            # it was checked when the run started: gone since (`resume` finishes the dialogue once it is back)
             raise SourceUnavailable(f"the PostgreSQL server of {self.name} went away: "
                                     f"{' '.join(str(exc).split())[:200]}") from None
         # the clone's name only has to be unique: nothing a dialogue sees depends on it
         return PostgresSandbox(manager, f"seed {seed} {uuid.uuid4().hex}")
+
+    def _reachable(self) -> bool:
+        try:
+            maintenance_connection(self.uri).close()
+        except InputError:
+            return False
+        return True
 
     def check_tool(self, tool: Tool, sandbox: AnySandbox) -> str | None:
         assert isinstance(sandbox, PostgresSandbox)
