@@ -1,7 +1,8 @@
 """Clone time per dialogue database on the bundled example: Postgres (CREATE DATABASE … TEMPLATE from the
-run's template, then DROP) against SQLite (the in-memory copy a dialogue's sandbox is).
+run's template, then DROP) against SQLite (the in-memory copy a dialogue's sandbox is); and dialogues per
+second of whole offline runs (`generate --db`) over each.
 
-    python benchmarks/postgres_clones.py [--clones 20] [--uri postgresql://USER@HOST:PORT/DATABASE]
+    python benchmarks/postgres_clones.py [--clones 20] [--dialogues 20] [--uri postgresql://USER@HOST:PORT/DATABASE]
 
 Without --uri a throwaway server is started (initdb and pg_ctl, as the tests do) and the example is loaded
 into it with examples/load_postgres.py; with --uri the example is loaded into that (empty) database.
@@ -10,7 +11,10 @@ into it with examples/load_postgres.py; with --uri the example is loaded into th
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sqlite3
+import tempfile
 import statistics
 import sys
 import time
@@ -88,9 +92,26 @@ def sqlite_figures(clones: int) -> list[str]:
     return [_figures("sqlite: in-memory copy per dialogue", seconds)]
 
 
+def run_figures(db: str, name: str, dialogues: int) -> str:
+    """A whole offline run over one source, in this process: wall time (toolset synthesis included) and the
+    dialogues per second it makes."""
+    from graphs.run import main as forge
+
+    with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        started = time.perf_counter()
+        code = forge(["generate", "--db", db, "--dialogues", str(dialogues), "--concurrency", "8", "--seed", "1",
+                      "--out", str(Path(folder) / "run")])
+        wall = time.perf_counter() - started
+    if code != 0:
+        return f"{name + ': offline run':<34} failed (exit {code})"
+    return f"{name + ': offline run':<34} n={dialogues:<4} {wall:8.2f} s wall   {dialogues / wall:8.2f} dialogues/s"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clones", type=int, default=20)
+    parser.add_argument("--dialogues", type=int, default=20, help="dialogues per offline run (0: no runs)")
     parser.add_argument("--uri", help="an empty Postgres database to load the example into (default: a throwaway "
                                       "server of its own)")
     args = parser.parse_args()
@@ -109,10 +130,13 @@ def main() -> int:
     try:
         load(CLINIC, uri, replace=True)
         lines = postgres_figures(uri, args.clones) + sqlite_figures(args.clones)
+        if args.dialogues:
+            lines += [run_figures(uri, "postgres", args.dialogues), run_figures(str(CLINIC), "sqlite", args.dialogues)]
     finally:
         if server is not None:
             server.stop()
-    print(f"clone time per dialogue database, bundled example ({CLINIC.name}), {args.clones} clones:")
+    print(f"clone time per dialogue database, bundled example ({CLINIC.name}), {args.clones} clones; "
+          f"offline runs of {args.dialogues} dialogues:")
     for line in lines:
         print("  " + line)
     return 0

@@ -15,6 +15,11 @@ class RunError(Exception):
     """A run that could not finish (not the user's input): reported as one line, exit code 1."""
 
 
+class SourceUnavailable(Exception):
+    """A source that was there when the run started cannot be reached now (a database server went away): the
+    dialogues it stops are not written, so `resume` finishes them once it is back."""
+
+
 def read_json_input(path: str | Path, what: str) -> Any:
     """A JSON file the user named (`what` says which), or an InputError saying why it cannot be read."""
     p = Path(path)

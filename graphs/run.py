@@ -125,11 +125,15 @@ def _executor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=["local", "ray"], help="run dialogues on this machine (local, the default) "
                    "or as Ray tasks (ray); resume keeps the run's unless given")
     p.add_argument("--ray-address", help="Ray cluster head host:port (default: a local Ray of the run's own)")
+    p.add_argument("--keep-sandboxes", action="store_true", default=None,
+                   help="keep each dialogue's sandbox for inspection instead of dropping it when the dialogue ends "
+                        "(Postgres: its database, and the run's template; see README)")
 
 
-def _executor_of(args: argparse.Namespace) -> dict[str, str]:
+def _executor_of(args: argparse.Namespace) -> dict[str, object]:
     return {k: v for k, v in {"executor": getattr(args, "executor", None),
-                              "ray_address": getattr(args, "ray_address", None)}.items() if v is not None}
+                              "ray_address": getattr(args, "ray_address", None),
+                              "keep_sandboxes": getattr(args, "keep_sandboxes", None)}.items() if v is not None}
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -15,6 +15,21 @@ from state.schema import DatabaseSchema
 from state.tasks import ResultRef, Task
 from state.tools import Tool
 
+# What a tool-writing prompt says of the source's SQL dialect (the schema's `dialect`): its name, and notes
+# where it differs from what models write by habit.
+_DIALECTS = {
+    "sqlite": ("SQLite", ""),
+    "postgres": ("PostgreSQL", "\n- In PostgreSQL: search text with ILIKE (cast a non-text column with ::text "
+                               "first), round with ROUND(x::numeric, 2), and an INSERT may end with RETURNING."),
+}
+
+
+def dialect_of(database: DatabaseSchema) -> dict[str, str]:
+    """The `engine` and `dialect_notes` a tool-writing prompt embeds for this schema's SQL dialect."""
+    engine, notes = _DIALECTS.get(database.dialect or "sqlite", _DIALECTS["sqlite"])
+    return {"engine": engine, "dialect_notes": notes}
+
+
 def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 

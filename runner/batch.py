@@ -21,9 +21,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from backends.registry import backend_for
-from environment.errors import InputError, RunError
+from environment.errors import InputError, RunError, SourceUnavailable
 from environment.sources.pool import SandboxPool, sandbox_pool
 from environment.sources.registry import identity, load_source_kinds, open_source, tools_without_source
+from environment.sources.runs import run_scope, sources_for_run
 from nodes.stored_values import keep_schema, keep_toolset
 from runner import event_loop
 from runner import run_folder as rf
@@ -116,6 +117,7 @@ class Batch:
         self.toolset_keys: dict[str, str] = {}  # by toolset file: the content hash each is kept under
         self.schema_keys: dict[str, str] = {}  # by source name
         self.sandboxes: SandboxPool | None = None  # the dialogues' live sandboxes, while run_shard runs
+        self.unavailable: list[str] = []  # why dialogues stopped on a source that went away (left for resume)
         self.console = console
         self.lock = asyncio.Lock()
 
@@ -173,13 +175,17 @@ class Batch:
                     on_done()
 
             lanes = min(self.config.concurrency, len(indices))
-            with sandbox_pool(max(lanes, 1)) as self.sandboxes:  # one live sandbox set per dialogue in flight
+            with run_scope(self.config.run_id, self.settings.keep_sandboxes), \
+                    sandbox_pool(max(lanes, 1)) as self.sandboxes:  # one live sandbox set per dialogue in flight
                 try:
                     await asyncio.gather(*(lane() for _ in range(lanes)))
                 except Exception as exc:  # the checkpointer's server went away: stop; `resume` goes on once it is back
                     if self.settings.checkpointer and checkpointer_lost(exc):
                         raise checkpointer_lost_error(self.settings.checkpointer, exc, self.folder.path) from None
                     raise
+            if self.unavailable:
+                raise RunError(f"{len(self.unavailable)} dialogue(s) stopped: {self.unavailable[0]}; once it is back, "
+                               f"continue the run with: python -m graphs.run resume {self.folder.path}")
 
     async def _run_in_processes(self, todo: list[int], workers: int, on_done: Callable[[], None]) -> None:
         """One event loop per core: Python spends a core on roughly 150 model calls a second."""
@@ -231,6 +237,11 @@ class Batch:
             await run_thread(graph, start, cfg, self.settings)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
+        except SourceUnavailable as exc:  # not the dialogue's fault: no line, so `resume` finishes it
+            self.unavailable.append(" ".join(str(exc).split())[:300])
+            if self.sandboxes is not None:
+                self.sandboxes.release(dialogue_id)
+            return
         except Exception as exc:  # a failed dialogue is rejected with its reason, the run goes on
             if rf.is_disk_full(exc):  # not the dialogue's fault: stop, and let `resume` go on from its checkpoint
                 raise rf.disk_full_error(self.folder.file(rf.CHECKPOINTS), self.folder.path) from None
@@ -307,6 +318,15 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
     if settings.executor == "ray":
         check_ray(settings.ray_address)
     await check_checkpointer(settings, config.run_id)
+    # sources that make something per run (a template database) make it now, and remove it when the run ends
+    with sources_for_run(databases, config.run_id, settings.keep_sandboxes):
+        return await _generate(builder_factory, config, settings, out, console, finish, toolset, databases,
+                               dialogues_per_db)
+
+
+async def _generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
+                    console: Console, finish: Callable[[RunFolder], Finished], toolset: list[Tool] | None,
+                    databases: list[str], dialogues_per_db: int | None) -> Finished:
     with new_run_folder(out, "generate") as folder:  # until the toolsets are written: on failure, no partial folder
         backend_notice(settings, console)
         await settle_backend(backend_for(settings), console)
@@ -343,7 +363,7 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
 
 
 async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, settings: Settings | None, console: Console,
-                 finish: Callable[[RunFolder], Finished], executor: dict[str, str] | None = None) -> Finished:
+                 finish: Callable[[RunFolder], Finished], executor: dict[str, object] | None = None) -> Finished:
     """Finish an interrupted run: continue dialogues from their last checkpoint, start missing ones (on
     the run's executor, unless `executor` says otherwise); then `finish` as for `generate`."""
     folder = RunFolder(run_dir)
@@ -361,15 +381,18 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
             check_ray(settings.ray_address)
         backend_notice(settings, console)
         await settle_backend(backend_for(settings), console)
-        for source in config.sources():
-            if folder.file(source.toolset).exists():
-                continue
-            if not source.path:
-                raise InputError(f"{folder.file(source.toolset)} is missing and the run has no database to derive "
-                                 f"it from")
-            # stopped while the toolset was being synthesized: synthesize it again
-            prepared = await prepare_databases([source.path], settings, None, 1, console)
-            write_toolset(folder, prepared[0].report, source.toolset)
-        await Batch(builder_factory, folder, config, settings, toolsets_of(folder, config), console).run()
-        return finish(folder)
+        # what a killed attempt left of its sandboxes goes first: every dialogue rebuilds its own by replay
+        with sources_for_run([s.path for s in config.sources() if s.path], config.run_id, settings.keep_sandboxes,
+                             resuming=True):
+            for source in config.sources():
+                if folder.file(source.toolset).exists():
+                    continue
+                if not source.path:
+                    raise InputError(f"{folder.file(source.toolset)} is missing and the run has no database to "
+                                     f"derive it from")
+                # stopped while the toolset was being synthesized: synthesize it again
+                prepared = await prepare_databases([source.path], settings, None, 1, console)
+                write_toolset(folder, prepared[0].report, source.toolset)
+            await Batch(builder_factory, folder, config, settings, toolsets_of(folder, config), console).run()
+            return finish(folder)
 

@@ -19,6 +19,7 @@ from rich.console import Console
 from environment.errors import InputError
 from environment.sources.pool import DialogueSandboxes, sandbox_pool
 from environment.sources.registry import load_source_kinds
+from environment.sources.runs import sources_for_run
 from runner import run_folder as rf
 from nodes.stored_values import toolset_of
 from runner.batch import Batch, recursion_limit, toolsets_of
@@ -131,6 +132,9 @@ class DialogueCheckpoints:
                 return row.node
         raise InputError(f"dialogue {dialogue_id!r} has no checkpoint {checkpoint_id!r}")
 
+    def _source_names(self) -> list[str]:
+        return [s.path for s in self.config.sources() if s.path]
+
     def _batch(self) -> Batch:
         return Batch(self.builder_factory, self.folder, self.config, self.settings,
                      toolsets_of(self.folder, self.config), self.console)
@@ -138,7 +142,8 @@ class DialogueCheckpoints:
     async def _finish(self, dialogue_id: str, started: float, replace: bool, run: Any) -> None:
         error = None
         try:
-            with sandbox_pool(1):  # this one dialogue's sandboxes, closed when it ends
+            with sources_for_run(self._source_names(), self.config.run_id, self.settings.keep_sandboxes), \
+                    sandbox_pool(1):  # this one dialogue's sandboxes, closed when it ends
                 await run
         except Exception as exc:  # reported in the dataset line, like any failed dialogue
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
@@ -198,11 +203,13 @@ class DialogueCheckpoints:
         if not state.calls:
             return
         tools = {t.name: t for t in await self.tools_of(state)}
-        sandboxes = await asyncio.to_thread(DialogueSandboxes, state.source_db, state.seed)
-        try:
-            await asyncio.to_thread(sandboxes.replay, state.calls, tools)
-        finally:
-            await asyncio.to_thread(sandboxes.close)
+        # within the run's sources, as the dialogue itself runs: what a kind sets up for a run is removed after
+        with sources_for_run(self._source_names(), self.config.run_id, self.settings.keep_sandboxes):
+            sandboxes = await asyncio.to_thread(DialogueSandboxes, state.source_db, state.seed)
+            try:
+                await asyncio.to_thread(sandboxes.replay, state.calls, tools)
+            finally:
+                await asyncio.to_thread(sandboxes.close)
         diverged = sandboxes.diverged or [c for c in state.replay_diverged if c in {x.tool_call_id for x in state.calls}]
         if diverged:
             first = next(c for c in state.calls if c.tool_call_id in diverged)

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     source_kinds: list[str] = Field(
         default_factory=list, description="Modules to import before sources are named, each registering a kind of "
         "tool source of its own (environment.sources.registry.register_source_kind); FORGE_SOURCE_KINDS='[\"m\"]'.")
+    keep_sandboxes: bool = Field(
+        False, description="Keep each dialogue's sandbox when it ends, and the run's copy of each source, for "
+        "inspection (Postgres: the run's template and a database per dialogue, named forge_<run tag>_…); "
+        "otherwise they are dropped. FORGE_KEEP_SANDBOXES=1.")
     checkpointer: str = Field(
         "", description="Where a dialogue run keeps its checkpoints and store: empty for the run folder's "
         "checkpoints.sqlite, or a libpq URI (postgresql://USER@HOST:PORT/DATABASE) for LangGraph's Postgres saver "

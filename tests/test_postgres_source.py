@@ -1,6 +1,6 @@
-"""Postgres as a tool source, on its own (not yet wired into the pipeline): introspection, the run's
-template and a clone per dialogue, writes through parameterized statements, the dialogue's clock, replay
-onto a fresh clone, and a source that is never written."""
+"""The Postgres source's pieces on their own: introspection, the run's template and a clone per dialogue,
+writes through parameterized statements, the dialogue's clock, replay onto a fresh clone, and a source that
+is never written (runs over it end to end: test_postgres_runs.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from environment.sources.postgres.connection import connect
 from environment.sources.postgres.execute import PostgresClone
 from environment.sources.postgres.introspect import database_checksum, inspect_postgres
 from environment.sources.postgres.sqltext import to_psycopg
-from environment.sources.postgres.execute import WriteRecord
 from state.tools import Tool
 from tests import postgres_server as server_module
 from tests.postgres_fixture import create_fixture_database
@@ -80,16 +79,17 @@ def test_introspection_reads_what_postgres_declares(source):
     assert schema.sequences == ["customers_customer_id_seq", "ticket_numbers", "visits_visit_id_seq"]
 
 
-def _writes(clone: PostgresClone) -> list[WriteRecord]:
-    """Writes through parameterized statements, each checked; the successful ones as the dialogue records them."""
-    done: list[WriteRecord] = []
+def _writes(clone: PostgresClone) -> list[tuple[str, dict, dict, str]]:
+    """Writes through parameterized statements, each checked; the successful ones as a dialogue records them
+    (statement, arguments, declared types, clock)."""
+    done: list[tuple[str, dict, dict, str]] = []
 
     def write(sql: str, params: dict, minute: int, **declared) -> object:
         clock = f"2031-05-06 07:{minute:02d}:00"
-        result = clone.execute(sql, params, "write", clock=clock,
-                               declared={k: {"type": v} for k, v in declared.items()})
+        types = {k: {"type": v} for k, v in declared.items()}
+        result = clone.execute(sql, params, "write", clock=clock, declared=types)
         if result.ok:
-            done.append(WriteRecord(tool=f"w{minute}", sql=sql, params=params, clock=clock))
+            done.append((sql, params, types, clock))
         return result
 
     added = write("INSERT INTO customers (email, name) VALUES (:email, :name) RETURNING customer_id, joined_at",
@@ -136,7 +136,8 @@ def test_writes_on_a_clone_replay_exactly_and_the_source_is_never_written(source
     assert written != before
     again = manager.clone("dialogue-2")
     with PostgresClone(again) as fresh:
-        assert all(r.ok for r in fresh.replay(writes))
+        assert all(fresh.execute(sql, params, "write", declared=types, clock=clock).ok
+                   for sql, params, types, clock in writes)
     assert database_checksum(again) == written, "a replay on a fresh clone must rebuild the same rows"
     assert database_checksum(source) == before, "the source must never change"
     manager.release("dialogue-1")
@@ -277,32 +278,3 @@ def test_dialogues_get_their_clones_at_the_same_time(manager):
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(manager.release, dialogues))
     assert manager.databases() == [manager.template]
-
-
-def test_each_dialogue_keeps_a_live_clone_in_step_with_its_write_log(manager):
-    from environment.sources.postgres.sandboxes import PostgresSandboxes
-
-    add = _tool("add_customer", "INSERT INTO customers (email, name) VALUES (:email, :name) RETURNING customer_id",
-                "write", "insert", email="string", name="string")
-    credit = _tool("give_credit", "UPDATE customers SET credit = credit + :amount WHERE customer_id = :id", "write",
-                   "update", amount="number", id="integer")
-    count = _tool("count_customers", "SELECT count(*) AS n, sum(credit) AS credit FROM customers")
-    tools = {t.name: t for t in (add, credit, count)}
-    pool = PostgresSandboxes(manager, capacity=2)
-    box = pool.checkout("d1", [], tools)
-    assert box.run(add, {"email": "ed@example.com", "name": "Ed"}, clock=CLOCK).last_row_id == 3
-    first = WriteRecord(tool="add_customer", sql=add.sql, params={"email": "ed@example.com", "name": "Ed"}, clock=CLOCK)
-    second = WriteRecord(tool="give_credit", sql=credit.sql, params={"amount": 5, "id": 3.0}, clock=CLOCK)
-    assert pool.checkout("d1", [first], tools) is box  # in step: nothing runs again
-    assert pool.checkout("d1", [first, second], tools) is box  # a longer log: only the new write runs
-    assert box.run(count, {}).rows == [{"n": 3, "credit": 15.5}]
-    forked = pool.checkout("d1-fork", [first], tools)  # a fork at the first write: a clone of its own
-    assert forked.run(count, {}).rows == [{"n": 3, "credit": 10.5}]
-    earlier = pool.checkout("d1", [first], tools)  # back to an earlier checkpoint: made again and replayed
-    assert earlier is not box and earlier.run(count, {}).rows == [{"n": 3, "credit": 10.5}]
-    pool.checkout("d2", [], tools)  # over capacity: the least recent (the fork) goes, database and all
-    assert manager.clone_name("d1-fork") not in manager.databases()
-    pool.release("d1")
-    assert sorted(manager.databases()) == sorted([manager.template, manager.clone_name("d2")])
-    pool.close()
-    assert manager.databases() == []

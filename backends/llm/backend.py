@@ -22,7 +22,8 @@ from backends.llm.reply_models import (OUTPUT_SCHEMA_REPLY, Proposals, Questions
                                        parse_task, parse_user_turn, parse_verdict, simulated_result_schema)
 from environment.sources.simulated.simulator import validation_error
 from prompts import load_prompt
-from prompts.render import render_rubric, render_schema, render_subtasks, render_tools, render_transcript, summarize_call
+from prompts.render import (dialect_of, render_rubric, render_schema, render_subtasks, render_tools, render_transcript,
+                            summarize_call)
 from state.config import Settings
 from state.dialogue import Usage, UserTurn, Verdict
 from state.tasks import Task
@@ -110,7 +111,7 @@ class OpenAIBackend:
 
     async def propose_tools(self, request: ToolProposalRequest) -> tuple[list[dict[str, object]], Usage]:
         prompt = load_prompt("tool_synthesizer").render(schema=render_schema(request.database),
-                                                        max_tools=request.max_tools)
+                                                        max_tools=request.max_tools, **dialect_of(request.database))
         tools, usage = await self.ask("tool_synthesizer", [HumanMessage(content=prompt)],
                                       lambda obj: ToolList.model_validate(obj).tools, Proposals)
         return tools[: request.max_tools], usage

@@ -1,4 +1,4 @@
-"""One protocol for every kind of tool source (SQLite files, simulated tools, MCP servers; PostgreSQL next).
+"""One protocol for every kind of tool source (SQLite files, PostgreSQL databases, simulated tools, MCP servers).
 
 Each kind does five things, and nothing outside `environment/sources/` asks which kind it has:
 1. `ToolSource.catalog()` lists what is there: a schema to synthesize tools and ground tasks in, or the
@@ -16,7 +16,8 @@ Each kind does five things, and nothing outside `environment/sources/` asks whic
 A dialogue's sandboxes (one per kind its tools use) live in the run's pool (pool.py); its
 `DialogueSandboxes.snapshot()` and `diff()` cover every kind at once, and `replay()` rebuilds them from
 recorded calls alone: the places the state diff and `verify` hook in. The registry (registry.py) picks a kind
-from how a source is named.
+from how a source is named; a kind that sets something up once per run (Postgres: a template database)
+does it in the hooks runs.py calls.
 """
 
 from __future__ import annotations

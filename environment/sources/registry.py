@@ -15,6 +15,7 @@ from environment.errors import InputError
 from environment.sources.base import ToolSource
 from environment.sources.combined import SEPARATOR, CombinedSource
 from environment.sources.mcp.kind import McpKind
+from environment.sources.postgres.source import PostgresKind
 from environment.sources.simulated.source import SimulatedKind
 from environment.sources.sqlite.source import SqliteKind
 from state.config import Settings
@@ -69,6 +70,7 @@ def unregister_source_kind(kind: str) -> None:
 
 register_source_kind(SimulatedKind())
 register_source_kind(McpKind())
+register_source_kind(PostgresKind())
 
 
 def kind_of(name: str) -> SourceKind:
@@ -105,9 +107,13 @@ def source_names(args: list[str]) -> list[str]:
 
 
 def identity(name: str) -> str:
-    """One spelling per source: a file's resolved path, a URI as given."""
+    """One spelling per source, as runs record it: a file's resolved path, a URI as given or as its kind
+    writes it down (a Postgres URI without its password); a combined name part by part."""
     if SEPARATOR in name:
         return combined_name(name.split(SEPARATOR))
+    own = getattr(kind_of(name), "identity", None)
+    if own is not None:
+        return own(name)
     return name if "://" in name else str(Path(name).resolve())
 
 
@@ -127,8 +133,12 @@ def recordable_configs(names: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def label_of(name: str) -> str:
-    """A short readable name for a source: its file's stem (of a path or a URI's path)."""
-    return Path(name.split(SEPARATOR)[0].split("://", 1)[-1].rstrip("/")).stem or "source"
+    """A short readable name for a source: its file's stem (of a path or a URI's path), or its kind's."""
+    name = name.split(SEPARATOR)[0]
+    own = getattr(kind_of(name), "label", None)
+    if own is not None:
+        return own(name)
+    return Path(name.split("://", 1)[-1].rstrip("/")).stem or "source"
 
 
 def nameless_source(kind: str) -> ToolSource | None:

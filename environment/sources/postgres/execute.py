@@ -15,7 +15,6 @@ from typing import Any
 
 import psycopg
 from psycopg import sql as pgsql
-from pydantic import BaseModel, Field
 
 from environment.sources.postgres.connection import SESSION_OPTIONS, connect
 from environment.sources.postgres.introspect import json_value
@@ -48,15 +47,6 @@ def _error(exc: BaseException) -> ToolError:
         return ToolError(type="constraint_violation", message=message)
     return ToolError(type="sql_error", message=message)
 
-
-
-class WriteRecord(BaseModel):
-    """A write as it ran on a clone: enough to replay it onto a fresh one (the same SQL, values and clock)."""
-
-    tool: str
-    sql: str
-    params: dict[str, Any]
-    clock: str | None = Field(None, description="The dialogue's time it ran at: columns defaulting to now take it.")
 
 class PostgresClone:
     """A live connection to one dialogue's database."""
@@ -143,10 +133,3 @@ class PostgresClone:
             except psycopg.Error:
                 pass  # the error below is what the caller needs; a lost connection says so on the next call
         return ToolResult(ok=False, error=_error(exc))
-
-    def apply(self, write: WriteRecord, declared: dict[str, Any] | None = None) -> ToolResult:
-        """Replay a recorded write at the time it was made."""
-        return self.execute(write.sql, write.params, "write", declared=declared, clock=write.clock)
-
-    def replay(self, writes: list[WriteRecord]) -> list[ToolResult]:
-        return [self.apply(w) for w in writes]

@@ -83,9 +83,19 @@ def _usable(table: Table) -> list[Column]:
     return [c for c in table.columns if not c.is_blob]
 
 
-def _ordering(table: Table) -> str:
+def _ordering(table: Table, dialect: str = "sqlite") -> str:
     pk = table.primary_key
-    return ", ".join(q(c.name) for c in pk) if pk else "rowid"
+    if pk:
+        return ", ".join(q(c.name) for c in pk)
+    # Postgres has no rowid: every column, in order, is the one stable ordering a keyless table has
+    return "rowid" if dialect != "postgres" else ", ".join(q(c.name) for c in _usable(table)) or "1"
+
+
+def _spelling(dialect: str) -> tuple[str, str, str]:
+    """(cast before a text match, case-insensitive LIKE, cast before ROUND): SQLite's LIKE ignores case and
+    matches any value, its ROUND takes any number; Postgres needs ILIKE on text (an enum is not), and
+    ROUND(x, 2) only exists for numeric."""
+    return ("::text", "ILIKE", "::numeric") if dialect == "postgres" else ("", "LIKE", "")
 
 
 def _pick(columns: list[Column], hints: tuple[str, ...]) -> list[Column]:
@@ -104,7 +114,8 @@ def derive_table_tools(table: Table, namer: _Namer, schema: DatabaseSchema) -> l
     usable = _usable(table)
     pk = [c for c in table.primary_key if not c.is_blob]
     fk_cols = {fk.column for fk in table.foreign_keys}
-    order = _ordering(table)
+    order = _ordering(table, schema.dialect)
+    as_text, like, as_numeric = _spelling(schema.dialect)
 
     def add(name: str, description: str, params: dict[str, Any], sql: str, mode: str, kind: str) -> None:
         tools.append(Tool(name=namer.tool(name), description=description, parameters=params, sql=sql,
@@ -124,7 +135,8 @@ def derive_table_tools(table: Table, namer: _Namer, schema: DatabaseSchema) -> l
         add(f"search_{t}_by_{snake(col.name)}",
             f"Find {table.name} rows whose {col.name} contains the given text (case-insensitive).",
             _params({p: {"type": "string", "description": f"Text to look for in {col.name}."}}, [p]),
-            f"SELECT * FROM {qt} WHERE {q(col.name)} LIKE '%' || :{p} || '%' ORDER BY {order} LIMIT {_LIST_LIMIT}",
+            f"SELECT * FROM {qt} WHERE {q(col.name)}{as_text} {like} '%' || :{p} || '%' ORDER BY {order} "
+            f"LIMIT {_LIST_LIMIT}",
             "read", "search")
 
     ranged = [c for c in usable if (c.is_date or c.json_type in ("integer", "number"))
@@ -182,8 +194,9 @@ def derive_table_tools(table: Table, namer: _Namer, schema: DatabaseSchema) -> l
                 f"Per {g.name}: how many {table.name} rows, and the total and average {n.name} "
                 f"(rows without a {g.name} are left out).",
                 _params({}, []),
-                f"SELECT {q(g.name)}, COUNT(*) AS row_count, ROUND(SUM({q(n.name)}), 2) AS total_{snake(n.name)}, "
-                f"ROUND(AVG({q(n.name)}), 2) AS average_{snake(n.name)} FROM {qt} WHERE {q(g.name)} IS NOT NULL "
+                f"SELECT {q(g.name)}, COUNT(*) AS row_count, ROUND(SUM({q(n.name)}){as_numeric}, 2) AS "
+                f"total_{snake(n.name)}, ROUND(AVG({q(n.name)}){as_numeric}, 2) AS average_{snake(n.name)} "
+                f"FROM {qt} WHERE {q(g.name)} IS NOT NULL "
                 f"GROUP BY {q(g.name)} "
                 f"ORDER BY row_count DESC, {q(g.name)}", "read", "aggregate")
         else:
@@ -206,7 +219,7 @@ def derive_table_tools(table: Table, namer: _Namer, schema: DatabaseSchema) -> l
     # table): then the caller must say which parent row the new row belongs to.
     insertable = [c for c in usable if not (table.key_assigned_on_insert and c.pk_position and c.name not in fk_cols)
                   and not c.has_default]
-    if insertable and not blocked:
+    if insertable and not blocked and not table.read_only:  # a view is only read
         names = _param_names(insertable)
         required = [names[c.name] for c in insertable if c.not_null or c.pk_position]
         add(f"add_{entity}", f"Insert a new {entity.replace('_', ' ')} into {table.name}.",
@@ -214,7 +227,7 @@ def derive_table_tools(table: Table, namer: _Namer, schema: DatabaseSchema) -> l
             f"INSERT INTO {qt} ({', '.join(q(c.name) for c in insertable)}) "
             f"VALUES ({', '.join(':' + names[c.name] for c in insertable)})", "write", "insert")
 
-    if pk and len(pk) == len(table.primary_key):
+    if pk and len(pk) == len(table.primary_key) and not table.read_only:
         names = _param_names(pk)
         where = " AND ".join(f"{q(c.name)} = :{names[c.name]}" for c in pk)
         key_props = {names[c.name]: _prop(c, f"{c.name} of the record to change.") for c in pk}

@@ -9,31 +9,14 @@ assigned_keys) so the comparison with a goal diff (environment/state_match.py) c
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from dataclasses import dataclass
-from typing import Any
 
 from environment.sources.sqlite.clock import clock_defaults
 from environment.sources.sqlite.introspect import json_value
 from environment.sources.sqlite.names import quote_ident
-from state.verification import ColumnChange, RowChange, StateDiff, TableDiff
-
-
-@dataclass
-class TableSnapshot:
-    key_columns: list[str]
-    assigned_keys: bool
-    clock_columns: list[str]
-    columns: list[str]
-    rows: dict[tuple, tuple]  # the key's raw values -> the row's raw values (converted only where they changed)
-
-
-@dataclass
-class Snapshot:
-    """Every row of a database at one moment (in memory only: plain data, not validated)."""
-
-    tables: dict[str, TableSnapshot]
+from environment.sources.rows_diff import Snapshot, TableSnapshot
+from environment.sources.rows_diff import diff as rows_diff
+from state.verification import StateDiff
 
 
 def _tables(conn: sqlite3.Connection) -> list[str]:
@@ -67,39 +50,6 @@ def snapshot(conn: sqlite3.Connection, tables: list[str] | None = None) -> Snaps
     return Snapshot(tables=out)
 
 
-def _row(names: list[str], raw: tuple) -> dict[str, Any]:
-    return {n: json_value(v) for n, v in zip(names, raw)}
-
-
-def _order(key: tuple) -> str:
-    return json.dumps([json_value(v) for v in key], default=str)
-
-
 def diff(before: Snapshot, after: Snapshot) -> StateDiff:
     """Per table, the rows inserted, deleted and updated between two snapshots (sorted by key)."""
-    tables: dict[str, TableDiff] = {}
-    for name in sorted(set(before.tables) | set(after.tables)):
-        old = before.tables.get(name)
-        new = after.tables.get(name)
-        shape = new or old
-        assert shape is not None
-        old_rows = old.rows if old else {}
-        new_rows = new.rows if new else {}
-        if old_rows == new_rows:
-            continue
-        cols = shape.columns
-        table = TableDiff(clock_columns=shape.clock_columns, assigned_keys="inserted" if shape.assigned_keys else "")
-        for k in sorted(set(new_rows) - set(old_rows), key=_order):
-            row = _row(new.columns, new_rows[k])  # type: ignore[union-attr]
-            table.inserted.append(RowChange(key={c: row[c] for c in shape.key_columns}, values=row))
-        for k in sorted(set(old_rows) - set(new_rows), key=_order):
-            row = _row(old.columns, old_rows[k])  # type: ignore[union-attr]
-            table.deleted.append(RowChange(key={c: row[c] for c in shape.key_columns}, values=row))
-        for k in sorted((k for k in set(old_rows) & set(new_rows) if old_rows[k] != new_rows[k]), key=_order):
-            was, now = _row(cols, old_rows[k]), _row(cols, new_rows[k])
-            changes = {c: ColumnChange(old=was.get(c), new=v) for c, v in now.items() if was.get(c) != v}
-            if changes:
-                table.updated.append(RowChange(key={c: now[c] for c in shape.key_columns}, changes=changes))
-        if not table.is_empty():
-            tables[name] = table
-    return StateDiff(tables=tables)
+    return rows_diff(before, after, json_value)

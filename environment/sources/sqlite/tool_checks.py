@@ -26,8 +26,8 @@ _NONDETERMINISTIC = (exp.Rand, exp.CurrentTimestamp, exp.CurrentDate, exp.Curren
 _PREDICATES = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike, exp.Between, exp.In, exp.Is)
 
 
-def static_problems(tool: Tool, dialect: str = DIALECT) -> str | None:
-    """What is wrong with a tool without running it (its SQL read in the source's dialect), or None."""
+def interface_problems(tool: Tool) -> str | None:
+    """What is wrong with a tool's name and parameters, whatever its source, or None."""
     if not TOOL_NAME.match(tool.name):
         return f"name {tool.name!r} is not snake_case (lowercase letters, digits, underscores)"
     params = tool.parameters
@@ -40,6 +40,14 @@ def static_problems(tool: Tool, dialect: str = DIALECT) -> str | None:
     missing = set(tool.required) - set(tool.properties)
     if missing:
         return f"required lists unknown parameters: {sorted(missing)}"
+    return None
+
+
+def static_problems(tool: Tool, dialect: str = DIALECT) -> str | None:
+    """What is wrong with a tool without running it (its SQL read in the source's dialect), or None."""
+    problem = interface_problems(tool)
+    if problem is not None:
+        return problem
     try:
         statements = [s for s in sqlglot.parse(tool.sql, read=dialect) if s is not None]
     except sqlglot.errors.SqlglotError as exc:

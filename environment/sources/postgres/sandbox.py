@@ -1,0 +1,166 @@
+"""The Postgres kind's sandbox: one dialogue's own database, cloned from the run's template.
+
+Calls go through PostgresClone (a transaction each, on the dialogue's clock); a replay runs a recorded
+write again with the same arguments at the same clock, so a fresh clone comes to the same rows and the
+same sequence positions. A server that goes away is not a tool error the assistant could work around: the
+call raises, the dialogue ends with the reason, and `resume` finishes it once the server is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+import threading
+from typing import Any
+
+import psycopg
+from psycopg import sql as pgsql
+
+from environment.errors import InputError, SourceUnavailable
+from environment.sources.arguments import DEFAULT_MAX_ARGUMENT_CHARS, typed_arguments
+from environment.sources.base import CallContext, CallOutcome
+from environment.sources.postgres.clones import CloneManager
+from environment.sources.postgres.execute import DEFAULT_MAX_ROWS, PostgresClone
+from environment.sources.postgres.introspect import json_value
+from environment.sources.rows_diff import Snapshot, TableSnapshot
+from environment.sources.rows_diff import diff as rows_diff
+from environment.sources.sqlite.sandbox import check_sql_arguments
+from state.dialogue import ExecutedCall
+from state.postgres_uri import without_password
+from state.tools import Tool, ToolResult
+from state.verification import StateDiff
+
+_TABLES = """
+SELECT c.relname,
+       ARRAY(SELECT a.attname::text FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(num, pos)
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.num
+             WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY k.pos)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+ORDER BY 1
+"""
+_DEFAULTS = """
+SELECT column_name::text, column_default::text FROM information_schema.columns
+WHERE table_schema = %s AND table_name = %s
+"""
+_IDENTITY = """
+SELECT column_name::text FROM information_schema.columns
+WHERE table_schema = %s AND table_name = %s AND is_identity = 'YES'
+"""
+# a default that reads the time (rewritten to the dialogue's clock on the run's template)
+_CLOCK = re.compile(r"now\(\)|current_(timestamp|date|time)|localtime|forge_clock", re.I)
+
+
+def _identity_columns(conn: psycopg.Connection, schema: str, table: str) -> set[str]:
+    return {r[0] for r in conn.execute(_IDENTITY, (schema, table)).fetchall()}
+
+
+class PostgresSandbox:
+    """A private database for one dialogue (the Postgres kind's sandbox)."""
+
+    def __init__(self, manager: CloneManager, key: str, schema: str = "public") -> None:
+        self.manager, self.key, self.schema = manager, key, schema
+        try:
+            self.clone = PostgresClone(manager.clone(key), schema)
+        except (InputError, psycopg.OperationalError) as exc:  # it was reachable when the run started
+            raise SourceUnavailable(f"the PostgreSQL server of {without_password(manager.source_uri)} went away: "
+                                    f"{' '.join(str(exc).split())[:200]}") from None
+        self.lock = threading.Lock()
+
+    def run(self, tool: Tool, arguments: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS, clock: str | None = None,
+            max_chars: int = DEFAULT_MAX_ARGUMENT_CHARS) -> ToolResult:
+        """Check the arguments against the tool's schema, then run its SQL with them bound as the declared
+        types: the one path of a call, first run and replay alike."""
+        error = check_sql_arguments(tool, arguments, max_chars)
+        if error is not None:
+            return ToolResult(ok=False, error=error)
+        with self.lock:
+            result = self.clone.execute(tool.sql, typed_arguments(tool, arguments), tool.mode,
+                                        declared=tool.properties, max_rows=max_rows, clock=clock)
+        if not result.ok and self.clone.conn.closed:
+            raise SourceUnavailable(f"the PostgreSQL server of {without_password(self.manager.source_uri)} went away: "
+                             f"{result.error.message if result.error else ''}")
+        return result
+
+    async def call(self, tool: Tool, arguments: dict[str, Any], context: CallContext) -> CallOutcome:
+        result = await asyncio.to_thread(self.run, tool, arguments, context.max_rows, context.clock,
+                                         context.max_argument_chars)  # psycopg's calls block
+        # a write records its time: now() and the defaults that read it gave the dialogue's clock
+        return CallOutcome(result=result, clock=context.clock if tool.mode == "write" else None)
+
+    def replay(self, call: ExecutedCall, tool: Tool) -> ToolResult | None:
+        if call.mode != "write" or not call.result.ok:
+            return None  # reads and failed writes changed nothing (a failed write's sequences were put back)
+        return self.run(tool, call.arguments, clock=call.clock)
+
+    def snapshot(self) -> Snapshot:
+        """Every table's rows keyed by primary key (a table without one: by the whole row), with the columns
+        the dialogue's clock fills (defaults that read the time) and whether the key is assigned on insert (a
+        single identity or serial column): what the row-level state diff (rows_diff.py) compares."""
+        tables: dict[str, TableSnapshot] = {}
+        with self.lock, self.clone.conn.transaction():
+            conn = self.clone.conn
+            for table, key in conn.execute(_TABLES, (self.schema,)).fetchall():
+                defaults = dict(conn.execute(_DEFAULTS, (self.schema, table)).fetchall())
+                clock = sorted(c for c, d in defaults.items() if d and _CLOCK.search(d))
+                assigned = len(key) == 1 and bool(defaults.get(key[0]) and "nextval" in defaults[key[0]]
+                                                  or key[0] in _identity_columns(conn, self.schema, table))
+                cur = conn.execute(pgsql.SQL("SELECT * FROM {}").format(pgsql.Identifier(self.schema, table)))
+                names = [d.name for d in cur.description or []]
+                keys = list(key) or names
+                at = [names.index(k) for k in keys]
+                rows = {}
+                for raw in cur.fetchall():
+                    row = tuple(json_value(v) for v in raw)
+                    rows[tuple(json.dumps(row[i], sort_keys=True, default=str) for i in at)] = row
+                tables[table] = TableSnapshot(key_columns=keys, assigned_keys=assigned, clock_columns=clock,
+                                              columns=names, rows=rows)
+        return Snapshot(tables=tables)
+
+    def diff(self, before: Snapshot, after: Snapshot) -> StateDiff:
+        return rows_diff(before, after)
+
+    def reads(self) -> "SampleReads":
+        return SampleReads(self)
+
+    def close(self) -> None:
+        self.clone.close()
+        try:
+            self.manager.release(self.key)
+        except Exception:  # noqa: BLE001 - a server gone away keeps the clone; `resume` drops it as a leftover
+            pass
+
+
+class _Rows:
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self._rows = rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return list(self._rows)
+
+    def __iter__(self):
+        return iter(self._rows)
+
+
+class SampleReads:
+    """The read-only queries the shared sample-argument code makes (`.conn.execute(sql).fetchone()`), run
+    on the clone in a transaction of their own and given back as JSON values. A query Postgres refuses
+    is raised as sqlite3.Error, the error that code already expects of a query that does not fit the data."""
+
+    def __init__(self, sandbox: PostgresSandbox) -> None:
+        self.conn = self
+        self._sandbox = sandbox
+
+    def execute(self, sql: str, params: Any = None) -> _Rows:
+        conn = self._sandbox.clone.conn
+        try:
+            with self._sandbox.lock, conn.transaction(force_rollback=True):
+                rows = conn.execute(sql, params).fetchall()
+        except psycopg.Error as exc:
+            raise sqlite3.OperationalError(" ".join(str(exc).split())[:300]) from None
+        return _Rows([tuple(json_value(v) for v in row) for row in rows])
