@@ -21,10 +21,14 @@ STATS = "stats.json"
 CHECKPOINTS = "checkpoints.sqlite"
 LLM_CACHE = "llm_cache.sqlite"
 OWNER_LOCK = ".owner.lock"
+# an evaluation folder: the tasks it plays, one line per trial, and its figures
+TASKS = "tasks.jsonl"
+TRIALS = "trials.jsonl"
+SUMMARY = "summary.json"
 
-RunKind = Literal["dialogues", "toolprep", "reasoning", "ablate", "optimize"]
+RunKind = Literal["dialogues", "toolprep", "reasoning", "ablate", "optimize", "evaluate"]
 # config.json's "command" of the runs that hold no dialogue lines; a dialogue run's config has no command
-OTHER_KINDS: tuple[RunKind, ...] = ("toolprep", "reasoning", "ablate", "optimize")
+OTHER_KINDS: tuple[RunKind, ...] = ("toolprep", "reasoning", "ablate", "optimize", "evaluate")
 
 
 def run_labels(run_dirs: list[Path]) -> list[str]:

@@ -177,6 +177,10 @@ class DialogueState(DialogueInput):
     reference_time: str = Field("", description="The dialogue's 'now' (ISO 8601), fixed when it starts: its tool "
                                             "calls' clock and the dates simulated results are drawn around.")
     usage: Annotated[Usage, add_usage] = Field(default_factory=Usage)
+    planned_tasks: list[Task] = Field(default_factory=list, description="Tasks fixed in advance (an evaluation's "
+                                      "trial): the task generator takes the next of them instead of drawing one.")
+    user_seed: int | None = Field(None, description="The user simulator's own seed (an evaluation's trial: the "
+                                                    "same for every model); None: the dialogue's seed.")
 
     @property
     def task_index(self) -> int:

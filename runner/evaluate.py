@@ -1,0 +1,235 @@
+"""`evaluate`: the tasks of a finished run played again by a model under test, K trials each.
+
+A trial is one thread of the dialogue graph, seeded as if `prepare` had just run: the conversation before
+the task, the earlier tasks and their calls (the tool executor's sandbox pool replays them onto a fresh copy
+of the source, so the task starts in the state it began in), and the task itself as the one the task
+generator takes. The graph then runs that task to its verdict; the validator's Verification is the score.
+Lanes, checkpoints and the sandbox pool are the run machinery's (runner/batch.py): kill -9 and resume
+continues each trial from its last checkpoint, and a trial's line is written only once it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from langchain_core.messages import convert_to_messages
+from langgraph.graph import StateGraph
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from environment.errors import InputError
+from environment.sources.dialogue_time import reference_time_for
+from environment.sources.registry import label_of, load_source_kinds
+from nodes.scoring import classify, reward_parts
+from runner import layout
+from runner import run_folder as rf
+from runner.batch import Batch, capped, recursion_limit
+from runner.export import openai_message
+from runner.preflight import backend_notice, check_backend
+from runner.run_folder import RunFolder, new_run_folder
+from state.benchmark import BenchmarkTask, EvaluationConfig, TrialRecord, tasks_of_line, trial_seed
+from state.config import RunConfig, Settings
+from state.dialogue import DialogueState
+from state.tools import Tool
+
+
+class TrialPlan(BaseModel):
+    task: BenchmarkTask
+    trial: int
+    seed: int
+    attempt: int = 0
+    rerun_of_seed: int | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.task.task_id}#{self.trial}"
+
+    @property
+    def thread_id(self) -> str:
+        return self.id if not self.attempt else f"{self.id}~{self.attempt}"
+
+
+def model_under_test(settings: Settings) -> str:
+    return settings.role_target("assistant")[0] if settings.uses_model else settings.backend
+
+
+def select_tasks(run_dir: Path, count: int | None, task_ids: list[str], seed: int) \
+        -> tuple[list[BenchmarkTask], RunConfig]:
+    """The run's tasks that have an expected outcome: those named, or `count` drawn with the seed, or all."""
+    config = RunConfig.model_validate(layout.dialogue_run_config(run_dir, "evaluate works on dialogue runs"))
+    files = layout.RunFiles(run_dir)
+    toolsets: dict[str, dict[str, Tool]] = {}
+    style = "question" if config.pipeline == "task" else "descriptive"
+    tasks: list[BenchmarkTask] = []
+    for line in files.iter_lines(layout.DIALOGUES):
+        meta = line.get("metadata", {})
+        name = meta.get("toolset") or layout.TOOLSET
+        if name not in toolsets:
+            if not files.file(name).exists():
+                raise InputError(f"{run_dir}: the toolset {name} that dialogue {line.get('id')} names is missing")
+            toolsets[name] = {t.name: t for t in layout.load_toolset(files.file(name))}
+        source = meta.get("source_database") or ""
+        tasks.extend(tasks_of_line(line, toolsets[name], label_of(source) if source else "simulated", style))
+    if not tasks:
+        raise InputError(f"{run_dir} has no valid dialogue with a checked task to evaluate on")
+    if task_ids:
+        known = {t.task_id: t for t in tasks}
+        missing = [i for i in task_ids if i not in known]
+        if missing:
+            raise InputError(f"no task {missing[0]!r} in {run_dir} (task ids look like {tasks[0].task_id})")
+        return [known[i] for i in dict.fromkeys(task_ids)], config
+    if count is not None and count < len(tasks):
+        chosen = set(random.Random(seed).sample(range(len(tasks)), count))
+        tasks = [t for i, t in enumerate(tasks) if i in chosen]
+    return tasks, config
+
+
+class TrialBatch(Batch):
+    """The run machinery's lanes, checkpoints and sandbox pool, each index one trial of the plan."""
+
+    def __init__(self, builder_factory: Callable[[], StateGraph], folder: RunFolder, evaluation: EvaluationConfig,
+                 settings: Settings, toolsets: dict[str, list[Tool]], plan: list[TrialPlan], console: Console) -> None:
+        run_config = RunConfig.model_validate(evaluation.run_config).model_copy(
+            update={"concurrency": evaluation.concurrency, "workers": 1})
+        super().__init__(builder_factory, folder, run_config, settings, toolsets, console)
+        self.evaluation, self.plan = evaluation, plan
+
+    def start_values(self, plan: TrialPlan) -> dict[str, Any]:
+        task = plan.task
+        return {"dialogue_id": plan.thread_id, "source_db": task.source_db, "seed": task.seed, "user_seed": plan.seed,
+                "tasks_per_dialogue": task.index + 1, "task_style": task.task_style,
+                "toolset_key": self.toolset_keys[task.toolset], "schema_key": self.schema_keys.get(task.source_db, ""),
+                "messages": convert_to_messages(task.prefix), "tasks": task.earlier_tasks,
+                "task_starts": task.earlier_starts, "calls": task.prefix_calls,
+                "planned_tasks": [*task.earlier_tasks, task.task], "reference_time": reference_time_for(task.seed)}
+
+    async def _dialogue(self, graph: Any, i: int) -> None:
+        plan = self.plan[i]
+        cfg = {"configurable": {"thread_id": plan.thread_id},
+               "recursion_limit": recursion_limit(self.config, self.settings)}
+        started = time.perf_counter()
+        error = ""
+        try:
+            snapshot = await graph.aget_state(cfg)
+            if not snapshot.values:  # a new trial: the thread starts where the task began
+                await graph.aupdate_state(cfg, self.start_values(plan), as_node="prepare")
+                await graph.ainvoke(None, cfg, context=self.settings)
+            elif snapshot.next or snapshot.tasks:  # cut off part way: go on from its last checkpoint
+                await graph.ainvoke(None, cfg, context=self.settings)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the run's error path: counted apart, never scored
+            if rf.is_disk_full(exc):
+                raise rf.disk_full_error(self.folder.file(rf.CHECKPOINTS), self.folder.path) from None
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        values = (await graph.aget_state(cfg)).values
+        record = self.record(plan, values, error, time.perf_counter() - started)
+        async with self.lock:
+            if plan.attempt:
+                await asyncio.to_thread(self.folder.drop_lines, layout.TRIALS, {plan.id})
+            await asyncio.to_thread(self.folder.append_line, layout.TRIALS, record.model_dump(mode="json"))
+        if self.sandboxes is not None:
+            self.sandboxes.release(plan.thread_id)
+
+    def record(self, plan: TrialPlan, values: dict[str, Any], error: str, latency: float) -> TrialRecord:
+        task = plan.task
+        base = TrialRecord(id=plan.id, task_id=task.task_id, trial=plan.trial, seed=plan.seed, attempt=plan.attempt,
+                           model=self.evaluation.model, latency_s=round(latency, 4), rerun_of_seed=plan.rerun_of_seed)
+        state = DialogueState.model_validate(values) if values else None
+        verdict = next((v for v in state.verdicts if v.task_index == task.index), None) if state else None
+        if state is not None:
+            base.tokens = {"prompt": state.usage.prompt_tokens, "completion": state.usage.completion_tokens,
+                           "llm_calls": state.usage.llm_calls}
+        if error or state is None or verdict is None or verdict.verification is None:
+            base.error = error or "the trial ended without a verdict"
+            base.fault = "infrastructure"
+            return base
+        start = state.task_starts[-1]
+        messages = state.messages[start:]
+        calls = [c for c in state.calls if c.task_index == task.index]
+        check = verdict.verification
+        reward, parts = reward_parts(check, self.evaluation.judge)
+        fault, detail = classify(task.task, check, messages, calls, reward, self.evaluation.judge)
+        return base.model_copy(update={
+            "messages": [openai_message(m) for m in messages], "calls": calls, "real_diff": check.state.real_diff,
+            "reward": reward, "parts": parts, "fault": fault, "fault_detail": detail, "judge_valid": check.judge == "pass",
+            "user_ended": bool(state.last_user_turn and state.last_user_turn.is_task_complete)})
+
+
+def read_tasks(folder: layout.RunFiles) -> list[BenchmarkTask]:
+    return [BenchmarkTask.model_validate(line) for line in folder.iter_lines(layout.TASKS)]
+
+
+def _plan(evaluation: EvaluationConfig, tasks: list[BenchmarkTask], done: dict[str, dict[str, Any]],
+          rerun_faults: bool) -> list[TrialPlan]:
+    plan = []
+    for task in tasks:
+        for trial in range(evaluation.trials):
+            key = f"{task.task_id}#{trial}"
+            line = done.get(key)
+            if line is None:
+                plan.append(TrialPlan(task=task, trial=trial, seed=trial_seed(evaluation.seed, task.task_id, trial)))
+            elif rerun_faults and line.get("fault") == "simulator":  # a fresh user sample
+                attempt = int(line.get("attempt") or 0) + 1
+                plan.append(TrialPlan(task=task, trial=trial, attempt=attempt, rerun_of_seed=line["seed"],
+                                      seed=trial_seed(evaluation.seed, task.task_id, trial, attempt)))
+    return plan
+
+
+async def run_trials(builder_factory: Callable[[], StateGraph], folder: RunFolder, settings: Settings,
+                     console: Console, rerun_faults: bool = False) -> int:
+    """Every trial of the evaluation folder not yet written (and, with rerun_faults, each simulator fault
+    again with a fresh user); returns how many ran."""
+    evaluation = EvaluationConfig.model_validate(folder.read_json(layout.CONFIG))
+    tasks = read_tasks(folder)
+    done = {line["id"]: line for line in folder.iter_lines(layout.TRIALS)}
+    plan = _plan(evaluation, tasks, done, rerun_faults)
+    toolsets = {name: layout.load_toolset(folder.file(name)) for name in sorted({t.toolset for t in tasks})}
+    load_source_kinds(list(evaluation.settings.get("source_kinds") or []))
+    batch = TrialBatch(builder_factory, folder, evaluation, settings, toolsets, plan, console)
+    columns = [TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    total = len(tasks) * evaluation.trials
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("trials", total=total, completed=total - sum(not p.attempt for p in plan))
+        if plan:
+            await batch.run_shard(list(range(len(plan))), lambda: progress.advance(bar))
+    return len(plan)
+
+
+async def evaluate(builder_factory: Callable[[], StateGraph], run_dir: Path, out: Path, settings: Settings,
+                   console: Console, trials: int, seed: int = 0, count: int | None = None,
+                   task_ids: list[str] | None = None, judge: bool = False, concurrency: int = 8) -> RunFolder:
+    """A new evaluation folder: the chosen tasks and the run's toolsets copied in, then every trial run."""
+    tasks, run_config = select_tasks(run_dir, count, task_ids or [], seed)
+    settings = capped(settings, run_config.model_copy(update={"concurrency": concurrency}))
+    check_backend(settings)
+    evaluation = EvaluationConfig(run_dir=str(run_dir), run_config=run_config.model_dump(mode="json"), trials=trials,
+                                  seed=seed, task_ids=[t.task_id for t in tasks], judge=judge, concurrency=concurrency,
+                                  model=model_under_test(settings), settings=settings.public())
+    with new_run_folder(out, "evaluate") as folder:  # on failure here, no partial folder is left
+        for name in sorted({t.toolset for t in tasks}):
+            folder.file(name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(run_dir) / name, folder.file(name))
+        folder.rewrite_lines(layout.TASKS, [t.model_dump(mode="json") for t in tasks])
+        folder.write_json(layout.CONFIG, evaluation.model_dump(mode="json"))
+    with folder:
+        backend_notice(settings, console)
+        console.print(f"{len(tasks)} tasks x {trials} trials of {evaluation.model}; evaluation folder: {out}")
+        await run_trials(builder_factory, folder, settings, console)
+    return folder
+
+
+def evaluation_settings(folder: layout.RunFiles, given: Settings | None) -> Settings:
+    """The settings an evaluation was started with, the options given now on top."""
+    if not folder.file(layout.CONFIG).exists() or layout.run_kind(folder.path) != "evaluate":
+        raise InputError(f"not an evaluation folder (no evaluate config.json): {folder.path}")
+    evaluation = EvaluationConfig.model_validate(folder.read_json(layout.CONFIG))
+    run_config = RunConfig.model_validate(evaluation.run_config).model_copy(
+        update={"concurrency": evaluation.concurrency})
+    return capped(Settings.of_run(evaluation.settings, given), run_config)
