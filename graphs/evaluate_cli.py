@@ -48,7 +48,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _finish(folder: RunFolder, console: Console) -> None:
-    folder.sort_lines(layout.TRIALS)  # the same bytes whichever trial happened to end first
     config, tasks, trials = read_evaluation(folder.path)
     summary = summarize(config, tasks, trials)
     folder.write_json(layout.SUMMARY, summary.model_dump(mode="json"))

@@ -199,6 +199,7 @@ async def run_trials(builder_factory: Callable[[], StateGraph], folder: RunFolde
         bar = progress.add_task("trials", total=total, completed=total - sum(not p.attempt for p in plan))
         if plan:
             await batch.run_shard(list(range(len(plan))), lambda: progress.advance(bar))
+    folder.sort_lines(layout.TRIALS)  # the same bytes whichever trial happened to end first
     return len(plan)
 
 

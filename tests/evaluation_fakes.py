@@ -3,6 +3,8 @@ each is the offline backend with one role replaced."""
 
 from __future__ import annotations
 
+import hashlib
+
 from langchain_core.messages import AIMessage
 
 from backends.offline import OfflineBackend
@@ -50,3 +52,14 @@ class EarlyEndingUser(OfflineBackend):
         if request.user_turn == 0:
             return UserTurn(user_message="Hello there, good morning.", is_task_complete=False), Usage()
         return UserTurn(user_message="Never mind, bye.", is_task_complete=True), Usage()
+
+
+class FlakyAssistant(OfflineBackend):
+    """The offline assistant, except that it refuses when the user's opening words hash odd: it passes some
+    trials of a task and fails others, as the user's phrasing varies with the trial's seed."""
+
+    async def assistant_turn(self, request: AssistantRequest) -> tuple[AIMessage, Usage]:
+        users = [m.text for m in request.messages if m.type == "human"]
+        if users and int(hashlib.sha256(users[-1].encode()).hexdigest(), 16) % 2:
+            return AIMessage(content="I would rather not do that."), Usage()
+        return await super().assistant_turn(request)
