@@ -64,18 +64,11 @@ def select_tasks(run_dir: Path, count: int | None, task_ids: list[str], seed: in
     """The run's tasks that have an expected outcome: those named, or `count` drawn with the seed, or all."""
     config = RunConfig.model_validate(layout.dialogue_run_config(run_dir, "evaluate works on dialogue runs"))
     files = layout.RunFiles(run_dir)
-    toolsets: dict[str, dict[str, Tool]] = {}
     style = "question" if config.pipeline == "task" else "descriptive"
     tasks: list[BenchmarkTask] = []
-    for line in files.iter_lines(layout.DIALOGUES):
-        meta = line.get("metadata", {})
-        name = meta.get("toolset") or layout.TOOLSET
-        if name not in toolsets:
-            if not files.file(name).exists():
-                raise InputError(f"{run_dir}: the toolset {name} that dialogue {line.get('id')} names is missing")
-            toolsets[name] = {t.name: t for t in layout.load_toolset(files.file(name))}
-        source = meta.get("source_database") or ""
-        tasks.extend(tasks_of_line(line, toolsets[name], label_of(source) if source else "simulated", style))
+    for line, tools in files.lines_with_tools():
+        source = line.get("metadata", {}).get("source_database") or ""
+        tasks.extend(tasks_of_line(line, tools, label_of(source) if source else "simulated", style))
     if not tasks:
         raise InputError(f"{run_dir} has no valid dialogue with a checked task to evaluate on")
     if task_ids:

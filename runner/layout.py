@@ -86,6 +86,18 @@ class RunFiles:
     def read_lines(self, name: str) -> list[dict[str, Any]]:
         return list(self.iter_lines(name))
 
+    def lines_with_tools(self, name: str = DIALOGUES) -> Iterator[tuple[dict[str, Any], dict[str, Tool]]]:
+        """Each dialogue line with the tools, by name, of the toolset it names (each toolset read once)."""
+        toolsets: dict[str, dict[str, Tool]] = {}
+        for line in self.iter_lines(name):
+            toolset = line.get("metadata", {}).get("toolset") or TOOLSET
+            if toolset not in toolsets:
+                if not self.file(toolset).exists():
+                    raise InputError(f"{self.path}: the toolset {toolset} that dialogue {line.get('id')} names is "
+                                     f"missing")
+                toolsets[toolset] = {t.name: t for t in load_toolset(self.file(toolset))}
+            yield line, toolsets[toolset]
+
     def finished_ids(self) -> set[str]:
         return {r["id"] for name in (DIALOGUES, REJECTED) for r in self.iter_lines(name)}
 
