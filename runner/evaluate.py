@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from langchain_core.messages import convert_to_messages
 from langgraph.graph import StateGraph
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -45,6 +45,8 @@ class TrialPlan(BaseModel):
     seed: int
     attempt: int = 0
     rerun_of_seed: int | None = None
+    fork_thread: str = Field("", description="A re-run of a user who ended too early: the spoiled trial's thread, "
+                                             "continued from the checkpoint before its last user turn.")
 
     @property
     def id(self) -> str:
@@ -92,6 +94,7 @@ class TrialBatch(Batch):
             update={"concurrency": evaluation.concurrency, "workers": 1})
         super().__init__(builder_factory, folder, run_config, settings, toolsets, console)
         self.evaluation, self.plan = evaluation, plan
+        self.forked: dict[str, str] = {}  # re-run thread -> the checkpoint it continued from
 
     def start_values(self, plan: TrialPlan) -> dict[str, Any]:
         task = plan.task
@@ -110,8 +113,15 @@ class TrialBatch(Batch):
         error = ""
         try:
             snapshot = await graph.aget_state(cfg)
-            if not snapshot.values:  # a new trial: the thread starts where the task began
-                await graph.aupdate_state(cfg, self.start_values(plan), as_node="prepare")
+            if not snapshot.values:  # a new trial: the thread starts where the task began (or before the fault)
+                fork = await fork_point(graph, plan.fork_thread) if plan.fork_thread else None
+                if fork is None:
+                    await graph.aupdate_state(cfg, self.start_values(plan), as_node="prepare")
+                else:
+                    checkpoint, writer, values = fork
+                    await graph.aupdate_state(cfg, {**values, "dialogue_id": plan.thread_id, "user_seed": plan.seed},
+                                              as_node=writer)
+                    self.forked[plan.thread_id] = checkpoint
                 await graph.ainvoke(None, cfg, context=self.settings)
             elif snapshot.next or snapshot.tasks:  # cut off part way: go on from its last checkpoint
                 await graph.ainvoke(None, cfg, context=self.settings)
@@ -133,7 +143,8 @@ class TrialBatch(Batch):
     def record(self, plan: TrialPlan, values: dict[str, Any], error: str, latency: float) -> TrialRecord:
         task = plan.task
         base = TrialRecord(id=plan.id, task_id=task.task_id, trial=plan.trial, seed=plan.seed, attempt=plan.attempt,
-                           model=self.evaluation.model, latency_s=round(latency, 4), rerun_of_seed=plan.rerun_of_seed)
+                           model=self.evaluation.model, latency_s=round(latency, 4), rerun_of_seed=plan.rerun_of_seed,
+                           rerun_from=self.forked.get(plan.thread_id, "task start") if plan.attempt else "")
         state = DialogueState.model_validate(values) if values else None
         verdict = next((v for v in state.verdicts if v.task_index == task.index), None) if state else None
         if state is not None:
@@ -155,6 +166,18 @@ class TrialBatch(Batch):
             "user_ended": bool(state.last_user_turn and state.last_user_turn.is_task_complete)})
 
 
+async def fork_point(graph: Any, thread_id: str) -> tuple[str, str, dict[str, Any]] | None:
+    """The checkpoint of a finished trial just before its user's last turn (the one that ended the task):
+    its id, the node that wrote it and its values; None where the thread has no such checkpoint."""
+    snapshots = [s async for s in graph.aget_state_history({"configurable": {"thread_id": thread_id}})]
+    snapshots.reverse()  # oldest first: a checkpoint's writer is what the one before it said came next
+    for i in range(len(snapshots) - 1, 0, -1):
+        if tuple(snapshots[i].next) == ("user_simulator",) and snapshots[i].values.get("user_turns_in_task"):
+            writer = ",".join(snapshots[i - 1].next)
+            return snapshots[i].config["configurable"]["checkpoint_id"], writer, dict(snapshots[i].values)
+    return None
+
+
 def read_tasks(folder: layout.RunFiles) -> list[BenchmarkTask]:
     return [BenchmarkTask.model_validate(line) for line in folder.iter_lines(layout.TASKS)]
 
@@ -170,8 +193,12 @@ def _plan(evaluation: EvaluationConfig, tasks: list[BenchmarkTask], done: dict[s
                 plan.append(TrialPlan(task=task, trial=trial, seed=trial_seed(evaluation.seed, task.task_id, trial)))
             elif rerun_faults and line.get("fault") == "simulator":  # a fresh user sample
                 attempt = int(line.get("attempt") or 0) + 1
+                ended_early = line.get("user_ended") and any(d.startswith("the user never stated")
+                                                             for d in line.get("fault_detail", []))
+                spoiled = key if not line.get("attempt") else f"{key}~{line['attempt']}"
                 plan.append(TrialPlan(task=task, trial=trial, attempt=attempt, rerun_of_seed=line["seed"],
-                                      seed=trial_seed(evaluation.seed, task.task_id, trial, attempt)))
+                                      seed=trial_seed(evaluation.seed, task.task_id, trial, attempt),
+                                      fork_thread=spoiled if ended_early else ""))
     return plan
 
 

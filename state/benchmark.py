@@ -69,6 +69,8 @@ class TrialRecord(BaseModel):
     error: str = ""
     rerun_of_seed: int | None = Field(None, description="Set on a trial re-run after a simulator fault: the seed "
                                                         "of the user sample it replaced.")
+    rerun_from: str = Field("", description="Where a re-run started: the checkpoint id (of the spoiled trial's "
+                                            "thread) before the user's turn that ended the task, or 'task start'.")
     judge_valid: bool = Field(True, description="The judge's own verdict, kept so a regrade need not ask it again.")
     user_ended: bool = Field(False, description="The user declared the task done (rather than running out of turns).")
 

@@ -144,6 +144,10 @@ def test_a_user_that_ends_before_saying_its_goal_is_a_simulator_fault_and_is_rer
         new = again[old["id"]]
         assert new["attempt"] == 1 and new["rerun_of_seed"] == old["seed"] and new["seed"] != old["seed"]
         assert new["fault"] != "simulator" and new["reward"] == 1
+        # continued from the checkpoint before the user's ending turn: its opening words are the spoiled trial's
+        assert new["rerun_from"] not in ("", "task start")
+        assert new["messages"][0]["content"] == old["messages"][0]["content"] == "Hello there, good morning."
+        assert "Never mind, bye." not in [m["content"] for m in new["messages"]]
 
 
 def test_kill_9_then_resume_runs_every_trial_once_and_regrade_gives_the_same_summary(small_run, tmp_path):
