@@ -18,7 +18,7 @@ from graphs.dialogue import build_dialogue_graph
 from graphs.llm_options import add_llm_args, llm_options_given, llm_settings
 from results.evaluation import breakdown_table, read_evaluation, regrade, summarize, summary_table
 from runner import layout
-from runner.evaluate import evaluate, evaluation_settings, run_trials
+from runner.evaluate import evaluate, evaluation_settings, model_under_test, run_trials
 from runner.run_folder import RunFolder
 from state.config import Settings
 
@@ -79,7 +79,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             raise InputError(f"--{name} must be at least 1 (got {value})")
     settings = given or Settings()
     ids = [i.strip() for i in args.task_ids.split(",") if i.strip()] if args.task_ids else []
-    model = (settings.role_target("assistant")[0] if settings.uses_model else settings.backend).replace("/", "_")
+    model = model_under_test(settings).replace("/", "_")
     out = args.out or Path("runs") / f"eval-{args.run_dir.name}-{model}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     args.started_out = out
     folder = await evaluate(build_dialogue_graph, args.run_dir, out, settings, console, args.trials, args.seed,

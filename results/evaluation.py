@@ -162,12 +162,8 @@ def _figure(p: PassHat) -> str:
     return f"{p.value:.3f}{interval}"
 
 
-def summary_table(summaries: dict[str, EvaluationSummary]) -> Table:
-    """pass^k of one or more evaluations side by side, with the counts that qualify them."""
-    table = Table(title="Evaluation")
-    table.add_column("")
-    for label in summaries:
-        table.add_column(label, justify="right")
+def summary_rows(summaries: dict[str, EvaluationSummary]) -> list[list[str]]:
+    """pass^k of one or more evaluations side by side, with the counts that qualify them: a row per figure."""
     first = next(iter(summaries.values()))
     rows: list[tuple[str, Callable[[EvaluationSummary], Any]]] = [
         ("model", lambda s: s.model), ("tasks x trials", lambda s: f"{s.tasks} x {s.trials_per_task}"),
@@ -180,8 +176,16 @@ def summary_table(summaries: dict[str, EvaluationSummary]) -> Table:
         rows.append((f"pass^{k} without simulator faults", lambda s, k=k: _figure(
             s.pass_hat_without_simulator_faults[k - 1]) if k <= len(s.pass_hat) else "-"))
     rows.append(("flip rate", lambda s: "-" if s.flip_rate is None else f"{s.flip_rate:.2f}"))
-    for name, value in rows:
-        table.add_row(name, *(str(value(s)) for s in summaries.values()))
+    return [[name, *(str(value(s)) for s in summaries.values())] for name, value in rows]
+
+
+def summary_table(summaries: dict[str, EvaluationSummary]) -> Table:
+    table = Table(title="Evaluation")
+    table.add_column("")
+    for label in summaries:
+        table.add_column(label, justify="right")
+    for row in summary_rows(summaries):
+        table.add_row(*row)
     return table
 
 

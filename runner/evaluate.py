@@ -58,7 +58,7 @@ class TrialPlan(BaseModel):
 
 
 def model_under_test(settings: Settings) -> str:
-    return settings.role_target("assistant")[0] if settings.uses_model else settings.backend
+    return settings.role_target("assistant")[0] if settings.backend_kind == "openai" else settings.backend
 
 
 def select_tasks(run_dir: Path, count: int | None, task_ids: list[str], seed: int) \

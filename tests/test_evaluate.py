@@ -99,7 +99,7 @@ def test_an_assistant_that_never_calls_a_tool_scores_zero(small_run, tmp_path):
     assert all("no tool call" in t["fault_detail"] for t in trials)
 
 
-def test_an_assistant_that_writes_wrong_values_scores_zero_with_a_state_fault(small_run, tmp_path):
+def test_an_assistant_that_writes_wrong_values_scores_zero_with_a_state_fault(small_run, tmp_path, capsys):
     tasks = [t for line in _lines(small_run / "dialogues.jsonl") for t in line["metadata"]["verification"]
              if any(d["tables"] for d in t["goal_diff"])]
     ids = [f"{line['id']}-t{e['task'] + 1}" for line in _lines(small_run / "dialogues.jsonl")
@@ -110,6 +110,17 @@ def test_an_assistant_that_writes_wrong_values_scores_zero_with_a_state_fault(sm
     assert len(trials) == len(ids)
     assert all(t["reward"] == 0 and t["fault"] == "assistant" and t["parts"]["state"] == "mismatch" for t in trials)
     assert all(t["calls"] for t in trials), "it did call the tools"
+    assert {t["model"] for t in trials} == {"wrong-values"}
+    # the report of two evaluations: their pass^k side by side, the databases, each failed trial with its diff
+    offline = tmp_path / "offline"
+    _evaluate(small_run, offline, "offline", task_ids=ids[:2])
+    page = tmp_path / "evaluation.html"
+    assert main(["report", str(offline), str(tmp_path / "eval"), "--out", str(page)]) == 0
+    html = page.read_text(encoding="utf-8")
+    assert 'id="chart-pass-k"' in html and 'id="database-table"' in html and "https://" not in html.split("<body>")[1]
+    assert f"Failed trials ({len(trials)})" in html
+    assert all(t["id"] in html for t in trials) and "(wrong)" in html  # the wrong value, in the real diff
+    assert main(["report", str(offline), str(small_run), "--out", str(tmp_path / "mixed.html")]) == 2
 
 
 def _user_messages(trials: list[dict]) -> dict[str, list[str]]:
