@@ -20,6 +20,7 @@ from results.evaluation import breakdown_table, read_evaluation, regrade, summar
 from runner import layout
 from runner.evaluate import evaluate, evaluation_settings, model_under_test, run_trials
 from runner.run_folder import RunFolder
+from runner.workers import choose_workers
 from state.config import Settings
 
 COMMAND = "evaluate"
@@ -38,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--seed", type=int, default=0, help="seeds the task sample, every trial's user and the bootstrap")
     ev.add_argument("--judge", action="store_true", help="score the judge's non-state rubric items too")
     ev.add_argument("--concurrency", type=int, default=8, help="trials run at once (default 8)")
+    ev.add_argument("--workers", default="auto", metavar="auto|N",
+                    help="processes to spread the trials over, as for generate (default auto: 1 offline)")
     again = ev.add_mutually_exclusive_group()
     again.add_argument("--resume", type=Path, metavar="EVAL_DIR", help="finish an evaluation that was cut off")
     again.add_argument("--regrade", type=Path, metavar="EVAL_DIR",
@@ -82,8 +85,10 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     model = model_under_test(settings).replace("/", "_")
     out = args.out or Path("runs") / f"eval-{args.run_dir.name}-{model}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     args.started_out = out
+    workers, auto = choose_workers(args.workers, settings, args.concurrency)
+    console.print(workers.line(auto))
     folder = await evaluate(build_dialogue_graph, args.run_dir, out, settings, console, args.trials, args.seed,
-                            args.tasks, ids, args.judge, args.concurrency)
+                            args.tasks, ids, args.judge, args.concurrency, workers.workers)
     with folder.own(COMMAND):
         if args.rerun_simulator_faults:
             await run_trials(build_dialogue_graph, folder, settings, console, rerun_faults=True)

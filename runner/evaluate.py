@@ -29,7 +29,7 @@ from environment.sources.registry import label_of, load_source_kinds
 from nodes.scoring import classify, reward_parts
 from runner import layout
 from runner import run_folder as rf
-from runner.batch import Batch, capped, recursion_limit
+from runner.batch import Batch, capped, recursion_limit, run_in_worker
 from runner.export import openai_message
 from runner.preflight import backend_notice, check_backend
 from runner.run_folder import RunFolder, new_run_folder
@@ -85,8 +85,21 @@ def select_tasks(run_dir: Path, count: int | None, task_ids: list[str], seed: in
     return tasks, config
 
 
+def _trial_worker_main(builder_factory: Callable[[], StateGraph], folder: str, config: RunConfig, settings: Settings,
+                       share: tuple[dict[str, list[Tool]], EvaluationConfig, list[TrialPlan]], events: Any,
+                       number: int, parent: int) -> None:
+    """A worker process of an evaluation: its share of the trials, at its share of the concurrency."""
+    toolsets, evaluation, plan = share
+    evaluation = evaluation.model_copy(update={"concurrency": config.concurrency})
+    batch = TrialBatch(builder_factory, RunFolder(Path(folder)), evaluation, settings, toolsets, plan,
+                       Console(quiet=True))
+    run_in_worker(batch, list(range(len(plan))), events, number, parent)
+
+
 class TrialBatch(Batch):
     """The run machinery's lanes, checkpoints and sandbox pool, each index one trial of the plan."""
+
+    worker_main = staticmethod(_trial_worker_main)
 
     def __init__(self, builder_factory: Callable[[], StateGraph], folder: RunFolder, evaluation: EvaluationConfig,
                  settings: Settings, toolsets: dict[str, list[Tool]], plan: list[TrialPlan], console: Console) -> None:
@@ -104,6 +117,9 @@ class TrialBatch(Batch):
                 "messages": convert_to_messages(task.prefix), "tasks": task.earlier_tasks,
                 "task_starts": task.earlier_starts, "calls": task.prefix_calls,
                 "planned_tasks": [*task.earlier_tasks, task.task], "reference_time": reference_time_for(task.seed)}
+
+    def worker_share(self, indices: list[int]) -> Any:
+        return self.toolsets, self.evaluation, [self.plan[i] for i in indices]
 
     async def _dialogue(self, graph: Any, i: int) -> None:
         plan = self.plan[i]
@@ -217,7 +233,10 @@ async def run_trials(builder_factory: Callable[[], StateGraph], folder: RunFolde
     total = len(tasks) * evaluation.trials
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("trials", total=total, completed=total - sum(not p.attempt for p in plan))
-        if plan:
+        workers = min(evaluation.workers, len(plan))
+        if workers > 1:
+            await batch._run_in_processes(list(range(len(plan))), workers, lambda: progress.advance(bar))
+        elif plan:
             await batch.run_shard(list(range(len(plan))), lambda: progress.advance(bar))
     folder.sort_lines(layout.TRIALS)  # the same bytes whichever trial happened to end first
     return len(plan)
@@ -225,12 +244,15 @@ async def run_trials(builder_factory: Callable[[], StateGraph], folder: RunFolde
 
 async def evaluate(builder_factory: Callable[[], StateGraph], run_dir: Path, out: Path, settings: Settings,
                    console: Console, trials: int, seed: int = 0, count: int | None = None,
-                   task_ids: list[str] | None = None, judge: bool = False, concurrency: int = 8) -> RunFolder:
+                   task_ids: list[str] | None = None, judge: bool = False, concurrency: int = 8,
+                   workers: int = 1) -> RunFolder:
     """A new evaluation folder: the chosen tasks and the run's toolsets copied in, then every trial run."""
     tasks, run_config = select_tasks(run_dir, count, task_ids or [], seed)
     settings = capped(settings, run_config.model_copy(update={"concurrency": concurrency}))
     check_backend(settings)
-    evaluation = EvaluationConfig(run_dir=str(run_dir), run_config=run_config.model_dump(mode="json"), trials=trials,
+    if workers > 1 and settings.backend_kind == "custom":
+        raise InputError(f"--workers needs the offline or openai backend, not {settings.backend!r}")
+    evaluation = EvaluationConfig(workers=workers, run_dir=str(run_dir), run_config=run_config.model_dump(mode="json"), trials=trials,
                                   seed=seed, task_ids=[t.task_id for t in tasks], judge=judge, concurrency=concurrency,
                                   model=model_under_test(settings), settings=settings.public())
     with new_run_folder(out, "evaluate") as folder:  # on failure here, no partial folder is left

@@ -166,5 +166,6 @@ class EvaluationConfig(BaseModel):
     task_ids: list[str] = Field(default_factory=list, description="The tasks evaluated, in order.")
     judge: bool = Field(False, description="Score the judge's non-state rubric items too.")
     concurrency: int = Field(8, ge=1)
+    workers: int = Field(1, ge=1, description="Processes the trials are spread over.")
     model: str = Field("", description="The model under test (the assistant role).")
     settings: dict[str, Any] = Field(default_factory=dict, description="The public settings (no secrets).")

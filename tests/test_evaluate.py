@@ -131,6 +131,8 @@ def test_the_same_seed_gives_the_same_users_turn_for_turn(small_run, tmp_path):
     first = _evaluate(small_run, tmp_path / "a", "offline", trials=2, seed=9)
     second = _evaluate(small_run, tmp_path / "b", "offline", trials=2, seed=9)
     assert _user_messages(first) == _user_messages(second)
+    spread = _evaluate(small_run, tmp_path / "spread", "offline", trials=2, seed=9, workers=2)  # two processes
+    assert _user_messages(spread) == _user_messages(first)
     assert [t["seed"] for t in first] == [t["seed"] for t in second]
     other = _evaluate(small_run, tmp_path / "c", "offline", trials=2, seed=10)
     assert [t["seed"] for t in other] != [t["seed"] for t in first]
