@@ -45,6 +45,9 @@ class TrialPlan(BaseModel):
     seed: int
     attempt: int = 0
     rerun_of_seed: int | None = None
+    rerun_from: str = ""
+    replaces: bool = Field(False, description="The trial has a line already (a simulator fault, an infrastructure "
+                                             "failure): the new line takes its place.")
     fork_thread: str = Field("", description="A re-run of a user who ended too early: the spoiled trial's thread, "
                                              "continued from the checkpoint before its last user turn.")
 
@@ -150,7 +153,7 @@ class TrialBatch(Batch):
         values = (await graph.aget_state(cfg)).values
         record = self.record(plan, values, error, time.perf_counter() - started)
         async with self.lock:
-            if plan.attempt:
+            if plan.replaces:
                 await asyncio.to_thread(self.folder.drop_lines, layout.TRIALS, {plan.id})
             await asyncio.to_thread(self.folder.append_line, layout.TRIALS, record.model_dump(mode="json"))
         if self.sandboxes is not None:
@@ -160,7 +163,7 @@ class TrialBatch(Batch):
         task = plan.task
         base = TrialRecord(id=plan.id, task_id=task.task_id, trial=plan.trial, seed=plan.seed, attempt=plan.attempt,
                            model=self.evaluation.model, latency_s=round(latency, 4), rerun_of_seed=plan.rerun_of_seed,
-                           rerun_from=self.forked.get(plan.thread_id, "task start") if plan.attempt else "")
+                           rerun_from=self.forked.get(plan.thread_id, plan.rerun_from or "task start") if plan.attempt else "")
         state = DialogueState.model_validate(values) if values else None
         verdict = next((v for v in state.verdicts if v.task_index == task.index), None) if state else None
         if state is not None:
@@ -207,12 +210,16 @@ def _plan(evaluation: EvaluationConfig, tasks: list[BenchmarkTask], done: dict[s
             line = done.get(key)
             if line is None:
                 plan.append(TrialPlan(task=task, trial=trial, seed=trial_seed(evaluation.seed, task.task_id, trial)))
+            elif line.get("fault") == "infrastructure":  # never scored: its thread goes on from its last checkpoint
+                plan.append(TrialPlan(task=task, trial=trial, seed=line["seed"], attempt=int(line.get("attempt") or 0),
+                                      rerun_of_seed=line.get("rerun_of_seed"), rerun_from=line.get("rerun_from", ""),
+                                      replaces=True))
             elif rerun_faults and line.get("fault") == "simulator":  # a fresh user sample
                 attempt = int(line.get("attempt") or 0) + 1
                 ended_early = line.get("user_ended") and any(d.startswith("the user never stated")
                                                              for d in line.get("fault_detail", []))
                 spoiled = key if not line.get("attempt") else f"{key}~{line['attempt']}"
-                plan.append(TrialPlan(task=task, trial=trial, attempt=attempt, rerun_of_seed=line["seed"],
+                plan.append(TrialPlan(task=task, trial=trial, attempt=attempt, rerun_of_seed=line["seed"], replaces=True,
                                       seed=trial_seed(evaluation.seed, task.task_id, trial, attempt),
                                       fork_thread=spoiled if ended_early else ""))
     return plan
@@ -232,7 +239,7 @@ async def run_trials(builder_factory: Callable[[], StateGraph], folder: RunFolde
     columns = [TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     total = len(tasks) * evaluation.trials
     with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task("trials", total=total, completed=total - sum(not p.attempt for p in plan))
+        bar = progress.add_task("trials", total=total, completed=total - sum(not p.replaces for p in plan))
         workers = min(evaluation.workers, len(plan))
         if workers > 1:
             await batch._run_in_processes(list(range(len(plan))), workers, lambda: progress.advance(bar))

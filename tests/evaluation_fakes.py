@@ -63,3 +63,16 @@ class FlakyAssistant(OfflineBackend):
         if users and int(hashlib.sha256(users[-1].encode()).hexdigest(), 16) % 2:
             return AIMessage(content="I would rather not do that."), Usage()
         return await super().assistant_turn(request)
+
+
+class UnreachableAssistant(OfflineBackend):
+    """A model server that stays unreachable (after the client's retries) while `down`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = True
+
+    async def assistant_turn(self, request: AssistantRequest) -> tuple[AIMessage, Usage]:
+        if self.down:
+            raise ConnectionError("the model server is unreachable after 4 retries")
+        return await super().assistant_turn(request)

@@ -23,7 +23,8 @@ from runner import event_loop
 from runner.evaluate import evaluate, run_trials
 from runner.run_folder import RunFolder
 from state.config import Settings
-from tests.evaluation_fakes import EarlyEndingUser, FlakyAssistant, NoToolsAssistant, WrongValueAssistant
+from tests.evaluation_fakes import (EarlyEndingUser, FlakyAssistant, NoToolsAssistant, UnreachableAssistant,
+                                    WrongValueAssistant)
 from tests.stub_server import StubServer
 from tests.roles import role_of_request
 
@@ -125,6 +126,23 @@ def test_an_assistant_that_writes_wrong_values_scores_zero_with_a_state_fault(sm
 
 def _user_messages(trials: list[dict]) -> dict[str, list[str]]:
     return {t["id"]: [m["content"] for m in t["messages"] if m["role"] == "user"] for t in trials}
+
+
+def test_infrastructure_failures_are_counted_apart_never_scored_and_resume_runs_them_again(small_run, tmp_path):
+    server = UnreachableAssistant()
+    register_backend("unreachable", server)
+    out = tmp_path / "eval"
+    trials = _evaluate(small_run, out, "unreachable", trials=2, count=2)
+    assert len(trials) == 4
+    assert all(t["reward"] is None and t["fault"] == "infrastructure" and "unreachable" in t["error"] for t in trials)
+    summary = summarize(*read_evaluation(out))
+    assert summary.infrastructure == 4 and summary.scored == 0 and summary.pass_hat[0].value is None
+    server.down = False  # back: a resume plays them, each once, from their last checkpoint
+    assert main(["evaluate", "--resume", str(out)]) == 0
+    again = _lines(out / "trials.jsonl")
+    assert sorted(t["id"] for t in again) == sorted(t["id"] for t in trials)
+    assert [t["seed"] for t in again] == [t["seed"] for t in sorted(trials, key=lambda t: t["id"])]
+    assert all(t["reward"] == 1 for t in again)
 
 
 def test_the_same_seed_gives_the_same_users_turn_for_turn(small_run, tmp_path):
