@@ -68,6 +68,7 @@ def select_tasks(run_dir: Path, count: int | None, task_ids: list[str], seed: in
         -> tuple[list[BenchmarkTask], RunConfig]:
     """The run's tasks that have an expected outcome: those named, or `count` drawn with the seed, or all."""
     config = RunConfig.model_validate(layout.dialogue_run_config(run_dir, "evaluate works on dialogue runs"))
+    load_source_kinds(list(config.settings.get("source_kinds") or []))  # the kinds the run was made with
     files = layout.RunFiles(run_dir)
     style = "question" if config.pipeline == "task" else "descriptive"
     tasks: list[BenchmarkTask] = []
@@ -234,7 +235,6 @@ async def run_trials(builder_factory: Callable[[], StateGraph], folder: RunFolde
     done = {line["id"]: line for line in folder.iter_lines(layout.TRIALS)}
     plan = _plan(evaluation, tasks, done, rerun_faults)
     toolsets = {name: layout.load_toolset(folder.file(name)) for name in sorted({t.toolset for t in tasks})}
-    load_source_kinds(list(evaluation.settings.get("source_kinds") or []))
     batch = TrialBatch(builder_factory, folder, evaluation, settings, toolsets, plan, console)
     columns = [TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     total = len(tasks) * evaluation.trials
@@ -255,7 +255,9 @@ async def evaluate(builder_factory: Callable[[], StateGraph], run_dir: Path, out
                    workers: int = 1) -> RunFolder:
     """A new evaluation folder: the chosen tasks and the run's toolsets copied in, then every trial run."""
     tasks, run_config = select_tasks(run_dir, count, task_ids or [], seed)
-    settings = capped(settings, run_config.model_copy(update={"concurrency": concurrency}))
+    kinds = list(dict.fromkeys([*(run_config.settings.get("source_kinds") or []), *settings.source_kinds]))
+    settings = capped(settings.model_copy(update={"source_kinds": kinds}),
+                      run_config.model_copy(update={"concurrency": concurrency}))
     check_backend(settings)
     if workers > 1 and settings.backend_kind == "custom":
         raise InputError(f"--workers needs the offline or openai backend, not {settings.backend!r}")
@@ -282,4 +284,6 @@ def evaluation_settings(folder: layout.RunFiles, given: Settings | None) -> Sett
     evaluation = EvaluationConfig.model_validate(folder.read_json(layout.CONFIG))
     run_config = RunConfig.model_validate(evaluation.run_config).model_copy(
         update={"concurrency": evaluation.concurrency})
-    return capped(Settings.of_run(evaluation.settings, given), run_config)
+    settings = Settings.of_run(evaluation.settings, given)
+    kinds = list(dict.fromkeys([*(evaluation.settings.get("source_kinds") or []), *settings.source_kinds]))
+    return capped(settings.model_copy(update={"source_kinds": kinds}), run_config)

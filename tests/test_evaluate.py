@@ -231,3 +231,29 @@ def test_through_the_llm_path_each_role_reaches_its_own_endpoint(small_run, tmp_
     assert {t["model"] for t in outs[0]} == {"under-test"}
     assert all(t["reward"] is not None for t in outs[0])
     assert _user_messages(outs[0]) == _user_messages(outs[1])  # a deterministic model: the same users
+
+
+def test_with_judge_the_judges_items_are_scored_too(small_run, tmp_path):
+    trials = _evaluate(small_run, tmp_path / "eval", "offline", count=3, judge=True)
+    assert trials and all(t["parts"]["judge"] in ("pass", "fail") for t in trials)
+    for t in trials:
+        passed = t["parts"]["state"] != "mismatch" and t["parts"]["facts"] == "pass" and t["parts"]["judge"] == "pass"
+        assert t["reward"] == int(passed)
+
+
+def test_a_run_over_simulated_tools_is_a_benchmark_too(tmp_path):
+    from tests.golden.make import SEEDS
+
+    (tmp_path / "seeds.json").write_text(json.dumps(SEEDS))
+    assert main(["toolprep", "--tools", str(tmp_path / "seeds.json"), "--domain", "online bookstore", "--seed", "12",
+                 "--out", str(tmp_path / "tools")]) == 0
+    run = tmp_path / "run"
+    assert main(["generate", "--toolset", str(tmp_path / "tools" / "toolset.json"), "--dialogues", "2", "--seed", "12",
+                 "--out", str(run)]) == 0
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run), "--trials", "2", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["breakdowns"]["database"]) == {"simulated"} and summary["pass_hat"][0]["value"] >= 0.9
+    assert any(t["real_diff"]["tables"] for t in _lines(out / "trials.jsonl")), "the simulator's world changed"
+    assert main(["evaluate", "--regrade", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text()) == summary
