@@ -25,7 +25,8 @@ from runner.run_folder import RunFolder
 from state.config import Settings
 from tests.evaluation_fakes import (EarlyEndingUser, FlakyAssistant, NoToolsAssistant, UnreachableAssistant,
                                     WrongValueAssistant)
-from tests.stub_server import StubServer
+from tests.real_servers import ServerLike
+from tests.stub_server import StubServer, stub_agent
 from tests.roles import role_of_request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,7 +216,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(small_run, tmp_path, c
 
 
 def test_through_the_llm_path_each_role_reaches_its_own_endpoint(small_run, tmp_path):
-    with StubServer() as assistant_server, StubServer() as user_server:
+    # servers that give JSON only under response_format, as real ones do
+    with StubServer(ServerLike(stub_agent)) as assistant_server, StubServer(ServerLike(stub_agent)) as user_server:
         outs = []
         for name in ("a", "b"):
             out = tmp_path / name
@@ -226,6 +228,10 @@ def test_through_the_llm_path_each_role_reaches_its_own_endpoint(small_run, tmp_
         # (each endpoint also gets the backend's probe of its structured mode, which is no role's)
         assistant_roles = {role_of_request(r) for r in assistant_server.requests} - {None}
         user_roles = {role_of_request(r) for r in user_server.requests} - {None}
+        user_requests = [r for r in user_server.requests if role_of_request(r) == "user_simulator"]
+        assert user_requests and all(r["response_format"]["type"] == "json_schema" for r in user_requests)
+        assert all(r["model"] == "simulator" for r in user_requests)
+        assert all(r["model"] == "under-test" for r in assistant_server.requests if r.get("tools"))
     assert user_roles == {"user_simulator"}
     assert "user_simulator" not in assistant_roles and "assistant" in assistant_roles
     assert {t["model"] for t in outs[0]} == {"under-test"}
