@@ -164,7 +164,8 @@ class TrialBatch(Batch):
         task = plan.task
         base = TrialRecord(id=plan.id, task_id=task.task_id, trial=plan.trial, seed=plan.seed, attempt=plan.attempt,
                            model=self.evaluation.model, latency_s=round(latency, 4), rerun_of_seed=plan.rerun_of_seed,
-                           rerun_from=self.forked.get(plan.thread_id, plan.rerun_from or "task start") if plan.attempt else "")
+                           rerun_from=self.forked.get(plan.thread_id, plan.rerun_from or "task start")
+                           if plan.attempt else "")
         state = DialogueState.model_validate(values) if values else None
         verdict = next((v for v in state.verdicts if v.task_index == task.index), None) if state else None
         if state is not None:
@@ -182,7 +183,8 @@ class TrialBatch(Batch):
         fault, detail = classify(task.task, check, messages, calls, reward, self.evaluation.judge)
         return base.model_copy(update={
             "messages": [openai_message(m) for m in messages], "calls": calls, "real_diff": check.state.real_diff,
-            "reward": reward, "parts": parts, "fault": fault, "fault_detail": detail, "judge_valid": check.judge == "pass",
+            "reward": reward, "parts": parts, "fault": fault, "fault_detail": detail,
+            "judge_valid": check.judge == "pass",
             "user_ended": bool(state.last_user_turn and state.last_user_turn.is_task_complete)})
 
 
@@ -220,7 +222,8 @@ def _plan(evaluation: EvaluationConfig, tasks: list[BenchmarkTask], done: dict[s
                 ended_early = line.get("user_ended") and any(d.startswith("the user never stated")
                                                              for d in line.get("fault_detail", []))
                 spoiled = key if not line.get("attempt") else f"{key}~{line['attempt']}"
-                plan.append(TrialPlan(task=task, trial=trial, attempt=attempt, rerun_of_seed=line["seed"], replaces=True,
+                plan.append(TrialPlan(task=task, trial=trial, attempt=attempt, rerun_of_seed=line["seed"],
+                                      replaces=True,
                                       seed=trial_seed(evaluation.seed, task.task_id, trial, attempt),
                                       fork_thread=spoiled if ended_early else ""))
     return plan
@@ -261,9 +264,9 @@ async def evaluate(builder_factory: Callable[[], StateGraph], run_dir: Path, out
     check_backend(settings)
     if workers > 1 and settings.backend_kind == "custom":
         raise InputError(f"--workers needs the offline or openai backend, not {settings.backend!r}")
-    evaluation = EvaluationConfig(workers=workers, run_dir=str(run_dir), run_config=run_config.model_dump(mode="json"), trials=trials,
+    evaluation = EvaluationConfig(run_dir=str(run_dir), run_config=run_config.model_dump(mode="json"), trials=trials,
                                   seed=seed, task_ids=[t.task_id for t in tasks], judge=judge, concurrency=concurrency,
-                                  model=model_under_test(settings), settings=settings.public())
+                                  workers=workers, model=model_under_test(settings), settings=settings.public())
     with new_run_folder(out, "evaluate") as folder:  # on failure here, no partial folder is left
         for name in sorted({t.toolset for t in tasks}):
             folder.file(name).parent.mkdir(parents=True, exist_ok=True)

@@ -105,7 +105,8 @@ def recorded_result(content: Any, simulated: bool) -> ToolResult:
     return ToolResult(ok=True, value=content)
 
 
-def _calls(messages: list[dict[str, Any]], meta: dict[str, Any], task: int, tools: dict[str, Tool]) -> list[ExecutedCall]:
+def _calls(messages: list[dict[str, Any]], meta: dict[str, Any], task: int,
+           tools: dict[str, Tool]) -> list[ExecutedCall]:
     results = {m.get("tool_call_id"): m for m in messages if m.get("role") == "tool"}
     info = {c["id"]: c for c in meta.get("tool_calls", [])}
     calls = []
