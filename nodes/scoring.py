@@ -2,13 +2,15 @@
 
 The reward reads the Verification the validator computed (nodes/verification): 1 only when the state and the
 facts pass (and the judge's items, where the evaluation scores them). A failed trial is the simulated user's
-fault when the user misbehaved (user conduct) or left part of its goal unsaid (a subtask neither asked for
-nor acted on); otherwise the assistant's: wrong state, a missing fact, no tool call where one was needed.
+fault when the user misbehaved (user conduct), left part of its goal unsaid (a subtask neither asked for nor
+acted on) or stated a value that neither its task nor the conversation holds; otherwise the assistant's:
+wrong state, a missing fact, no tool call where one was needed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 from langchain_core.messages import AnyMessage, HumanMessage, convert_to_messages
@@ -49,6 +51,24 @@ def unstated_subtasks(task: Task, user_text: str, calls: list[ExecutedCall]) -> 
     return out
 
 
+_DIGITS = re.compile(r"\d{3,}")
+
+
+def invented_values(task: BenchmarkTask, messages: list[AnyMessage]) -> list[str]:
+    """Numbers (ids, phones, dates, amounts: 3 digits or more) a user message states that neither its task
+    (goal, subtasks, plan, expected outcome) nor anything said before it holds: facts the simulator made up."""
+    known = set(_DIGITS.findall(task.task.model_dump_json()))
+    known.update(_DIGITS.findall(json.dumps(task.prefix, ensure_ascii=False)))
+    out = []
+    for message in messages:
+        found = _DIGITS.findall(message.text)
+        if isinstance(message, HumanMessage):
+            out.extend(f"{n} (in {message.text[:80]!r})" for n in found if n not in known)
+        known.update(found)
+        known.update(_DIGITS.findall(json.dumps(getattr(message, "tool_calls", None) or [], default=str)))
+    return out
+
+
 def reward_parts(check: Verification, with_judge: bool) -> tuple[int, dict[str, str]]:
     parts = {"state": check.state.status, "facts": "pass" if check.facts_told else "fail",
              "judge": check.judge if with_judge else f"{check.judge} (not scored)", "user_conduct": check.user_conduct}
@@ -56,11 +76,12 @@ def reward_parts(check: Verification, with_judge: bool) -> tuple[int, dict[str, 
     return int(passed), parts
 
 
-def classify(task: Task, check: Verification, messages: list[AnyMessage], calls: list[ExecutedCall],
+def classify(bench: BenchmarkTask, check: Verification, messages: list[AnyMessage], calls: list[ExecutedCall],
              reward: int, with_judge: bool) -> tuple[Fault, list[str]]:
     """Whose fault a failed trial was, and why (each reason one line)."""
     if reward:
         return "none", []
+    task = bench.task
     user_text = "\n".join(m.text for m in messages if isinstance(m, HumanMessage))
     if check.user_conduct == "fault":
         return "simulator", [f"user conduct: {check.user_fault}"]
@@ -68,6 +89,9 @@ def classify(task: Task, check: Verification, messages: list[AnyMessage], calls:
     if unsaid:
         return "simulator", [f"the user never stated subtask {i + 1}: {task.subtasks[i].description[:100]!r}"
                              for i in unsaid]
+    invented = invented_values(bench, messages)
+    if invented:
+        return "simulator", [f"the user stated a value outside its task: {v}" for v in invented[:3]]
     reasons = []
     needs_tools = any(step for sub in task.subtasks for step in sub.steps)
     if needs_tools and not calls:

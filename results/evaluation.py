@@ -149,7 +149,7 @@ async def regrade(eval_dir: Path) -> list[TrialRecord]:
             toolsets[task.toolset] = {t.name: t for t in layout.load_toolset(folder.file(task.toolset))}
         check = await rescore(task, trial.messages, trial.calls, trial.judge_valid, toolsets[task.toolset])
         reward, parts = reward_parts(check, config.judge)
-        fault, detail = classify(task.task, check, task_messages(trial.messages), trial.calls, reward, config.judge)
+        fault, detail = classify(task, check, task_messages(trial.messages), trial.calls, reward, config.judge)
         out.append(trial.model_copy(update={"reward": reward, "parts": parts, "fault": fault, "fault_detail": detail,
                                             "real_diff": check.state.real_diff}))
     return out

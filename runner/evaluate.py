@@ -180,7 +180,7 @@ class TrialBatch(Batch):
         calls = [c for c in state.calls if c.task_index == task.index]
         check = verdict.verification
         reward, parts = reward_parts(check, self.evaluation.judge)
-        fault, detail = classify(task.task, check, messages, calls, reward, self.evaluation.judge)
+        fault, detail = classify(task, check, messages, calls, reward, self.evaluation.judge)
         return base.model_copy(update={
             "messages": [openai_message(m) for m in messages], "calls": calls, "real_diff": check.state.real_diff,
             "reward": reward, "parts": parts, "fault": fault, "fault_detail": detail,

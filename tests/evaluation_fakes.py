@@ -76,3 +76,11 @@ class UnreachableAssistant(OfflineBackend):
         if self.down:
             raise ConnectionError("the model server is unreachable after 4 retries")
         return await super().assistant_turn(request)
+
+
+class InventingUser(NoToolsAssistant):
+    """The offline user, who adds an account number its task never gave it, to an assistant that does nothing."""
+
+    async def user_turn(self, request: UserTurnRequest) -> tuple[UserTurn, Usage]:
+        turn, usage = await super().user_turn(request)
+        return turn.model_copy(update={"user_message": turn.user_message + " My account number is 88412."}), usage

@@ -23,8 +23,8 @@ from runner import event_loop
 from runner.evaluate import evaluate, run_trials
 from runner.run_folder import RunFolder
 from state.config import Settings
-from tests.evaluation_fakes import (EarlyEndingUser, FlakyAssistant, NoToolsAssistant, UnreachableAssistant,
-                                    WrongValueAssistant)
+from tests.evaluation_fakes import (EarlyEndingUser, FlakyAssistant, InventingUser, NoToolsAssistant,
+                                    UnreachableAssistant, WrongValueAssistant)
 from tests.real_servers import ServerLike
 from tests.stub_server import StubServer, stub_agent
 from tests.roles import role_of_request
@@ -180,6 +180,13 @@ def test_a_user_that_ends_before_saying_its_goal_is_a_simulator_fault_and_is_rer
         assert new["rerun_from"] not in ("", "task start")
         assert new["messages"][0]["content"] == old["messages"][0]["content"] == "Hello there, good morning."
         assert "Never mind, bye." not in [m["content"] for m in new["messages"]]
+
+
+def test_a_user_that_states_a_value_outside_its_task_is_a_simulator_fault(small_run, tmp_path):
+    register_backend("inventing-user", InventingUser())
+    trials = _evaluate(small_run, tmp_path / "eval", "inventing-user", count=3)
+    assert trials and all(t["reward"] == 0 and t["fault"] == "simulator" for t in trials)
+    assert all("88412" in t["fault_detail"][0] and "outside its task" in t["fault_detail"][0] for t in trials)
 
 
 def test_kill_9_then_resume_runs_every_trial_once_and_regrade_gives_the_same_summary(small_run, tmp_path):
