@@ -20,7 +20,9 @@ from graphs.dialogue import build_dialogue_graph
 from graphs.run import main
 from results.evaluation import read_evaluation, summarize
 from runner import event_loop
-from runner.evaluate import evaluate, run_trials
+from environment.sources.pool import DialogueSandboxes
+from runner.evaluate import evaluate, run_trials, select_tasks
+from runner.layout import load_toolset
 from runner.run_folder import RunFolder
 from state.config import Settings
 from tests.evaluation_fakes import (EarlyEndingUser, FlakyAssistant, InventingUser, NoToolsAssistant,
@@ -270,3 +272,53 @@ def test_a_run_over_simulated_tools_is_a_benchmark_too(tmp_path):
     assert any(t["real_diff"]["tables"] for t in _lines(out / "trials.jsonl")), "the simulator's world changed"
     assert main(["evaluate", "--regrade", str(out)]) == 0
     assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_a_run_over_a_source_of_another_kind_is_a_benchmark_too(tmp_path):
+    """A key-value store (tests/kv_source.py) through the tool-source protocol: the second task of each dialogue
+    starts from the store as the first task left it, and its own diff is what is scored."""
+    from environment.sources.registry import register_source_kind, unregister_source_kind
+    from tests.kv_source import KvKind
+
+    register_source_kind(KvKind())
+    try:
+        store = tmp_path / "shop.json"
+        store.write_text(json.dumps({"mug-1": "popular blue mug", "lamp-2": "recent large lamp",
+                                     "chair-3": "classic new chair", "desk-4": "large classic desk"}))
+        run = tmp_path / "run"
+        assert main(["generate", "--db", f"kv://{store}", "--dialogues", "3", "--tasks-per-dialogue", "2", "--seed", "5",
+                     "--out", str(run)]) == 0
+        out = tmp_path / "eval"
+        assert main(["evaluate", str(run), "--trials", "2", "--out", str(out)]) == 0
+    finally:
+        unregister_source_kind("kv")
+    trials = _lines(out / "trials.jsonl")
+    later = [t for t in trials if t["task_id"].endswith("-t2")]
+    assert later and all(t["reward"] == 1 for t in trials)
+    assert set(json.loads((out / "summary.json").read_text())["breakdowns"]["database"]) == {"shop"}
+
+
+def test_a_later_task_starts_from_the_state_the_earlier_tasks_left(small_run):
+    """The earlier tasks' calls, rebuilt from the dataset line alone and replayed on a fresh sandbox, change
+    exactly what those tasks changed in the dialogue: the trial starts where the task began."""
+
+    lines = {line["id"]: line for line in _lines(small_run / "dialogues.jsonl")}
+    tools = {t["function"]["name"] for line in lines.values() for t in line["tools"]}
+    tasks, _ = select_tasks(small_run, None, [], 0)
+    later = [t for t in tasks if t.index == 1 and lines[t.dialogue_id]["metadata"]["verification"][0]["real_diff"]
+             ["tables"]]
+    assert later, "no dialogue whose first task wrote"
+    toolset = {t.name: t for t in load_toolset(small_run / "toolset.json")}
+    assert tools <= set(toolset)
+    for task in later:
+        assert task.prefix[0]["role"] == "user" and task.prefix_calls and task.earlier_tasks
+        boxes = DialogueSandboxes(task.source_db, task.seed)
+        try:
+            boxes.open_for(toolset[c.tool] for c in task.prefix_calls)
+            before = boxes.snapshot()
+            boxes.replay(task.prefix_calls, toolset)
+            assert not boxes.diverged, "every recorded result came out again"
+            diff = boxes.diff(before, boxes.snapshot()).model_dump(mode="json")
+        finally:
+            boxes.close()
+        assert diff == lines[task.dialogue_id]["metadata"]["verification"][0]["real_diff"]
