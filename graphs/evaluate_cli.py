@@ -15,15 +15,24 @@ from rich.console import Console
 
 from environment.errors import InputError
 from graphs.dialogue import build_dialogue_graph
+from graphs.task_oriented import build_task_oriented_graph
 from graphs.llm_options import add_llm_args, llm_options_given, llm_settings
 from results.evaluation import breakdown_table, read_evaluation, regrade, summarize, summary_table
 from runner import layout
 from runner.evaluate import evaluate, evaluation_settings, model_under_test, run_trials
+from runner.layout import dialogue_run_config
 from runner.run_folder import RunFolder
 from runner.workers import choose_workers
+from state.benchmark import EvaluationConfig
 from state.config import Settings
 
 COMMAND = "evaluate"
+# a trial plays its task on the graph its run was made with: a user simulator's dialogue, or a direct question
+GRAPHS = {"user": build_dialogue_graph, "task": build_task_oriented_graph}
+
+
+def _graph_of(run_config: dict) -> object:
+    return GRAPHS[run_config.get("pipeline") or "user"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -71,7 +80,8 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             if args.regrade:
                 folder.rewrite_lines(layout.TRIALS, [t.model_dump(mode="json") for t in await regrade(target)])
             else:
-                await run_trials(build_dialogue_graph, folder, settings, console, args.rerun_simulator_faults)
+                graph = _graph_of(EvaluationConfig.model_validate(folder.read_json(layout.CONFIG)).run_config)
+                await run_trials(graph, folder, settings, console, args.rerun_simulator_faults)
             _finish(folder, console)
         return 0
     if args.run_dir is None:
@@ -87,10 +97,11 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     args.started_out = out
     workers, auto = choose_workers(args.workers, settings, args.concurrency)
     console.print(workers.line(auto))
-    folder = await evaluate(build_dialogue_graph, args.run_dir, out, settings, console, args.trials, args.seed,
+    graph = _graph_of(dialogue_run_config(args.run_dir, "evaluate works on dialogue runs"))
+    folder = await evaluate(graph, args.run_dir, out, settings, console, args.trials, args.seed,
                             args.tasks, ids, args.judge, args.concurrency, workers.workers)
     with folder.own(COMMAND):
         if args.rerun_simulator_faults:
-            await run_trials(build_dialogue_graph, folder, settings, console, rerun_faults=True)
+            await run_trials(graph, folder, settings, console, rerun_faults=True)
         _finish(folder, console)
     return 0

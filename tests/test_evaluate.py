@@ -322,3 +322,14 @@ def test_a_later_task_starts_from_the_state_the_earlier_tasks_left(small_run):
         finally:
             boxes.close()
         assert diff == lines[task.dialogue_id]["metadata"]["verification"][0]["real_diff"]
+
+
+def test_a_task_oriented_run_is_played_on_its_own_graph_one_direct_question_per_trial(tmp_path):
+    run = tmp_path / "run"
+    assert main(["generate", "--db", str(ROOT / "examples" / "clinic.sqlite"), "--pipeline", "task", "--dialogues", "2",
+                 "--tasks-per-dialogue", "1", "--seed", "2", "--out", str(run)]) == 0
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run), "--trials", "2", "--out", str(out)]) == 0
+    trials = _lines(out / "trials.jsonl")
+    assert len(trials) == 4 and all(t["reward"] == 1 for t in trials)
+    assert all([m["role"] for m in t["messages"]].count("user") == 1 for t in trials)
