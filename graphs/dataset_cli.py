@@ -45,7 +45,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                      help="one sample per dialogue (default), or one per task carrying the conversation up to its end")
 
     rep = sub.add_parser("report", help="a self-contained HTML dataset card with a dialogue browser")
-    rep.add_argument("run_dirs", type=Path, nargs="+", help="run folders, shown side by side")
+    rep.add_argument("run_dirs", type=Path, nargs="+", help="run folders, shown side by side (or evaluation folders: "
+                                                           "their pass^k curves, databases and failed trials)")
     rep.add_argument("--out", type=Path, required=True, help="the HTML file to write")
     rep.add_argument("--embedding-model", default="", help="for the similarity distribution (default: bundled)")
     rep.add_argument("--check-template", type=Path, metavar="TOKENIZER_DIR",

@@ -1,4 +1,4 @@
-"""Command line: `python -m graphs.run generate | resume | fork | history | show | toolprep | stats | export | report`.
+"""Command line: `python -m graphs.run generate | resume | fork | history | show | toolprep | stats | export | report | evaluate`.
 
 Bad input is reported as one line on stderr with exit code 2; nothing half-written is left behind.
 """
@@ -23,7 +23,7 @@ from backends.llm.replies import BackendOutputError
 from environment.errors import InputError, RunError, read_json_input
 from environment.sources.registry import combined_name, identity, label_of, recordable_configs, source_names
 from environment.sqlnames import snake
-from graphs import dataset_cli, optimize_cli, reasoning_cli, verify_cli
+from graphs import dataset_cli, evaluate_cli, optimize_cli, reasoning_cli, verify_cli
 from graphs.dialogue import build_dialogue_graph
 from graphs.llm_options import add_llm_args, llm_options_given, llm_settings
 from graphs.task_oriented import build_task_oriented_graph
@@ -118,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     dataset_cli.add_parsers(sub)
     optimize_cli.add_parser(sub)
     verify_cli.add_parser(sub)
+    evaluate_cli.add_parser(sub)
     return parser
 
 
@@ -268,6 +269,8 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         console.print(stats_table(read_run_stats(args.run_dirs)))
     elif args.command == verify_cli.COMMAND:
         return await verify_cli.run(args, console)
+    elif args.command == evaluate_cli.COMMAND:
+        return await evaluate_cli.run(args, console)
     if args.command in reasoning_cli.COMMANDS:
         await reasoning_cli.run(args, console)
     if args.command in dataset_cli.COMMANDS:
@@ -311,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         target = getattr(args, "run_dir", None) or getattr(args, "started_out", None)
+        if args.command == evaluate_cli.COMMAND:
+            target = getattr(args, "resume", None) or getattr(args, "started_out", None)
+            if target is not None and Path(target).exists():
+                print(f"interrupted: finish it with `python -m graphs.run evaluate --resume {target}`", file=sys.stderr)
+                return 130
         if target is not None and Path(target).exists():
             print(f"interrupted: finish the run with `python -m graphs.run resume {target}`", file=sys.stderr)
         else:

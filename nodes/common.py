@@ -29,4 +29,5 @@ def backend_of(runtime: Runtime[Settings] | None, state: DialogueState | None = 
 
 def rng_key(state: DialogueState, role: str, *parts: object) -> str:
     """A seed string for this dialogue's seed, role and position, so replays choose the same."""
-    return ":".join(str(p) for p in (state.seed, role, len(state.tasks), *parts))
+    seed = state.user_seed if role == "user" and getattr(state, "user_seed", None) is not None else state.seed
+    return ":".join(str(p) for p in (seed, role, len(state.tasks), *parts))

@@ -11,12 +11,15 @@ from nodes.common import backend_of, rng_key, settings_of
 from nodes.plan_check import checked_task
 from nodes.stored_values import schema_of, tools_of
 from state.config import Settings
-from state.dialogue import DialogueState
+from state.dialogue import DialogueState, Usage
+from state.tasks import Task
 
 DIFFICULTY_WEIGHTS = {"easy": 0.25, "medium": 0.45, "hard": 0.30}
 
 
 async def task_generator(state: DialogueState, runtime: Runtime[Settings]) -> dict:
+    if len(state.planned_tasks) > len(state.tasks):  # an evaluation: the task is the benchmark's, not drawn
+        return _started(state, state.planned_tasks[len(state.tasks)], Usage())
     key = rng_key(state, "task")
     rng = random.Random(key)
     difficulty = rng.choices(list(DIFFICULTY_WEIGHTS), weights=list(DIFFICULTY_WEIGHTS.values()))[0]
@@ -31,6 +34,10 @@ async def task_generator(state: DialogueState, runtime: Runtime[Settings]) -> di
         previous_tasks=state.tasks, previous_calls=state.calls, conversation=conversation, style=state.task_style,
         rng_key=key,
     ))
+    return _started(state, task, usage)
+
+
+def _started(state: DialogueState, task: Task, usage: Usage) -> dict:
     return {
         "tasks": [task],  # appended: tasks and task_starts are append-only channels
         "task_starts": [len(state.messages)],

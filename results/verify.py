@@ -175,15 +175,9 @@ async def verify_run(run_dir: Path, database: str | None = None) -> RunCheck:
     if not folder.file(layout.DIALOGUES).exists():
         raise InputError(f"no {layout.DIALOGUES} in {run_dir} (is it a run folder?)")
     limits = _limits(folder)
-    toolsets: dict[str, dict[str, Tool]] = {}
     report = RunCheck(run=str(run_dir))
-    for line in folder.iter_lines(layout.DIALOGUES):
+    for line, tools in folder.lines_with_tools():
         meta = line.get("metadata", {})
-        toolset = meta.get("toolset") or layout.TOOLSET
-        if toolset not in toolsets:
-            if not folder.file(toolset).exists():
-                raise InputError(f"{run_dir}: the toolset {toolset} that dialogue {line.get('id')} names is missing")
-            toolsets[toolset] = {t.name: t for t in layout.load_toolset(folder.file(toolset))}
         boxes = _sandboxes(database or meta.get("source_database") or "", int(meta.get("seed") or 0), line.get("id"))
-        report.dialogues.append(await _Replay(line, toolsets[toolset], boxes, limits).run())
+        report.dialogues.append(await _Replay(line, tools, boxes, limits).run())
     return report

@@ -71,10 +71,19 @@ def _outlive_no_parent(parent: int) -> None:
 
 
 def _worker_main(builder_factory: Callable[[], StateGraph], folder: str, config: RunConfig, settings: Settings,
-                 toolsets: dict[str, list[Tool]], indices: list[int], events: Any, number: int, parent: int) -> None:
-    """A worker process: runs its share of the dialogues and reports each one as it is written."""
+                 share: tuple[dict[str, list[Tool]], list[int]], events: Any, number: int, parent: int) -> None:
+    """A worker process: runs its share of the dialogues (the toolsets, the indices) and reports each one as
+    it is written."""
+    toolsets, indices = share
+    run_in_worker(Batch(builder_factory, RunFolder(Path(folder)), config, settings, toolsets, Console(quiet=True)),
+                  indices, events, number, parent)
+
+
+def run_in_worker(batch: "Batch", indices: list[int], events: Any, number: int, parent: int) -> None:
+    """The body of every worker process: its share run on the batch, each item reported as it is written,
+    a failure said to the parent by the exit code (and a log in the folder)."""
+    folder = str(batch.folder.path)
     _outlive_no_parent(parent)
-    batch = Batch(builder_factory, RunFolder(Path(folder)), config, settings, toolsets, Console(quiet=True))
     try:
         event_loop.run(batch.run_shard(indices, lambda: events.put(1)))
     except KeyboardInterrupt:  # the parent says what to do next; the checkpoints keep the work
@@ -106,6 +115,8 @@ def _shard_main(builder_factory: Callable[[], StateGraph], folder: str, config: 
 
 
 class Batch:
+    worker_main = staticmethod(_worker_main)  # what a worker process runs, given `worker_share` of the work
+
     def __init__(self, builder_factory: Callable[[], StateGraph], folder: RunFolder, config: RunConfig,
                  settings: Settings, toolsets: dict[str, list[Tool]], console: Console) -> None:
         self.builder_factory = builder_factory
@@ -193,9 +204,9 @@ class Batch:
         events = ctx.Queue()
         per_worker = max(1, -(-self.config.concurrency // workers))
         config = self.config.model_copy(update={"concurrency": per_worker, "workers": 1})
-        procs = [ctx.Process(target=_worker_main, daemon=True,
+        procs = [ctx.Process(target=self.worker_main, daemon=True,
                              args=(self.builder_factory, str(self.folder.path), config, self.settings,
-                                   self.toolsets, todo[w::workers], events, w, os.getpid()))
+                                   self.worker_share(todo[w::workers]), events, w, os.getpid()))
                  for w in range(workers)]
         for proc in procs:
             proc.start()
@@ -219,6 +230,9 @@ class Batch:
             raise RunError(f"{len(failed)} worker process(es) stopped (exit codes {[c for _, c in failed]})"
                            + (f"; see {logs}" if logs else "")
                            + f"; finish the run with: python -m graphs.run resume {self.folder.path}")
+
+    def worker_share(self, indices: list[int]) -> Any:
+        return self.toolsets, indices
 
     async def _dialogue(self, graph: Any, i: int) -> None:
         dialogue_id = self.config.dialogue_id(i)

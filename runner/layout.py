@@ -21,10 +21,14 @@ STATS = "stats.json"
 CHECKPOINTS = "checkpoints.sqlite"
 LLM_CACHE = "llm_cache.sqlite"
 OWNER_LOCK = ".owner.lock"
+# an evaluation folder: the tasks it plays, one line per trial, and its figures
+TASKS = "tasks.jsonl"
+TRIALS = "trials.jsonl"
+SUMMARY = "summary.json"
 
-RunKind = Literal["dialogues", "toolprep", "reasoning", "ablate", "optimize"]
+RunKind = Literal["dialogues", "toolprep", "reasoning", "ablate", "optimize", "evaluate"]
 # config.json's "command" of the runs that hold no dialogue lines; a dialogue run's config has no command
-OTHER_KINDS: tuple[RunKind, ...] = ("toolprep", "reasoning", "ablate", "optimize")
+OTHER_KINDS: tuple[RunKind, ...] = ("toolprep", "reasoning", "ablate", "optimize", "evaluate")
 
 
 def run_labels(run_dirs: list[Path]) -> list[str]:
@@ -81,6 +85,18 @@ class RunFiles:
 
     def read_lines(self, name: str) -> list[dict[str, Any]]:
         return list(self.iter_lines(name))
+
+    def lines_with_tools(self, name: str = DIALOGUES) -> Iterator[tuple[dict[str, Any], dict[str, Tool]]]:
+        """Each dialogue line with the tools, by name, of the toolset it names (each toolset read once)."""
+        toolsets: dict[str, dict[str, Tool]] = {}
+        for line in self.iter_lines(name):
+            toolset = line.get("metadata", {}).get("toolset") or TOOLSET
+            if toolset not in toolsets:
+                if not self.file(toolset).exists():
+                    raise InputError(f"{self.path}: the toolset {toolset} that dialogue {line.get('id')} names is "
+                                     f"missing")
+                toolsets[toolset] = {t.name: t for t in load_toolset(self.file(toolset))}
+            yield line, toolsets[toolset]
 
     def finished_ids(self) -> set[str]:
         return {r["id"] for name in (DIALOGUES, REJECTED) for r in self.iter_lines(name)}

@@ -181,6 +181,10 @@ class DialogueState(DialogueInput):
     usage: Annotated[Usage, add_usage] = Field(default_factory=Usage)
     replay_diverged: list[str] = Field(default_factory=list, description="Recorded calls (ids) whose replay on a "
                                        "fresh sandbox (resume, fork) gave another result than they first did.")
+    planned_tasks: list[Task] = Field(default_factory=list, description="Tasks fixed in advance (an evaluation's "
+                                      "trial): the task generator takes the next of them instead of drawing one.")
+    user_seed: int | None = Field(None, description="The user simulator's own seed (an evaluation's trial: the "
+                                                    "same for every model); None: the dialogue's seed.")
 
     @property
     def task_index(self) -> int:

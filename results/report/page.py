@@ -17,6 +17,7 @@ from results.exporters.openai_format import trl_line
 from results.exporters.source import SourceRun, load_runs
 from results.exporters.template_check import ChatTemplate, TemplateReport, check_lines
 from results.report.browser import browser_json
+from results.report.evaluation_page import is_evaluation, render_evaluation_report
 from results.report.figures import all_figures
 from results.report.summary import similarity_summary, summarize_run
 from results.stats import database_rows, read_run_stats, stats_rows
@@ -71,7 +72,11 @@ def write_report(run_dirs: list[Path], out: Path, console: Console, embedding_mo
                  check_template: Path | None = None) -> Path:
     if out.exists() and out.is_dir():
         raise InputError(f"--out is a folder: {out} (give the HTML file to write, e.g. {out / 'report.html'})")
-    html = render_report(run_dirs, console, embedding_model, check_template)
+    evaluations = [is_evaluation(d) for d in run_dirs]
+    if any(evaluations) and not all(evaluations):
+        raise InputError("give `report` either run folders or evaluation folders, not both")
+    html = render_evaluation_report(run_dirs) if all(evaluations) else \
+        render_report(run_dirs, console, embedding_model, check_template)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(html, encoding="utf-8")
