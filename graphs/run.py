@@ -32,7 +32,7 @@ from graphs.finish import finish_run, write_stats
 from results.stats import RunStats, read_run_stats, stats_table
 from runner import event_loop
 from runner import layout
-from runner.batch import generate, resume
+from runner.lifecycle import generate, resume
 from runner.checkpoints import DialogueCheckpoints, render_conversation
 from runner.layout import LLM_CACHE, dialogue_run_config, load_toolset
 from runner.toolprep import run_toolprep

@@ -14,32 +14,31 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 from langgraph.graph import StateGraph
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from backends.registry import backend_for
-from environment.errors import InputError, RunError, SourceUnavailable
+from environment.errors import RunError, SourceUnavailable
 from environment.sources.pool import SandboxPool, sandbox_pool
-from environment.sources.registry import identity, load_source_kinds, open_source, tools_without_source
-from environment.sources.runs import run_scope, sources_for_run
+from environment.sources.registry import load_source_kinds, open_source
+from environment.sources.runs import run_scope
 from nodes.stored_values import keep_schema, keep_toolset
 from runner import event_loop
 from runner import run_folder as rf
-from runner.databases import (PreparedDatabase, prepare_databases, toolset_files, toolsets_of, write_toolset)
 from runner.export import DialogueRecord, export_dialogue
 from runner.persistence import (checkpoint_location, keep_only_last_checkpoint, open_persistence, release_free_pages,
                                 threads_with_history)
-from runner.postgres_checkpoints import check_checkpointer, checkpointer_lost, checkpointer_lost_error
-from runner.preflight import backend_notice, check_backend, settle_backend
-from runner.ray_executor import check_ray, run_on_ray
-from runner.run_folder import RunFolder, new_run_folder
+from runner.postgres_checkpoints import checkpointer_lost, checkpointer_lost_error
+from runner.preflight import settle_backend
+from runner.ray_executor import run_on_ray
+from runner.run_folder import RunFolder
 from runner.shards import merge_shards, seed_threads, shard_folder
-from state.config import DatabaseSource, RunConfig, Settings
+from state.config import RunConfig, Settings
 from state.dialogue import DialogueInput, DialogueState, Usage
-from state.tools import Tool, Toolset
+from state.tools import Tool
 
 
 async def run_thread(graph: Any, start: Any, cfg: dict[str, Any], context: Any) -> None:
@@ -310,103 +309,4 @@ class Batch:
                                                                           "latency_s": round(latency, 4)})
             await asyncio.to_thread(self.folder.append_line, rf.DIALOGUES if ok else rf.REJECTED, line)
 
-
-Finished = TypeVar("Finished")
-
-
-async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
-                   console: Console, finish: Callable[[RunFolder], Finished], toolset: list[Tool] | None = None,
-                   databases: list[str] | None = None, dialogues_per_db: int | None = None) -> Finished:
-    """A new run: validate everything, make each source's toolset once, then run every dialogue; `finish`
-    (the run's summary, say) runs on the finished folder while this process still owns it."""
-    databases = databases or []
-    single = open_source(databases[0]) if len(databases) == 1 else None  # its problem is the user's error, said first
-    if not databases and not toolset:
-        raise InputError("nothing to work on: pass --db (a SQLite database) or --toolset (simulated tools)")
-    homeless = tools_without_source(toolset or [], single) if len(databases) <= 1 else []
-    if homeless:
-        raise InputError(f"the toolset has {homeless[0].source} tools ({homeless[0].name}): pass --db with the "
-                         f"source they run on")
-    settings = capped(settings, config)
-    check_backend(settings)
-    if settings.executor == "ray":
-        check_ray(settings.ray_address)
-    await check_checkpointer(settings, config.run_id)
-    # sources that make something per run (a template database) make it now, and remove it when the run ends
-    with sources_for_run(databases, config.run_id, settings.keep_sandboxes):
-        return await _generate(builder_factory, config, settings, out, console, finish, toolset, databases,
-                               dialogues_per_db)
-
-
-async def _generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
-                    console: Console, finish: Callable[[RunFolder], Finished], toolset: list[Tool] | None,
-                    databases: list[str], dialogues_per_db: int | None) -> Finished:
-    with new_run_folder(out, "generate") as folder:  # until the toolsets are written: on failure, no partial folder
-        backend_notice(settings, console)
-        await settle_backend(backend_for(settings), console)
-        if len(databases) > 1:
-            prepared = await prepare_databases(databases, settings, toolset, config.concurrency, console)
-            files = toolset_files([p.path for p in prepared]) if len(prepared) > 1 else [rf.TOOLSET]
-            for entry, name in zip(prepared, files):
-                write_toolset(folder, entry.report, name)
-            sources = [DatabaseSource(path=p.path, toolset=name) for p, name in zip(prepared, files)]
-            config = config.model_copy(update={
-                "databases": sources, "source_db": sources[0].path if len(sources) == 1 else "",
-                "dialogues": dialogues_per_db * len(sources) if dialogues_per_db else config.dialogues})
-            folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
-        else:  # one database, or simulated tools only
-            config = config.model_copy(update={
-                "source_db": identity(databases[0]) if databases else "",
-                "dialogues": dialogues_per_db or config.dialogues})
-            if toolset is not None:
-                report = await prepare_databases(databases, settings, toolset, config.concurrency, console) \
-                    if databases else [PreparedDatabase(path="", report=Toolset(tools=toolset, proposed=len(toolset)))]
-                write_toolset(folder, report[0].report)
-            # the config goes first (after a given toolset): a run killed while its toolset is synthesized resumes
-            folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
-            if toolset is None:
-                write_toolset(folder, (await prepare_databases(databases, settings, None, 1, console))[0].report)
-            sources = config.sources()
-    with folder:
-        toolsets = toolsets_of(folder, config)
-        for name, tools in toolsets.items():
-            console.print(f"toolset {name}: {len(tools)} tools ({sum(t.mode == 'write' for t in tools)} write)")
-        console.print(f"{config.dialogues} dialogues over {len(sources)} database(s); run folder: {out}")
-        await Batch(builder_factory, folder, config, settings, toolsets, console).run()
-        return finish(folder)
-
-
-async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, settings: Settings | None, console: Console,
-                 finish: Callable[[RunFolder], Finished], executor: dict[str, object] | None = None) -> Finished:
-    """Finish an interrupted run: continue dialogues from their last checkpoint, start missing ones (on
-    the run's executor, unless `executor` says otherwise); then `finish` as for `generate`."""
-    folder = RunFolder(run_dir)
-    if not folder.file(rf.CONFIG).exists():
-        raise InputError(f"not a run folder (no {rf.CONFIG}): {run_dir}")
-    with folder.own("resume"):
-        config = RunConfig.model_validate(folder.read_json(rf.CONFIG))
-        load_source_kinds(list(config.settings.get("source_kinds") or []))  # the kinds the run was made with
-        for source in config.sources():
-            if source.path:
-                open_source(source.path)  # moved or deleted: say so before any dialogue is touched
-        settings = capped(Settings.of_run(config.settings, settings).model_copy(update=executor or {}), config)
-        check_backend(settings)
-        if settings.executor == "ray":
-            check_ray(settings.ray_address)
-        backend_notice(settings, console)
-        await settle_backend(backend_for(settings), console)
-        # what a killed attempt left of its sandboxes goes first: every dialogue rebuilds its own by replay
-        with sources_for_run([s.path for s in config.sources() if s.path], config.run_id, settings.keep_sandboxes,
-                             resuming=True):
-            for source in config.sources():
-                if folder.file(source.toolset).exists():
-                    continue
-                if not source.path:
-                    raise InputError(f"{folder.file(source.toolset)} is missing and the run has no database to "
-                                     f"derive it from")
-                # stopped while the toolset was being synthesized: synthesize it again
-                prepared = await prepare_databases([source.path], settings, None, 1, console)
-                write_toolset(folder, prepared[0].report, source.toolset)
-            await Batch(builder_factory, folder, config, settings, toolsets_of(folder, config), console).run()
-            return finish(folder)
 

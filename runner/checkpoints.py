@@ -22,7 +22,8 @@ from environment.sources.registry import load_source_kinds
 from environment.sources.runs import sources_for_run
 from runner import run_folder as rf
 from nodes.stored_values import toolset_of
-from runner.batch import Batch, recursion_limit, toolsets_of
+from runner.batch import Batch, recursion_limit
+from runner.databases import toolsets_of
 from runner.persistence import checkpoint_location, keep_only_last_checkpoint, open_persistence
 from runner.run_folder import RunFolder
 from state.config import RunConfig, Settings
