@@ -108,3 +108,13 @@ class ToolSource(Protocol):
     def derive_tools(self, database: DatabaseSchema, limit: int) -> list[Tool]:
         """Tools read off the schema alone, to complete a toolset the backend left short (none for a
         source without a schema)."""
+
+
+PREVIEW_CHARS = 120  # a data view shows the start of long text: enough to ground a task, not a page of it
+
+
+def preview(value: Any) -> Any:
+    """A sample value as a schema's data view shows it (a JSON value already): long text cut short."""
+    if isinstance(value, str) and len(value) > PREVIEW_CHARS:
+        return value[:PREVIEW_CHARS] + "…"
+    return value

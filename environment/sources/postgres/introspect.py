@@ -14,12 +14,12 @@ import psycopg
 from psycopg import sql as pgsql
 
 from environment.errors import InputError
+from environment.sources.base import preview
 from environment.sources.postgres.connection import connect
 from state.postgres_uri import without_password
 from state.schema import Column, DatabaseSchema, ForeignKey, JsonType, SkippedTable, Table
 
 DATA_VIEW_ROWS = 5
-_TEXT_PREVIEW = 120
 _INTEGER = {"int2", "int4", "int8", "oid"}
 _NUMBER = {"float4", "float8", "numeric", "money"}
 _DATES = {"date", "timestamp", "timestamptz", "time", "timetz"}
@@ -80,12 +80,6 @@ def json_value(value: Any) -> Any:
     return value
 
 
-def _preview(value: Any) -> Any:
-    value = json_value(value)
-    if isinstance(value, str) and len(value) > _TEXT_PREVIEW:
-        return value[:_TEXT_PREVIEW] + "…"
-    return value
-
 
 def _json_type(typname: str, typcategory: str) -> tuple[JsonType, bool, bool]:
     """(JSON type, is_blob, is_date) of a column's type."""
@@ -131,7 +125,7 @@ def _table(conn: psycopg.Connection, schema: str, oid: int, name: str, kind: str
     order = pgsql.SQL(", ").join(pgsql.Identifier(c) for c in pk) if pk else pgsql.SQL("1")
     cur = conn.execute(pgsql.SQL("SELECT * FROM {} ORDER BY {} LIMIT {}").format(ident, order, DATA_VIEW_ROWS))
     names = [d.name for d in cur.description or []]
-    rows = [{k: _preview(v) for k, v in zip(names, r)} for r in cur.fetchall()]
+    rows = [{k: preview(json_value(v)) for k, v in zip(names, r)} for r in cur.fetchall()]
     count = conn.execute(pgsql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()[0]
     auto_pk = len(pk) == 1 and any(c.name == pk[0] and (c.identity or c.sequence) for c in columns)
     return Table(name=name, columns=columns, foreign_keys=foreign_keys, row_count=count, sample_rows=rows,

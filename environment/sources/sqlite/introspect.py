@@ -10,13 +10,13 @@ from urllib.parse import quote
 import sqlite_utils
 
 from environment.errors import InputError
+from environment.sources.base import preview
 from environment.sources.sqlite.names import json_type_for, quote_ident
 from state.schema import Column, DatabaseSchema, ForeignKey, SkippedTable, Table
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DIALECT = "sqlite"  # how sqlglot reads this kind's statements
 DATA_VIEW_ROWS = 5
-_TEXT_PREVIEW = 120
 
 
 def check_database_path(path: str | Path) -> Path:
@@ -51,12 +51,6 @@ def json_value(value: object) -> object:
         return f"<BLOB {len(bytes(value))} bytes>"
     return value
 
-
-def _preview(value: object) -> object:
-    value = json_value(value)
-    if isinstance(value, str) and len(value) > _TEXT_PREVIEW:
-        return value[:_TEXT_PREVIEW] + "…"
-    return value
 
 
 def _observed_type(conn: sqlite3.Connection, table: str, column: str) -> str | None:
@@ -117,7 +111,7 @@ def _table(db: sqlite_utils.Database, conn: sqlite3.Connection, name: str) -> Ta
         order = "1"
     cur = conn.execute(f"SELECT * FROM {quote_ident(name)} ORDER BY {order} LIMIT {DATA_VIEW_ROWS}")
     names = [d[0] for d in cur.description]
-    rows = [{k: _preview(v) for k, v in zip(names, r)} for r in cur.fetchall()]
+    rows = [{k: preview(json_value(v)) for k, v in zip(names, r)} for r in cur.fetchall()]
     count = conn.execute(f"SELECT COUNT(*) FROM {quote_ident(name)}").fetchone()[0]
     return Table(
         name=name, columns=columns, foreign_keys=fks, row_count=count, sample_rows=rows,
