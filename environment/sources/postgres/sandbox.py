@@ -99,6 +99,13 @@ class PostgresSandbox:
         """Every table's rows keyed by primary key (a table without one: by the whole row), with the columns
         the dialogue's clock fills (defaults that read the time) and whether the key is assigned on insert (a
         single identity or serial column): what the row-level state diff (rows_diff.py) compares."""
+        try:
+            return self._snapshot()
+        except psycopg.OperationalError as exc:  # as on a call: the server went away, not the dialogue's fault
+            raise SourceUnavailable(f"the PostgreSQL server of {without_password(self.manager.source_uri)} went "
+                                    f"away: {' '.join(str(exc).split())[:200]}") from None
+
+    def _snapshot(self) -> Snapshot:
         tables: dict[str, TableSnapshot] = {}
         with self.lock, self.clone.conn.transaction():
             conn = self.clone.conn
