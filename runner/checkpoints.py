@@ -203,15 +203,19 @@ class DialogueCheckpoints:
         rebuilt, so a fork from past it is refused with the call that diverged."""
         if not state.calls:
             return
-        tools = {t.name: t for t in await self.tools_of(state)}
-        # within the run's sources, as the dialogue itself runs: what a kind sets up for a run is removed after
-        with sources_for_run(self._source_names(), self.config.run_id, self.settings.keep_sandboxes):
-            sandboxes = await asyncio.to_thread(DialogueSandboxes, state.source_db, state.seed)
-            try:
-                await asyncio.to_thread(sandboxes.replay, state.calls, tools)
-            finally:
-                await asyncio.to_thread(sandboxes.close)
-        diverged = sandboxes.diverged or [c for c in state.replay_diverged if c in {x.tool_call_id for x in state.calls}]
+        made = {c.tool_call_id for c in state.calls}
+        # a divergence recorded already (by a resume or the validator's replay) needs no sandbox to find again
+        diverged = [c for c in state.replay_diverged if c in made]
+        if not diverged:
+            tools = {t.name: t for t in await self.tools_of(state)}
+            # within the run's sources, as the dialogue itself runs: what a kind sets up for a run is removed after
+            with sources_for_run(self._source_names(), self.config.run_id, self.settings.keep_sandboxes):
+                sandboxes = await asyncio.to_thread(DialogueSandboxes, state.source_db, state.seed)
+                try:
+                    await asyncio.to_thread(sandboxes.replay, state.calls, tools)
+                finally:
+                    await asyncio.to_thread(sandboxes.close)
+            diverged = sandboxes.diverged
         if diverged:
             first = next(c for c in state.calls if c.tool_call_id in diverged)
             raise InputError(f"cannot fork from {checkpoint_id}: it is past call {first.tool_call_id} ({first.tool}), "
