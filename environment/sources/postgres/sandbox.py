@@ -68,6 +68,7 @@ class PostgresSandbox:
             raise SourceUnavailable(f"the PostgreSQL server of {without_password(manager.source_uri)} went away: "
                                     f"{' '.join(str(exc).split())[:200]}") from None
         self.lock = threading.Lock()
+        self._shapes: list[tuple[str, list[str], list[str], bool]] | None = None  # per table: key, clock, assigned
 
     def run(self, tool: Tool, arguments: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS, clock: str | None = None,
             max_chars: int = DEFAULT_MAX_ARGUMENT_CHARS) -> ToolResult:
@@ -109,11 +110,10 @@ class PostgresSandbox:
         tables: dict[str, TableSnapshot] = {}
         with self.lock, self.clone.conn.transaction():
             conn = self.clone.conn
-            for table, key in conn.execute(_TABLES, (self.schema,)).fetchall():
-                defaults = dict(conn.execute(_DEFAULTS, (self.schema, table)).fetchall())
-                clock = sorted(c for c, d in defaults.items() if d and _CLOCK.search(d))
-                assigned = len(key) == 1 and bool(defaults.get(key[0]) and "nextval" in defaults[key[0]]
-                                                  or key[0] in _identity_columns(conn, self.schema, table))
+            if self._shapes is None:  # tools change rows, never the schema: its facts are read once
+                self._shapes = [(table, list(key), *self._key_facts(conn, table, key))
+                                for table, key in conn.execute(_TABLES, (self.schema,)).fetchall()]
+            for table, key, clock, assigned in self._shapes:
                 cur = conn.execute(pgsql.SQL("SELECT * FROM {}").format(pgsql.Identifier(self.schema, table)))
                 names = [d.name for d in cur.description or []]
                 keys = list(key) or names
@@ -125,6 +125,14 @@ class PostgresSandbox:
                 tables[table] = TableSnapshot(key_columns=keys, assigned_keys=assigned, clock_columns=clock,
                                               columns=names, rows=rows)
         return Snapshot(tables=tables)
+
+    def _key_facts(self, conn: psycopg.Connection, table: str, key: list[str]) -> tuple[list[str], bool]:
+        """A table's columns the dialogue's clock fills, and whether its key is assigned on insert."""
+        defaults = dict(conn.execute(_DEFAULTS, (self.schema, table)).fetchall())
+        clock = sorted(c for c, d in defaults.items() if d and _CLOCK.search(d))
+        assigned = len(key) == 1 and bool(defaults.get(key[0]) and "nextval" in defaults[key[0]]
+                                          or key[0] in _identity_columns(conn, self.schema, table))
+        return clock, assigned
 
     def diff(self, before: Snapshot, after: Snapshot) -> StateDiff:
         return rows_diff(before, after)
