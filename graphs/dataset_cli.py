@@ -21,12 +21,18 @@ def _fraction(text: str) -> float:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    exp = sub.add_parser("export", help="turn one or more runs into a training set (openai, trl, sharegpt or hf)")
-    exp.add_argument("run_dirs", type=Path, nargs="+", help="run folders, merged into one dataset")
-    exp.add_argument("--format", required=True, choices=["openai", "trl", "sharegpt", "hf"],
+    exp = sub.add_parser("export", help="turn one or more runs into a training set (openai, trl, sharegpt or hf), "
+                                        "or evaluations into preference pairs (dpo)")
+    exp.add_argument("run_dirs", type=Path, nargs="+", help="run folders, merged into one dataset (with --format dpo: "
+                                                           "evaluation folders of one run)")
+    exp.add_argument("--format", required=True, choices=["openai", "trl", "sharegpt", "hf", "dpo"],
                      help="openai: JSONL for OpenAI fine-tuning (arguments as JSON strings); trl: JSONL for TRL and "
                           "Hugging Face chat templates (arguments as objects); sharegpt: LLaMA-Factory with "
-                          "dataset_info.json; hf: a datasets DatasetDict, parquet per split and a dataset card")
+                          "dataset_info.json; hf: a datasets DatasetDict, parquet per split and a dataset card; "
+                          "dpo: prompt/chosen/rejected pairs from evaluations (passing vs assistant-fault trials of "
+                          "a task) for TRL's DPOTrainer")
+    exp.add_argument("--pairs-per-task", type=int, default=3, metavar="N",
+                     help="with --format dpo: the most pairs one task gives (default 3)")
     exp.add_argument("--out", type=Path, required=True, help="a new folder for the dataset")
     exp.add_argument("--test-fraction", type=_fraction, default=0.0,
                      help="share of dialogues in a test split, chosen by a stable hash of the id (default 0)")
@@ -63,6 +69,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
             raise InputError(f"--dedup must be a cosine similarity above 0 and at most 1 (got {args.dedup})")
         if args.max_tokens is not None and args.max_tokens < 1:
             raise InputError(f"--max-tokens must be at least 1 (got {args.max_tokens})")
+        if args.format == "dpo":
+            return _export_preferences(args, console)
         request = ExportRequest(run_dirs=args.run_dirs, format=args.format, out=args.out,
                                 test_fraction=args.test_fraction, only=args.only, dedup=args.dedup,
                                 embedding_model=args.embedding_model, check_template=args.check_template,
@@ -92,3 +100,26 @@ def run(args: argparse.Namespace, console: Console) -> int:
         path = write_report(args.run_dirs, args.out, console, args.embedding_model, args.check_template)
         console.print(f"report written to {path}")
         return 0
+
+
+def _export_preferences(args: argparse.Namespace, console: Console) -> int:
+    from results.exporters.preference import PreferenceRequest, export_preferences, preference_summary
+
+    for flag, given in (("--only", args.only != "valid"), ("--dedup", args.dedup is not None),
+                        ("--max-tokens", args.max_tokens is not None), ("--split", args.split != "dialogues")):
+        if given:
+            raise InputError(f"{flag} is for dialogue exports; --format dpo makes pairs of evaluation trials")
+    if args.pairs_per_task < 1:
+        raise InputError(f"--pairs-per-task must be at least 1 (got {args.pairs_per_task})")
+    result = export_preferences(PreferenceRequest(eval_dirs=args.run_dirs, out=args.out,
+                                                  pairs_per_task=args.pairs_per_task,
+                                                  test_fraction=args.test_fraction,
+                                                  check_template=args.check_template), console)
+    console.print(preference_summary(result))
+    check = result.template_check
+    if check is not None and not check.ok:
+        for line_id, why in check.refused.items():
+            console.print(f"refused by the template: {line_id}: {why}")
+        console.print(f"[red]{check.template} renders some pairs wrong (see {args.out / 'export.json'})[/red]")
+        return 1
+    return 0

@@ -1,0 +1,199 @@
+"""Data from evaluations: preference pairs (`export EVAL_DIR --format dpo`) proven by state.
+
+The benchmark is a small offline clinic run; the model under test passes read tasks and fails write tasks
+(tests/evaluation_fakes.WrongValueAssistant); the offline assistant, evaluated with the same seed, meets the
+same users trial by trial and passes them all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import AIMessage
+from rich.console import Console
+
+from backends.offline import OfflineBackend
+from backends.protocols import AssistantRequest, UserTurnRequest
+from backends.registry import register_backend
+from graphs.dialogue import build_dialogue_graph
+from graphs.run import main
+from results.exporters.openai_format import chat_message
+from results.exporters.preference import common_prefix
+from runner import event_loop
+from runner.evaluate import evaluate
+from state.config import Settings
+from state.dialogue import Usage, UserTurn
+from tests.evaluation_fakes import WrongValueAssistant
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = 4
+
+
+class ChattyEarlyUser(OfflineBackend):
+    """The offline user, who ends the task at its second turn whatever is still open, with an assistant that
+    opens each answer with a pleasantry (so its trials part from the offline assistant's at an assistant turn)."""
+
+    async def assistant_turn(self, request: AssistantRequest) -> tuple[AIMessage, Usage]:
+        message, usage = await super().assistant_turn(request)
+        if message.tool_calls or not message.text:
+            return message, usage
+        return AIMessage(content="Certainly! " + message.text), usage
+
+    async def user_turn(self, request: UserTurnRequest) -> tuple[UserTurn, Usage]:
+        turn, usage = await super().user_turn(request)
+        if request.user_turn >= 1:
+            return UserTurn(user_message="That will do, thanks. Bye.", is_task_complete=True), usage
+        return turn, usage
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _evaluate(run: Path, out: Path, backend: str) -> Path:
+    event_loop.run(evaluate(build_dialogue_graph, run, out, Settings(backend=backend), Console(quiet=True),
+                            trials=3, seed=SEED))
+    return out
+
+
+@pytest.fixture(scope="module")
+def evaluations(tmp_path_factory) -> dict[str, Path]:
+    """A 6 x 2-task offline run and three evaluations of it with the same seed (the same users trial by trial)."""
+    root = tmp_path_factory.mktemp("preferences")
+    run = root / "clinic"
+    assert main(["generate", "--db", str(ROOT / "examples" / "clinic.sqlite"), "--dialogues", "6",
+                 "--tasks-per-dialogue", "2", "--seed", "3", "--concurrency", "4", "--out", str(run)]) == 0
+    register_backend("writes-wrong", WrongValueAssistant())
+    register_backend("chatty-early-user", ChattyEarlyUser())
+    return {"run": run, "offline": _evaluate(run, root / "eval-offline", "offline"),
+            "writes-wrong": _evaluate(run, root / "eval-writes-wrong", "writes-wrong"),
+            "early": _evaluate(run, root / "eval-early", "chatty-early-user")}
+
+
+def _trials(eval_dir: Path) -> dict[str, dict]:
+    return {t["id"]: t for t in _lines(eval_dir / "trials.jsonl")}
+
+
+def _conversation(eval_dir: Path, trial: dict) -> list[dict]:
+    """The trial's conversation as the assistant saw it, rebuilt from the evaluation's files."""
+    from prompts import load_prompt
+
+    task = next(t for t in _lines(eval_dir / "tasks.jsonl") if t["task_id"] == trial["task_id"])
+    head = [{"role": "system", "content": load_prompt("assistant").text.strip()}]
+    return [*head, *(chat_message(m, objects=True) for m in task["prefix"] + trial["messages"])]
+
+
+def _export(tmp_path: Path, *eval_dirs: Path, extra: tuple[str, ...] = (), code: int = 0) -> Path:
+    out = tmp_path / "dpo"
+    assert main(["export", *map(str, eval_dirs), "--format", "dpo", "--out", str(out), *extra]) == code
+    return out
+
+
+def test_pairs_hold_a_passing_and_an_assistant_fault_trial_parting_after_their_common_prefix(evaluations, tmp_path):
+    offline, wrong = evaluations["offline"], evaluations["writes-wrong"]
+    trials = {"eval-offline": _trials(offline), "eval-writes-wrong": _trials(wrong)}
+    assert all(t["reward"] == 1 for t in trials["eval-offline"].values())
+    failed = [t for t in trials["eval-writes-wrong"].values() if t["reward"] == 0]
+    assert failed and all(t["fault"] == "assistant" for t in failed)
+    out = _export(tmp_path, offline, wrong, extra=("--pairs-per-task", "2"))
+    pairs = _lines(out / "train.jsonl")
+    manifest = json.loads((out / "export.json").read_text())
+    failing_tasks = {t["task_id"] for t in failed}
+    assert {p["metadata"]["task_id"] for p in pairs} == failing_tasks  # every failing write task gives pairs
+    assert all(p["metadata"]["writes"] for p in pairs)
+    per_task = {task: sum(p["metadata"]["task_id"] == task for p in pairs) for task in failing_tasks}
+    assert max(per_task.values()) == 2 and manifest["left_out"]["over --pairs-per-task"] > 0
+    for pair in pairs:
+        meta = pair["metadata"]
+        chosen = trials[meta["chosen"]["evaluation"]][meta["chosen"]["trial"]]
+        rejected = trials[meta["rejected"]["evaluation"]][meta["rejected"]["trial"]]
+        assert chosen["reward"] == 1 and rejected["reward"] == 0 and rejected["fault"] == "assistant"
+        assert meta["rejected"]["why"] == rejected["fault_detail"] and meta["rejected"]["why"]
+        assert chosen["seed"] == rejected["seed"], "the same user up to the divergence"
+        good = _conversation(offline, chosen)
+        bad = _conversation(wrong, rejected)
+        n = len(pair["prompt"])
+        # the prompt is the longest common prefix: both conversations carry it, and part right after it
+        assert good[:n] == pair["prompt"] and bad[:n] == pair["prompt"][:n] == bad[:n]
+        assert common_prefix(good, bad) == n
+        assert pair["chosen"] == good[n:n + len(pair["chosen"])] and pair["rejected"] == bad[n:n + len(pair["rejected"])]
+        assert pair["chosen"][0]["role"] == pair["rejected"][0]["role"] == "assistant"
+        assert pair["chosen"][0] != pair["rejected"][0]
+        assert all(m["role"] != "user" for m in pair["chosen"] + pair["rejected"])
+        assert any(m["role"] == "user" for m in pair["prompt"])
+        calls = [c for m in pair["prompt"] + pair["chosen"] + pair["rejected"] for c in m.get("tool_calls") or []]
+        assert calls and all(isinstance(c["function"]["arguments"], dict) for c in calls)
+
+
+def test_the_pairs_read_back_exactly_and_train_one_dpo_step_on_the_cpu(evaluations, tmp_path):
+    pytest.importorskip("trl", reason="TRL comes with the dev extra")
+    from datasets import load_dataset
+    from transformers import AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    from tests.chat_template import render_hermes
+    from tests.tiny_model import tiny_model, tiny_tokenizer
+
+    out = _export(tmp_path, evaluations["offline"], evaluations["writes-wrong"])
+    pairs = _lines(out / "train.jsonl")
+    dataset = load_dataset("json", data_files=str(out / "train.jsonl"))["train"]
+    for row, pair in zip(dataset, pairs):  # Arrow pads no argument object with another tool's keys
+        for field in ("prompt", "chosen", "rejected", "tools"):
+            assert row[field] == pair[field], field
+    texts = [render_hermes(p["prompt"] + p[side], p["tools"]) for p in pairs[:3] for side in ("chosen", "rejected")]
+    tiny_tokenizer(texts, tmp_path / "tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "tokenizer"), local_files_only=True)
+    args = DPOConfig(output_dir=str(tmp_path / "dpo-run"), max_steps=1, per_device_train_batch_size=2,
+                     max_length=None, report_to=[], use_cpu=True, save_strategy="no", logging_steps=1, bf16=False,
+                     fp16=False, dataloader_num_workers=0, seed=0)
+    trainer = DPOTrainer(model=tiny_model(tokenizer), ref_model=tiny_model(tokenizer), processing_class=tokenizer,
+                         train_dataset=dataset.select_columns(["prompt", "chosen", "rejected", "tools"]), args=args)
+    row = trainer.train_dataset[0]
+    assert tokenizer.decode(row["prompt_ids"] + row["chosen_ids"]) == render_hermes(pairs[0]["prompt"] + pairs[0]["chosen"],
+                                                                                   pairs[0]["tools"])
+    result = trainer.train()
+    assert result.global_step == 1 and math.isfinite(result.training_loss)
+    # --check-template renders each pair's two conversations through the same template
+    checked = _export(tmp_path / "checked", evaluations["offline"], evaluations["writes-wrong"],
+                      extra=("--check-template", str(tmp_path / "tokenizer")))
+    check = json.loads((checked / "export.json").read_text())["template_check"]
+    assert check["lines"] == 2 * len(pairs) and check["refused"] == {} and check["double_encoded"] == {}
+
+
+def test_a_user_who_ends_early_never_appears_in_a_pair(evaluations, tmp_path):
+    offline, early = evaluations["offline"], evaluations["early"]
+    spoiled = [t for t in _trials(early).values() if t["fault"] == "simulator"]
+    assert spoiled, "the user who ends at its second turn leaves part of some goals unsaid"
+    # they would pair by their conversations alone: the same user as the offline trial, parting at an assistant turn
+    passing = _trials(offline)
+    parting = []
+    for t in spoiled:
+        good, bad = _conversation(offline, passing[t["id"]]), _conversation(early, t)
+        n = common_prefix(good, bad)
+        parting.append(n < min(len(good), len(bad)) and good[n]["role"] == bad[n]["role"] == "assistant")
+    assert any(parting)
+    for name, folders in (("two", (offline, early)), ("three", (offline, evaluations["writes-wrong"], early))):
+        out = _export(tmp_path / name, *folders, extra=("--pairs-per-task", "9"))
+        pairs = _lines(out / "train.jsonl")
+        in_pairs = {f"{p['metadata'][side]['evaluation']}/{p['metadata'][side]['trial']}"
+                    for p in pairs for side in ("chosen", "rejected")}
+        assert pairs and not {f"eval-early/{t['id']}" for t in spoiled} & in_pairs
+        # its other trials may pair: a passing one as chosen, one the assistant failed as rejected
+        assert all(p["metadata"]["rejected"]["fault"] == "assistant" for p in pairs)
+        assert json.loads((out / "export.json").read_text())["left_out"]["simulator faults"] == len(spoiled)
+
+
+def test_bad_input_is_one_line_exit_2_and_nothing_written(evaluations, tmp_path, capsys):
+    out = tmp_path / "dpo"
+    # the model that fails every write task passes every read task: no task both passed and failed
+    assert main(["export", str(evaluations["writes-wrong"]), "--format", "dpo", "--out", str(out)]) == 2
+    assert main(["export", str(evaluations["run"]), "--format", "dpo", "--out", str(out)]) == 2
+    assert main(["export", str(evaluations["offline"]), str(evaluations["writes-wrong"]), "--format", "dpo",
+                 "--pairs-per-task", "0", "--out", str(out)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3 and all(e.startswith("error: ") for e in errors)
+    assert "both passed and failed" in errors[0] and "not an evaluation" in errors[1]
+    assert not out.exists()
