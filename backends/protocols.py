@@ -15,6 +15,7 @@ from state.dialogue import ExecutedCall, SimulatedWorld, Usage, UserTurn, Verdic
 from state.prompt_params import PromptStyle
 from state.schema import DatabaseSchema
 from state.tasks import Difficulty, Task
+from state.targeting import TaskAim
 from state.toolprep import Question
 from state.tools import Tool
 
@@ -45,6 +46,7 @@ class TaskRequest(BaseModel):
         "descriptive", description="A latent goal for a user simulator, or a direct question (task-oriented).")
     rng_key: str = Field(description="Seeds every random choice of this request.")
     feedback: str = Field("", description="Why the last task was refused at the plan check, to do better.")
+    aim: TaskAim | None = Field(None, description="What a targeted run leans this task toward (generate --target).")
 
 
 class UserTurnRequest(BaseModel):

@@ -30,11 +30,13 @@ from graphs.task_oriented import build_task_oriented_graph
 from graphs.toolprep import build_toolprep_graph
 from graphs.finish import finish_run, write_stats
 from results.stats import RunStats, read_run_stats, stats_table
+from results.targeting import slice_shares, slice_table
 from runner import event_loop
 from runner import layout
 from runner.lifecycle import generate, resume
 from runner.checkpoints import DialogueCheckpoints, render_conversation
 from runner.layout import LLM_CACHE, dialogue_run_config, load_toolset
+from runner.targeting import read_targeting, targeting_table
 from runner.toolprep import run_toolprep
 from runner.workers import DIALOGUES_PER_WORKER, choose_workers
 from state.config import RunConfig, Settings
@@ -66,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
                           f"min(cores, ceil(concurrency / {DIALOGUES_PER_WORKER})), offline 1")
     gen.add_argument("--out", type=Path, help="run folder (default runs/<database>-s<seed>-<time>)")
     gen.add_argument("--toolset", type=Path, help="reuse a toolset.json instead of synthesizing one")
+    gen.add_argument("--target", type=Path, metavar="EVAL_DIR",
+                     help="lean task making toward the slices (databases, tools, writes, difficulties, subtasks, "
+                          "variants) the model of this evaluation failed most; the weights go in config.json")
     add_llm_args(gen)
 
     gen.add_argument("--from-conversation", type=Path,
@@ -214,6 +219,10 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         settings = _settings(args)
         if args.checkpoints:
             settings = settings.model_copy(update={"checkpoints": args.checkpoints})
+        if args.target is not None:
+            targeting = read_targeting(args.target)
+            settings = settings.model_copy(update={"targeting": targeting})
+            console.print(targeting_table(targeting))
         if not args.db and not args.toolset and not args.mcp:
             raise InputError("pass --db with a SQLite database, --mcp with MCP servers, or --toolset with a "
                              "toolset.json (simulated tools)")
@@ -267,6 +276,10 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         await run_toolprep(build_toolprep_graph, args.tools, args.domain, out, _settings(args), args.seed, console)
     elif args.command == "stats":
         console.print(stats_table(read_run_stats(args.run_dirs)))
+        for run_dir, label in zip(args.run_dirs, layout.run_labels(args.run_dirs)):
+            targeted = slice_shares(run_dir)  # a run made with --target: its slices beside the evaluation's
+            if targeted is not None:
+                console.print(slice_table(label, *targeted))
     elif args.command == verify_cli.COMMAND:
         return await verify_cli.run(args, console)
     elif args.command == evaluate_cli.COMMAND:

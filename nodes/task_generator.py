@@ -12,7 +12,9 @@ from nodes.plan_check import checked_task
 from nodes.stored_values import schema_of, tools_of
 from state.config import Settings
 from state.dialogue import DialogueState, Usage
+from state.targeting import TaskAim, Targeting
 from state.tasks import Task
+from state.tools import Tool
 
 DIFFICULTY_WEIGHTS = {"easy": 0.25, "medium": 0.45, "hard": 0.30}
 
@@ -28,13 +30,30 @@ async def task_generator(state: DialogueState, runtime: Runtime[Settings]) -> di
     if conversation:
         relation = "extends"
     tools = await tools_of(state, runtime)
+    aim = None
+    targeting = settings_of(runtime).targeting
+    if targeting is not None:  # drawn apart from `rng`: an untargeted run draws exactly what it always drew
+        difficulty, aim = aimed(targeting, random.Random(f"{key}:aim"), tools)
     # the task is kept only once its reference plan runs on a scratch copy of the dialogue's state (nodes/plan_check)
     task, usage = await checked_task(state, tools, settings_of(runtime), backend_of(runtime, state), TaskRequest(
         database=await schema_of(state, runtime), tools=tools, difficulty=difficulty, relation=relation,
         previous_tasks=state.tasks, previous_calls=state.calls, conversation=conversation, style=state.task_style,
-        rng_key=key,
+        rng_key=key, aim=aim,
     ))
     return _started(state, task, usage)
+
+
+def aimed(targeting: Targeting, rng: random.Random, tools: list[Tool]) -> tuple[str, TaskAim]:
+    """A targeted task's difficulty and aim, each axis drawn from its slices' weights (a tool among those the
+    dialogue has; a number of subtasks and a variant among those the evaluation saw)."""
+    difficulty = targeting.draw("difficulty", rng, list(DIFFICULTY_WEIGHTS)) or "medium"
+    writes = targeting.draw("writes", rng, ["read-only", "write"])
+    subtasks = targeting.draw("subtasks", rng)
+    tool = targeting.draw("tool", rng, [t.name for t in tools]) if tools else None
+    variant = targeting.draw("variant", rng)
+    return difficulty, TaskAim(writes=None if writes is None else writes == "write",
+                               subtasks=int(subtasks) if subtasks and subtasks.isdigit() and int(subtasks) else None,
+                               tool=tool, variant=variant)
 
 
 def _started(state: DialogueState, task: Task, usage: Usage) -> dict:

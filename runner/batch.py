@@ -36,6 +36,7 @@ from runner.preflight import settle_backend
 from runner.ray_executor import run_on_ray
 from runner.run_folder import RunFolder
 from runner.shards import merge_shards, seed_threads, shard_folder
+from runner.targeting import targeted_source
 from state.config import RunConfig, Settings
 from state.dialogue import DialogueInput, DialogueState, Usage
 from state.tools import Tool
@@ -239,7 +240,7 @@ class Batch:
                "recursion_limit": recursion_limit(self.config, self.settings)}
         started = time.perf_counter()
         error, failed_usage = None, None
-        source = self.config.source_of(i)
+        source = targeted_source(self.config, self.settings.targeting, i)
         try:
             start = DialogueInput(dialogue_id=dialogue_id, source_db=source.path,
                                   seed=self.config.dialogue_seed(i), prelude=self.config.prelude,

@@ -12,6 +12,7 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator,
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from state.postgres_uri import is_postgres_uri, without_password
+from state.targeting import Targeting
 
 
 LLMRole = Literal["assistant", "user", "judge", "generator"]
@@ -89,6 +90,9 @@ class Settings(BaseSettings):
         "checkpoints.sqlite, or a libpq URI (postgresql://USER@HOST:PORT/DATABASE) for LangGraph's Postgres saver "
         "and store, shared by workers on several machines. Recorded without its password (libpq reads it from "
         "PGPASSWORD or ~/.pgpass).")
+    targeting: Targeting | None = Field(
+        None, description="Weights that lean task making toward the slices an evaluation's model failed (generate "
+        "--target EVAL_DIR), with the figures they come from; none: tasks as usual.")
 
     @field_validator("checkpointer")
     @classmethod
@@ -152,6 +156,8 @@ class Settings(BaseSettings):
         kept: dict[str, object] = {"checkpointer": recorded.get("checkpointer") or ""}
         if "checkpoints" in recorded:
             kept["checkpoints"] = recorded["checkpoints"]
+        if recorded.get("targeting"):  # a targeted run stays aimed as it was, whichever settings go on with it
+            kept["targeting"] = Targeting.model_validate(recorded["targeting"])
         return cls(**{**recorded, **kept}) if given is None else given.model_copy(update=kept)
 
     def public(self) -> dict[str, object]:

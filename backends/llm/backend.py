@@ -134,7 +134,9 @@ class OpenAIBackend:
     async def generate_task(self, request: TaskRequest) -> tuple[Task, Usage]:
         prompt = load_prompt("task_generator").render(
             schema=render_schema(request.database), tools=render_tools(request.tools),
-            context=task_context(request), difficulty=request.difficulty, feedback=plan_feedback(request))
+            context=task_context(request) + (f"\n\n{request.aim.sentence()}" if request.aim and request.aim.sentence()
+                                             else ""),
+            difficulty=request.difficulty, feedback=plan_feedback(request))
         return await self.ask("task_generator", [HumanMessage(content=prompt)],
                               lambda obj: parse_task(obj, request), TaskReply)
 

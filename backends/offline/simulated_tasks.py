@@ -94,7 +94,8 @@ class SimulatedTaskBuilder(TaskAssembly):
             if entity not in entities:
                 entities.append(entity)
         self.rng.shuffle(entities)
-        target = {"easy": 2, "medium": 3, "hard": 3}[self.request.difficulty]
+        target = (self.request.aim and self.request.aim.subtasks) or {"easy": 2, "medium": 3, "hard": 3}[
+            self.request.difficulty]
         for entity in entities:
             found = self.find(entity)
             if found is None:
@@ -102,6 +103,9 @@ class SimulatedTaskBuilder(TaskAssembly):
             extras = [self.update_found, self.related]
             if self.request.difficulty == "easy":
                 extras = [self.related, self.update_found]
+            aim = self.request.aim
+            if aim is not None and aim.writes is not None:  # a write first, or none at all
+                extras = [self.update_found, self.related] if aim.writes else [self.related]
             for make in extras:
                 if len(self.subtasks) < target:
                     make(entity, found)

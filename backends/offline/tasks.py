@@ -241,16 +241,24 @@ class TaskBuilder(TaskAssembly):
                        if not is_changed(f, changed)]
         previous = {s.description for t in req.previous_tasks for s in t.subtasks}
         focuses = [f for f in focuses if f"contains “{f.value}”" not in " ".join(previous)] or focuses
-        target = {"easy": 2, "medium": 3, "hard": 4}[req.difficulty]
+        if req.aim is not None:
+            focuses = self._aimed_focuses(focuses)
+        target = (req.aim and req.aim.subtasks) or {"easy": 2, "medium": 3, "hard": 4}[req.difficulty]
         if focuses:
             focus = self.rng.choice(focuses)
             found = self.find(focus)
             extra = [self.children, self.update, self.add_child]
             self.rng.shuffle(extra)
-            if req.difficulty == "easy":
+            if req.aim is not None and req.aim.writes is not None:  # a write first, or none at all
+                writes = [m for m in extra if m != self.children]
+                extra = [*writes, self.children] if req.aim.writes else [self.children]
+            elif req.difficulty == "easy":
                 extra = [self.children]
+            room = target - (1 if req.difficulty == "hard" else 0)
+            if req.aim is not None and req.aim.writes:
+                room = max(room, 2)  # the focus's own subtasks hold the write
             for make in extra:
-                if len(self.subtasks) >= target - (1 if req.difficulty == "hard" else 0):
+                if len(self.subtasks) >= room:
                     break
                 make(focus, found)
         for make in self.rng.sample([self.top, self.aggregate, self.range], 3):
@@ -260,6 +268,23 @@ class TaskBuilder(TaskAssembly):
         if len(self.subtasks) < 2 and not self.subtasks:
             raise ValueError("the toolset offers nothing to build a task from (no searchable table with rows)")
         return self._task(relation)
+
+    def _aimed_focuses(self, focuses: list[Focus]) -> list[Focus]:
+        """The focal records a targeted task leans to: on a table it can change (when it is to write), and on the
+        aimed tool's table where there is one."""
+        aim = self.request.aim
+        assert aim is not None
+        if aim.writes:
+            focuses = [f for f in focuses if self._writable(f.table.name)] or focuses
+        tool = next((t for t in self.request.tools if t.name == aim.tool), None)
+        if tool is not None and tool.table:
+            focuses = [f for f in focuses if f.table.name == tool.table] or focuses
+        return focuses
+
+    def _writable(self, table: str) -> bool:
+        return bool(self.index.of("update", table)) or any(
+            self.index.of("insert", t.table)
+            for t, _ in self.index.children_lister(table))
 
     def _changed_rows(self) -> dict[str, list[dict[str, Any]]]:
         """Per table, the keys of rows an earlier task updated or deleted: the data view is stale for them."""

@@ -197,3 +197,57 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(evaluations, tmp_path,
     assert len(errors) == 3 and all(e.startswith("error: ") for e in errors)
     assert "both passed and failed" in errors[0] and "not an evaluation" in errors[1]
     assert not out.exists()
+
+
+def _tasks_of(run: Path) -> list[dict]:
+    return [t for line in _lines(run / "dialogues.jsonl") for t in line["metadata"]["tasks"]]
+
+
+def _write_share(run: Path) -> float:
+    tasks = _tasks_of(run)
+    return sum(any(s["changes_data"] for s in t["subtasks"]) for t in tasks) / len(tasks)
+
+
+def _generate(out: Path, *extra: str) -> Path:
+    assert main(["generate", "--db", str(ROOT / "examples" / "clinic.sqlite"), "--dialogues", "20",
+                 "--tasks-per-dialogue", "2", "--seed", "5", "--concurrency", "4", "--out", str(out), *extra]) == 0
+    return out
+
+
+def test_generation_aimed_at_the_failed_writes_makes_mostly_write_tasks_recorded_and_repeatable(evaluations, tmp_path,
+                                                                                                capsys):
+    wrong = evaluations["writes-wrong"]
+    plain = _generate(tmp_path / "plain")
+    capsys.readouterr()
+    aimed = _generate(tmp_path / "aimed", "--target", str(wrong))
+    printed = capsys.readouterr().out
+    before, after = _write_share(plain), _write_share(aimed)
+    print(f"write tasks: {before:.0%} untargeted, {after:.0%} aimed at {wrong.name}")
+    assert after >= 0.8 and after > before
+    assert "task making aimed by" in printed and "read-only" in printed  # the weights, printed at the start
+    targeting = json.loads((aimed / "config.json").read_text())["settings"]["targeting"]
+    assert targeting["source"] == str(wrong)
+    writes = targeting["slices"]["writes"]
+    assert writes["write"]["pass_rate"] == 0 and writes["read-only"]["pass_rate"] == 1
+    assert writes["write"]["weight"] > writes["read-only"]["weight"] > 0  # smoothed: no slice vanishes
+    assert set(targeting["slices"]) >= {"database", "writes", "difficulty", "subtasks", "tool", "variant"}
+    assert json.loads((plain / "config.json").read_text())["settings"]["targeting"] is None
+    again = _generate(tmp_path / "again", "--target", str(wrong))
+    assert [line["messages"] for line in _lines(again / "dialogues.jsonl")] == \
+        [line["messages"] for line in _lines(aimed / "dialogues.jsonl")]
+    assert _tasks_of(again) == _tasks_of(aimed)
+    # stats: the share of tasks per slice beside the evaluation's pass rates
+    assert main(["stats", str(aimed)]) == 0
+    printed = capsys.readouterr().out
+    assert "tasks per slice" in printed and f"{after:.0%}" in printed
+
+
+def test_target_refuses_a_run_folder_in_one_line(evaluations, tmp_path, capsys):
+    out = tmp_path / "aimed"
+    assert main(["generate", "--db", str(ROOT / "examples" / "clinic.sqlite"), "--dialogues", "2", "--out", str(out),
+                 "--target", str(evaluations["run"])]) == 2
+    assert main(["generate", "--db", str(ROOT / "examples" / "clinic.sqlite"), "--dialogues", "2", "--out", str(out),
+                 "--target", str(tmp_path / "nowhere")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "is a dialogue run, not an evaluation" in errors[0] and "no evaluation" in errors[1]
+    assert not out.exists()
