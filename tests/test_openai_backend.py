@@ -220,6 +220,18 @@ def test_generate_task_first_task_has_no_history(database, tools):
     assert "This is the first task of a new conversation." in model.calls[0][0].text
 
 
+def test_generate_task_of_a_targeted_run_asks_for_its_aim(database, tools):
+    from state.targeting import TaskAim
+
+    backend, model = fake_backend(json.dumps({"goal": "g", "subtasks": [{"description": "s"}]}))
+    aim = TaskAim(writes=True, subtasks=3, tool="add_pet")
+    run(backend.generate_task(TaskRequest(database=database, tools=tools, difficulty="medium", relation="first",
+                                          rng_key="k", aim=aim)))
+    prompt = model.calls[0][0].text
+    assert "it must ask for a change to the data" in prompt and "exactly 3 subtasks" in prompt
+    assert "its plan uses the tool add_pet" in prompt
+
+
 def test_user_turn_sees_goal_subtasks_and_every_tool_call(task):
     backend, model = fake_backend('{"user_message": "Great, which pets do I have?", "is_task_complete": false}')
     request = UserTurnRequest(task=task, messages=conversation(), task_start=0, user_turn=1,
