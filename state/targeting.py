@@ -80,7 +80,8 @@ class Targeting(BaseModel):
         return rng.choices(list(shares), weights=list(shares.values()))[0]
 
 
-def slice_figures(tasks: list[tuple[dict[str, list[str]], list[int]]], prior: float) -> dict[str, dict[str, SliceFigures]]:
+def slice_figures(tasks: list[tuple[dict[str, list[str]], list[int]]],
+                  prior: float) -> dict[str, dict[str, SliceFigures]]:
     """Per axis and slice, the figures of tasks given as (their slices, the rewards of their counted trials)."""
     counts: dict[str, dict[str, list[int]]] = {}
     for slices, rewards in tasks:

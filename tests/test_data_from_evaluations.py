@@ -86,6 +86,11 @@ def _conversation(eval_dir: Path, trial: dict) -> list[dict]:
     return [*head, *(chat_message(m, objects=True) for m in task["prefix"] + trial["messages"])]
 
 
+def _without_ids(message: dict) -> dict:
+    calls = [{**c, "id": ""} for c in message.get("tool_calls") or []]
+    return {**message, "tool_calls": calls}
+
+
 def _export(tmp_path: Path, *eval_dirs: Path, extra: tuple[str, ...] = (), code: int = 0) -> Path:
     out = tmp_path / "dpo"
     assert main(["export", *map(str, eval_dirs), "--format", "dpo", "--out", str(out), *extra]) == code
@@ -117,9 +122,10 @@ def test_pairs_hold_a_passing_and_an_assistant_fault_trial_parting_after_their_c
         bad = _conversation(wrong, rejected)
         n = len(pair["prompt"])
         # the prompt is the longest common prefix: both conversations carry it, and part right after it
-        assert good[:n] == pair["prompt"] and bad[:n] == pair["prompt"][:n] == bad[:n]
-        assert common_prefix(good, bad) == n
-        assert pair["chosen"] == good[n:n + len(pair["chosen"])] and pair["rejected"] == bad[n:n + len(pair["rejected"])]
+        assert good[:n] == pair["prompt"] == bad[:n]
+        assert _without_ids(good[n]) != _without_ids(bad[n]) and common_prefix(good, bad) == n
+        assert pair["chosen"] == good[n:n + len(pair["chosen"])]
+        assert pair["rejected"] == bad[n:n + len(pair["rejected"])]
         assert pair["chosen"][0]["role"] == pair["rejected"][0]["role"] == "assistant"
         assert pair["chosen"][0] != pair["rejected"][0]
         assert all(m["role"] != "user" for m in pair["chosen"] + pair["rejected"])
@@ -152,8 +158,8 @@ def test_the_pairs_read_back_exactly_and_train_one_dpo_step_on_the_cpu(evaluatio
     trainer = DPOTrainer(model=tiny_model(tokenizer), ref_model=tiny_model(tokenizer), processing_class=tokenizer,
                          train_dataset=dataset.select_columns(["prompt", "chosen", "rejected", "tools"]), args=args)
     row = trainer.train_dataset[0]
-    assert tokenizer.decode(row["prompt_ids"] + row["chosen_ids"]) == render_hermes(pairs[0]["prompt"] + pairs[0]["chosen"],
-                                                                                   pairs[0]["tools"])
+    rendered = render_hermes(pairs[0]["prompt"] + pairs[0]["chosen"], pairs[0]["tools"])
+    assert tokenizer.decode(row["prompt_ids"] + row["chosen_ids"]) == rendered
     result = trainer.train()
     assert result.global_step == 1 and math.isfinite(result.training_loss)
     # --check-template renders each pair's two conversations through the same template
@@ -231,6 +237,7 @@ def test_generation_aimed_at_the_failed_writes_makes_mostly_write_tasks_recorded
     assert writes["write"]["pass_rate"] == 0 and writes["read-only"]["pass_rate"] == 1
     assert writes["write"]["weight"] > writes["read-only"]["weight"] > 0  # smoothed: no slice vanishes
     assert set(targeting["slices"]) >= {"database", "writes", "difficulty", "subtasks", "tool", "variant"}
+    assert set(targeting["slices"]["variant"]) == {"standard"}  # tasks without a variant are standard ones
     assert json.loads((plain / "config.json").read_text())["settings"]["targeting"] is None
     again = _generate(tmp_path / "again", "--target", str(wrong))
     assert [line["messages"] for line in _lines(again / "dialogues.jsonl")] == \
@@ -251,3 +258,23 @@ def test_target_refuses_a_run_folder_in_one_line(evaluations, tmp_path, capsys):
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and "is a dialogue run, not an evaluation" in errors[0] and "no evaluation" in errors[1]
     assert not out.exists()
+
+
+def test_a_run_over_several_databases_draws_each_dialogues_database_by_its_weight_and_resume_keeps_the_weights():
+    from runner.targeting import targeted_source
+    from state.config import DatabaseSource, RunConfig
+    from state.targeting import SliceFigures, Targeting
+
+    targeting = Targeting(source="eval", overall_failure=0.5, slices={"database": {
+        "shop": SliceFigures(tasks=4, scored=12, failed=12, weight=0.96),
+        "clinic": SliceFigures(tasks=4, scored=12, failed=0, weight=0.04)}})
+    config = RunConfig(run_id="r", source_db="", dialogues=200, tasks_per_dialogue=1, seed=3, concurrency=1,
+                       databases=[DatabaseSource(path="/data/clinic.sqlite", toolset="toolsets/clinic.json"),
+                                  DatabaseSource(path="/data/shop.sqlite", toolset="toolsets/shop.json")])
+    drawn = [targeted_source(config, targeting, i).path for i in range(200)]
+    assert drawn == [targeted_source(config, targeting, i).path for i in range(200)]  # the same seed, the same run
+    assert 0.9 <= drawn.count("/data/shop.sqlite") / 200 < 1.0  # leaning, and no database vanishes
+    assert [targeted_source(config, None, i).path for i in range(4)] == [s.path for s in config.databases] * 2
+    recorded = Settings(targeting=targeting).public()
+    assert Settings.of_run(json.loads(json.dumps(recorded))).targeting == targeting
+    assert Settings.of_run(recorded, Settings(backend="offline")).targeting == targeting

@@ -136,7 +136,7 @@ def _evaluations(eval_dirs: list[Path]) -> tuple[dict[str, BenchmarkTask], list[
     return tasks, played, tools
 
 
-def _pairs_of_task(task: BenchmarkTask, passed: list[PlayedTrial], failed: list[PlayedTrial], limit: int,
+def _pairs_of_task(passed: list[PlayedTrial], failed: list[PlayedTrial], limit: int,
                    left_out: Counter) -> list[tuple[PlayedTrial, PlayedTrial, int]]:
     """Up to `limit` couples (chosen, rejected, divergence) whose conversations part at an assistant turn; the
     failures take turns, so a task's pairs cover as many different failures as it has."""
@@ -185,7 +185,7 @@ def preference_pairs(eval_dirs: list[Path], pairs_per_task: int) -> tuple[list[d
             continue
         result.tasks_passed_and_failed += 1
         task = tasks[task_id]
-        couples = _pairs_of_task(task, passed, failed, pairs_per_task, left_out)
+        couples = _pairs_of_task(passed, failed, pairs_per_task, left_out)
         result.tasks_with_pairs += bool(couples)
         for good, bad, n in couples:
             lines.append(_line(task, good, bad, n, tools[task_id]))
