@@ -47,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pick.add_argument("--task-ids", help="comma-separated task ids, e.g. run-d0003-t1,run-d0004-t2")
     ev.add_argument("--seed", type=int, default=0, help="seeds the task sample, every trial's user and the bootstrap")
     ev.add_argument("--judge", action="store_true", help="score the judge's non-state rubric items too")
+    ev.add_argument("--same-user", action="store_true",
+                    help="every trial of a task meets the same user, so trials differ by the model's sampling alone "
+                         "(for preference pairs from one evaluation: export EVAL_DIR --format dpo)")
     ev.add_argument("--concurrency", type=int, default=8, help="trials run at once (default 8)")
     ev.add_argument("--workers", default="auto", metavar="auto|N",
                     help="processes to spread the trials over, as for generate (default auto: 1 offline)")
@@ -99,7 +102,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     console.print(workers.line(auto))
     graph = _graph_of(dialogue_run_config(args.run_dir, "evaluate works on dialogue runs"))
     folder = await evaluate(graph, args.run_dir, out, settings, console, args.trials, args.seed,
-                            args.tasks, ids, args.judge, args.concurrency, workers.workers)
+                            args.tasks, ids, args.judge, args.concurrency, workers.workers, args.same_user)
     with folder.own(COMMAND):
         if args.rerun_simulator_faults:
             await run_trials(graph, folder, settings, console, rerun_faults=True)

@@ -212,7 +212,8 @@ def _plan(evaluation: EvaluationConfig, tasks: list[BenchmarkTask], done: dict[s
             key = f"{task.task_id}#{trial}"
             line = done.get(key)
             if line is None:
-                plan.append(TrialPlan(task=task, trial=trial, seed=trial_seed(evaluation.seed, task.task_id, trial)))
+                user = 0 if evaluation.same_user else trial
+                plan.append(TrialPlan(task=task, trial=trial, seed=trial_seed(evaluation.seed, task.task_id, user)))
             elif line.get("fault") == "infrastructure":  # never scored: its thread goes on from its last checkpoint
                 plan.append(TrialPlan(task=task, trial=trial, seed=line["seed"], attempt=int(line.get("attempt") or 0),
                                       rerun_of_seed=line.get("rerun_of_seed"), rerun_from=line.get("rerun_from", ""),
@@ -255,7 +256,7 @@ async def run_trials(builder_factory: Callable[[], StateGraph], folder: RunFolde
 async def evaluate(builder_factory: Callable[[], StateGraph], run_dir: Path, out: Path, settings: Settings,
                    console: Console, trials: int, seed: int = 0, count: int | None = None,
                    task_ids: list[str] | None = None, judge: bool = False, concurrency: int = 8,
-                   workers: int = 1) -> RunFolder:
+                   workers: int = 1, same_user: bool = False) -> RunFolder:
     """A new evaluation folder: the chosen tasks and the run's toolsets copied in, then every trial run."""
     tasks, run_config = select_tasks(run_dir, count, task_ids or [], seed)
     kinds = list(dict.fromkeys([*(run_config.settings.get("source_kinds") or []), *settings.source_kinds]))
@@ -266,7 +267,8 @@ async def evaluate(builder_factory: Callable[[], StateGraph], run_dir: Path, out
         raise InputError(f"--workers needs the offline or openai backend, not {settings.backend!r}")
     evaluation = EvaluationConfig(run_dir=str(run_dir), run_config=run_config.model_dump(mode="json"), trials=trials,
                                   seed=seed, task_ids=[t.task_id for t in tasks], judge=judge, concurrency=concurrency,
-                                  workers=workers, model=model_under_test(settings), settings=settings.public())
+                                  workers=workers, model=model_under_test(settings), settings=settings.public(),
+                                  same_user=same_user)
     with new_run_folder(out, "evaluate") as folder:  # on failure here, no partial folder is left
         for name in sorted({t.toolset for t in tasks}):
             folder.file(name).parent.mkdir(parents=True, exist_ok=True)

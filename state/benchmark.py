@@ -169,4 +169,7 @@ class EvaluationConfig(BaseModel):
     concurrency: int = Field(8, ge=1)
     workers: int = Field(1, ge=1, description="Processes the trials are spread over.")
     model: str = Field("", description="The model under test (the assistant role).")
+    same_user: bool = Field(False, description="Every trial of a task meets the same user (one seed per task): the "
+                                               "trials differ by the model's own sampling alone, and its passing and "
+                                               "failing ones make preference pairs.")
     settings: dict[str, Any] = Field(default_factory=dict, description="The public settings (no secrets).")

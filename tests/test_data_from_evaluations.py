@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,22 @@ class ChattyEarlyUser(OfflineBackend):
         if request.user_turn >= 1:
             return UserTurn(user_message="That will do, thanks. Bye.", is_task_complete=True), usage
         return turn, usage
+
+
+class SampledWrites(WrongValueAssistant):
+    """The offline assistant as if it sampled: the second time it meets the very same conversation it writes wrong
+    values (so, with one user for every trial, trial 0 passes a write task, trial 1 fails it, trial 2 passes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: Counter = Counter()
+
+    async def assistant_turn(self, request: AssistantRequest) -> tuple[AIMessage, Usage]:
+        key = json.dumps([(m.type, m.text, getattr(m, "tool_calls", None)) for m in request.messages], default=str)
+        self.seen[key] += 1
+        if self.seen[key] % 2 == 0:
+            return await super().assistant_turn(request)
+        return await OfflineBackend.assistant_turn(self, request)
 
 
 def _lines(path: Path) -> list[dict]:
@@ -278,3 +295,22 @@ def test_a_run_over_several_databases_draws_each_dialogues_database_by_its_weigh
     recorded = Settings(targeting=targeting).public()
     assert Settings.of_run(json.loads(json.dumps(recorded))).targeting == targeting
     assert Settings.of_run(recorded, Settings(backend="offline")).targeting == targeting
+
+
+def test_with_one_user_for_every_trial_one_evaluation_gives_pairs(evaluations, tmp_path):
+    register_backend("sampled-writes", SampledWrites())
+    out = tmp_path / "eval-sampled"
+    event_loop.run(evaluate(build_dialogue_graph, evaluations["run"], out, Settings(backend="sampled-writes"),
+                            Console(quiet=True), trials=3, seed=SEED, concurrency=1, same_user=True))
+    trials = _trials(out)
+    assert len({t["seed"] for t in trials.values() if t["task_id"] == next(iter(trials.values()))["task_id"]}) == 1
+    failed = [t for t in trials.values() if t["reward"] == 0]
+    assert failed and all(t["fault"] == "assistant" for t in failed)
+    pairs = _lines(_export(tmp_path, out) / "train.jsonl")
+    assert {p["metadata"]["task_id"] for p in pairs} == {t["task_id"] for t in failed}
+    for pair in pairs:
+        meta = pair["metadata"]
+        assert meta["chosen"]["evaluation"] == meta["rejected"]["evaluation"] == out.name
+        assert trials[meta["chosen"]["trial"]]["reward"] == 1 and trials[meta["rejected"]["trial"]]["reward"] == 0
+        assert meta["chosen"]["seed"] == meta["rejected"]["seed"]
+    assert json.loads((out / "config.json").read_text())["same_user"] is True

@@ -9,7 +9,8 @@ conversational form TRL's DPOTrainer reads, with the task's `tools`, tool-call a
 
 Trials of one evaluation meet different users (a seed per trial), so they seldom share an opening; two
 evaluations made with the same --seed meet the same user trial by trial, and a model that passed against one
-that failed there is where pairs come from. Simulator faults and infrastructure failures never make a pair.
+that failed there is where pairs come from (or one evaluation made with --same-user: one user for every trial
+of a task, the model's own sampling making the difference). Simulator faults and infrastructure failures never make a pair.
 """
 
 from __future__ import annotations
@@ -195,8 +196,8 @@ def preference_pairs(eval_dirs: list[Path], pairs_per_task: int) -> tuple[list[d
                          "fault: no preference pair to make (evaluate a model that fails some of them)")
     if not lines:
         raise InputError(f"{result.tasks_passed_and_failed} task(s) passed and failed, but no passing and failing "
-                         "trial met the same user up to the assistant's turn: evaluate another model with the same "
-                         "--seed and export both folders together")
+                         "trial met the same user up to the assistant's turn: evaluate with --same-user, or another "
+                         "model with the same --seed and export both folders together")
     return lines, result
 
 
