@@ -31,7 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                           "dataset_info.json; hf: a datasets DatasetDict, parquet per split and a dataset card; "
                           "dpo: prompt/chosen/rejected pairs from evaluations (passing vs assistant-fault trials of "
                           "a task) for TRL's DPOTrainer")
-    exp.add_argument("--pairs-per-task", type=int, default=3, metavar="N",
+    exp.add_argument("--pairs-per-task", type=int, metavar="N",
                      help="with --format dpo: the most pairs one task gives (default 3)")
     exp.add_argument("--out", type=Path, required=True, help="a new folder for the dataset")
     exp.add_argument("--test-fraction", type=_fraction, default=0.0,
@@ -71,6 +71,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
             raise InputError(f"--max-tokens must be at least 1 (got {args.max_tokens})")
         if args.format == "dpo":
             return _export_preferences(args, console)
+        if args.pairs_per_task is not None:
+            raise InputError("--pairs-per-task is for --format dpo (preference pairs from evaluations)")
         request = ExportRequest(run_dirs=args.run_dirs, format=args.format, out=args.out,
                                 test_fraction=args.test_fraction, only=args.only, dedup=args.dedup,
                                 embedding_model=args.embedding_model, check_template=args.check_template,
@@ -109,10 +111,11 @@ def _export_preferences(args: argparse.Namespace, console: Console) -> int:
                         ("--max-tokens", args.max_tokens is not None), ("--split", args.split != "dialogues")):
         if given:
             raise InputError(f"{flag} is for dialogue exports; --format dpo makes pairs of evaluation trials")
-    if args.pairs_per_task < 1:
-        raise InputError(f"--pairs-per-task must be at least 1 (got {args.pairs_per_task})")
+    pairs_per_task = 3 if args.pairs_per_task is None else args.pairs_per_task
+    if pairs_per_task < 1:
+        raise InputError(f"--pairs-per-task must be at least 1 (got {pairs_per_task})")
     result = export_preferences(PreferenceRequest(eval_dirs=args.run_dirs, out=args.out,
-                                                  pairs_per_task=args.pairs_per_task,
+                                                  pairs_per_task=pairs_per_task,
                                                   test_fraction=args.test_fraction,
                                                   check_template=args.check_template), console)
     console.print(preference_summary(result))
