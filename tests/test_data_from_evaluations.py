@@ -314,3 +314,29 @@ def test_with_one_user_for_every_trial_one_evaluation_gives_pairs(evaluations, t
         assert trials[meta["chosen"]["trial"]]["reward"] == 1 and trials[meta["rejected"]["trial"]]["reward"] == 0
         assert meta["chosen"]["seed"] == meta["rejected"]["seed"]
     assert json.loads((out / "config.json").read_text())["same_user"] is True
+
+
+def test_the_offline_task_builder_follows_the_aim_of_a_targeted_task():
+    from backends.offline.tasks import generate_task
+    from backends.protocols import TaskRequest
+    from environment.sources.sqlite.derive import derive_tools
+    from environment.sources.sqlite.introspect import inspect_database
+    from state.targeting import TaskAim
+
+    schema = inspect_database(str(ROOT / "examples" / "clinic.sqlite"))
+    tools = derive_tools(schema)
+
+    def made(aim: TaskAim | None, difficulty: str) -> list:
+        return [generate_task(TaskRequest(database=schema, tools=tools, difficulty=difficulty, relation="first",
+                                          rng_key=f"7:task:{i}", aim=aim)) for i in range(30)]
+
+    for difficulty in ("easy", "medium", "hard"):
+        reading = made(TaskAim(writes=False), difficulty)
+        assert not any(s.changes_data for t in reading for s in t.subtasks)
+        writing = made(TaskAim(writes=True), difficulty)
+        assert sum(any(s.changes_data for s in t.subtasks) for t in writing) >= 27, difficulty
+    assert all(len(t.subtasks) == 4 for t in made(TaskAim(subtasks=4), "easy"))
+    by_table = {t.name: t.table for t in tools}
+    aimed = made(TaskAim(tool="get_vet"), "medium")
+    assert sum(any(by_table.get(c.tool) == "vets" for c in t.subtasks[0].steps[0]) for t in aimed) >= 25
+    assert made(None, "medium") == made(TaskAim(), "medium")  # an empty aim changes nothing
