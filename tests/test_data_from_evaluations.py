@@ -340,3 +340,22 @@ def test_the_offline_task_builder_follows_the_aim_of_a_targeted_task():
     aimed = made(TaskAim(tool="get_vet"), "medium")
     assert sum(any(by_table.get(c.tool) == "vets" for c in t.subtasks[0].steps[0]) for t in aimed) >= 25
     assert made(None, "medium") == made(TaskAim(), "medium")  # an empty aim changes nothing
+
+
+def test_through_the_llm_path_each_task_request_states_its_aim(evaluations, tmp_path):
+    from tests.clinic_model import ClinicModel
+    from tests.roles import request_text, role_of_request
+    from tests.stub_server import StubServer
+
+    asked = {}
+    for name, extra in (("plain", ()), ("aimed", ("--target", str(evaluations["writes-wrong"])))):
+        with StubServer(ClinicModel(ROOT / "examples" / "clinic.sqlite")) as server:
+            assert main(["generate", "--db", str(ROOT / "examples" / "clinic.sqlite"), "--dialogues", "2",
+                         "--tasks-per-dialogue", "1", "--base-url", server.base_url, "--model", "stub-model",
+                         "--out", str(tmp_path / name), *extra]) == 0
+            asked[name] = [request_text(r) for r in server.requests if role_of_request(r) == "task_generator"]
+    assert asked["plain"] and asked["aimed"]
+    assert not any("gets wrong" in text for text in asked["plain"])
+    assert all("This task is aimed at what the assistant under training gets wrong" in text for text in asked["aimed"])
+    assert json.loads((tmp_path / "aimed" / "config.json").read_text())["settings"]["targeting"]["source"] == \
+        str(evaluations["writes-wrong"])

@@ -62,6 +62,12 @@ def task_context(request: TaskRequest) -> str:
             f"{outcomes}\n\n{how}")
 
 
+def aim_note(request: TaskRequest) -> str:
+    """A targeted task's aim in words (generate --target), after the context; nothing for any other task."""
+    sentence = request.aim.sentence() if request.aim else ""
+    return f"\n\n{sentence}" if sentence else ""
+
+
 def plan_feedback(request: TaskRequest) -> str:
     """Why the last task was refused at the plan check (nodes/plan_check), for the one retry it gets."""
     if not request.feedback:
@@ -134,9 +140,8 @@ class OpenAIBackend:
     async def generate_task(self, request: TaskRequest) -> tuple[Task, Usage]:
         prompt = load_prompt("task_generator").render(
             schema=render_schema(request.database), tools=render_tools(request.tools),
-            context=task_context(request) + (f"\n\n{request.aim.sentence()}" if request.aim and request.aim.sentence()
-                                             else ""),
-            difficulty=request.difficulty, feedback=plan_feedback(request))
+            context=task_context(request) + aim_note(request), difficulty=request.difficulty,
+            feedback=plan_feedback(request))
         return await self.ask("task_generator", [HumanMessage(content=prompt)],
                               lambda obj: parse_task(obj, request), TaskReply)
 
