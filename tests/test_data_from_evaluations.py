@@ -359,3 +359,11 @@ def test_through_the_llm_path_each_task_request_states_its_aim(evaluations, tmp_
     assert all("This task is aimed at what the assistant under training gets wrong" in text for text in asked["aimed"])
     assert json.loads((tmp_path / "aimed" / "config.json").read_text())["settings"]["targeting"]["source"] == \
         str(evaluations["writes-wrong"])
+
+
+def test_a_tasks_pairs_share_one_split(evaluations, tmp_path):
+    out = _export(tmp_path, evaluations["offline"], evaluations["writes-wrong"], extra=("--test-fraction", "0.5"))
+    train, test = (_lines(out / f"{name}.jsonl") for name in ("train", "test"))
+    assert train and test
+    assert not {p["metadata"]["task_id"] for p in train} & {p["metadata"]["task_id"] for p in test}
+    assert json.loads((out / "export.json").read_text())["splits"] == {"train": len(train), "test": len(test)}
