@@ -14,7 +14,7 @@ from state.agent import Action, JudgeScore, KnowledgeChunk, Memory, Profile, Rea
 from state.dialogue import ExecutedCall, SimulatedWorld, Usage, UserTurn, Verdict
 from state.prompt_params import PromptStyle
 from state.schema import DatabaseSchema
-from state.tasks import Difficulty, Task
+from state.tasks import Difficulty, Task, Variant
 from state.toolprep import Question
 from state.tools import Tool
 
@@ -45,6 +45,8 @@ class TaskRequest(BaseModel):
         "descriptive", description="A latent goal for a user simulator, or a direct question (task-oriented).")
     rng_key: str = Field(description="Seeds every random choice of this request.")
     feedback: str = Field("", description="Why the last task was refused at the plan check, to do better.")
+    variant: Variant = Field("standard", description="The hard case to make (docs/hard-cases.md); the task says "
+                                                     "'standard' where the tools offer no such case.")
 
 
 class UserTurnRequest(BaseModel):

@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="keep the checkpoints and the store in this Postgres database instead of the run folder's "
                           "checkpoints.sqlite (or FORGE_CHECKPOINTER); the password comes from PGPASSWORD or "
                           "~/.pgpass and is never written to the run folder")
+    gen.add_argument("--variants", metavar="NAME=SHARE,...",
+                     help="make this share of tasks hard cases, e.g. missing-info=0.2,missing-tool=0.1,"
+                          "out-of-scope=0.05,crowded=0.2 (default none; see docs/hard-cases.md)")
+    gen.add_argument("--crowd", type=int, metavar="N", help="decoy tools a crowded dialogue is offered (default 50)")
     _executor_args(gen)
 
     res = sub.add_parser("resume", help="finish an interrupted run, or continue one dialogue from a checkpoint")
@@ -139,7 +143,12 @@ def _executor_of(args: argparse.Namespace) -> dict[str, object]:
 
 def _settings(args: argparse.Namespace) -> Settings:
     where = {"checkpointer": args.checkpointer} if getattr(args, "checkpointer", None) is not None else {}
-    return Settings(**llm_settings(args), **_executor_of(args), **where)
+    hard = {k: v for k in ("variants", "crowd") if (v := getattr(args, k, None)) is not None}
+    try:
+        return Settings(**llm_settings(args), **_executor_of(args), **where, **hard)
+    except ValidationError as exc:  # a flag's value, said in one line
+        error = exc.errors()[0]
+        raise InputError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
 
 
 def _positive(name: str, value: int) -> None:

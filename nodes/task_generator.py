@@ -10,6 +10,8 @@ from backends.protocols import TaskRequest
 from nodes.common import backend_of, rng_key, settings_of
 from nodes.plan_check import checked_task
 from nodes.stored_values import schema_of, tools_of
+from nodes.toolbox import offered
+from nodes.variants import dialogue_wide, draw_variant
 from state.config import Settings
 from state.dialogue import DialogueState, Usage
 from state.tasks import Task
@@ -27,14 +29,21 @@ async def task_generator(state: DialogueState, runtime: Runtime[Settings]) -> di
     conversation = state.messages if not state.tasks and state.prelude else []
     if conversation:
         relation = "extends"
+    settings = settings_of(runtime)
     tools = await tools_of(state, runtime)
+    schema = await schema_of(state, runtime)
+    earlier = state.tasks[-1] if state.tasks else None
+    variant = draw_variant(settings.variants, key, first=not state.tasks)
+    # a later task is made from the tools the dialogue offers (a withheld tool stays withheld, decoys stay)
+    with_decoys = offered(tools, earlier, schema)  # what replays of earlier calls need
+    offered_now = [t for t in with_decoys if t.name not in (earlier.decoys if earlier else [])]
     # the task is kept only once its reference plan runs on a scratch copy of the dialogue's state (nodes/plan_check)
-    task, usage = await checked_task(state, tools, settings_of(runtime), backend_of(runtime, state), TaskRequest(
-        database=await schema_of(state, runtime), tools=tools, difficulty=difficulty, relation=relation,
+    task, usage = await checked_task(state, with_decoys, settings, backend_of(runtime, state), TaskRequest(
+        database=schema, tools=offered_now, difficulty=difficulty, relation=relation,
         previous_tasks=state.tasks, previous_calls=state.calls, conversation=conversation, style=state.task_style,
-        rng_key=key,
+        rng_key=key, variant=variant,
     ))
-    return _started(state, task, usage)
+    return _started(state, dialogue_wide(task, earlier, variant, tools, schema, settings.crowd, key), usage)
 
 
 def _started(state: DialogueState, task: Task, usage: Usage) -> dict:

@@ -26,6 +26,7 @@ from environment.sources.pool import SandboxPool, sandbox_pool
 from environment.sources.registry import load_source_kinds, open_source
 from environment.sources.runs import run_scope
 from nodes.stored_values import keep_schema, keep_toolset
+from nodes.toolbox import offered
 from runner import event_loop
 from runner import run_folder as rf
 from runner.export import DialogueRecord, export_dialogue
@@ -126,6 +127,7 @@ class Batch:
         self.toolsets = toolsets  # by toolset file, as the config's databases name them
         self.toolset_keys: dict[str, str] = {}  # by toolset file: the content hash each is kept under
         self.schema_keys: dict[str, str] = {}  # by source name
+        self.schemas: dict[str, Any] = {}  # by source name, read when a line needs it (decoys)
         self.sandboxes: SandboxPool | None = None  # the dialogues' live sandboxes, while run_shard runs
         self.unavailable: list[str] = []  # why dialogues stopped on a source that went away (left for resume)
         self.console = console
@@ -272,6 +274,12 @@ class Batch:
             # finished: its sandboxes are not needed again; closing may wait on a process (an MCP server)
             await asyncio.to_thread(self.sandboxes.release, dialogue_id)
 
+    def _schema(self, source: str) -> Any:
+        """A source's database schema (None for simulated tools), read once per batch."""
+        if source not in self.schemas:
+            self.schemas[source] = open_source(source).catalog().database if source else None
+        return self.schemas[source]
+
     async def write(self, dialogue_id: str, values: dict[str, Any], latency: float, error: str | None,
                     tools: list[Tool], replace: bool = False, failed_usage: Usage | None = None) -> None:
         """Write a finished dialogue's line; with replace, its earlier line (in either file) goes."""
@@ -288,6 +296,9 @@ class Batch:
             extra["toolset"] = self.config.toolset_file_of(state.source_db)
             if state.replay_diverged:
                 extra["replay_diverged"] = state.replay_diverged
+            if state.current_task is not None and (state.current_task.withheld_tools or state.current_task.decoys):
+                # the line's tools are those its assistant was offered (less a withheld tool, plus decoys)
+                tools = offered(tools, state.current_task, await asyncio.to_thread(self._schema, state.source_db))
             record, ok, _ = export_dialogue(state, tools, extra)
         else:
             if isinstance(failed_usage, Usage):

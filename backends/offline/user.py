@@ -9,7 +9,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from backends.protocols import UserTurnRequest
 from backends.offline.phrasing import CLOSINGS, CONFIRM_ASKS, FEEDBACK, FOLLOW_UP_FRAMES, JOINERS, NEXT_FRAMES, \
     OPENINGS, REQUEST_FRAMES, pick
-from backends.offline.plan import asked_subtasks, is_confirmation
+from backends.offline.plan import asked_subtasks, is_confirmation, norm
 from state.dialogue import UserTurn
 
 
@@ -53,6 +53,10 @@ def user_turn(request: UserTurnRequest) -> UserTurn:
 
     feedback = pick(rng, FEEDBACK)
     last_answer = next((m for m in reversed(span) if isinstance(m, AIMessage) and not m.tool_calls), None)
+    held = task.held_back
+    if held is not None and held.subtask in revealed and last_answer is not None and "?" in last_answer.text \
+            and not any(norm(held.reveal) in norm(text) for text in said):
+        return UserTurn(user_message=held.reveal)  # asked for the value it held back: now it gives it
     if nxt:
         return UserTurn(user_message=_next(rng, nxt))
     writes = any(s.changes_data for s in task.subtasks)
