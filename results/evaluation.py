@@ -52,7 +52,7 @@ class EvaluationSummary(BaseModel):
     pass_hat_without_simulator_faults: list[PassHat]
     flip_rate: float | None = Field(description="Share of tasks (with 2+ scored trials) that both passed and failed.")
     breakdowns: dict[str, dict[str, GroupFigures]] = Field(
-        default_factory=dict, description="By database, difficulty, subtasks and writes: the pass^k of each group.")
+        default_factory=dict, description="By database, difficulty, subtasks, writes and variant: the pass^k of each group.")
 
 
 def pass_hat_k(counts: list[tuple[int, int]], k: int) -> float | None:
@@ -94,7 +94,8 @@ def _counts(trials: list[TrialRecord], task_ids: list[str], scored: Callable[[Tr
 
 def _groups(task: BenchmarkTask) -> dict[str, str]:
     return {"database": task.database or "?", "difficulty": task.task.difficulty,
-            "subtasks": str(len(task.task.subtasks)), "writes": "write" if task.writes else "read-only"}
+            "subtasks": str(len(task.task.subtasks)), "writes": "write" if task.writes else "read-only",
+            "variant": task.task.variant}
 
 
 def summarize(config: EvaluationConfig, tasks: list[BenchmarkTask], trials: list[TrialRecord]) -> EvaluationSummary:
