@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="make this share of tasks hard cases, e.g. missing-info=0.2,missing-tool=0.1,"
                           "out-of-scope=0.05,crowded=0.2 (default none; see docs/hard-cases.md)")
     gen.add_argument("--crowd", type=int, metavar="N", help="decoy tools a crowded dialogue is offered (default 50)")
+    gen.add_argument("--personas", type=int, metavar="N",
+                     help="a pool of N user personas per database, made from its domain; each dialogue's user plays "
+                          "one (default 0: none)")
     _executor_args(gen)
 
     res = sub.add_parser("resume", help="finish an interrupted run, or continue one dialogue from a checkpoint")
@@ -118,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stats", help="print the statistics of one or more runs side by side")
     st.add_argument("run_dirs", type=Path, nargs="+")
+    st.add_argument("--diversity", action="store_true",
+                    help="also the diversity of each run's users (embedding similarity of user turns, distinct-n, "
+                         "topics), e.g. a run with personas beside one without")
     reasoning_cli.add_parsers(sub)
     dataset_cli.add_parsers(sub)
     optimize_cli.add_parser(sub)
@@ -143,7 +149,7 @@ def _executor_of(args: argparse.Namespace) -> dict[str, object]:
 
 def _settings(args: argparse.Namespace) -> Settings:
     where = {"checkpointer": args.checkpointer} if getattr(args, "checkpointer", None) is not None else {}
-    hard = {k: v for k in ("variants", "crowd") if (v := getattr(args, k, None)) is not None}
+    hard = {k: v for k in ("variants", "crowd", "personas") if (v := getattr(args, k, None)) is not None}
     try:
         return Settings(**llm_settings(args), **_executor_of(args), **where, **hard)
     except ValidationError as exc:  # a flag's value, said in one line
@@ -275,7 +281,12 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         out = args.out or Path("runs") / f"toolprep-{snake(args.domain)}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         await run_toolprep(build_toolprep_graph, args.tools, args.domain, out, _settings(args), args.seed, console)
     elif args.command == "stats":
-        console.print(stats_table(read_run_stats(args.run_dirs)))
+        columns = read_run_stats(args.run_dirs)
+        console.print(stats_table(columns))
+        if args.diversity:
+            from results.diversity import diversity_table, read_diversity  # loads the embedding model
+
+            console.print(diversity_table(read_diversity(dict(zip(columns, args.run_dirs)))))
     elif args.command == verify_cli.COMMAND:
         return await verify_cli.run(args, console)
     elif args.command == evaluate_cli.COMMAND:

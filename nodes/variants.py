@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 
 from environment.decoys import draw_decoys
+from state.personas import Persona
 from state.schema import DatabaseSchema
 from state.tasks import Task, Variant
 from state.tools import Tool
@@ -35,9 +36,11 @@ def draw_variant(mix: dict[str, float], key: str, first: bool) -> Variant:
 
 
 def dialogue_wide(task: Task, earlier: Task | None, variant: Variant, tools: list[Tool],
-                  schema: DatabaseSchema | None, crowd: int, key: str) -> Task:
-    """The task with what its dialogue keeps: an earlier task's withheld tools and decoys, or, for a crowded
-    first task, its decoys drawn now (a database without any leaves the task standard)."""
+                  schema: DatabaseSchema | None, crowd: int, key: str, persona: Persona | None = None) -> Task:
+    """The task with what its dialogue keeps: its persona, an earlier task's withheld tools and decoys, or, for a
+    crowded first task, its decoys drawn now (a database without any leaves the task standard)."""
+    if persona is not None and task.persona is None:
+        task = task.model_copy(update={"persona": persona})
     if earlier is not None and (earlier.withheld_tools or earlier.decoys):
         update: dict = {"withheld_tools": list(earlier.withheld_tools), "decoys": list(earlier.decoys)}
         if earlier.decoys and task.variant == "standard":

@@ -26,6 +26,7 @@ from environment.sources.pool import SandboxPool, sandbox_pool
 from environment.sources.registry import load_source_kinds, open_source
 from environment.sources.runs import run_scope
 from nodes.stored_values import keep_schema, keep_toolset
+from nodes.personas import draw_persona
 from nodes.toolbox import offered
 from runner import event_loop
 from runner import run_folder as rf
@@ -35,10 +36,12 @@ from runner.persistence import (checkpoint_location, keep_only_last_checkpoint, 
 from runner.postgres_checkpoints import checkpointer_lost, checkpointer_lost_error
 from runner.preflight import settle_backend
 from runner.ray_executor import run_on_ray
+from runner.personas import ensure_pools, read_pools
 from runner.run_folder import RunFolder
 from runner.shards import merge_shards, seed_threads, shard_folder
 from state.config import RunConfig, Settings
 from state.dialogue import DialogueInput, DialogueState, Usage
+from state.personas import PersonaPool
 from state.tools import Tool
 
 
@@ -111,6 +114,7 @@ def _shard_main(builder_factory: Callable[[], StateGraph], folder: str, config: 
         seed_threads(run, own, [config.dialogue_id(i) for i in indices])
     done = own.finished_ids()
     batch = Batch(builder_factory, own, config, settings, toolsets, Console(quiet=True))
+    batch.personas = read_pools(run) or batch.personas  # the run's own pools, not the shard's
     event_loop.run(batch.run_shard([i for i in indices if config.dialogue_id(i) not in done], lambda: None))
 
 
@@ -128,6 +132,7 @@ class Batch:
         self.toolset_keys: dict[str, str] = {}  # by toolset file: the content hash each is kept under
         self.schema_keys: dict[str, str] = {}  # by source name
         self.schemas: dict[str, Any] = {}  # by source name, read when a line needs it (decoys)
+        self.personas = PersonaPool()  # the run's persona pools (personas.json), read when a shard starts
         self.sandboxes: SandboxPool | None = None  # the dialogues' live sandboxes, while run_shard runs
         self.unavailable: list[str] = []  # why dialogues stopped on a source that went away (left for resume)
         self.console = console
@@ -139,6 +144,8 @@ class Batch:
         merge_shards(self.folder)
         done = self.folder.finished_ids()
         todo = [i for i in range(self.config.dialogues) if self.config.dialogue_id(i) not in done]
+        if todo:  # made once, before any dialogue, for every process that runs one
+            await ensure_pools(self.folder, self.config, self.settings, self.console)
         if self.settings.checkpoints == "final" and done:
             await self._keep_only_final_states(done)
         columns = [TextColumn("[bold]dialogues"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -167,6 +174,7 @@ class Batch:
 
     async def run_shard(self, indices: list[int], on_done: Callable[[], None]) -> None:
         await settle_backend(backend_for(self.settings), Console(quiet=True))  # a worker process probes for itself
+        self.personas = read_pools(self.folder) or self.personas
         async with open_persistence(checkpoint_location(self.folder.path, self.settings)) as (saver, store):
             graph = self.builder_factory().compile(checkpointer=saver, store=store)
             # Kept before any dialogue starts, so dialogues only read the store while they run.
@@ -247,6 +255,7 @@ class Batch:
                                   seed=self.config.dialogue_seed(i), prelude=self.config.prelude,
                                   task_style="question" if self.config.pipeline == "task" else "descriptive",
                                   tasks_per_dialogue=self.config.tasks_per_dialogue,
+                                  persona=draw_persona(self.personas, source.path, self.config.dialogue_seed(i)),
                                   toolset_key=self.toolset_keys[source.toolset],
                                   schema_key=self.schema_keys.get(source.path, ""))
             await run_thread(graph, start, cfg, self.settings)

@@ -117,7 +117,7 @@ def verification_records(state: DialogueState) -> list[dict[str, Any]]:
     return out
 
 
-_HARD_CASE_DEFAULTS = {"variant": "standard", "held_back": None, "withheld_tools": [], "decoys": []}
+_HARD_CASE_DEFAULTS = {"variant": "standard", "held_back": None, "withheld_tools": [], "decoys": [], "persona": None}
 
 
 def task_record(task: Task) -> dict[str, Any]:

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
         "out-of-scope, crowded); the rest are standard. Also given as 'missing-info=0.2,crowded=0.1'. Empty: off.")
     crowd: int = Field(50, ge=1, description="Decoy tools a crowded dialogue's assistant is offered beside its "
                        "toolset (fewer when the database yields fewer).")
+    personas: int = Field(0, ge=0, description="User personas in each source's pool (made once per run from the "
+                          "database's domain, one drawn per dialogue); 0: the plain simulated user.")
     checkpointer: str = Field(
         "", description="Where a dialogue run keeps its checkpoints and store: empty for the run folder's "
         "checkpoints.sqlite, or a libpq URI (postgresql://USER@HOST:PORT/DATABASE) for LangGraph's Postgres saver "

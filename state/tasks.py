@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from state.personas import Persona
 from state.verification import TaskExpectation
 
 Difficulty = Literal["easy", "medium", "hard"]
@@ -88,3 +89,4 @@ class Task(BaseModel):
                                       "assistant is not offered (missing-tool; kept by the dialogue's later tasks).")
     decoys: list[str] = Field(default_factory=list, description="Decoy tools offered beside the toolset (crowded; "
                               "kept by the dialogue's later tasks), by name: environment/decoys.py makes them.")
+    persona: Persona | None = Field(None, description="Who the user simulator plays (drawn per dialogue).")

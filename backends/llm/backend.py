@@ -84,8 +84,11 @@ def variant_instructions(variant: str) -> str:
 
 
 def user_private(task: Task) -> str:
-    """What the user knows but keeps to itself (a held-back value), and how to take a part that cannot be done."""
+    """Who the user is (a persona), what it knows but keeps to itself (a held-back value), and how to take a part
+    that cannot be done."""
     lines = []
+    if task.persona is not None:
+        lines.append(f"Who you are (play this person throughout): {task.persona.describe()}")
     if task.held_back is not None:
         held = task.held_back
         lines.append(f"You also know the {held.label}: {held.value}. Keep it to yourself: do not mention it, or "
