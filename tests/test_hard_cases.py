@@ -177,3 +177,55 @@ def test_the_plan_check_refuses_a_task_that_is_not_the_hard_case_it_claims():
     assert "not a tool of this dialogue" in variant_problem(missing, [])
     assert "only missing-tool and out-of-scope" in variant_problem(missing.model_copy(update={"variant": "standard"}),
                                                                   [])
+
+
+def test_exports_keep_the_variants(mixed_run, tmp_path):
+    out = tmp_path / "export"
+    assert main(["export", str(mixed_run), "--format", "openai", "--out", str(out)]) == 0
+    manifest = json.loads((out / "export.json").read_text())
+    expected = {line["id"]: [t.get("variant", "standard") for t in line["metadata"]["tasks"]]
+                for line in _lines(mixed_run / "dialogues.jsonl")}
+    assert manifest["variants"] == {i: v for i, v in expected.items() if set(v) != {"standard"}}
+    assert manifest["variants"]
+
+
+def test_the_llm_backend_writes_a_missing_info_task_that_the_plan_check_keeps(tmp_path):
+    from backends.llm.backend import OpenAIBackend
+    from backends.protocols import TaskRequest
+    from environment.sources.registry import open_source
+    from environment.sources.sqlite.derive import derive_tools
+    from nodes.plan_check import checked_task
+    from state.dialogue import DialogueState
+    from tests.fakes import ScriptedChatModel
+
+    db = str(ROOT / "examples" / "clinic.sqlite")
+    schema = open_source(db).catalog().database
+    tools = derive_tools(schema, 60)
+    assert {"update_owner_phone", "get_owner"} <= {t.name for t in tools}
+    plan = {"description": "Change the phone number of owner 1 to the one they give when asked.",
+            "ask": "I need to update my phone number.", "changes_data": True,
+            "steps": [[{"tool": "update_owner_phone", "arguments": {"owner_id": 1, "new_phone": "555-0177"}}],
+                      [{"tool": "get_owner", "arguments": {"owner_id": 1}}]]}
+    held = {"subtask": 0, "argument": "new_phone", "value": "555-0177", "label": "new phone number",
+            "reveal": "It's 555-0177."}
+    blurted = {"goal": "Owner 1 wants their phone changed to 555-0177.", "subtasks": [plan], "held_back": held}
+    kept = {"goal": "Owner 1 wants their phone number changed.", "subtasks": [plan], "held_back": held}
+    model = ScriptedChatModel(responses=[json.dumps(blurted), json.dumps(kept)])
+    backend = OpenAIBackend(Settings(backend="openai", model="m", base_url="http://127.0.0.1:9/v1", api_key="k",
+                                     parse_retries=0), chat_model=model)
+    state = DialogueState(dialogue_id="llm-d0", source_db=db, seed=3)
+    request = TaskRequest(database=schema, tools=tools, difficulty="easy", relation="first", rng_key="k",
+                          variant="missing-info")
+
+    async def go():
+        try:
+            return await checked_task(state, tools, Settings(backend="offline"), backend, request)
+        finally:
+            await backend.aclose()
+
+    task, _ = event_loop.run(go())
+    assert task.variant == "missing-info" and task.held_back.value == "555-0177"
+    assert "holds back one value" in model.calls[0][0].text  # the prompt's hard-case section
+    assert "is stated in the user's goal" in task.expected.refused[0] and "refused" in model.calls[1][0].text
+    (goal,) = task.expected.alternatives
+    assert goal.tables["owners"].updated[0].changes["phone"].new == "555-0177"
