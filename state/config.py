@@ -6,10 +6,11 @@ tasks) lives in the graph state instead.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+import json
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from state.postgres_uri import is_postgres_uri, without_password
 
@@ -84,9 +85,9 @@ class Settings(BaseSettings):
         False, description="Keep each dialogue's sandbox when it ends, and the run's copy of each source, for "
         "inspection (Postgres: the run's template and a database per dialogue, named forge_<run tag>_…); "
         "otherwise they are dropped. FORGE_KEEP_SANDBOXES=1.")
-    variants: dict[str, float] = Field(
+    variants: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=dict, description="Share of tasks made as each hard case (missing-info, missing-tool, "
-        "out-of-scope, crowded); the rest are standard. Also given as 'missing-info=0.2,crowded=0.1'. Empty: off.")
+        "out-of-scope, crowded); the rest are standard. Given as 'missing-info=0.2,crowded=0.1' (or JSON). Empty: off.")
     crowd: int = Field(50, ge=1, description="Decoy tools a crowded dialogue's assistant is offered beside its "
                        "toolset (fewer when the database yields fewer).")
     personas: int = Field(0, ge=0, description="User personas in each source's pool (made once per run from the "
@@ -111,6 +112,8 @@ class Settings(BaseSettings):
     def _variant_mix(cls, value: object) -> object:
         """'NAME=SHARE,...' (the command line's form) into the mapping, each name a hard case, shares summing to 1
         at most."""
+        if isinstance(value, str) and value.strip().startswith("{"):
+            value = json.loads(value)
         if isinstance(value, str):
             mix: dict[str, float] = {}
             for item in filter(None, (part.strip() for part in value.split(","))):

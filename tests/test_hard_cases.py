@@ -229,3 +229,13 @@ def test_the_llm_backend_writes_a_missing_info_task_that_the_plan_check_keeps(tm
     assert "is stated in the user's goal" in task.expected.refused[0] and "refused" in model.calls[1][0].text
     (goal,) = task.expected.alternatives
     assert goal.tables["owners"].updated[0].changes["phone"].new == "555-0177"
+
+
+def test_the_variant_mix_and_the_crowd_have_environment_fallbacks(monkeypatch):
+    monkeypatch.setenv("FORGE_VARIANTS", "missing-info=0.2,crowded=0.1")
+    monkeypatch.setenv("FORGE_CROWD", "100")
+    settings = Settings()
+    assert settings.variants == {"missing-info": 0.2, "crowded": 0.1} and settings.crowd == 100
+    monkeypatch.setenv("FORGE_VARIANTS", "missing-info=0.7,out-of-scope=0.6")
+    with pytest.raises(ValueError, match="more than 1"):
+        Settings()
