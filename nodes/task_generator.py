@@ -34,6 +34,8 @@ async def task_generator(state: DialogueState, runtime: Runtime[Settings]) -> di
     schema = await schema_of(state, runtime)
     earlier = state.tasks[-1] if state.tasks else None
     variant = draw_variant(settings.variants, key, first=not state.tasks)
+    if variant == "missing-info" and state.task_style == "question":  # a direct question has no turn to ask back in
+        variant = "standard"
     # a later task is made from the tools the dialogue offers (a withheld tool stays withheld, decoys stay)
     with_decoys = offered(tools, earlier, schema)  # what replays of earlier calls need
     offered_now = [t for t in with_decoys if t.name not in (earlier.decoys if earlier else [])]

@@ -160,6 +160,10 @@ def test_an_assistant_that_never_asks_scores_zero_on_missing_info_and_full_marks
     assert "missing-info" in printed and "variant" in printed
     failed = [t for t in _lines(out / "trials.jsonl") if t["reward"] == 0]
     assert failed and all("did not ask" in t["parts"]["variant"] for t in failed)
+    page = tmp_path / "evaluation.html"  # the report's table per variant
+    assert main(["report", str(out), "--out", str(page)]) == 0
+    html = page.read_text(encoding="utf-8")
+    assert 'id="variant-table"' in html and "<td>missing-info</td>" in html
 
 
 def test_the_plan_check_refuses_a_task_that_is_not_the_hard_case_it_claims():
