@@ -123,7 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("run_dirs", type=Path, nargs="+")
     st.add_argument("--diversity", action="store_true",
                     help="also the diversity of each run's users (embedding similarity of user turns, distinct-n, "
-                         "topics), e.g. a run with personas beside one without")
+                         "topics), e.g. a run with personas beside one without (shown without the flag when a run "
+                         "has personas)")
     reasoning_cli.add_parsers(sub)
     dataset_cli.add_parsers(sub)
     optimize_cli.add_parser(sub)
@@ -283,7 +284,7 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
     elif args.command == "stats":
         columns = read_run_stats(args.run_dirs)
         console.print(stats_table(columns))
-        if args.diversity:
+        if args.diversity or any((run / layout.PERSONAS).exists() for run in args.run_dirs):
             from results.diversity import diversity_table, read_diversity  # loads the embedding model
 
             console.print(diversity_table(read_diversity(dict(zip(columns, args.run_dirs)))))

@@ -121,3 +121,18 @@ class VolunteeringUser(OfflineBackend):
         if held is not None and request.user_turn == 0:
             turn = turn.model_copy(update={"user_message": f"{turn.user_message} {held.reveal}"})
         return turn, usage
+
+
+class DecoyReader(OfflineBackend):
+    """In a crowded dialogue, first calls a decoy that only reads (a harmless detour), then goes on as the offline
+    assistant."""
+
+    async def assistant_turn(self, request: AssistantRequest) -> tuple[AIMessage, Usage]:
+        task = request.reference_task
+        if task is not None and task.decoys and request.allow_tools and not request.calls:
+            decoys = set(task.decoys)
+            tool = next((t for t in request.tools if t.name in decoys and t.mode == "read" and not t.required), None)
+            if tool is not None:
+                return AIMessage(content="", tool_calls=[{"name": tool.name, "args": {}, "id": "call_detour_0",
+                                                          "type": "tool_call"}]), Usage()
+        return await super().assistant_turn(request)

@@ -20,7 +20,7 @@ from runner import event_loop
 from runner.evaluate import evaluate
 from state.config import Settings
 from state.tasks import HeldBack, PlannedCall, Subtask, Task
-from tests.hard_case_fakes import (ClaimingAssistant, DecoyWriter, InventingAssistant, NeverAsksAssistant,
+from tests.hard_case_fakes import (ClaimingAssistant, DecoyReader, DecoyWriter, InventingAssistant, NeverAsksAssistant,
                                    OutOfScopeCaller, VolunteeringUser)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,3 +243,17 @@ def test_the_variant_mix_and_the_crowd_have_environment_fallbacks(monkeypatch):
     monkeypatch.setenv("FORGE_VARIANTS", "missing-info=0.7,out-of-scope=0.6")
     with pytest.raises(ValueError, match="more than 1"):
         Settings()
+
+
+def test_verify_rebuilds_the_decoys_a_crowded_dialogue_called(tmp_path):
+    register_backend("decoy-reader", DecoyReader())
+    out = tmp_path / "crowded"
+    assert main(["generate", "--db", str(ROOT / "examples" / "clinic.sqlite"), "--dialogues", "3", "--seed", "2",
+                 "--variants", "crowded=1", "--crowd", "20", "--backend", "decoy-reader", "--out", str(out)]) == 0
+    lines = _lines(out / "dialogues.jsonl")
+    detours = [c for line in lines for c in line["metadata"]["tool_calls"] if c["id"] == "call_detour_0"]
+    assert len(lines) == 3 and detours, "the decoys were called, and the dialogues are still valid"
+    assert all(c["tool"] in line["metadata"]["tasks"][0]["decoys"] for line in lines
+               for c in line["metadata"]["tool_calls"] if c["id"] == "call_detour_0")
+    report = event_loop.run(verify_run(out))
+    assert report.problems == [] and sum(d.replayed for d in report.dialogues) >= len(detours)
