@@ -52,7 +52,8 @@ class EvaluationSummary(BaseModel):
     pass_hat_without_simulator_faults: list[PassHat]
     flip_rate: float | None = Field(description="Share of tasks (with 2+ scored trials) that both passed and failed.")
     breakdowns: dict[str, dict[str, GroupFigures]] = Field(
-        default_factory=dict, description="By database, difficulty, subtasks, writes and variant: the pass^k of each group.")
+        default_factory=dict, description="By database, difficulty, subtasks, writes and variant: the pass^k of "
+                                          "each group.")
 
 
 def pass_hat_k(counts: list[tuple[int, int]], k: int) -> float | None:

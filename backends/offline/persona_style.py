@@ -29,8 +29,9 @@ _EXPERT = ["I know the records well, so no need to explain.", "Just the facts is
            "I've done this a hundred times, just need the data.", "Skip the explanations, I know the system."]
 _SLIPS = [("teh", "the"), ("recrod", "record"), ("plase", "please"), ("chekc", "check"), ("detials", "details"),
           ("chnage", "change"), ("thnaks", "thanks"), ("aslo", "also")]
-_SLIP_FRAMES = ["Sorry, {wrong}, I mean {right}: my typing is all over the place today.", "*{right}, not {wrong}. Oops.",
-                "(that was meant to say {right}, not {wrong})", "Ugh, {wrong} = {right}. Fat fingers."]
+_SLIP_FRAMES = ["Sorry, {wrong}, I mean {right}: my typing is all over the place today.",
+                "*{right}, not {wrong}. Oops.", "(that was meant to say {right}, not {wrong})",
+                "Ugh, {wrong} = {right}. Fat fingers."]
 
 
 def _strip(text: str, prefixes: list[str]) -> str:
