@@ -108,7 +108,7 @@ def missing_info(task: Task, index: ToolIndex, rng: random.Random) -> Task | Non
     return None
 
 
-def missing_tool(task: Task, index: ToolIndex, rng: random.Random) -> Task | None:
+def missing_tool(task: Task, rng: random.Random) -> Task | None:
     """One subtask (a write where there is one) whose tool the assistant is not offered: no plan, no change,
     and the user must hear that it cannot be done."""
     referenced = _references(task)
@@ -168,13 +168,13 @@ def schema_words(index: ToolIndex | None, tools: list[Tool]) -> set[str]:
 
 
 def as_variant(task: Task, variant: str, index: ToolIndex | None, tools: list[Tool], rng: random.Random) -> Task:
-    """The task as the hard case asked for, or unchanged (standard) where it offers none (the SQL transforms
-    need a database: a simulated toolset gets out-of-scope requests only)."""
+    """The task as the hard case asked for, or unchanged (standard) where it offers none (holding a value back
+    needs the SQL a write binds it with: a simulated toolset gets no missing-info tasks)."""
     made: Task | None = None
     if variant == "missing-info" and index is not None:
         made = missing_info(task, index, rng)
-    elif variant == "missing-tool" and index is not None:
-        made = missing_tool(task, index, rng)
+    elif variant == "missing-tool":
+        made = missing_tool(task, rng)
     elif variant == "out-of-scope":
         made = out_of_scope(task, schema_words(index, tools), rng)
     return made or task
