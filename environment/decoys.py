@@ -119,3 +119,14 @@ def decoys_named(schema: DatabaseSchema | None, tools: list[Tool], names: list[s
         return []
     wanted = set(names)
     return [t for t in decoy_pool(schema, tools) if t.name in wanted]
+
+
+def with_decoys(tools: dict[str, Tool], names: list[str], source: str) -> dict[str, Tool]:
+    """A toolset by name with the decoys a dialogue drew, rebuilt from its source's schema (what a re-check of
+    its recorded calls needs)."""
+    if not names or not source:
+        return tools
+    from environment.sources.registry import open_source  # the registry opens sources; decoys only need a schema
+
+    schema = open_source(source).catalog().database
+    return {**tools, **{t.name: t for t in decoys_named(schema, list(tools.values()), names)}}

@@ -45,8 +45,8 @@ async def task_generator(state: DialogueState, runtime: Runtime[Settings]) -> di
         previous_tasks=state.tasks, previous_calls=state.calls, conversation=conversation, style=state.task_style,
         rng_key=key, variant=variant,
     ))
-    return _started(state, dialogue_wide(task, earlier, variant, tools, schema, settings.crowd, key,
-                                                state.persona), usage)
+    task = dialogue_wide(task, earlier, variant, tools, schema, settings.crowd, key, state.persona)
+    return _started(state, task, usage)
 
 
 def _started(state: DialogueState, task: Task, usage: Usage) -> dict:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, Field
 from rich.table import Table
 
+from environment.decoys import with_decoys
 from environment.errors import InputError
 from nodes.scoring import classify, reward_parts, rescore, task_messages
 from runner import layout
@@ -149,7 +150,8 @@ async def regrade(eval_dir: Path) -> list[TrialRecord]:
             continue
         if task.toolset not in toolsets:
             toolsets[task.toolset] = {t.name: t for t in layout.load_toolset(folder.file(task.toolset))}
-        check = await rescore(task, trial.messages, trial.calls, trial.judge_valid, toolsets[task.toolset])
+        tools = with_decoys(toolsets[task.toolset], task.task.decoys, task.source_db)  # a crowded task's decoys too
+        check = await rescore(task, trial.messages, trial.calls, trial.judge_valid, tools)
         reward, parts = reward_parts(check, config.judge)
         fault, detail = classify(task, check, task_messages(trial.messages), trial.calls, reward, config.judge)
         out.append(trial.model_copy(update={"reward": reward, "parts": parts, "fault": fault, "fault_detail": detail,

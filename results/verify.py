@@ -17,8 +17,7 @@ from typing import Any
 from langchain_core.messages import convert_to_messages
 from pydantic import BaseModel, Field
 
-from environment.decoys import decoys_named
-from environment.sources.registry import open_source
+from environment.decoys import with_decoys
 from nodes.variant_checks import variant_failures, volunteered
 
 from environment.errors import InputError
@@ -175,15 +174,6 @@ class _Replay:
             self.problem(f"task {task + 1} ({spec.variant}): {failure}")
 
 
-def _with_decoys(line: dict[str, Any], tools: dict[str, Tool], source: str) -> dict[str, Tool]:
-    """The toolset and the decoys a crowded dialogue was offered, rebuilt from its source's schema."""
-    names = sorted({n for t in line.get("metadata", {}).get("tasks", []) for n in t.get("decoys", [])})
-    if not names or not source:
-        return tools
-    schema = open_source(source).catalog().database
-    return {**tools, **{t.name: t for t in decoys_named(schema, list(tools.values()), names)}}
-
-
 def _limits(folder: layout.RunFiles) -> dict[str, int]:
     """The run's own limits on results and arguments (the protocol's defaults where it names none)."""
     config = folder.read_json(layout.CONFIG) if folder.file(layout.CONFIG).exists() else {}
@@ -212,5 +202,6 @@ async def verify_run(run_dir: Path, database: str | None = None) -> RunCheck:
         meta = line.get("metadata", {})
         source = database or meta.get("source_database") or ""
         boxes = _sandboxes(source, int(meta.get("seed") or 0), line.get("id"))
-        report.dialogues.append(await _Replay(line, _with_decoys(line, tools, source), boxes, limits).run())
+        decoys = sorted({n for t in meta.get("tasks", []) for n in t.get("decoys", [])})
+        report.dialogues.append(await _Replay(line, with_decoys(tools, decoys, source), boxes, limits).run())
     return report

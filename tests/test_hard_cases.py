@@ -14,7 +14,7 @@ from backends.registry import register_backend
 from graphs.dialogue import build_dialogue_graph
 from graphs.run import main
 from nodes.variant_checks import variant_problem
-from results.evaluation import read_evaluation, summarize
+from results.evaluation import read_evaluation, regrade, summarize
 from results.verify import verify_run
 from runner import event_loop
 from runner.evaluate import evaluate
@@ -135,6 +135,9 @@ def test_planted_faults_are_caught_by_state_or_facts(mixed_run, tmp_path, backen
             assert "outside the domain" in trial["parts"]["variant"]
     if backend is DecoyWriter:
         assert all(any(c["tool"].startswith("set_") and c["result"]["ok"] for c in t["calls"]) for t in trials)
+    # scored again from the saved trials alone (decoys rebuilt, calls replayed), the verdicts stand
+    again = {t.id: t for t in event_loop.run(regrade(tmp_path / "eval"))}
+    assert all(again[t["id"]].reward == 0 and again[t["id"]].parts == t["parts"] for t in trials)
 
 
 def test_a_user_that_volunteers_the_held_back_value_is_a_simulator_fault(mixed_run, tmp_path):
