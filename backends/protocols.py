@@ -14,8 +14,8 @@ from state.agent import Action, JudgeScore, KnowledgeChunk, Memory, Profile, Rea
 from state.dialogue import ExecutedCall, SimulatedWorld, Usage, UserTurn, Verdict
 from state.prompt_params import PromptStyle
 from state.schema import DatabaseSchema
-from state.tasks import Difficulty, Task
 from state.targeting import TaskAim
+from state.tasks import Difficulty, Task, Variant
 from state.toolprep import Question
 from state.tools import Tool
 
@@ -47,6 +47,8 @@ class TaskRequest(BaseModel):
     rng_key: str = Field(description="Seeds every random choice of this request.")
     feedback: str = Field("", description="Why the last task was refused at the plan check, to do better.")
     aim: TaskAim | None = Field(None, description="What a targeted run leans this task toward (generate --target).")
+    variant: Variant = Field("standard", description="The hard case to make (docs/hard-cases.md); the task says "
+                                                     "'standard' where the tools offer no such case.")
 
 
 class UserTurnRequest(BaseModel):

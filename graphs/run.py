@@ -82,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="keep the checkpoints and the store in this Postgres database instead of the run folder's "
                           "checkpoints.sqlite (or FORGE_CHECKPOINTER); the password comes from PGPASSWORD or "
                           "~/.pgpass and is never written to the run folder")
+    gen.add_argument("--variants", metavar="NAME=SHARE,...",
+                     help="make this share of tasks hard cases, e.g. missing-info=0.2,missing-tool=0.1,"
+                          "out-of-scope=0.05,crowded=0.2 (default none; see docs/hard-cases.md)")
+    gen.add_argument("--crowd", type=int, metavar="N", help="decoy tools a crowded dialogue is offered (default 50)")
+    gen.add_argument("--personas", type=int, metavar="N",
+                     help="a pool of N user personas per database, made from its domain; each dialogue's user plays "
+                          "one (default 0: none)")
     _executor_args(gen)
 
     res = sub.add_parser("resume", help="finish an interrupted run, or continue one dialogue from a checkpoint")
@@ -119,6 +126,10 @@ def _parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stats", help="print the statistics of one or more runs side by side")
     st.add_argument("run_dirs", type=Path, nargs="+")
+    st.add_argument("--diversity", action="store_true",
+                    help="also the diversity of each run's users (embedding similarity of user turns, distinct-n, "
+                         "topics), e.g. a run with personas beside one without (shown without the flag when a run "
+                         "has personas)")
     reasoning_cli.add_parsers(sub)
     dataset_cli.add_parsers(sub)
     optimize_cli.add_parser(sub)
@@ -144,7 +155,12 @@ def _executor_of(args: argparse.Namespace) -> dict[str, object]:
 
 def _settings(args: argparse.Namespace) -> Settings:
     where = {"checkpointer": args.checkpointer} if getattr(args, "checkpointer", None) is not None else {}
-    return Settings(**llm_settings(args), **_executor_of(args), **where)
+    hard = {k: v for k in ("variants", "crowd", "personas") if (v := getattr(args, k, None)) is not None}
+    try:
+        return Settings(**llm_settings(args), **_executor_of(args), **where, **hard)
+    except ValidationError as exc:  # a flag's value, said in one line
+        error = exc.errors()[0]
+        raise InputError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
 
 
 def _positive(name: str, value: int) -> None:
@@ -275,11 +291,16 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         out = args.out or Path("runs") / f"toolprep-{snake(args.domain)}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         await run_toolprep(build_toolprep_graph, args.tools, args.domain, out, _settings(args), args.seed, console)
     elif args.command == "stats":
-        console.print(stats_table(read_run_stats(args.run_dirs)))
+        columns = read_run_stats(args.run_dirs)
+        console.print(stats_table(columns))
         for run_dir, label in zip(args.run_dirs, layout.run_labels(args.run_dirs)):
             targeted = slice_shares(run_dir)  # a run made with --target: its slices beside the evaluation's
             if targeted is not None:
                 console.print(slice_table(label, *targeted))
+        if args.diversity or any((run / layout.PERSONAS).exists() for run in args.run_dirs):
+            from results.diversity import diversity_table, read_diversity  # loads the embedding model
+
+            console.print(diversity_table(read_diversity(dict(zip(columns, args.run_dirs)))))
     elif args.command == verify_cli.COMMAND:
         return await verify_cli.run(args, console)
     elif args.command == evaluate_cli.COMMAND:

@@ -7,7 +7,7 @@ from langgraph.runtime import Runtime
 
 from backends.protocols import AssistantRequest
 from nodes.common import backend_of, rng_key, settings_of
-from nodes.stored_values import tools_of
+from nodes.toolbox import offered_tools
 from state.dialogue import DialogueState
 from state.config import Settings
 
@@ -60,7 +60,7 @@ def task_closed(state: DialogueState) -> bool:
 async def assistant(state: DialogueState, runtime: Runtime[Settings]) -> dict:
     settings = settings_of(runtime)
     request = AssistantRequest(
-        tools=await tools_of(state, runtime), messages=state.messages, calls=current_task_calls(state),
+        tools=await offered_tools(state, runtime), messages=state.messages, calls=current_task_calls(state),
         allow_tools=state.steps_in_turn < settings.max_steps_per_turn,
         reference_task=state.current_task, closing=task_closed(state),
         rng_key=rng_key(state, "assistant", state.user_turns_in_task, state.steps_in_turn),

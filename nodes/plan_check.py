@@ -20,6 +20,7 @@ from backends.protocols import TaskRequest
 from environment.sources.base import CallContext
 from environment.sources.dialogue_time import dialogue_clock, reference_time_for
 from environment.sources.pool import DialogueSandboxes
+from nodes.variant_checks import variant_problem
 from state.config import Settings
 from state.dialogue import DialogueState, Usage
 from state.tasks import PlannedCall, ResultRef, Task
@@ -144,6 +145,8 @@ def facts_for(task: Task, plan: Plan, results: dict[tuple[int, int], ToolResult]
     facts: list[Fact] = []
     for i, steps in enumerate(plan):
         if not steps:
+            if task.subtasks[i].cannot:  # the user must hear that it cannot be done
+                facts.append(Fact(subtask=i, kind="cannot"))
             continue
         result = results[(i, len(steps) - 1)]
         subtask = task.subtasks[i]
@@ -177,11 +180,13 @@ def plans_of(task: Task) -> list[Plan]:
 
 async def expectation(runner: PlanRunner, task: Task) -> TaskExpectation:
     """The task's expected outcome, or PlanRefused with the reason. Each plan runs twice: the same diff or none."""
-    if not task.subtasks or not any(s.steps for s in task.subtasks):
+    if not task.subtasks or not any(s.steps or s.cannot for s in task.subtasks):
         raise PlanRefused("the task has no reference plan: give each subtask the tool calls that carry it out")
     for i, subtask in enumerate(task.subtasks):
-        if not subtask.steps:
+        if not subtask.steps and not subtask.cannot:
             raise PlanRefused(f"subtask {i + 1} has no reference plan")
+        if subtask.cannot and (subtask.steps or subtask.changes_data):  # a part that cannot be done changes nothing
+            raise PlanRefused(f"subtask {i + 1} cannot be done ({subtask.cannot}), so it has no plan and no change")
     alternatives: list[StateDiff] = []
     facts: list[Fact] = []
     simulated = False
@@ -201,7 +206,10 @@ async def expectation(runner: PlanRunner, task: Task) -> TaskExpectation:
 async def check(state: DialogueState, tools: list[Tool], settings: Settings, task: Task) -> TaskExpectation | str:
     """The task's expectation, or why it is refused."""
     try:
-        return await expectation(PlanRunner(state, tools, settings), task)
+        if problem := variant_problem(task, tools):
+            raise PlanRefused(problem)
+        offered = [t for t in tools if t.name not in task.withheld_tools]  # a withheld tool is no tool of the plan
+        return await expectation(PlanRunner(state, offered, settings), task)
     except PlanRefused as refusal:
         return str(refusal)
 

@@ -15,6 +15,7 @@ import re
 
 from langchain_core.messages import AnyMessage, HumanMessage, convert_to_messages
 
+from nodes.variant_checks import checked
 from nodes.verification import real_diff, verify
 from state.benchmark import BenchmarkTask, Fault
 from state.dialogue import ExecutedCall
@@ -72,7 +73,10 @@ def invented_values(task: BenchmarkTask, messages: list[AnyMessage]) -> list[str
 def reward_parts(check: Verification, with_judge: bool) -> tuple[int, dict[str, str]]:
     parts = {"state": check.state.status, "facts": "pass" if check.facts_told else "fail",
              "judge": check.judge if with_judge else f"{check.judge} (not scored)", "user_conduct": check.user_conduct}
-    passed = check.state.status != "mismatch" and check.facts_told and (check.judge == "pass" or not with_judge)
+    passed = check.state.status != "mismatch" and check.facts_told and (check.judge == "pass" or not with_judge) \
+        and not check.variant_failures
+    if check.variant_failures:
+        parts["variant"] = "; ".join(check.variant_failures)
     return int(passed), parts
 
 
@@ -110,4 +114,5 @@ async def rescore(task: BenchmarkTask, messages: list[dict], calls: list[Execute
                   tools: dict[str, Tool]) -> Verification:
     """A saved trial checked again from its recorded calls alone (replayed on fresh sandboxes), as verify does."""
     actual, _ = await asyncio.to_thread(real_diff, task.source_db, task.seed, task.prefix_calls, calls, tools)
-    return verify(task.task, task_messages(messages), calls, actual, judge_valid)
+    return checked(task.task, task_messages(messages), calls,
+                   verify(task.task, task_messages(messages), calls, actual, judge_valid))

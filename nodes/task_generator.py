@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import get_args
 
 from langgraph.runtime import Runtime
 
@@ -10,10 +11,12 @@ from backends.protocols import TaskRequest
 from nodes.common import backend_of, rng_key, settings_of
 from nodes.plan_check import checked_task
 from nodes.stored_values import schema_of, tools_of
+from nodes.toolbox import offered
+from nodes.variants import DIALOGUE_WIDE, dialogue_wide, draw_variant
 from state.config import Settings
 from state.dialogue import DialogueState, Usage
 from state.targeting import TaskAim, Targeting
-from state.tasks import Task
+from state.tasks import Task, Variant
 from state.tools import Tool
 
 DIFFICULTY_WEIGHTS = {"easy": 0.25, "medium": 0.45, "hard": 0.30}
@@ -29,17 +32,29 @@ async def task_generator(state: DialogueState, runtime: Runtime[Settings]) -> di
     conversation = state.messages if not state.tasks and state.prelude else []
     if conversation:
         relation = "extends"
+    settings = settings_of(runtime)
     tools = await tools_of(state, runtime)
     aim = None
-    targeting = settings_of(runtime).targeting
+    targeting = settings.targeting
     if targeting is not None:  # drawn apart from `rng`: an untargeted run draws exactly what it always drew
         difficulty, aim = aimed(targeting, random.Random(f"{key}:aim"), tools)
+    schema = await schema_of(state, runtime)
+    earlier = state.tasks[-1] if state.tasks else None
+    variant = draw_variant(settings.variants, key, first=not state.tasks)
+    if aim is not None and aim.variant in get_args(Variant) and (not state.tasks or aim.variant not in DIALOGUE_WIDE):
+        variant = aim.variant  # a targeted run leans toward the variants the model failed
+    if variant == "missing-info" and state.task_style == "question":  # a direct question has no turn to ask back in
+        variant = "standard"
+    # a later task is made from the tools the dialogue offers (a withheld tool stays withheld, decoys stay)
+    with_decoys = offered(tools, earlier, schema)  # what replays of earlier calls need
+    offered_now = [t for t in with_decoys if t.name not in (earlier.decoys if earlier else [])]
     # the task is kept only once its reference plan runs on a scratch copy of the dialogue's state (nodes/plan_check)
-    task, usage = await checked_task(state, tools, settings_of(runtime), backend_of(runtime, state), TaskRequest(
-        database=await schema_of(state, runtime), tools=tools, difficulty=difficulty, relation=relation,
+    task, usage = await checked_task(state, with_decoys, settings, backend_of(runtime, state), TaskRequest(
+        database=schema, tools=offered_now, difficulty=difficulty, relation=relation,
         previous_tasks=state.tasks, previous_calls=state.calls, conversation=conversation, style=state.task_style,
-        rng_key=key, aim=aim,
+        rng_key=key, aim=aim, variant=variant,
     ))
+    task = dialogue_wide(task, earlier, variant, tools, schema, settings.crowd, key, state.persona)
     return _started(state, task, usage)
 
 

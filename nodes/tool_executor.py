@@ -19,7 +19,7 @@ from environment.sources.base import CallContext, CallOutcome, Simulator, ToolSo
 from environment.sources.dialogue_time import dialogue_clock, reference_time_for
 from environment.sources.pool import current_pool
 from nodes.common import backend_of, rng_key, settings_of
-from nodes.stored_values import tools_of
+from nodes.toolbox import offered_tools
 from state.config import Settings
 from state.dialogue import DialogueState, ExecutedCall, SimulatedWorld
 from state.tools import Tool, ToolError, ToolResult
@@ -51,7 +51,7 @@ async def tool_executor(state: DialogueState, runtime: Runtime[Settings]) -> dic
     settings = settings_of(runtime)
     last = state.messages[-1]
     assert isinstance(last, AIMessage) and last.tool_calls, "routed here only after tool calls"
-    tools = {t.name: t for t in await tools_of(state, runtime)}
+    tools = {t.name: t for t in await offered_tools(state, runtime)}
     malformed = dict(zip(last.additional_kwargs.get("malformed_tool_call_ids", []),
                          last.additional_kwargs.get("malformed_tool_call_arguments", [])))
     sandboxes = await asyncio.to_thread(current_pool().checkout, state.dialogue_id, state.source_db, state.seed,

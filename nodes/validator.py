@@ -9,7 +9,8 @@ from langgraph.runtime import Runtime
 from backends.protocols import JudgeRequest
 from nodes.assistant import current_task_calls
 from nodes.common import backend_of
-from nodes.stored_values import tools_of
+from nodes.toolbox import offered_tools
+from nodes.variant_checks import checked
 from nodes.verification import real_diff, verify
 from state.config import Settings
 from state.dialogue import DialogueState
@@ -25,10 +26,11 @@ async def validator(state: DialogueState, runtime: Runtime[Settings]) -> dict:
         task=task, messages=state.messages[start:], calls=calls,
         user_declared_complete=declared, ended_by_budget=state.ended_by_budget, task_index=state.task_index,
     ))
-    tools = {t.name: t for t in await tools_of(state, runtime)}
+    tools = {t.name: t for t in await offered_tools(state, runtime)}
     earlier = [c for c in state.calls if c.task_index < state.task_index]
     actual, diverged = await asyncio.to_thread(real_diff, state.source_db, state.seed, earlier, calls, tools)
-    verification = verify(task, state.messages[start:], calls, actual, verdict.judgment == "valid")
+    verification = checked(task, state.messages[start:], calls,
+                           verify(task, state.messages[start:], calls, actual, verdict.judgment == "valid"))
     update = {"task_index": state.task_index, "verification": verification}
     failures = verification.failures()
     if failures:  # the state, the facts or the user failed: invalid whatever the judge said

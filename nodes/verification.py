@@ -27,6 +27,8 @@ _WORD_NUMBERS = {w: i for i, w in enumerate(
     "seventeen eighteen nineteen twenty".split())}
 _NOTHING = re.compile(r"\bno matching\b|\bno such\b|\bno (?:\w+ )?(?:records?|results?|rows?|match(?:es)?|entries|one)\b"
                       r"|\bnone\b|\bnothing\b|n't find|not find|\bfound 0\b|\b0 (?:records?|results?|rows?|matches)\b")
+_CANNOT = re.compile(r"\b(?:can ?not|can't|can’t|unable|not able|no tool|don't have|do not have|isn't something i|"
+                     r"is not something i|outside (?:of )?(?:what|my)|beyond what|not possible)\b")
 _CONFIRM_WORDS = ("done", "updated", "added", "changed", "saved", "deleted", "removed", "set ", "recorded",
                   "created", "booked", "cancelled", "canceled", "registered", "scheduled")
 _DATE_FORMATS = ("%Y-%m-%d", "%B %d, %Y", "%B %-d, %Y", "%d %B %Y", "%-d %B %Y", "%b %d, %Y", "%b %-d, %Y",
@@ -68,6 +70,8 @@ def told(value: Any, kind: str, text: str) -> bool:
     """Whether the assistant's words carry a fact: numbers normalised, dates in common formats, text
     case-insensitive."""
     said = _norm(text)
+    if kind == "cannot":
+        return bool(_CANNOT.search(said))
     if kind == "confirmation":
         return any(w in said for w in _CONFIRM_WORDS)
     if kind == "none":

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, Field
 from rich.table import Table
 
+from environment.decoys import with_decoys
 from environment.errors import InputError
 from nodes.scoring import classify, reward_parts, rescore, task_messages
 from runner import layout
@@ -52,7 +53,8 @@ class EvaluationSummary(BaseModel):
     pass_hat_without_simulator_faults: list[PassHat]
     flip_rate: float | None = Field(description="Share of tasks (with 2+ scored trials) that both passed and failed.")
     breakdowns: dict[str, dict[str, GroupFigures]] = Field(
-        default_factory=dict, description="By database, difficulty, subtasks and writes: the pass^k of each group.")
+        default_factory=dict, description="By database, difficulty, subtasks, writes and variant: the pass^k of "
+                                          "each group.")
 
 
 def pass_hat_k(counts: list[tuple[int, int]], k: int) -> float | None:
@@ -94,7 +96,8 @@ def _counts(trials: list[TrialRecord], task_ids: list[str], scored: Callable[[Tr
 
 def _groups(task: BenchmarkTask) -> dict[str, str]:
     return {"database": task.database or "?", "difficulty": task.task.difficulty,
-            "subtasks": str(len(task.task.subtasks)), "writes": "write" if task.writes else "read-only"}
+            "subtasks": str(len(task.task.subtasks)), "writes": "write" if task.writes else "read-only",
+            "variant": task.task.variant}
 
 
 def summarize(config: EvaluationConfig, tasks: list[BenchmarkTask], trials: list[TrialRecord]) -> EvaluationSummary:
@@ -147,7 +150,8 @@ async def regrade(eval_dir: Path) -> list[TrialRecord]:
             continue
         if task.toolset not in toolsets:
             toolsets[task.toolset] = {t.name: t for t in layout.load_toolset(folder.file(task.toolset))}
-        check = await rescore(task, trial.messages, trial.calls, trial.judge_valid, toolsets[task.toolset])
+        tools = with_decoys(toolsets[task.toolset], task.task.decoys, task.source_db)  # a crowded task's decoys too
+        check = await rescore(task, trial.messages, trial.calls, trial.judge_valid, tools)
         reward, parts = reward_parts(check, config.judge)
         fault, detail = classify(task, check, task_messages(trial.messages), trial.calls, reward, config.judge)
         out.append(trial.model_copy(update={"reward": reward, "parts": parts, "fault": fault, "fault_detail": detail,

@@ -63,6 +63,8 @@ class RunStats(BaseModel):
     facts_told: int = 0
     judge_vs_state: dict[str, int] = Field(
         default_factory=dict, description="Judged tasks by 'judge pass|fail / state pass|fail' (a 2x2 table).")
+    per_variant: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="Judged tasks by hard case (docs/hard-cases.md): 'tasks' and 'valid'.")
 
 
 # Replies a model gave that were fed back, counted per run (see backends/llm/replies.py).
@@ -106,7 +108,8 @@ class StatsTally:
     models: dict[str, str] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=lambda: {
         "plan_refusals": 0, "tasks_verified": 0, "state_matches": 0, "facts_required": 0, "facts_told": 0,
-        "judge_vs_state": {f"judge {j} / state {s}": 0 for j in ("pass", "fail") for s in ("pass", "fail")}})
+        "judge_vs_state": {f"judge {j} / state {s}": 0 for j in ("pass", "fail") for s in ("pass", "fail")},
+        "per_variant": {}})
 
     def add_checks(self, meta: dict[str, Any]) -> None:
         """The plan check's refusals and each judged task's state, facts and judge (metadata.verification)."""
@@ -119,6 +122,9 @@ class StatsTally:
                 self.checks["state_matches"] += block["state"] == "match"
                 state = "pass" if block["state"] == "match" else "fail"
                 self.checks["judge_vs_state"][f"judge {block['judge']} / state {state}"] += 1
+            variant = self.checks["per_variant"].setdefault(block.get("variant", "standard"), {"tasks": 0, "valid": 0})
+            variant["tasks"] += 1
+            variant["valid"] += bool(block.get("valid"))
             self.checks["facts_required"] += len(entry["facts"])
             self.checks["facts_told"] += sum(f["told"] for f in entry["facts"])
 
@@ -228,6 +234,9 @@ STATS_ROWS: list[tuple[str, Callable[[RunStats], str]]] = [
     ("Facts told rate", lambda s: _pct(s.facts_told, s.facts_required)),
     ("Judge pass / state fail", lambda s: str(s.judge_vs_state.get("judge pass / state fail", 0))),
     ("Judge fail / state pass", lambda s: str(s.judge_vs_state.get("judge fail / state pass", 0))),
+    ("Tasks valid by variant", lambda s: ", ".join(
+        f"{name} {c['valid']}/{c['tasks']}" for name, c in sorted(s.per_variant.items(), key=lambda kv: (
+            kv[0] != "standard", kv[0]))) or "-"),
     ("Judge vs state (pass/pass, fail/fail)", lambda s: f"{s.judge_vs_state.get('judge pass / state pass', 0)}, "
                                                        f"{s.judge_vs_state.get('judge fail / state fail', 0)}"),
 ]

@@ -14,7 +14,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from langchain_core.messages import convert_to_messages
 from pydantic import BaseModel, Field
+
+from environment.decoys import with_decoys
+from nodes.variant_checks import variant_failures, volunteered
 
 from environment.errors import InputError
 from environment.sources.base import CallContext
@@ -24,6 +28,7 @@ from environment.state_match import match
 from nodes.verification import told
 from runner import layout
 from state.dialogue import ExecutedCall
+from state.tasks import Task
 from state.tools import Tool, ToolResult
 from state.verification import StateDiff
 
@@ -142,6 +147,7 @@ class _Replay:
         elif goals:
             self.problem(f"task {task + 1}: state mismatch: " + "; ".join(d.describe() for d in found[:3]))
         text = "\n".join(m.get("content") or "" for m in messages if m.get("role") == "assistant")
+        self._variant(task, messages)
         for fact in entry.get("facts", []):
             self.check.facts += 1
             if fact.get("resolved", True) and told(fact.get("value"), fact.get("kind", "value"), text):
@@ -150,6 +156,22 @@ class _Replay:
                 label = fact.get("field") or fact.get("kind")
                 self.problem(f"task {task + 1}: fact not told: subtask {fact['subtask'] + 1} {label} = "
                              f"{fact.get('value')!r}")
+
+
+    def _variant(self, task: int, messages: list[dict[str, Any]]) -> None:
+        """A hard case's own checks again (docs/hard-cases.md): the question asked, no call out of scope, no
+        value volunteered."""
+        tasks = self.meta.get("tasks", [])
+        if task >= len(tasks) or tasks[task].get("variant", "standard") == "standard":
+            return
+        spec = Task.model_validate(tasks[task])
+        said = convert_to_messages([m for m in messages if m.get("role") in ("user", "assistant", "tool")])
+        calls = [ExecutedCall(tool_call_id=c["id"], tool=c["function"]["name"], arguments=_content(
+                     c["function"].get("arguments") or "{}") or {}, result=ToolResult(ok=True),
+                     mode=self.tools[c["function"]["name"]].mode if c["function"]["name"] in self.tools else None)
+                 for m in messages if m.get("role") == "assistant" for c in m.get("tool_calls") or []]
+        for failure in [*variant_failures(spec, said, calls), *filter(None, [volunteered(spec, said)])]:
+            self.problem(f"task {task + 1} ({spec.variant}): {failure}")
 
 
 def _limits(folder: layout.RunFiles) -> dict[str, int]:
@@ -178,6 +200,8 @@ async def verify_run(run_dir: Path, database: str | None = None) -> RunCheck:
     report = RunCheck(run=str(run_dir))
     for line, tools in folder.lines_with_tools():
         meta = line.get("metadata", {})
-        boxes = _sandboxes(database or meta.get("source_database") or "", int(meta.get("seed") or 0), line.get("id"))
-        report.dialogues.append(await _Replay(line, tools, boxes, limits).run())
+        source = database or meta.get("source_database") or ""
+        boxes = _sandboxes(source, int(meta.get("seed") or 0), line.get("id"))
+        decoys = sorted({n for t in meta.get("tasks", []) for n in t.get("decoys", [])})
+        report.dialogues.append(await _Replay(line, with_decoys(tools, decoys, source), boxes, limits).run())
     return report

@@ -26,6 +26,8 @@ from environment.sources.pool import SandboxPool, sandbox_pool
 from environment.sources.registry import load_source_kinds, open_source
 from environment.sources.runs import run_scope
 from nodes.stored_values import keep_schema, keep_toolset
+from nodes.personas import draw_persona
+from nodes.toolbox import offered
 from runner import event_loop
 from runner import run_folder as rf
 from runner.export import DialogueRecord, export_dialogue
@@ -34,11 +36,13 @@ from runner.persistence import (checkpoint_location, keep_only_last_checkpoint, 
 from runner.postgres_checkpoints import checkpointer_lost, checkpointer_lost_error
 from runner.preflight import settle_backend
 from runner.ray_executor import run_on_ray
+from runner.personas import ensure_pools, read_pools
 from runner.run_folder import RunFolder
 from runner.shards import merge_shards, seed_threads, shard_folder
 from runner.targeting import targeted_source
 from state.config import RunConfig, Settings
 from state.dialogue import DialogueInput, DialogueState, Usage
+from state.personas import PersonaPool
 from state.tools import Tool
 
 
@@ -111,6 +115,7 @@ def _shard_main(builder_factory: Callable[[], StateGraph], folder: str, config: 
         seed_threads(run, own, [config.dialogue_id(i) for i in indices])
     done = own.finished_ids()
     batch = Batch(builder_factory, own, config, settings, toolsets, Console(quiet=True))
+    batch.personas = read_pools(run) or batch.personas  # the run's own pools, not the shard's
     event_loop.run(batch.run_shard([i for i in indices if config.dialogue_id(i) not in done], lambda: None))
 
 
@@ -127,6 +132,8 @@ class Batch:
         self.toolsets = toolsets  # by toolset file, as the config's databases name them
         self.toolset_keys: dict[str, str] = {}  # by toolset file: the content hash each is kept under
         self.schema_keys: dict[str, str] = {}  # by source name
+        self.schemas: dict[str, Any] = {}  # by source name, read when a line needs it (decoys)
+        self.personas = PersonaPool()  # the run's persona pools (personas.json), read when a shard starts
         self.sandboxes: SandboxPool | None = None  # the dialogues' live sandboxes, while run_shard runs
         self.unavailable: list[str] = []  # why dialogues stopped on a source that went away (left for resume)
         self.console = console
@@ -138,6 +145,8 @@ class Batch:
         merge_shards(self.folder)
         done = self.folder.finished_ids()
         todo = [i for i in range(self.config.dialogues) if self.config.dialogue_id(i) not in done]
+        if todo:  # made once, before any dialogue, for every process that runs one
+            await ensure_pools(self.folder, self.config, self.settings, self.console)
         if self.settings.checkpoints == "final" and done:
             await self._keep_only_final_states(done)
         columns = [TextColumn("[bold]dialogues"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -166,6 +175,7 @@ class Batch:
 
     async def run_shard(self, indices: list[int], on_done: Callable[[], None]) -> None:
         await settle_backend(backend_for(self.settings), Console(quiet=True))  # a worker process probes for itself
+        self.personas = read_pools(self.folder) or self.personas
         async with open_persistence(checkpoint_location(self.folder.path, self.settings)) as (saver, store):
             graph = self.builder_factory().compile(checkpointer=saver, store=store)
             # Kept before any dialogue starts, so dialogues only read the store while they run.
@@ -246,6 +256,7 @@ class Batch:
                                   seed=self.config.dialogue_seed(i), prelude=self.config.prelude,
                                   task_style="question" if self.config.pipeline == "task" else "descriptive",
                                   tasks_per_dialogue=self.config.tasks_per_dialogue,
+                                  persona=draw_persona(self.personas, source.path, self.config.dialogue_seed(i)),
                                   toolset_key=self.toolset_keys[source.toolset],
                                   schema_key=self.schema_keys.get(source.path, ""))
             await run_thread(graph, start, cfg, self.settings)
@@ -273,6 +284,12 @@ class Batch:
             # finished: its sandboxes are not needed again; closing may wait on a process (an MCP server)
             await asyncio.to_thread(self.sandboxes.release, dialogue_id)
 
+    def _schema(self, source: str) -> Any:
+        """A source's database schema (None for simulated tools), read once per batch."""
+        if source not in self.schemas:
+            self.schemas[source] = open_source(source).catalog().database if source else None
+        return self.schemas[source]
+
     async def write(self, dialogue_id: str, values: dict[str, Any], latency: float, error: str | None,
                     tools: list[Tool], replace: bool = False, failed_usage: Usage | None = None) -> None:
         """Write a finished dialogue's line; with replace, its earlier line (in either file) goes."""
@@ -289,6 +306,9 @@ class Batch:
             extra["toolset"] = self.config.toolset_file_of(state.source_db)
             if state.replay_diverged:
                 extra["replay_diverged"] = state.replay_diverged
+            if state.current_task is not None and (state.current_task.withheld_tools or state.current_task.decoys):
+                # the line's tools are those its assistant was offered (less a withheld tool, plus decoys)
+                tools = offered(tools, state.current_task, await asyncio.to_thread(self._schema, state.source_db))
             record, ok, _ = export_dialogue(state, tools, extra)
         else:
             if isinstance(failed_usage, Usage):

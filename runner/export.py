@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from backends.llm.replies import REASONING
 from prompts import load_prompt
 from state.dialogue import DialogueState
+from state.tasks import Task
 from state.tools import Tool
 
 
@@ -109,9 +110,27 @@ def verification_records(state: DialogueState) -> list[dict[str, Any]]:
                 "differences": [d.model_dump(mode="json") for d in check.state.differences],
                 "facts_told": check.facts_told, "judge": check.judge, "user_conduct": check.user_conduct,
                 "user_fault": check.user_fault, "valid": check.passed,
+                **({"variant": check.variant} if check.variant != "standard" else {}),
+                **({"variant_failures": check.variant_failures} if check.variant_failures else {}),
             },
         })
     return out
+
+
+_HARD_CASE_DEFAULTS = {"variant": "standard", "held_back": None, "withheld_tools": [], "decoys": [], "persona": None}
+
+
+def task_record(task: Task) -> dict[str, Any]:
+    """A task as its line's metadata keeps it; a standard task's hard-case fields are left out at their defaults
+    (readers take a task without `variant` as standard)."""
+    record = task.model_dump(mode="json", exclude={"expected": {"alternatives", "facts"}})
+    for name, default in _HARD_CASE_DEFAULTS.items():
+        if record.get(name) == default:
+            record.pop(name, None)
+    for subtask in record.get("subtasks", []):
+        if not subtask.get("cannot"):
+            subtask.pop("cannot", None)
+    return record
 
 
 def export_dialogue(state: DialogueState, tools: list[Tool], extra: dict[str, Any]) \
@@ -126,7 +145,7 @@ def export_dialogue(state: DialogueState, tools: list[Tool], extra: dict[str, An
         tools=[t.openai_tool() for t in tools],
         metadata={
             # the goal diffs and facts travel in `verification`, next to what the dialogue really did
-            "tasks": [t.model_dump(mode="json", exclude={"expected": {"alternatives", "facts"}}) for t in state.tasks],
+            "tasks": [task_record(t) for t in state.tasks],
             "verdicts": [v.model_dump(mode="json", exclude={"verification"}) for v in state.verdicts],
             "verification": verification_records(state),
             "stats": stats.model_dump(mode="json"),

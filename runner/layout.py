@@ -18,6 +18,7 @@ DIALOGUES = "dialogues.jsonl"
 REJECTED = "rejected.jsonl"
 TIMINGS = "timings.jsonl"
 STATS = "stats.json"
+PERSONAS = "personas.json"  # the run's user personas, per source (--personas)
 CHECKPOINTS = "checkpoints.sqlite"
 LLM_CACHE = "llm_cache.sqlite"
 OWNER_LOCK = ".owner.lock"

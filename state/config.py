@@ -6,10 +6,11 @@ tasks) lives in the graph state instead.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+import json
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from state.postgres_uri import is_postgres_uri, without_password
 from state.targeting import Targeting
@@ -85,6 +86,13 @@ class Settings(BaseSettings):
         False, description="Keep each dialogue's sandbox when it ends, and the run's copy of each source, for "
         "inspection (Postgres: the run's template and a database per dialogue, named forge_<run tag>_…); "
         "otherwise they are dropped. FORGE_KEEP_SANDBOXES=1.")
+    variants: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, description="Share of tasks made as each hard case (missing-info, missing-tool, "
+        "out-of-scope, crowded); the rest are standard. Given as 'missing-info=0.2,crowded=0.1' (or JSON). Empty: off.")
+    crowd: int = Field(50, ge=1, description="Decoy tools a crowded dialogue's assistant is offered beside its "
+                       "toolset (fewer when the database yields fewer).")
+    personas: int = Field(0, ge=0, description="User personas in each source's pool (made once per run from the "
+                          "database's domain, one drawn per dialogue); 0: the plain simulated user.")
     checkpointer: str = Field(
         "", description="Where a dialogue run keeps its checkpoints and store: empty for the run folder's "
         "checkpoints.sqlite, or a libpq URI (postgresql://USER@HOST:PORT/DATABASE) for LangGraph's Postgres saver "
@@ -101,6 +109,35 @@ class Settings(BaseSettings):
             scheme = value.split("://", 1)[0] + "://" if "://" in value else "a path"  # the rest may hold a password
             raise ValueError(f"{scheme} is not a postgresql:// URI (leave it empty for the run folder's "
                              f"checkpoints.sqlite)")
+        return value
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _variant_mix(cls, value: object) -> object:
+        """'NAME=SHARE,...' (the command line's form) into the mapping, each name a hard case, shares summing to 1
+        at most."""
+        if isinstance(value, str) and value.strip().startswith("{"):
+            value = json.loads(value)
+        if isinstance(value, str):
+            mix: dict[str, float] = {}
+            for item in filter(None, (part.strip() for part in value.split(","))):
+                name, sep, share = item.partition("=")
+                try:
+                    mix[name.strip()] = float(share)
+                except ValueError:
+                    raise ValueError(f"{item!r}: expected NAME=SHARE, e.g. missing-info=0.2") from None
+                if not sep:
+                    raise ValueError(f"{item!r}: expected NAME=SHARE, e.g. missing-info=0.2")
+            value = mix
+        if isinstance(value, dict):
+            known = ("missing-info", "missing-tool", "out-of-scope", "crowded")
+            for name, share in value.items():
+                if name not in known:
+                    raise ValueError(f"unknown variant {name!r} (known: {', '.join(known)})")
+                if not 0 <= float(share) <= 1:
+                    raise ValueError(f"variant {name}: share {share} is not between 0 and 1")
+            if sum(float(v) for v in value.values()) > 1 + 1e-9:
+                raise ValueError("variant shares add up to more than 1")
         return value
 
     @field_validator("model_for", mode="before")

@@ -10,6 +10,7 @@ from langgraph.channels.delta import DeltaChannel
 from langgraph.graph.message import _messages_delta_reducer
 from pydantic import BaseModel, Field, field_validator
 
+from state.personas import Persona
 from state.schema import DatabaseSchema
 from state.tasks import RubricCategory, Task
 from state.tools import Tool, ToolResult
@@ -112,6 +113,8 @@ class DialogueInput(BaseModel):
     forked_from: ForkOrigin | None = Field(None, description="Set on a dialogue forked from another's checkpoint.")
     task_style: Literal["descriptive", "question"] = Field(
         "descriptive", description="Latent goals for a user simulator, or direct questions (task-oriented).")
+    persona: Persona | None = Field(None, description="The user persona drawn for this dialogue from the run's pool "
+                                                      "(None: the plain simulated user); each task records it.")
 
     @field_validator("prelude")
     @classmethod

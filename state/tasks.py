@@ -6,9 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from state.personas import Persona
 from state.verification import TaskExpectation
 
 Difficulty = Literal["easy", "medium", "hard"]
+Variant = Literal["standard", "missing-info", "missing-tool", "out-of-scope", "crowded"]
+VARIANTS: tuple[str, ...] = ("standard", "missing-info", "missing-tool", "out-of-scope", "crowded")
 RubricCategory = Literal["Critical", "Structural", "NonCritical", "InvalidRubric"]
 
 
@@ -41,6 +44,18 @@ class Subtask(BaseModel):
     answer_fields: list[str] = Field(
         default_factory=list, description="Result fields whose values the user must be told; empty: the record's "
                                           "label, and the count when several rows come back.")
+    cannot: str = Field("", description="Why this part cannot be done with the tools offered (missing tool, out of "
+                                        "scope): no plan, no change, and the user must be told so.")
+
+
+class HeldBack(BaseModel):
+    """A value a write needs that the user leaves out of its requests and gives only when the assistant asks."""
+
+    subtask: int = Field(description="The subtask whose write takes it.")
+    argument: str = Field(description="The planned call's argument that carries it.")
+    value: str | int | float | bool
+    label: str = Field(description="What it is, in the user's words (e.g. 'new phone number').")
+    reveal: str = Field(description="What the user says once asked for it.")
 
 
 class RubricItem(BaseModel):
@@ -68,3 +83,10 @@ class Task(BaseModel):
     relation: Literal["first", "extends", "independent"] = "first"
     style: Literal["descriptive", "question"] = "descriptive"
     expected: TaskExpectation | None = Field(None, description="Goal diff and required facts, from the plan check.")
+    variant: Variant = Field("standard", description="Which hard case the task is (docs/hard-cases.md).")
+    held_back: HeldBack | None = Field(None, description="missing-info: the value the user gives only when asked.")
+    withheld_tools: list[str] = Field(default_factory=list, description="Tools of the toolset this dialogue's "
+                                      "assistant is not offered (missing-tool; kept by the dialogue's later tasks).")
+    decoys: list[str] = Field(default_factory=list, description="Decoy tools offered beside the toolset (crowded; "
+                              "kept by the dialogue's later tasks), by name: environment/decoys.py makes them.")
+    persona: Persona | None = Field(None, description="Who the user simulator plays (drawn per dialogue).")

@@ -54,7 +54,7 @@ class Fact(BaseModel):
 
     subtask: int
     field: str = Field("", description="The result field it comes from ('' for a count or a confirmation).")
-    kind: Literal["value", "count", "none", "confirmation"] = "value"
+    kind: Literal["value", "count", "none", "confirmation", "cannot"] = "value"
     value: Any = None
     resolved: bool = Field(True, description="False for simulated tools: the value is read from the real result.")
 
@@ -113,11 +113,14 @@ class Verification(BaseModel):
     judge: Literal["pass", "fail"] = "pass"
     user_conduct: Literal["ok", "fault"] = "ok"
     user_fault: str = ""
+    variant: str = Field("standard", description="The task's hard case (docs/hard-cases.md).")
+    variant_failures: list[str] = Field(default_factory=list, description="What the hard case asks of the "
+                                        "assistant and it did not do (ask for a held-back value, call no tool).")
 
     @property
     def passed(self) -> bool:
         return (self.state.status != "mismatch" and self.facts_told and self.judge == "pass"
-                and self.user_conduct == "ok")
+                and self.user_conduct == "ok" and not self.variant_failures)
 
     def failures(self) -> list[str]:
         """Why the task fails, the state first: each names the row or the fact."""
@@ -129,6 +132,7 @@ class Verification(BaseModel):
         missing = [c.fact for c in self.facts if not c.told]
         if missing:
             out.append("facts not told: " + "; ".join(describe_fact(f) for f in missing[:5]))
+        out.extend(f"{self.variant}: {failure}" for failure in self.variant_failures)
         return out
 
 
@@ -137,5 +141,7 @@ def describe_fact(fact: Fact) -> str:
         return f"subtask {fact.subtask + 1}: confirmation of the write"
     if fact.kind == "none":
         return f"subtask {fact.subtask + 1}: that nothing matched"
+    if fact.kind == "cannot":
+        return f"subtask {fact.subtask + 1}: that it cannot be done"
     label = "count" if fact.kind == "count" else fact.field
     return f"subtask {fact.subtask + 1}: {label} = {fact.value!r}"

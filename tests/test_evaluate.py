@@ -80,7 +80,7 @@ def test_offline_evaluate_prints_pass_k_writes_files_and_matches_the_estimator(s
         assert summary["pass_hat"][k - 1]["value"] == pytest.approx(_by_hand(trials, k))
     # the offline assistant solved every one of these tasks during generation: it should solve them again
     assert summary["pass_hat"][0]["value"] >= 0.9
-    assert set(summary["breakdowns"]) == {"database", "difficulty", "subtasks", "writes"}
+    assert set(summary["breakdowns"]) == {"database", "difficulty", "subtasks", "writes", "variant"}
 
 
 def test_pass_k_of_a_flaky_model_is_the_unbiased_estimator_with_flips_and_an_interval(small_run, tmp_path):

@@ -76,6 +76,36 @@ def plan_feedback(request: TaskRequest) -> str:
             "Write a task whose plan runs as described.\n")
 
 
+def variant_instructions(variant: str) -> str:
+    """The task prompt's section for a hard case (prompts/task_generator_variants.md); '' for a standard task."""
+    sections: dict[str, str] = {}
+    name = ""
+    for line in load_prompt("task_generator_variants").text.splitlines():
+        if line.startswith("## "):
+            name = line[3:].strip()
+            sections[name] = ""
+        elif name:
+            sections[name] += line + "\n"
+    return f"\n{sections[variant].rstrip()}\n" if variant in sections else ""
+
+
+def user_private(task: Task) -> str:
+    """Who the user is (a persona), what it knows but keeps to itself (a held-back value), and how to take a part
+    that cannot be done."""
+    lines = []
+    if task.persona is not None:
+        lines.append(f"Who you are (play this person throughout): {task.persona.describe()}")
+    if task.held_back is not None:
+        held = task.held_back
+        lines.append(f"You also know the {held.label}: {held.value}. Keep it to yourself: do not mention it, or "
+                     f"hint at it, until the assistant asks you for it; when it asks, give it exactly (for example: "
+                     f"\"{held.reveal}\").")
+    if any(s.cannot for s in task.subtasks):
+        lines.append("If the assistant tells you it cannot do a part, take its word for it and go on with the rest; "
+                     "do not insist.")
+    return "\n" + "\n".join(f"- {line}" for line in lines) if lines else ""
+
+
 def user_opening(request: UserTurnRequest) -> str:
     if request.user_turn == 0 and request.task_start == 0:
         line = ("This is the first message of the conversation: greet the assistant if you like and raise "
@@ -141,13 +171,13 @@ class OpenAIBackend:
         prompt = load_prompt("task_generator").render(
             schema=render_schema(request.database), tools=render_tools(request.tools),
             context=task_context(request) + aim_note(request), difficulty=request.difficulty,
-            feedback=plan_feedback(request))
+            feedback=plan_feedback(request), variant=variant_instructions(request.variant))
         return await self.ask("task_generator", [HumanMessage(content=prompt)],
                               lambda obj: parse_task(obj, request), TaskReply)
 
     async def user_turn(self, request: UserTurnRequest) -> tuple[UserTurn, Usage]:
         system = load_prompt("user_simulator").render(goal=request.task.goal, subtasks=render_subtasks(request.task),
-                                                      opening=user_opening(request))
+                                                      opening=user_opening(request), private=user_private(request.task))
         if request.messages:
             marker = ("--- your earlier requests end here; your current goal starts below ---"
                       if request.task_start > 0 else "")

@@ -77,7 +77,11 @@ def parse_task(obj: dict[str, Any], request: TaskRequest) -> Task:
     if isinstance(subtasks, list):
         # A bare string is a common shortcut for a subtask; it is both the statement and the ask.
         obj = {**obj, "subtasks": [{"description": s, "ask": s} if isinstance(s, str) else s for s in subtasks]}
-    task = Task.model_validate({**obj, "difficulty": request.difficulty, "relation": request.relation})
+    # the hard case is the request's (crowded is the node's: its decoys do not change the task)
+    variant = request.variant if request.variant in ("missing-info", "missing-tool", "out-of-scope") else "standard"
+    obj = {k: v for k, v in obj.items() if k not in ("variant", "decoys", "persona")}
+    task = Task.model_validate({**obj, "difficulty": request.difficulty, "relation": request.relation,
+                                "variant": variant})
     if not task.subtasks:
         raise ReplyError("subtasks: at least one subtask is required")
     return task
@@ -148,6 +152,15 @@ class SubtaskReply(BaseModel):
     changes_data: bool = False
     steps: list[list[PlannedCallReply]] = Field(default_factory=list, description="The reference plan.")
     answer_fields: list[str] = []
+    cannot: str = Field("", description="Hard cases only: why this part cannot be done (no steps then).")
+
+
+class HeldBackReply(BaseModel):
+    subtask: int
+    argument: str
+    value: str | int | float | bool
+    label: str
+    reveal: str
 
 
 class RubricReply(BaseModel):
@@ -161,6 +174,8 @@ class TaskReply(BaseModel):
     difficulty: Literal["easy", "medium", "hard"] = "medium"
     subtasks: list[SubtaskReply] = Field(min_length=1)
     rubric: RubricReply = Field(default_factory=RubricReply)
+    held_back: HeldBackReply | None = Field(None, description="missing-info tasks only.")
+    withheld_tools: list[str] = Field(default_factory=list, description="missing-tool tasks only.")
 
 
 class JudgedItemReply(BaseModel):

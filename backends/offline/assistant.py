@@ -14,9 +14,23 @@ from langchain_core.messages import AIMessage, ToolMessage
 
 from backends.protocols import AssistantRequest
 from backends.offline.phrasing import ACKNOWLEDGEMENTS, describe_row, entity, pick, plural
-from backends.offline.plan import Progress, Unit, call_id, last_user_index, units_for
+from backends.offline.plan import Progress, Unit, call_id, held_value_given, last_user_index, units_for
 from state.dialogue import ExecutedCall
 from state.tools import ToolResult
+
+CANNOT_REPLIES = [
+    "I'm sorry, I can't do that: none of the tools I have can {what}.",
+    "Unfortunately that is not something I can do here: I have no tool to {what}.",
+]
+HELD_QUESTIONS = [
+    "Before I make that change: what {label} should I use?",
+    "I can do that. Which {label} would you like?",
+]
+
+
+def _fragment(description: str) -> str:
+    return description[0].lower() + description[1:].rstrip(".")
+
 
 _NOT_UNDERSTOOD = [
     "Sorry, I'm not sure which records you mean. Could you tell me a name or another detail I can search for?",
@@ -115,10 +129,14 @@ def assistant_turn(request: AssistantRequest) -> AIMessage:
                 del progress.done[(unit.label, k)]
 
     tools = {t.name: t for t in request.tools}
+    waiting = {u.subtask for u in units if task.held_back is not None and u.subtask == task.held_back.subtask
+               and not held_value_given(task, request.messages)}
     if request.allow_tools:
         calls = []
         serial = sum(isinstance(m, ToolMessage) for m in request.messages)  # unique in the dialogue
         for unit in units:
+            if unit.subtask in waiting or task.subtasks[unit.subtask].cannot:
+                continue
             pending = _pending(unit, progress)
             if pending is None:
                 continue
@@ -132,6 +150,12 @@ def assistant_turn(request: AssistantRequest) -> AIMessage:
 
     parts = []
     for unit in units:
+        if task.subtasks[unit.subtask].cannot:
+            parts.append(pick(rng, CANNOT_REPLIES).format(what=_fragment(task.subtasks[unit.subtask].description)))
+            continue
+        if unit.subtask in waiting and task.held_back is not None:
+            parts.append(pick(rng, HELD_QUESTIONS).format(label=task.held_back.label))
+            continue
         ran = [c for k in range(len(unit.steps)) for c in progress.done.get((unit.label, k), [])]
         if not ran:
             parts.append("I couldn't get to that one: a record it depends on was not found.")

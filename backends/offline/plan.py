@@ -91,4 +91,17 @@ def units_for(task: Task, message: str) -> list[Unit]:
         # (by key, so a renamed record is still found).
         return [Unit(label=f"v{i}", subtask=i, steps=[sub.steps[-1]])
                 for i, sub in enumerate(task.subtasks) if sub.changes_data and len(sub.steps) > 1]
-    return [Unit(label=f"s{i}", subtask=i, steps=task.subtasks[i].steps) for i in asked_subtasks(task, message)]
+    asked = asked_subtasks(task, message)
+    held = task.held_back
+    if held is not None and held.subtask not in asked and norm(held.reveal) in norm(message):
+        asked.append(held.subtask)  # the value the assistant asked for: the change it waited on can go ahead
+    return [Unit(label=f"s{i}", subtask=i, steps=task.subtasks[i].steps) for i in asked]
+
+
+def held_value_given(task: Task, messages: list[AnyMessage]) -> bool:
+    """Whether the user has said the value a missing-information task holds back (always, for other tasks)."""
+    held = task.held_back
+    if held is None:
+        return True
+    value = norm(str(held.value))
+    return any(isinstance(m, HumanMessage) and value in norm(m.text) for m in messages)

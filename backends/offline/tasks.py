@@ -16,6 +16,7 @@ from backends.offline.focus import Focus, ToolIndex, focus_candidates, is_change
 from backends.offline.phrasing import entity, plural, show, words
 from backends.offline.simulated_tasks import SimulatedTaskBuilder
 from backends.offline.task_assembly import TaskAssembly, as_question
+from backends.offline.variants import as_variant
 from environment.sources.sqlite.tool_checks import group_columns
 from state.tasks import PlannedCall, ResultRef, Task
 
@@ -336,6 +337,8 @@ class TaskBuilder(TaskAssembly):
 def generate_task(request: TaskRequest) -> Task:
     # a task refused at the plan check comes back with the reason: the builder draws again
     rng = random.Random(request.rng_key + (":refused" if request.feedback else ""))
-    builder = TaskBuilder if request.database is not None else SimulatedTaskBuilder
-    task = builder(request, rng).build()
+    builder = (TaskBuilder if request.database is not None else SimulatedTaskBuilder)(request, rng)
+    task = builder.build()
+    if request.variant not in ("standard", "crowded"):  # crowded offers decoys beside the task: the node's part
+        task = as_variant(task, request.variant, getattr(builder, "index", None), request.tools, rng)
     return as_question(task) if request.style == "question" else task

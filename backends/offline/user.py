@@ -9,7 +9,8 @@ from langchain_core.messages import AIMessage, HumanMessage
 from backends.protocols import UserTurnRequest
 from backends.offline.phrasing import CLOSINGS, CONFIRM_ASKS, FEEDBACK, FOLLOW_UP_FRAMES, JOINERS, NEXT_FRAMES, \
     OPENINGS, REQUEST_FRAMES, pick
-from backends.offline.plan import asked_subtasks, is_confirmation
+from backends.offline.persona_style import styled
+from backends.offline.plan import asked_subtasks, is_confirmation, norm
 from state.dialogue import UserTurn
 
 
@@ -27,6 +28,18 @@ def _next(rng: random.Random, asks: list[str]) -> str:
 
 
 def user_turn(request: UserTurnRequest) -> UserTurn:
+    turn = _turn(request)
+    persona = request.task.persona
+    if persona is None:
+        return turn
+    # a stream of its own: the plain user's choices stay as they are, the persona only frames them
+    rng = random.Random(f"{request.rng_key}:persona")
+    first = request.user_turn == 0 and request.task_start == 0
+    return turn.model_copy(update={"user_message": styled(turn.user_message, persona, rng, first,
+                                                          turn.is_task_complete)})
+
+
+def _turn(request: UserTurnRequest) -> UserTurn:
     rng = random.Random(request.rng_key)
     task = request.task
     span = request.messages[request.task_start:]
@@ -53,6 +66,10 @@ def user_turn(request: UserTurnRequest) -> UserTurn:
 
     feedback = pick(rng, FEEDBACK)
     last_answer = next((m for m in reversed(span) if isinstance(m, AIMessage) and not m.tool_calls), None)
+    held = task.held_back
+    if held is not None and held.subtask in revealed and last_answer is not None and "?" in last_answer.text \
+            and not any(norm(held.reveal) in norm(text) for text in said):
+        return UserTurn(user_message=held.reveal)  # asked for the value it held back: now it gives it
     if nxt:
         return UserTurn(user_message=_next(rng, nxt))
     writes = any(s.changes_data for s in task.subtasks)

@@ -23,7 +23,7 @@ def features():
     return Features({
         "id": Value("string"), "run": Value("string"), "source_database": Value("string"),
         "valid": Value("bool"), "reason": Value("string"), "difficulty": List(Value("string")),
-        "messages": List(Json()), "tools": List(Json()), "metadata": Value("string"),
+        "variant": List(Value("string")), "messages": List(Json()), "tools": List(Json()), "metadata": Value("string"),
     })
 
 
@@ -38,6 +38,7 @@ def hf_row(dialogue: SourceDialogue) -> dict[str, Any]:
     return {"id": dialogue.id, "run": dialogue.run, "source_database": dialogue.database, "valid": dialogue.valid,
             "reason": dialogue.reason, "difficulty": [str(t.get("difficulty", "")) for t in
                                                        dialogue.metadata.get("tasks", [])],
+            "variant": [str(t.get("variant", "standard")) for t in dialogue.metadata.get("tasks", [])],
             "messages": [_json(m) for m in line["messages"]], "tools": [_json(t) for t in line["tools"]],
             "metadata": json.dumps(dialogue.metadata, ensure_ascii=False)}
 

@@ -56,10 +56,17 @@ class ExportResult(BaseModel):
     changes: dict[str, int] = Field(default_factory=dict,
                                     description="ShareGPT: what had to change for the turns to alternate, and how often.")
     split: Sampling = "dialogues"
+    variants: dict[str, list[str]] = Field(default_factory=dict, description="Each exported dialogue with a hard "
+                                           "case (docs/hard-cases.md) → its tasks' variants, in order.")
     samples: int = Field(0, description="Samples before --max-tokens (dialogues, or tasks with --split tasks).")
     max_tokens: int | None = None
     over_max_tokens: list[str] = Field(default_factory=list, description="Samples left out for --max-tokens.")
     template_check: TemplateReport | None = None
+
+
+def task_variants(metadata: dict) -> list[str]:
+    """Each task's hard case (a task recorded without one is standard)."""
+    return [str(t.get("variant", "standard")) for t in metadata.get("tasks", [])]
 
 
 def _chat_line(fmt: Format) -> Callable[[SourceDialogue], dict]:
@@ -172,6 +179,8 @@ def export_training_set(request: ExportRequest, console: Console) -> ExportResul
     if request.split == "tasks":
         splits = {name: [s for d in rows for s in task_samples(d)] for name, rows in splits.items()}
     result.samples = sum(len(rows) for rows in splits.values())
+    kinds = {d.id: task_variants(d.metadata) for d in dialogues}
+    result.variants = {i: k for i, k in kinds.items() if any(v != "standard" for v in k)}
     # Written into a hidden sibling and renamed into place: an interrupted export leaves no half-written dataset.
     request.out.parent.mkdir(parents=True, exist_ok=True)
     staging = request.out.parent / f".{request.out.name}.partial-{os.getpid()}"

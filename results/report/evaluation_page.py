@@ -45,13 +45,14 @@ def _text(message: dict) -> str:
 
 def render_evaluation_report(eval_dirs: list[Path]) -> str:
     labels = layout.run_labels(eval_dirs)
-    summaries, failed, databases = {}, [], []
+    summaries, failed, databases, variants = {}, [], [], []
     for label, folder in zip(labels, eval_dirs):
         config, tasks, trials = read_evaluation(folder)
         summary = summaries[label] = summarize(config, tasks, trials)
-        for group, figures in summary.breakdowns.get("database", {}).items():
-            databases.append([label, group, figures.tasks, *(
-                "-" if p.value is None else f"{p.value:.3f}" for p in figures.pass_hat)])
+        for axis, rows in (("database", databases), ("variant", variants)):
+            for group, figures in summary.breakdowns.get(axis, {}).items():
+                rows.append([label, group, figures.tasks, *(
+                    "-" if p.value is None else f"{p.value:.3f}" for p in figures.pass_hat)])
         failed.extend({"label": label, "id": t.id, "fault": t.fault, "detail": t.fault_detail, "parts": t.parts,
                        "diff": json.dumps(t.real_diff.model_dump(mode="json")["tables"], indent=1, ensure_ascii=False),
                        "messages": [{"role": m.get("role", ""), "text": _text(m)} for m in t.messages]}
@@ -61,4 +62,5 @@ def render_evaluation_report(eval_dirs: list[Path]) -> str:
     return environment.get_template("evaluation.html").render(
         title="Evaluation: " + ", ".join(labels), generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         labels=labels, rows=summary_rows(summaries), curve=_curve(summaries), plotly_js=plotly.offline.get_plotlyjs(),
-        ks=range(1, max(s.trials_per_task for s in summaries.values()) + 1), databases=databases, failed=failed)
+        ks=range(1, max(s.trials_per_task for s in summaries.values()) + 1), databases=databases, variants=variants,
+        failed=failed)
