@@ -1,7 +1,9 @@
 """SQLite sandboxes: private in-memory copies of the source database.
 
 A sandbox's contents are a pure function of the source database and the dialogue's recorded writes, so
-any checkpoint (resumed, forked or replayed) can rebuild exactly the database state it had.
+any checkpoint (resumed, forked or replayed) can rebuild exactly the database state it had. Its writes are
+logged as they happen (changes.py), so the diff since a mark costs the rows changed; a savepoint lets a
+task's plan run on it and be rolled back.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlglot import exp
 
 from environment.sources.arguments import DEFAULT_MAX_ARGUMENT_CHARS, check_arguments, refusal, typed_arguments
 from environment.sources.base import CallContext, CallOutcome
+from environment.sources.sqlite.changes import ChangeLog, Mark
 from environment.sources.sqlite.clock import ClockBinding, clock_binding
 from environment.sources.sqlite.diff import Snapshot, diff, snapshot
 from environment.sources.sqlite.introspect import DIALECT, json_value, open_read_only
@@ -77,6 +80,8 @@ class Sandbox:
         self.conn.execute("PRAGMA foreign_keys = ON")
         self.lock = threading.Lock()
         self._clock: dict[str, ClockBinding | None] = {}
+        self.changes = ChangeLog(self.conn)
+        self._savepoints = 0
 
     def close(self) -> None:
         self.conn.close()
@@ -138,3 +143,27 @@ class Sandbox:
 
     def diff(self, before: Snapshot, after: Snapshot) -> StateDiff:
         return diff(before, after)
+
+    def mark(self) -> Mark:
+        """The change log's position now: what `changes_since` folds from."""
+        with self.lock:
+            return self.changes.mark()
+
+    def changes_since(self, mark: Mark) -> StateDiff:
+        """What changed since a mark, folded from the change log: the same diff two snapshots would give."""
+        with self.lock:
+            return diff(*self.changes.folded(mark))
+
+    def savepoint(self) -> str:
+        """Open a savepoint: everything done after it (change log included) can be rolled back."""
+        with self.lock:
+            self._savepoints += 1
+            name = f"forge_plan_{self._savepoints}"
+            self.conn.execute(f"SAVEPOINT {name}")
+            return name
+
+    def rollback_to(self, name: str) -> None:
+        """Undo everything since the savepoint and close it: the sandbox is as it was when it was opened."""
+        with self.lock:
+            self.conn.execute(f"ROLLBACK TO {name}")
+            self.conn.execute(f"RELEASE {name}")
