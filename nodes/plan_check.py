@@ -1,9 +1,10 @@
 """The plan check: a task is tried before a dialogue is spent on it.
 
 Its reference plan (`Subtask.steps`, with ResultRef arguments resolved from the plan's own results) runs
-on scratch sandboxes opened through the tool-source protocol, brought to the dialogue's state at the
-task's start by replaying its recorded calls (earlier tasks' writes included); each call is made as the
-tool executor makes it, at the dialogue's clock. A plan that fails, a subtask marked `changes_data` whose
+on the dialogue's own sandboxes (the run's pool holds them at the task's start, earlier tasks' writes
+included) inside a savepoint that is rolled back, its diff read from their change logs; where a kind
+cannot roll back (MCP servers), on scratch sandboxes brought to that state by replaying the recorded calls.
+Each call is made as the tool executor makes it, at the dialogue's clock. A plan that fails, a subtask marked `changes_data` whose
 plan changes nothing, or a read-only subtask whose plan writes is refused; so is a plan whose second run
 gives another diff. What survives is the task's expected outcome: the goal diff (one per acceptable plan,
 as the sandboxes' kinds state it) and the facts the user must be told.
@@ -19,7 +20,7 @@ from backends.offline.tasks import generate_task as offline_task
 from backends.protocols import TaskRequest
 from environment.sources.base import CallContext
 from environment.sources.dialogue_time import dialogue_clock, reference_time_for
-from environment.sources.pool import DialogueSandboxes
+from environment.sources.pool import DialogueSandboxes, current_pool
 from state.config import Settings
 from state.dialogue import DialogueState, Usage
 from state.tasks import PlannedCall, ResultRef, Task
@@ -72,6 +73,13 @@ class PlanRunner:
             raise PlanRefused(f"the plan calls {name!r}, which is not a tool of this dialogue")
         return self.tools[name]
 
+    def _own(self, used: list[Tool]) -> DialogueSandboxes:
+        """The dialogue's own sandboxes at the task's start, from the run's pool (blocking: they may be opened)."""
+        boxes = current_pool().checkout(self.state.dialogue_id, self.state.source_db, self.state.seed,
+                                        self.state.calls, self.tools)
+        boxes.open_for(used)
+        return boxes
+
     def _scratch(self, used: list[Tool]) -> DialogueSandboxes:
         """Sandboxes holding the dialogue's state at the task's start (blocking: opening copies a source)."""
         boxes = DialogueSandboxes(self.state.source_db, self.state.seed)
@@ -87,15 +95,23 @@ class PlanRunner:
 
     async def run(self, task: Task, plan: Plan) -> PlanRun:
         used = [self._tool(c.tool) for steps in plan for step in steps for c in step]
+        writes = any(t.mode == "write" for t in used)
+        own = await asyncio.to_thread(self._own, used)
+        if own.rolls_back(used):
+            point = await asyncio.to_thread(own.savepoint)
+            try:
+                return await self._run(task, plan, own, writes)
+            finally:
+                await asyncio.to_thread(own.rollback_to, point)
         boxes = await asyncio.to_thread(self._scratch, used)
         try:
-            return await self._run(task, plan, boxes, any(t.mode == "write" for t in used))
+            return await self._run(task, plan, boxes, writes)
         finally:
             boxes.close()
 
     async def _run(self, task: Task, plan: Plan, boxes: DialogueSandboxes, writes: bool) -> PlanRun:
         out = PlanRun()
-        start = before = await asyncio.to_thread(boxes.snapshot) if writes else None
+        start = before = await asyncio.to_thread(boxes.mark) if writes else None
         serial = len(self.state.calls)
         for i, steps in enumerate(plan):
             subtask = task.subtasks[i]
@@ -115,15 +131,14 @@ class PlanRunner:
                         out.results[(i, k)] = result
             changed = False
             if before is not None and any(self._tool(c.tool).mode == "write" for step in steps for c in step):
-                after = await asyncio.to_thread(boxes.snapshot)  # only a write tool changes the state
-                changed = not boxes.diff(before, after).is_empty()
-                before = after
+                changed = not (await asyncio.to_thread(boxes.since, before)).is_empty()  # only writes change it
+                before = await asyncio.to_thread(boxes.mark)
             if subtask.changes_data and not changed:
                 raise PlanRefused(f"subtask {i + 1} asks for a change, but its plan changes nothing")
             if not subtask.changes_data and changed:
                 raise PlanRefused(f"subtask {i + 1} is read-only, but its plan writes")
-        if start is not None and before is not None:
-            out.diff = boxes.diff(start, before)
+        if start is not None:
+            out.diff = await asyncio.to_thread(boxes.since, start)
         return out
 
 

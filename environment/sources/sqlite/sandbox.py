@@ -81,6 +81,7 @@ class Sandbox:
         self.lock = threading.Lock()
         self._clock: dict[str, ClockBinding | None] = {}
         self.changes = ChangeLog(self.conn)
+        self._opened = self.changes.mark()
         self._savepoints = 0
 
     def close(self) -> None:
@@ -149,10 +150,11 @@ class Sandbox:
         with self.lock:
             return self.changes.mark()
 
-    def changes_since(self, mark: Mark) -> StateDiff:
-        """What changed since a mark, folded from the change log: the same diff two snapshots would give."""
+    def changes_since(self, mark: Mark | None) -> StateDiff:
+        """What changed since a mark (None: since it was opened), folded from the change log: the same diff two
+        snapshots would give."""
         with self.lock:
-            return diff(*self.changes.folded(mark))
+            return diff(*self.changes.folded(self._opened if mark is None else mark))
 
     def savepoint(self) -> str:
         """Open a savepoint: everything done after it (change log included) can be rolled back."""
