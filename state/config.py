@@ -84,6 +84,13 @@ class Settings(BaseSettings):
         False, description="Keep each dialogue's sandbox when it ends, and the run's copy of each source, for "
         "inspection (Postgres: the run's template and a database per dialogue, named forge_<run tag>_…); "
         "otherwise they are dropped. FORGE_KEEP_SANDBOXES=1.")
+    sandbox_file_above_mb: float = Field(
+        32.0, ge=0, description="A SQLite source larger than this many MB gets file sandboxes (a copy of the file "
+        "in sandbox_dir, a reflink where the file system offers one) instead of in-memory copies, so memory does not "
+        "grow with database size times dialogues in flight. FORGE_SANDBOX_FILE_ABOVE_MB.")
+    sandbox_dir: str = Field(
+        "", description="Where file sandboxes go, one folder per run (removed when it ends, and by `resume` after "
+        "a kill); empty: the system's temporary folder. FORGE_SANDBOX_DIR.")
     checkpointer: str = Field(
         "", description="Where a dialogue run keeps its checkpoints and store: empty for the run folder's "
         "checkpoints.sqlite, or a libpq URI (postgresql://USER@HOST:PORT/DATABASE) for LangGraph's Postgres saver "
