@@ -57,6 +57,7 @@ class PlanRun:
     def __init__(self) -> None:
         self.diff = StateDiff()
         self.results: dict[tuple[int, int], ToolResult] = {}
+        self.reads: dict[tuple[int, int, int], ToolResult] = {}  # each read call's result, by subtask, step, call
         self.simulated = False
 
 
@@ -93,23 +94,26 @@ class PlanRunner:
                            rng_key=f"{self.state.seed}:plan:{serial}", max_rows=self.settings.max_result_rows,
                            max_argument_chars=self.settings.max_argument_chars)
 
-    async def run(self, task: Task, plan: Plan) -> PlanRun:
+    async def run(self, task: Task, plan: Plan, answered: PlanRun | None = None) -> PlanRun:
+        """One run of a plan; with `answered` (a first run's) its reads are answered as they were then: the
+        state is the same, so only the writes run again (what the determinism check is about)."""
         used = [self._tool(c.tool) for steps in plan for step in steps for c in step]
         writes = any(t.mode == "write" for t in used)
         own = await asyncio.to_thread(self._own, used)
         if own.rolls_back(used):
             point = await asyncio.to_thread(own.savepoint)
             try:
-                return await self._run(task, plan, own, writes)
+                return await self._run(task, plan, own, writes, answered)
             finally:
                 await asyncio.to_thread(own.rollback_to, point)
         boxes = await asyncio.to_thread(self._scratch, used)
         try:
-            return await self._run(task, plan, boxes, writes)
+            return await self._run(task, plan, boxes, writes, answered)
         finally:
             boxes.close()
 
-    async def _run(self, task: Task, plan: Plan, boxes: DialogueSandboxes, writes: bool) -> PlanRun:
+    async def _run(self, task: Task, plan: Plan, boxes: DialogueSandboxes, writes: bool,
+                   answered: PlanRun | None) -> PlanRun:
         out = PlanRun()
         start = before = await asyncio.to_thread(boxes.mark) if writes else None
         serial = len(self.state.calls)
@@ -119,10 +123,16 @@ class PlanRunner:
                 for j, call in enumerate(step):
                     tool = self._tool(call.tool)
                     args = _resolve(call, out.results)
-                    outcome = await boxes.call(tool, args, self._context(serial))
+                    known = answered.reads.get((i, k, j)) if answered is not None and tool.mode == "read" else None
+                    if known is not None:
+                        result, simulated = known, answered.simulated  # type: ignore[union-attr]
+                    else:
+                        outcome = await boxes.call(tool, args, self._context(serial))
+                        result, simulated = outcome.result, outcome.simulated
                     serial += 1
-                    result = outcome.result
-                    out.simulated = out.simulated or outcome.simulated
+                    out.simulated = out.simulated or simulated
+                    if tool.mode == "read":
+                        out.reads[(i, k, j)] = result
                     if not result.ok:
                         message = result.error.message if result.error else "failed"
                         raise PlanRefused(f"subtask {i + 1}, step {k + 1}: {call.tool}({json.dumps(args, default=str)})"
@@ -191,7 +201,8 @@ def plans_of(task: Task) -> list[Plan]:
 
 
 async def expectation(runner: PlanRunner, task: Task) -> TaskExpectation:
-    """The task's expected outcome, or PlanRefused with the reason. Each plan runs twice: the same diff or none."""
+    """The task's expected outcome, or PlanRefused with the reason. Each plan that writes runs twice: the same
+    diff or none."""
     if not task.subtasks or not any(s.steps for s in task.subtasks):
         raise PlanRefused("the task has no reference plan: give each subtask the tool calls that carry it out")
     for i, subtask in enumerate(task.subtasks):
@@ -202,7 +213,10 @@ async def expectation(runner: PlanRunner, task: Task) -> TaskExpectation:
     simulated = False
     for n, plan in enumerate(plans_of(task)):
         first = await runner.run(task, plan)
-        second = await runner.run(task, plan)
+        # a plan that writes runs again (its reads answered as before): the same diff, or it is refused; a plan
+        # of reads alone changes nothing either time
+        writes = any(runner.tools[c.tool].mode == "write" for steps in plan for step in steps for c in step)
+        second = await runner.run(task, plan, answered=first) if writes else first
         if first.diff.model_dump_json() != second.diff.model_dump_json():
             raise PlanRefused("the plan gives a different outcome when run again")
         if n == 0:  # simulated values are drawn anew in the dialogue: its facts are read from its results
