@@ -67,3 +67,25 @@ def test_resume_removes_the_file_sandboxes_a_killed_run_left_and_the_end_removes
         box = SqliteSource(str(CLINIC)).open(2)
         assert box.file is not None and box.file.exists()
     assert not folder.exists(), "the run's end removed its scratch folder"
+
+
+def test_kill_then_resume_and_verify_hold_with_file_sandboxes(tmp_path, monkeypatch):
+    """kill -9 mid-run leaves the copies of the dialogues in flight; `resume` removes them, finishes every
+    dialogue once, leaves no copy behind, and `verify` re-checks the run."""
+    import json
+
+    from graphs.run import main
+    from tests.conftest import generate_killed_mid_run
+
+    scratch = tmp_path / "scratch"
+    env = {"FORGE_SANDBOX_DIR": str(scratch), "FORGE_SANDBOX_FILE_ABOVE_MB": "0"}
+    out = tmp_path / "run"
+    generate_killed_mid_run(out, 16, "--seed", "4", after=2, env=env)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["resume", str(out)]) == 0
+    ids = [json.loads(line)["id"] for name in ("dialogues.jsonl", "rejected.jsonl") if (out / name).exists()
+           for line in (out / name).read_text().splitlines() if line.strip()]
+    assert len(ids) == 16 and len(set(ids)) == 16
+    assert not list(scratch.rglob("*.sqlite")), "no file sandbox is left once the resumed run ends"
+    assert main(["verify", str(out)]) == 0
