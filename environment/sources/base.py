@@ -108,8 +108,10 @@ class RollbackSandbox(Protocol):
 
 
 def captures(box: Any) -> bool:
-    """Whether a sandbox captures its changes as they happen (CapturingSandbox)."""
-    return callable(getattr(box, "changes_since", None)) and callable(getattr(box, "mark", None))
+    """Whether a sandbox captures its changes as they happen (CapturingSandbox; one may say it cannot, this time,
+    by `captures_changes`)."""
+    return (callable(getattr(box, "changes_since", None)) and callable(getattr(box, "mark", None))
+            and bool(getattr(box, "captures_changes", True)))
 
 
 def rolls_back(box: Any) -> bool:
