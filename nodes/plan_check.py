@@ -1,9 +1,10 @@
 """The plan check: a task is tried before a dialogue is spent on it.
 
 Its reference plan (`Subtask.steps`, with ResultRef arguments resolved from the plan's own results) runs
-on scratch sandboxes opened through the tool-source protocol, brought to the dialogue's state at the
-task's start by replaying its recorded calls (earlier tasks' writes included); each call is made as the
-tool executor makes it, at the dialogue's clock. A plan that fails, a subtask marked `changes_data` whose
+on the dialogue's own sandboxes (the run's pool holds them at the task's start, earlier tasks' writes
+included) inside a savepoint that is rolled back, its diff read from their change logs; where a kind
+cannot roll back (MCP servers), on scratch sandboxes brought to that state by replaying the recorded calls.
+Each call is made as the tool executor makes it, at the dialogue's clock. A plan that fails, a subtask marked `changes_data` whose
 plan changes nothing, or a read-only subtask whose plan writes is refused; so is a plan whose second run
 gives another diff. What survives is the task's expected outcome: the goal diff (one per acceptable plan,
 as the sandboxes' kinds state it) and the facts the user must be told.
@@ -19,7 +20,7 @@ from backends.offline.tasks import generate_task as offline_task
 from backends.protocols import TaskRequest
 from environment.sources.base import CallContext
 from environment.sources.dialogue_time import dialogue_clock, reference_time_for
-from environment.sources.pool import DialogueSandboxes
+from environment.sources.pool import DialogueSandboxes, current_pool
 from nodes.variant_checks import variant_problem
 from state.config import Settings
 from state.dialogue import DialogueState, Usage
@@ -57,6 +58,7 @@ class PlanRun:
     def __init__(self) -> None:
         self.diff = StateDiff()
         self.results: dict[tuple[int, int], ToolResult] = {}
+        self.reads: dict[tuple[int, int, int], ToolResult] = {}  # each read call's result, by subtask, step, call
         self.simulated = False
 
 
@@ -73,6 +75,13 @@ class PlanRunner:
             raise PlanRefused(f"the plan calls {name!r}, which is not a tool of this dialogue")
         return self.tools[name]
 
+    def _own(self, used: list[Tool]) -> DialogueSandboxes:
+        """The dialogue's own sandboxes at the task's start, from the run's pool (blocking: they may be opened)."""
+        boxes = current_pool().checkout(self.state.dialogue_id, self.state.source_db, self.state.seed,
+                                        self.state.calls, self.tools)
+        boxes.open_for(used)
+        return boxes
+
     def _scratch(self, used: list[Tool]) -> DialogueSandboxes:
         """Sandboxes holding the dialogue's state at the task's start (blocking: opening copies a source)."""
         boxes = DialogueSandboxes(self.state.source_db, self.state.seed)
@@ -86,17 +95,28 @@ class PlanRunner:
                            rng_key=f"{self.state.seed}:plan:{serial}", max_rows=self.settings.max_result_rows,
                            max_argument_chars=self.settings.max_argument_chars)
 
-    async def run(self, task: Task, plan: Plan) -> PlanRun:
+    async def run(self, task: Task, plan: Plan, answered: PlanRun | None = None) -> PlanRun:
+        """One run of a plan; with `answered` (a first run's) its reads are answered as they were then: the
+        state is the same, so only the writes run again (what the determinism check is about)."""
         used = [self._tool(c.tool) for steps in plan for step in steps for c in step]
+        writes = any(t.mode == "write" for t in used)
+        own = await asyncio.to_thread(self._own, used)
+        if own.rolls_back(used):
+            point = await asyncio.to_thread(own.savepoint)
+            try:
+                return await self._run(task, plan, own, writes, answered)
+            finally:
+                await asyncio.to_thread(own.rollback_to, point)
         boxes = await asyncio.to_thread(self._scratch, used)
         try:
-            return await self._run(task, plan, boxes, any(t.mode == "write" for t in used))
+            return await self._run(task, plan, boxes, writes, answered)
         finally:
             boxes.close()
 
-    async def _run(self, task: Task, plan: Plan, boxes: DialogueSandboxes, writes: bool) -> PlanRun:
+    async def _run(self, task: Task, plan: Plan, boxes: DialogueSandboxes, writes: bool,
+                   answered: PlanRun | None) -> PlanRun:
         out = PlanRun()
-        start = before = await asyncio.to_thread(boxes.snapshot) if writes else None
+        start = before = await asyncio.to_thread(boxes.mark) if writes else None
         serial = len(self.state.calls)
         for i, steps in enumerate(plan):
             subtask = task.subtasks[i]
@@ -104,10 +124,16 @@ class PlanRunner:
                 for j, call in enumerate(step):
                     tool = self._tool(call.tool)
                     args = _resolve(call, out.results)
-                    outcome = await boxes.call(tool, args, self._context(serial))
+                    known = answered.reads.get((i, k, j)) if answered is not None and tool.mode == "read" else None
+                    if known is not None:
+                        result, simulated = known, answered.simulated  # type: ignore[union-attr]
+                    else:
+                        outcome = await boxes.call(tool, args, self._context(serial))
+                        result, simulated = outcome.result, outcome.simulated
                     serial += 1
-                    result = outcome.result
-                    out.simulated = out.simulated or outcome.simulated
+                    out.simulated = out.simulated or simulated
+                    if tool.mode == "read":
+                        out.reads[(i, k, j)] = result
                     if not result.ok:
                         message = result.error.message if result.error else "failed"
                         raise PlanRefused(f"subtask {i + 1}, step {k + 1}: {call.tool}({json.dumps(args, default=str)})"
@@ -116,15 +142,14 @@ class PlanRunner:
                         out.results[(i, k)] = result
             changed = False
             if before is not None and any(self._tool(c.tool).mode == "write" for step in steps for c in step):
-                after = await asyncio.to_thread(boxes.snapshot)  # only a write tool changes the state
-                changed = not boxes.diff(before, after).is_empty()
-                before = after
+                changed = not (await asyncio.to_thread(boxes.since, before)).is_empty()  # only writes change it
+                before = await asyncio.to_thread(boxes.mark)
             if subtask.changes_data and not changed:
                 raise PlanRefused(f"subtask {i + 1} asks for a change, but its plan changes nothing")
             if not subtask.changes_data and changed:
                 raise PlanRefused(f"subtask {i + 1} is read-only, but its plan writes")
-        if start is not None and before is not None:
-            out.diff = boxes.diff(start, before)
+        if start is not None:
+            out.diff = await asyncio.to_thread(boxes.since, start)
         return out
 
 
@@ -179,7 +204,8 @@ def plans_of(task: Task) -> list[Plan]:
 
 
 async def expectation(runner: PlanRunner, task: Task) -> TaskExpectation:
-    """The task's expected outcome, or PlanRefused with the reason. Each plan runs twice: the same diff or none."""
+    """The task's expected outcome, or PlanRefused with the reason. Each plan that writes runs twice: the same
+    diff or none."""
     if not task.subtasks or not any(s.steps or s.cannot for s in task.subtasks):
         raise PlanRefused("the task has no reference plan: give each subtask the tool calls that carry it out")
     for i, subtask in enumerate(task.subtasks):
@@ -192,7 +218,10 @@ async def expectation(runner: PlanRunner, task: Task) -> TaskExpectation:
     simulated = False
     for n, plan in enumerate(plans_of(task)):
         first = await runner.run(task, plan)
-        second = await runner.run(task, plan)
+        # a plan that writes runs again (its reads answered as before): the same diff, or it is refused; a plan
+        # of reads alone changes nothing either time
+        writes = any(runner.tools[c.tool].mode == "write" for steps in plan for step in steps for c in step)
+        second = await runner.run(task, plan, answered=first) if writes else first
         if first.diff.model_dump_json() != second.diff.model_dump_json():
             raise PlanRefused("the plan gives a different outcome when run again")
         if n == 0:  # simulated values are drawn anew in the dialogue: its facts are read from its results

@@ -1,4 +1,6 @@
-"""Validator node: checks the task just finished, state first (nodes/verification), then its rubric (the judge)."""
+"""Validator node: checks the task just finished, state first (nodes/verification), then its rubric (the judge).
+
+The task's real diff is read from the dialogue's own sandboxes (the run's pool), not from copies."""
 
 from __future__ import annotations
 
@@ -7,13 +9,15 @@ import asyncio
 from langgraph.runtime import Runtime
 
 from backends.protocols import JudgeRequest
+from environment.sources.pool import current_pool
 from nodes.assistant import current_task_calls
 from nodes.common import backend_of
 from nodes.toolbox import offered_tools
 from nodes.variant_checks import checked
-from nodes.verification import real_diff, verify
+from nodes.verification import live_diff, verify
 from state.config import Settings
 from state.dialogue import DialogueState
+from state.verification import StateDiff
 
 
 async def validator(state: DialogueState, runtime: Runtime[Settings]) -> dict:
@@ -28,7 +32,13 @@ async def validator(state: DialogueState, runtime: Runtime[Settings]) -> dict:
     ))
     tools = {t.name: t for t in await offered_tools(state, runtime)}
     earlier = [c for c in state.calls if c.task_index < state.task_index]
-    actual, diverged = await asyncio.to_thread(real_diff, state.source_db, state.seed, earlier, calls, tools)
+    actual, diverged = StateDiff(), []
+    if any(c.mode == "write" and c.result.ok for c in calls):  # reads change nothing
+        # the dialogue's own sandboxes hold every call so far: the task's diff is read from their change logs
+        boxes = await asyncio.to_thread(current_pool().checkout, state.dialogue_id, state.source_db, state.seed,
+                                        state.calls, tools)
+        actual, replayed = await asyncio.to_thread(live_diff, boxes, earlier, calls, tools)
+        diverged = [*boxes.diverged, *replayed]
     verification = checked(task, state.messages[start:], calls,
                            verify(task, state.messages[start:], calls, actual, verdict.judgment == "valid"))
     update = {"task_index": state.task_index, "verification": verification}

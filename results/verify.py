@@ -90,12 +90,12 @@ class _Replay:
         entries = {e["task"]: e for e in self.meta.get("verification", [])}
         try:
             for task, (start, end) in enumerate(self.ranges):
-                before = self.boxes.snapshot()
+                before = self.boxes.mark()
                 for message in messages[start:end]:
                     for call in message.get("tool_calls") or [] if message.get("role") == "assistant" else []:
                         await self._call(call, results.get(call["id"]))
                 if task in entries:
-                    actual = self.boxes.diff(before, self.boxes.snapshot())
+                    actual = self.boxes.since(before)
                     self._task(task, entries[task], actual, messages[start:end])
         finally:
             self.boxes.close()

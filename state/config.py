@@ -93,6 +93,13 @@ class Settings(BaseSettings):
                        "toolset (fewer when the database yields fewer).")
     personas: int = Field(0, ge=0, description="User personas in each source's pool (made once per run from the "
                           "database's domain, one drawn per dialogue); 0: the plain simulated user.")
+    sandbox_file_above_mb: float = Field(
+        32.0, ge=0, description="A SQLite source larger than this many MB gets file sandboxes (a copy of the file "
+        "in sandbox_dir, a reflink where the file system offers one) instead of in-memory copies, so memory does not "
+        "grow with database size times dialogues in flight. FORGE_SANDBOX_FILE_ABOVE_MB.")
+    sandbox_dir: str = Field(
+        "", description="Where file sandboxes go, one folder per run (removed when it ends, and by `resume` after "
+        "a kill); empty: the system's temporary folder. FORGE_SANDBOX_DIR.")
     checkpointer: str = Field(
         "", description="Where a dialogue run keeps its checkpoints and store: empty for the run folder's "
         "checkpoints.sqlite, or a libpq URI (postgresql://USER@HOST:PORT/DATABASE) for LangGraph's Postgres saver "

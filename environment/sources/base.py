@@ -13,6 +13,11 @@ Each kind does five things, and nothing outside `environment/sources/` asks whic
    deleted and updated. The plan check, the validator and `verify` compare such diffs with a task's goal
    diffs (environment/state_match.py) without knowing the kind.
 
+Two optional abilities make verification cost what a dialogue did, not what the source weighs: a sandbox
+that captures its changes (`mark()`, `changes_since(mark)`: the diff since a mark, folded from a log of the
+rows its writes touched) and one that rolls back (`savepoint()`, `rollback_to(point)`), so a task's plan is
+tried on the dialogue's own sandbox. A kind without them is compared by snapshots on fresh sandboxes.
+
 A dialogue's sandboxes (one per kind its tools use) live in the run's pool (pool.py); its
 `DialogueSandboxes.snapshot()` and `diff()` cover every kind at once, and `replay()` rebuilds them from
 recorded calls alone: the places the state diff and `verify` hook in. The registry (registry.py) picks a kind
@@ -85,6 +90,33 @@ class Sandbox(Protocol):
         """What changed between two snapshots of this sandbox (or of a fresh one and this one)."""
 
     def close(self) -> None: ...
+
+
+class CapturingSandbox(Protocol):
+    def mark(self) -> Any:
+        """Where the sandbox's change log stands now."""
+
+    def changes_since(self, mark: Any | None) -> StateDiff:
+        """What changed since a mark (None: since the sandbox was opened): what two snapshots would show."""
+
+
+class RollbackSandbox(Protocol):
+    def savepoint(self) -> Any: ...
+
+    def rollback_to(self, point: Any) -> None:
+        """Undo everything since the savepoint (its change log included) and close it."""
+
+
+def captures(box: Any) -> bool:
+    """Whether a sandbox captures its changes as they happen (CapturingSandbox; one may say it cannot, this time,
+    by `captures_changes`)."""
+    return (callable(getattr(box, "changes_since", None)) and callable(getattr(box, "mark", None))
+            and bool(getattr(box, "captures_changes", True)))
+
+
+def rolls_back(box: Any) -> bool:
+    """Whether a sandbox can be rolled back to a savepoint (RollbackSandbox)."""
+    return callable(getattr(box, "savepoint", None)) and callable(getattr(box, "rollback_to", None))
 
 
 class ToolSource(Protocol):

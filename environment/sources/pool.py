@@ -4,6 +4,11 @@ A dialogue may call tools of its named source and of kinds that need no name (si
 one sandbox per kind, opened when first needed. The pool brings them to the state the dialogue's recorded
 calls describe: when those extend what was applied, nothing is redone; otherwise (a fork, a resume from
 an earlier checkpoint, a restart) fresh sandboxes replay every recorded call.
+
+Sandboxes that capture their changes (`captures`) say what changed since any recorded call began at the
+cost of the rows changed: the validator reads a task's real diff from them, and a task's plan runs on them
+inside a savepoint that is rolled back (`rolls_back`). Kinds that can do neither (MCP servers) are compared
+by snapshots and checked on fresh sandboxes.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
-from environment.sources.base import CallContext, CallOutcome, Sandbox, ToolSource
+from environment.sources.base import CallContext, CallOutcome, Sandbox, ToolSource, captures, rolls_back
 from environment.sources.registry import nameless_source, open_source, parts_of
 from state.dialogue import ExecutedCall
 from state.tools import Tool, ToolError, ToolResult
@@ -43,6 +48,9 @@ class DialogueSandboxes:
         self._boxes: dict[str, Sandbox] = {}
         self.applied: list[str] = []
         self.diverged: list[str] = []  # ids of replayed calls whose result differed from the recorded one
+        # per applied call, the change-log marks of the capturing sandboxes before it (None inside a step's batch)
+        self._marks: list[dict[str, Any] | None] = []
+        self._position: dict[str, Any] = {}  # the marks after the last applied call
 
     def source_of(self, tool: Tool) -> ToolSource | None:
         """The source a tool runs on in this dialogue: a named one of its kind, or one that needs no name."""
@@ -72,6 +80,8 @@ class DialogueSandboxes:
     def replay(self, calls: list[ExecutedCall], tools: dict[str, Tool]) -> None:
         """Apply recorded calls in order; one that now gives another result is reported, never hidden."""
         for call in calls:
+            self._marks.append(self._capture_marks())
+            self.applied.append(_fingerprint(call))
             tool = tools.get(call.tool)
             box = self.sandbox_for(tool) if tool is not None else None
             again = box.replay(call, tool) if box is not None and tool is not None else None
@@ -79,11 +89,65 @@ class DialogueSandboxes:
                 self.diverged.append(call.tool_call_id)
                 log.warning("replaying %s (%s) gave another result than it first did: %s", call.tool,
                             call.tool_call_id, json.dumps(again.to_content(), default=str)[:300])
-        self.recorded(calls)
+        self._position = self._capture_marks()
 
     def recorded(self, calls: list[ExecutedCall]) -> None:
-        """Calls that ran on these sandboxes (or were replayed onto them): the state they now hold."""
-        self.applied.extend(_fingerprint(c) for c in calls)
+        """Calls that ran on these sandboxes (one step's): the state they now hold."""
+        for i, call in enumerate(calls):
+            self._marks.append(self._position if i == 0 else None)  # a task never starts inside a step
+            self.applied.append(_fingerprint(call))
+        self._position = self._capture_marks()
+
+    # -- change capture and savepoints -------------------------------------------------------------
+
+    def _capture_marks(self) -> dict[str, Any]:
+        return {kind: box.mark() for kind, box in self._boxes.items() if captures(box)}
+
+    def mark(self) -> dict[str, Any]:
+        """Where every sandbox stands now: a change-log mark where it captures changes, else a snapshot."""
+        return {kind: box.mark() if captures(box) else box.snapshot() for kind, box in sorted(self._boxes.items())}
+
+    def since(self, mark: dict[str, Any]) -> StateDiff:
+        """What changed since a mark, every kind's tables together. A kind the mark lacks had no sandbox yet,
+        so everything its sandbox did since it was opened counts (a fresh one's state stands in for a kind
+        compared by snapshots)."""
+        tables = {}
+        for kind, box in sorted(self._boxes.items()):
+            if captures(box):
+                found = box.changes_since(mark.get(kind))
+            elif kind in mark:
+                found = box.diff(mark[kind], box.snapshot())
+            else:
+                fresh = self._sources[kind].open(self.seed)
+                start = fresh.snapshot()
+                fresh.close()
+                found = box.diff(start, box.snapshot())
+            tables.update(found.tables)
+        return StateDiff(tables=tables)
+
+    def changes_since_call(self, index: int) -> StateDiff | None:
+        """What the applied calls from `index` on changed, read from the change logs; None where a sandbox
+        does not capture its changes (the caller then compares replays on fresh sandboxes)."""
+        if not all(captures(box) for box in self._boxes.values()):
+            return None
+        mark = self._marks[index] if index < len(self._marks) else self._position
+        return None if mark is None else self.since(mark)
+
+    def rolls_back(self, tools: Iterable[Tool]) -> bool:
+        """Whether the sandboxes these tools run on can take a savepoint and be rolled back to it."""
+        boxes = [self.sandbox_for(t) for t in tools]
+        return all(box is not None and rolls_back(box) for box in boxes)
+
+    def savepoint(self) -> dict[str, Any]:
+        return {kind: box.savepoint() for kind, box in self._boxes.items() if rolls_back(box)}
+
+    def rollback_to(self, points: dict[str, Any]) -> None:
+        """Undo everything since the savepoint; a sandbox opened after it is dropped (it held nothing before)."""
+        for kind in list(self._boxes):
+            if kind in points:
+                self._boxes[kind].rollback_to(points[kind])
+            elif rolls_back(self._boxes[kind]):
+                self._boxes.pop(kind).close()
 
     def snapshot(self) -> dict[str, Any]:
         """The raw state of every sandbox, by kind: what the state diff compares."""

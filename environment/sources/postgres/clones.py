@@ -11,17 +11,20 @@ clock rewritten to read it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 
 import psycopg
 from psycopg import sql as pgsql
 
 from environment.errors import InputError
+from environment.sources.postgres.capture import install_change_capture
 from environment.sources.postgres.connection import connect, maintenance_connection
 from environment.sources.postgres.sqltext import CLOCK_SCHEMA, clock_default
 from state.postgres_uri import database_name, with_database, without_password
 
 PREFIX = "forge_"
+log = logging.getLogger(__name__)
 _READY = "forge template ready"  # the template's comment once its clock is in place: a half-made one is redone
 _CLOCK_FUNCTIONS = ("now", "transaction_timestamp", "statement_timestamp", "clock_timestamp")
 _CLOCK_BODY = ("SELECT coalesce(nullif(current_setting('forge.clock', true), '')::timestamptz, "
@@ -93,6 +96,7 @@ class CloneManager:
             self._create(admin, self.template, self.source, "the source")
         try:
             self._install_clock(self.uri_of(self.template))
+            self._install_capture(self.uri_of(self.template))
         except BaseException:
             self.drop_database(self.template)
             raise
@@ -132,6 +136,18 @@ class CloneManager:
                 raise InputError(f"cannot set the dialogue clock in the run's copy of {self.source!r}: "
                                  f"{str(exc).splitlines()[0]} (the role must own the tables whose defaults read "
                                  f"the clock)") from None
+
+    def _install_capture(self, uri: str) -> None:
+        """In the template: triggers that log each clone's row changes (capture.py), so a task's diff costs the
+        rows it changed. A role that may not add triggers goes without: its diffs compare snapshots."""
+        with connect(uri) as conn:
+            try:
+                install_change_capture(conn, CLOCK_SCHEMA)
+                conn.commit()
+            except psycopg.errors.InsufficientPrivilege as exc:
+                conn.rollback()
+                log.warning("no change capture in the run's copy of %s (diffs compare whole snapshots): %s",
+                            self.source, str(exc).splitlines()[0])
 
     # -- per dialogue ------------------------------------------------------------------------------------
 

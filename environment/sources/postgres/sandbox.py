@@ -21,6 +21,7 @@ from psycopg import sql as pgsql
 from environment.errors import InputError, SourceUnavailable
 from environment.sources.arguments import DEFAULT_MAX_ARGUMENT_CHARS, typed_arguments
 from environment.sources.base import CallContext, CallOutcome
+from environment.sources.postgres.capture import capture_logs, first_logged, log_position
 from environment.sources.postgres.clones import CloneManager
 from environment.sources.postgres.execute import DEFAULT_MAX_ROWS, PostgresClone
 from environment.sources.postgres.introspect import json_value
@@ -69,6 +70,10 @@ class PostgresSandbox:
                                     f"{' '.join(str(exc).split())[:200]}") from None
         self.lock = threading.Lock()
         self._shapes: list[tuple[str, list[str], list[str], bool]] | None = None  # per table: key, clock, assigned
+        self._names: dict[str, list[str]] = {}
+        self._logs: dict[str, str] | None = None  # the change log of each table (capture.py); {} without capture
+        if self.captures_changes:
+            self._opened = self.mark()
 
     def run(self, tool: Tool, arguments: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS, clock: str | None = None,
             max_chars: int = DEFAULT_MAX_ARGUMENT_CHARS) -> ToolResult:
@@ -106,25 +111,79 @@ class PostgresSandbox:
             raise SourceUnavailable(f"the PostgreSQL server of {without_password(self.manager.source_uri)} went "
                                     f"away: {' '.join(str(exc).split())[:200]}") from None
 
+    def _shape_list(self, conn: psycopg.Connection) -> list[tuple[str, list[str], list[str], bool]]:
+        if self._shapes is None:  # tools change rows, never the schema: its facts are read once
+            self._shapes = [(table, list(key), *self._key_facts(conn, table, key))
+                            for table, key in conn.execute(_TABLES, (self.schema,)).fetchall()]
+        return self._shapes
+
+    def _columns(self, conn: psycopg.Connection, table: str) -> list[str]:
+        if table not in self._names:
+            cur = conn.execute(pgsql.SQL("SELECT * FROM {} LIMIT 0").format(pgsql.Identifier(self.schema, table)))
+            self._names[table] = [d.name for d in cur.description or []]
+        return self._names[table]
+
+    def _rows(self, conn: psycopg.Connection, table: str, key: list[str], clock: list[str], assigned: bool,
+              where: list[tuple[Any, ...]] | None = None, raw_rows: list[tuple[Any, ...]] | None = None
+              ) -> TableSnapshot:
+        """A table's rows as a snapshot holds them: all of them, those with the keys in `where`, or `raw_rows`."""
+        target = pgsql.Identifier(self.schema, table)
+        names = self._columns(conn, table)
+        if raw_rows is None and where is None:
+            raw_rows = conn.execute(pgsql.SQL("SELECT * FROM {}").format(target)).fetchall()
+        elif raw_rows is None:
+            match = pgsql.SQL(" AND ").join(pgsql.SQL("{} = %s").format(pgsql.Identifier(k)) for k in key)
+            query = pgsql.SQL("SELECT * FROM {} WHERE {}").format(target, match)
+            raw_rows = [row for values in where for row in conn.execute(query, values).fetchall()]
+        keys = list(key) or names
+        at = [names.index(k) for k in keys]
+        rows = {}
+        for raw in raw_rows:
+            row = tuple(json_value(v) for v in raw)
+            rows[tuple(json.dumps(row[i], sort_keys=True, default=str) for i in at)] = row
+        return TableSnapshot(key_columns=keys, assigned_keys=assigned, clock_columns=clock, columns=names, rows=rows)
+
     def _snapshot(self) -> Snapshot:
-        tables: dict[str, TableSnapshot] = {}
         with self.lock, self.clone.conn.transaction():
             conn = self.clone.conn
-            if self._shapes is None:  # tools change rows, never the schema: its facts are read once
-                self._shapes = [(table, list(key), *self._key_facts(conn, table, key))
-                                for table, key in conn.execute(_TABLES, (self.schema,)).fetchall()]
-            for table, key, clock, assigned in self._shapes:
-                cur = conn.execute(pgsql.SQL("SELECT * FROM {}").format(pgsql.Identifier(self.schema, table)))
-                names = [d.name for d in cur.description or []]
-                keys = list(key) or names
-                at = [names.index(k) for k in keys]
-                rows = {}
-                for raw in cur.fetchall():
-                    row = tuple(json_value(v) for v in raw)
-                    rows[tuple(json.dumps(row[i], sort_keys=True, default=str) for i in at)] = row
-                tables[table] = TableSnapshot(key_columns=keys, assigned_keys=assigned, clock_columns=clock,
-                                              columns=names, rows=rows)
-        return Snapshot(tables=tables)
+            return Snapshot(tables={table: self._rows(conn, table, key, clock, assigned)
+                                    for table, key, clock, assigned in self._shape_list(conn)})
+
+    # -- change capture (capture.py): the template's triggers log each clone's writes ---------------------
+
+    @property
+    def captures_changes(self) -> bool:
+        if self._logs is None:
+            with self.lock, self.clone.conn.transaction():
+                self._logs = capture_logs(self.clone.conn, self.schema) or {}
+        return bool(self._logs)
+
+    def mark(self) -> tuple[int, dict[str, TableSnapshot]]:
+        """The log's position, and the rows of tables no log covers (those without a primary key)."""
+        with self.lock, self.clone.conn.transaction():
+            conn = self.clone.conn
+            unlogged = {table: self._rows(conn, table, key, clock, assigned)
+                        for table, key, clock, assigned in self._shape_list(conn) if table not in self._logs}
+            return log_position(conn), unlogged
+
+    def changes_since(self, mark: tuple[int, dict[str, TableSnapshot]] | None) -> StateDiff:
+        position, unlogged = mark if mark is not None else self._opened
+        before: dict[str, TableSnapshot] = {}
+        after: dict[str, TableSnapshot] = {}
+        with self.lock, self.clone.conn.transaction():
+            conn = self.clone.conn
+            for table, key, clock, assigned in self._shape_list(conn):
+                if table not in self._logs:
+                    before[table] = unlogged[table]
+                    after[table] = self._rows(conn, table, key, clock, assigned)
+                    continue
+                names = self._columns(conn, table)
+                first = first_logged(conn, self._logs[table], position, [names.index(k) for k in key])
+                if first:
+                    before[table] = self._rows(conn, table, key, clock, assigned,
+                                               raw_rows=[r for r in first.values() if r is not None])
+                    after[table] = self._rows(conn, table, key, clock, assigned, where=list(first))
+        return rows_diff(Snapshot(tables=before), Snapshot(tables=after))
 
     def _key_facts(self, conn: psycopg.Connection, table: str, key: list[str]) -> tuple[list[str], bool]:
         """A table's columns the dialogue's clock fills, and whether its key is assigned on insert."""

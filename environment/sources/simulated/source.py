@@ -79,6 +79,21 @@ class SimulatedSandbox:
     def diff(self, before: dict[str, Any], after: dict[str, Any]) -> StateDiff:
         return diff(before, after)
 
+    def mark(self) -> int:
+        """How many writes the world has taken: its changes are those writes, in order (diff.py)."""
+        return len(self.writes)
+
+    def changes_since(self, mark: int | None) -> StateDiff:
+        return diff({"writes": self.writes[: mark or 0]}, {"writes": self.writes})
+
+    def savepoint(self) -> tuple[SimulatedWorld, int]:
+        return self.world.model_copy(deep=True), len(self.writes)
+
+    def rollback_to(self, point: tuple[SimulatedWorld, int]) -> None:
+        world, writes = point
+        self.world = world
+        del self.writes[writes:]
+
     def close(self) -> None:
         pass
 

@@ -19,12 +19,12 @@ from environment.sources.rows_diff import diff as rows_diff
 from state.verification import StateDiff
 
 
-def _tables(conn: sqlite3.Connection) -> list[str]:
+def table_names(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
 
 
-def _key_of(conn: sqlite3.Connection, table: str) -> tuple[list[str], bool]:
+def key_of(conn: sqlite3.Connection, table: str) -> tuple[list[str], bool]:
     """The key columns, and whether the database assigns it (a rowid alias, or the rowid itself)."""
     info = conn.execute(f"PRAGMA table_info({quote_ident(table)})").fetchall()
     pk = [row for row in sorted(info, key=lambda r: r[5]) if row[5]]
@@ -38,8 +38,8 @@ def _key_of(conn: sqlite3.Connection, table: str) -> tuple[list[str], bool]:
 def snapshot(conn: sqlite3.Connection, tables: list[str] | None = None) -> Snapshot:
     """Every row of every table (or of `tables`), keyed by its primary key."""
     out: dict[str, TableSnapshot] = {}
-    for table in tables if tables is not None else _tables(conn):
-        keys, assigned = _key_of(conn, table)
+    for table in tables if tables is not None else table_names(conn):
+        keys, assigned = key_of(conn, table)
         select = "SELECT rowid AS rowid, *" if keys == ["rowid"] else "SELECT *"
         cur = conn.execute(f"{select} FROM {quote_ident(table)}")
         names = [d[0] for d in cur.description]

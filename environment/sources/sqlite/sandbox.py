@@ -1,7 +1,9 @@
-"""SQLite sandboxes: private in-memory copies of the source database.
+"""SQLite sandboxes: private copies of the source database (in memory; a file for a big one, files.py).
 
 A sandbox's contents are a pure function of the source database and the dialogue's recorded writes, so
-any checkpoint (resumed, forked or replayed) can rebuild exactly the database state it had.
+any checkpoint (resumed, forked or replayed) can rebuild exactly the database state it had. Its writes are
+logged as they happen (changes.py), so the diff since a mark costs the rows changed; a savepoint lets a
+task's plan run on it and be rolled back.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import sqlite3
 import threading
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import sqlglot
@@ -17,7 +20,9 @@ from sqlglot import exp
 
 from environment.sources.arguments import DEFAULT_MAX_ARGUMENT_CHARS, check_arguments, refusal, typed_arguments
 from environment.sources.base import CallContext, CallOutcome
+from environment.sources.sqlite.changes import ChangeLog, Mark
 from environment.sources.sqlite.clock import ClockBinding, clock_binding
+from environment.sources.sqlite.files import copy_database, remove_copy
 from environment.sources.sqlite.diff import Snapshot, diff, snapshot
 from environment.sources.sqlite.introspect import DIALECT, json_value, open_read_only
 from state.dialogue import ExecutedCall
@@ -64,22 +69,37 @@ def bound_arguments(tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 class Sandbox:
-    """A private, writable in-memory copy of a source database (the SQLite kind's sandbox)."""
+    """A private, writable copy of a source database (the SQLite kind's sandbox): in memory, or with `folder` a
+    file there (files.py), for a big source."""
 
-    def __init__(self, source_path: str) -> None:
+    def __init__(self, source_path: str, folder: Path | None = None, keep: bool = False) -> None:
         self.source_path = source_path
-        self.conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-        src = open_read_only(source_path)
-        try:
-            src.backup(self.conn)
-        finally:
-            src.close()
+        self.file: Path | None = None
+        self.keep = keep
+        if folder is None:
+            self.conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            src = open_read_only(source_path)
+            try:
+                src.backup(self.conn)
+            finally:
+                src.close()
+        else:
+            self.file = copy_database(Path(source_path), folder)
+            self.conn = sqlite3.connect(self.file, check_same_thread=False, isolation_level=None)
+            # scratch: nothing needs to survive a crash, and the rollback journal of a savepoint stays in memory
+            self.conn.execute("PRAGMA journal_mode = MEMORY")
+            self.conn.execute("PRAGMA synchronous = OFF")
         self.conn.execute("PRAGMA foreign_keys = ON")
         self.lock = threading.Lock()
         self._clock: dict[str, ClockBinding | None] = {}
+        self.changes = ChangeLog(self.conn)
+        self._opened = self.changes.mark()
+        self._savepoints = 0
 
     def close(self) -> None:
         self.conn.close()
+        if self.file is not None and not self.keep:
+            remove_copy(self.file)
 
     def execute(self, sql: str, params: dict[str, Any], mode: str, max_rows: int = DEFAULT_MAX_ROWS,
                 clock: str | None = None) -> ToolResult:
@@ -138,3 +158,28 @@ class Sandbox:
 
     def diff(self, before: Snapshot, after: Snapshot) -> StateDiff:
         return diff(before, after)
+
+    def mark(self) -> Mark:
+        """The change log's position now: what `changes_since` folds from."""
+        with self.lock:
+            return self.changes.mark()
+
+    def changes_since(self, mark: Mark | None) -> StateDiff:
+        """What changed since a mark (None: since it was opened), folded from the change log: the same diff two
+        snapshots would give."""
+        with self.lock:
+            return diff(*self.changes.folded(self._opened if mark is None else mark))
+
+    def savepoint(self) -> str:
+        """Open a savepoint: everything done after it (change log included) can be rolled back."""
+        with self.lock:
+            self._savepoints += 1
+            name = f"forge_plan_{self._savepoints}"
+            self.conn.execute(f"SAVEPOINT {name}")
+            return name
+
+    def rollback_to(self, name: str) -> None:
+        """Undo everything since the savepoint and close it: the sandbox is as it was when it was opened."""
+        with self.lock:
+            self.conn.execute(f"ROLLBACK TO {name}")
+            self.conn.execute(f"RELEASE {name}")

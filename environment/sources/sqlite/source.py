@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import glob
+import logging
 from pathlib import Path
 
 from environment.errors import InputError
 from environment.sources.base import Catalog, Sandbox as AnySandbox
+from environment.sources.runs import RunScope, current_run, used_outside_a_run
 from environment.sources.sqlite.derive import derive_tools
+from environment.sources.sqlite.files import file_threshold_bytes, remove_scratch, scratch_folder
 from environment.sources.sqlite.introspect import check_database_path, inspect_database
 from environment.sources.sqlite.sandbox import Sandbox
 from environment.sources.sqlite.tool_checks import check_tool
@@ -16,9 +19,11 @@ from state.tools import Tool
 
 DATABASE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 
+log = logging.getLogger(__name__)
+
 
 class SqliteSource:
-    """One SQLite file, opened read-only; each dialogue works on an in-memory copy."""
+    """One SQLite file, opened read-only; each dialogue works on a copy (in memory, or a file for a big one)."""
 
     kind = "sqlite"
     simulated = False
@@ -39,7 +44,12 @@ class SqliteSource:
         return Catalog(database=database, notes=notes)
 
     def open(self, seed: int) -> Sandbox:
-        return Sandbox(self.name)
+        """An in-memory copy; above the file threshold a file copy in the run's scratch folder (files.py)."""
+        if Path(self.name).stat().st_size <= file_threshold_bytes():
+            return Sandbox(self.name)
+        run = current_run()
+        used_outside_a_run(self.name)  # outside a run, the folder goes when the process exits
+        return Sandbox(self.name, scratch_folder(run.run_id), keep=run.keep_sandboxes)
 
     def check_tool(self, tool: Tool, sandbox: AnySandbox) -> str | None:
         assert isinstance(sandbox, Sandbox)
@@ -76,3 +86,14 @@ class SqliteKind:
 
     def open(self, name: str) -> SqliteSource:
         return SqliteSource(name)
+
+    def start_run(self, name: str, scope: RunScope, resuming: bool) -> None:
+        """A resumed run first removes the file sandboxes its killed attempt left behind."""
+        if resuming:
+            removed = remove_scratch(scope.run_id)
+            if removed:
+                log.info("removed %d file sandbox(es) a killed run left behind", removed)
+
+    def finish_run(self, name: str, scope: RunScope) -> None:
+        if not scope.keep_sandboxes:
+            remove_scratch(scope.run_id)
