@@ -74,7 +74,7 @@ class PlanRunner:
 
     def _scratch(self, used: list[Tool]) -> DialogueSandboxes:
         """Sandboxes holding the dialogue's state at the task's start (blocking: opening copies a source)."""
-        boxes = DialogueSandboxes(self.state.source_db, self.state.seed)
+        boxes = DialogueSandboxes(self.state.sources, self.state.seed)
         boxes.replay(self.state.calls, self.tools)
         boxes.open_for(used)
         return boxes

@@ -27,7 +27,7 @@ async def validator(state: DialogueState, runtime: Runtime[Settings]) -> dict:
     ))
     tools = {t.name: t for t in await tools_of(state, runtime)}
     earlier = [c for c in state.calls if c.task_index < state.task_index]
-    actual, diverged = await asyncio.to_thread(real_diff, state.source_db, state.seed, earlier, calls, tools)
+    actual, diverged = await asyncio.to_thread(real_diff, state.sources, state.seed, earlier, calls, tools)
     verification = verify(task, state.messages[start:], calls, actual, verdict.judgment == "valid")
     update = {"task_index": state.task_index, "verification": verification}
     failures = verification.failures()

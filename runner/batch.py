@@ -171,10 +171,10 @@ class Batch:
             for name, tools in self.toolsets.items():
                 self.toolset_keys[name] = await keep_toolset(store, tools)
             for source in self.config.sources():
-                if source.path and source.path not in self.schema_keys:
-                    catalog = await asyncio.to_thread(lambda: open_source(source.path).catalog())
+                if source.sources and source.label not in self.schema_keys:
+                    catalog = await asyncio.to_thread(lambda: open_source(source.sources).catalog())
                     if catalog.database is not None:
-                        self.schema_keys[source.path] = await keep_schema(store, catalog.database)
+                        self.schema_keys[source.label] = await keep_schema(store, catalog.database)
             pending = iter(indices)
 
             # A fixed set of lanes takes the next dialogue when one ends: nothing is held per dialogue
@@ -241,12 +241,12 @@ class Batch:
         error, failed_usage = None, None
         source = self.config.source_of(i)
         try:
-            start = DialogueInput(dialogue_id=dialogue_id, source_db=source.path,
+            start = DialogueInput(dialogue_id=dialogue_id, sources=source.sources,
                                   seed=self.config.dialogue_seed(i), prelude=self.config.prelude,
                                   task_style="question" if self.config.pipeline == "task" else "descriptive",
                                   tasks_per_dialogue=self.config.tasks_per_dialogue,
                                   toolset_key=self.toolset_keys[source.toolset],
-                                  schema_key=self.schema_keys.get(source.path, ""))
+                                  schema_key=self.schema_keys.get(source.label, ""))
             await run_thread(graph, start, cfg, self.settings)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
@@ -285,7 +285,7 @@ class Batch:
             extra["usage"] = (state.usage + failed_usage if isinstance(failed_usage, Usage) else state.usage).model_dump()
             extra["completed"] = error is None and len(state.verdicts) == state.tasks_per_dialogue and \
                 not state.ended_by_budget
-            extra["toolset"] = self.config.toolset_file_of(state.source_db)
+            extra["toolset"] = self.config.toolset_file_of(state.sources)
             if state.replay_diverged:
                 extra["replay_diverged"] = state.replay_diverged
             record, ok, _ = export_dialogue(state, tools, extra)

@@ -16,12 +16,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from backends.registry import backend_for
 from environment.errors import InputError
 from environment.sources.base import ToolSource
-from environment.sources.registry import identity, label_of, open_source
+from environment.sources.registry import label_of, open_source
 from nodes.tool_synthesizer import toolset_for
 from runner import run_folder as rf
 from runner.layout import TOOLSETS_DIR, load_toolset, report_file_of
 from runner.run_folder import RunFolder
 from state.config import RunConfig, Settings
+from state.sources import SourceRef, joined_name
 from state.tools import Tool, Toolset
 
 
@@ -39,7 +40,7 @@ def toolset_files(names: list[str]) -> list[str]:
 
 
 class PreparedDatabase(BaseModel):
-    path: str
+    sources: list[SourceRef]
     report: Toolset
 
 
@@ -57,10 +58,11 @@ def _misfits(tools: list[Tool], source: ToolSource) -> str:
         sandbox.close()
 
 
-async def prepare_database(name: str, settings: Settings, given: list[Tool] | None,
+async def prepare_database(sources: list[SourceRef], settings: Settings, given: list[Tool] | None,
                            console: Console) -> PreparedDatabase:
-    """Read one source and make (or check) its toolset; an InputError says why it cannot be used."""
-    source = await asyncio.to_thread(open_source, name)
+    """Read one share's sources and make (or check) their toolset; an InputError says why they cannot be used."""
+    name = joined_name(sources)
+    source = await asyncio.to_thread(open_source, sources)
     catalog = await asyncio.to_thread(source.catalog)
     for note in catalog.notes:
         console.print(f"[dim]{note}[/]")
@@ -76,10 +78,10 @@ async def prepare_database(name: str, settings: Settings, given: list[Tool] | No
     if not report.tools:
         raise InputError(f"no tool could be built for {name}: "
                          + "; ".join(f"{d.name}: {d.reason}" for d in report.dropped[:3]))
-    return PreparedDatabase(path=identity(name), report=report)
+    return PreparedDatabase(sources=sources, report=report)
 
 
-async def prepare_databases(names: list[str], settings: Settings, given: list[Tool] | None, concurrency: int,
+async def prepare_databases(names: list[list[SourceRef]], settings: Settings, given: list[Tool] | None, concurrency: int,
                             console: Console) -> list[PreparedDatabase]:
     """A toolset for every usable source, in the order given; the unusable ones are named and left out."""
     if len(names) == 1:
@@ -90,12 +92,13 @@ async def prepare_databases(names: list[str], settings: Settings, given: list[To
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("toolsets", total=len(names))
 
-        async def one(name: str) -> PreparedDatabase | None:
+        async def one(name: list[SourceRef]) -> PreparedDatabase | None:
             async with sem:
                 try:
                     return await prepare_database(name, settings, given, console)
                 except InputError as exc:
-                    console.print(f"[yellow]skipped database[/] {name}: {exc}", highlight=False, soft_wrap=True)
+                    console.print(f"[yellow]skipped database[/] {joined_name(name)}: {exc}", highlight=False,
+                                  soft_wrap=True)
                     return None
                 finally:
                     progress.advance(bar)

@@ -131,7 +131,7 @@ def export_dialogue(state: DialogueState, tools: list[Tool], extra: dict[str, An
             "verification": verification_records(state),
             "stats": stats.model_dump(mode="json"),
             "seed": state.seed,
-            "source_database": state.source_db,
+            "source_database": state.source_label,
             "task_message_starts": state.task_starts,
             "tool_results": _sources(state),
             # a write's clock: the time columns defaulting to now were given, so a replay can give them too
