@@ -22,6 +22,7 @@ from runner import run_folder as rf
 from runner.layout import TOOLSETS_DIR, load_toolset, report_file_of
 from runner.run_folder import RunFolder
 from state.config import RunConfig, Settings
+from state.schema import DatabaseSchema
 from state.sources import SourceRef, joined_name
 from state.tools import Tool, Toolset
 
@@ -78,7 +79,18 @@ async def prepare_database(sources: list[SourceRef], settings: Settings, given: 
     if not report.tools:
         raise InputError(f"no tool could be built for {name}: "
                          + "; ".join(f"{d.name}: {d.reason}" for d in report.dropped[:3]))
+    await check_tasks_possible(report.tools, catalog.database, settings, name)
     return PreparedDatabase(sources=sources, report=report)
+
+
+async def check_tasks_possible(tools: list[Tool], database: DatabaseSchema | None, settings: Settings,
+                               name: str) -> None:
+    """A backend that can tell (the offline one) says before the run whether the tools yield any task at all:
+    one line naming what they lack, rather than a run whose every dialogue is rejected."""
+    shortfall = getattr(backend_for(settings), "task_shortfall", None)
+    lacking = await asyncio.to_thread(shortfall, tools, database) if shortfall else None
+    if lacking:
+        raise InputError(f"the {settings.backend} backend can make no task from the tools of {name}: {lacking}")
 
 
 async def prepare_databases(names: list[list[SourceRef]], settings: Settings, given: list[Tool] | None, concurrency: int,

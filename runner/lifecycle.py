@@ -16,7 +16,8 @@ from environment.sources.registry import load_source_kinds, open_source, tools_w
 from environment.sources.runs import sources_for_run
 from runner import run_folder as rf
 from runner.batch import Batch, capped
-from runner.databases import PreparedDatabase, prepare_databases, toolset_files, toolsets_of, write_toolset
+from runner.databases import (PreparedDatabase, check_tasks_possible, prepare_databases, toolset_files, toolsets_of,
+                              write_toolset)
 from runner.postgres_checkpoints import check_checkpointer
 from runner.preflight import backend_notice, check_backend, settle_backend
 from runner.ray_executor import check_ray
@@ -71,6 +72,8 @@ async def _generate(builder_factory: Callable[[], StateGraph], config: RunConfig
             config = config.model_copy(update={
                 "databases": [RunSource(sources=databases[0])] if databases else [],
                 "dialogues": dialogues_per_db or config.dialogues})
+            if toolset is not None and not databases:
+                await check_tasks_possible(toolset, None, settings, "the given toolset")
             if toolset is not None:
                 report = await prepare_databases(databases, settings, toolset, config.concurrency, console) \
                     if databases else [PreparedDatabase(sources=[], report=Toolset(tools=toolset, proposed=len(toolset)))]

@@ -109,5 +109,7 @@ class SimulatedTaskBuilder(TaskAssembly):
                 break
             self.subtasks, self.items, self.pattern, self.checkpoints = [], [], [], []
         if len(self.subtasks) < 2:
-            raise ValueError("the toolset offers no entity with search, lookup and a second operation to build a task")
+            raise ValueError("no entity has a search tool (a query argument), a lookup by its <entity>_id and a "
+                             "second operation on it (an update, or a list of what links to it) to chain into a "
+                             f"task; the tools: {', '.join(t.name for t in self.request.tools[:8])}")
         return self._task("first" if not self.request.previous_tasks else self.request.relation)
