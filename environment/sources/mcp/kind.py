@@ -20,6 +20,8 @@ from environment.sources.base import CallContext, CallOutcome, Catalog
 from environment.sources.mcp import loop
 from environment.sources.mcp.config import load_mcp_config
 from environment.sources.mcp.diff import diff, view_records
+from environment.sources.mcp.files import files_state
+from environment.sources.mcp.paths import is_path_argument, sandbox_paths
 from environment.sources.mcp.records import McpServerFailure, to_tool_result
 from environment.sources.mcp.session import McpDialogue, McpSource
 from environment.sources.mcp.toolset import McpToolListing
@@ -75,6 +77,25 @@ def _with_examples(tool: Tool, rows: list[dict[str, Any]]) -> Tool:
     return tool.model_copy(update={"parameters": {**tool.parameters, "properties": properties}})
 
 
+def _with_paths(tool: Tool, paths: list[str]) -> Tool:
+    """Path arguments of a server that works on its sandbox's files get the paths there as JSON Schema examples
+    (files first): tasks and the assistant name files that exist, relative to the sandbox."""
+    if not paths:
+        return tool
+    files, folders = [p for p in paths if not p.endswith("/")], [p.rstrip("/") for p in paths if p.endswith("/")]
+    properties = dict(tool.properties)
+    for name, prop in tool.properties.items():
+        if is_path_argument(name) and prop.get("type") == "string" and not prop.get("examples"):
+            folder_like = any(w in name.lower() for w in ("dir", "root", "repo"))
+            shown = (folders + files) if folder_like else (files + folders)
+            properties[name] = {**prop, "examples": shown[:_EXAMPLES],
+                                "description": (prop.get("description", "") + " (relative to the service's root, "
+                                                "for example " + repr(shown[0]) + ")").strip()}
+    if properties == tool.properties:
+        return tool
+    return tool.model_copy(update={"parameters": {**tool.parameters, "properties": properties}})
+
+
 def _outcome_record(outcome: Any) -> dict[str, Any]:
     return outcome.record.model_dump(mode="json", exclude_defaults=True)
 
@@ -85,6 +106,7 @@ class McpSandbox:
     def __init__(self, source: McpSource, seed: int, views: tuple[str, ...]) -> None:
         self.dialogue: McpDialogue = loop.wait(source.open_dialogue(f"s{seed}"))
         self.views = views
+        self.filed = [name for name in source.per_dialogue if source.config.servers[name].sandbox.paths]
 
     async def call(self, tool: Tool, arguments: dict[str, Any], context: CallContext) -> CallOutcome:
         outcome = await loop.gather(self.dialogue.call(tool.name, arguments))
@@ -98,11 +120,16 @@ class McpSandbox:
         return to_tool_result(again)
 
     def snapshot(self) -> dict[str, Any]:
-        """What every read-only tool that needs no argument shows now (`McpDialogue.probe`), by tool: the
-        servers' state as far as they let it be read. The state diff compares two of these."""
+        """What every read-only tool that needs no argument shows now (`McpDialogue.probe`), by tool, and what
+        the files each server keeps its state in hold (files.py), by server: the servers' state as far as it
+        can be read. The state diff compares two of these."""
         probed = loop.wait(self.dialogue.probe(self.views))  # only views that answered the catalog's probe
-        return {name: r.structured_content if r.structured_content is not None else r.content
-                for name, r in sorted(probed.items())}
+        views: dict[str, Any] = {name: r.structured_content if r.structured_content is not None else r.content
+                                 for name, r in sorted(probed.items())}
+        for server in self.filed:
+            for table, records in files_state(self.dialogue.sandbox_of(server)).items():
+                views[f"{server}:{table}"] = records
+        return views
 
     def diff(self, before: dict[str, Any], after: dict[str, Any]) -> StateDiff:
         return diff(before, after)
@@ -133,7 +160,9 @@ class McpToolSource:
             listing, probed, problem = loop.wait(self._list_and_probe())
             self.views = tuple(probed)  # the views that answered: what a sandbox's snapshot reads
             rows = list(itertools.chain.from_iterable(view_records(r.structured_content) for r in probed.values()))
-            tools = [_with_examples(_classified(t.tool, t.remote_name), rows) for t in listing.tools]
+            paths = {name: self._sandbox_paths(name) for name in self.mcp.per_dialogue}
+            tools = [_with_paths(_with_examples(_classified(t.tool, t.remote_name), rows), paths.get(t.server, []))
+                     for t in listing.tools]
             notes = [f"left out {d.name}: {d.reason}" for d in listing.dropped] + ([problem] if problem else [])
             self._catalog = Catalog(tools=tools, notes=notes)
         return self._catalog
@@ -148,6 +177,15 @@ class McpToolSource:
                     return scratch.tools or McpToolListing(), probed, \
                         f"probing the read-only tools failed at {name}: {failure.reason}"
             return scratch.tools or McpToolListing(), probed, ""
+
+    def _sandbox_paths(self, server: str) -> list[str]:
+        """The paths a dialogue's sandbox of this server holds, relative to it (its copies, freshly made)."""
+        found: list[str] = []
+        for relative in self.config.servers[server].sandbox.paths:
+            source, name = self.config.path(relative), Path(relative).name
+            found.append(name + ("/" if source.is_dir() else ""))
+            found.extend(f"{name}/{inner}" for inner in sandbox_paths(source))
+        return found
 
     def open(self, seed: int) -> McpSandbox:
         self.catalog()  # which views answer is known from the catalog's probe

@@ -1,0 +1,136 @@
+"""Offline tasks for tools of any shape (an MCP server's: a path, a query, a list of objects), where no entity
+chains through ids: a read task from read tools whose arguments can be filled from what the source shows (its
+probed values, the tools' schema examples, the paths its sandbox holds), and a write task as a write followed by
+a read that shows it (the same path or name read back, or a view that needs no argument)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from state.tasks import PlannedCall
+from state.tools import Tool
+
+_PATH_WORDS = ("path", "file", "dir", "root", "source", "destination", "repo")
+_MOMENTARY = ("info", "stat", "current_time", "now")
+_WORDS = ["budget", "garden", "meeting", "travel", "recipes", "reading"]
+
+
+def _is_path(name: str) -> bool:
+    return any(w in name.lower() for w in _PATH_WORDS)
+
+
+def _known(prop: dict[str, Any]) -> list[Any]:
+    return list(prop.get("enum") or prop.get("examples") or [])
+
+
+def read_arguments(tool: Tool, rng: random.Random) -> dict[str, Any] | None:
+    """Arguments a read can be called with, each from what the source shows; None where one cannot be known."""
+    args: dict[str, Any] = {}
+    for name in tool.required:
+        prop = tool.properties.get(name, {})
+        known = _known(prop)
+        if _is_path(name) and known:  # a file to read, a folder to list: as the tool's kind of path wants
+            folders = [k for k in known if isinstance(k, str) and ("." not in k.rsplit("/", 1)[-1])]
+            files = [k for k in known if k not in folders]
+            wants_folder = any(w in tool.name.lower() for w in ("list", "directory", "tree", "dir"))
+            known = (folders if wants_folder else files) or known
+        known = [k for k in known if not isinstance(k, (list, dict))]
+        if known:
+            args[name] = rng.choice(known)
+        elif prop.get("type") == "boolean":
+            args[name] = False
+        else:
+            return None  # a free text or number the source never showed: a guess would be refused
+    return args
+
+
+def _fresh(name: str, prop: dict[str, Any], rng: random.Random, tag: str) -> Any:
+    """A value a write can create: a new file beside the known ones, a new name, a sentence of content."""
+    kind = prop.get("type", "string")
+    if kind == "array":
+        item = prop.get("items") or {"type": "string"}
+        return [_fresh(name, item, rng, tag)]
+    if kind == "object":
+        inner = prop.get("properties") or {}
+        return {k: _fresh(k, inner[k], rng, tag) for k in prop.get("required") or list(inner)[:3]}
+    if kind in ("integer", "number"):
+        return rng.randint(1, 9)
+    if kind == "boolean":
+        return True
+    if prop.get("enum"):
+        return rng.choice(prop["enum"])
+    topic = _WORDS[int(tag) % len(_WORDS)]
+    if _is_path(name):
+        known = [k for k in _known(prop) if isinstance(k, str)]
+        folders = sorted({k.rsplit("/", 1)[0] for k in known if "/" in k.rstrip("/")} | {k.rstrip("/") for k in known
+                                                                                        if k.endswith("/")})
+        folder = rng.choice(folders) + "/" if folders else ""
+        return f"{folder}{topic}-{tag}.txt"
+    if any(w in name.lower() for w in ("name", "title", "key", "id")):
+        return f"{topic}-{tag}"
+    return f"Notes on {topic} ({tag}): check the plan on Monday."
+
+
+def _paths_of(arguments: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in arguments.items() if _is_path(k) and isinstance(v, str)}
+
+
+def shape_subtasks(builder: Any) -> bool:
+    """Adds a read subtask and a second one (a write read back, or another read) to an offline task builder
+    (TaskAssembly); whether it made two."""
+    rng: random.Random = builder.rng
+    tools: list[Tool] = builder.request.tools
+    # reads whose answer carries the moment it is read (a file's access time) cannot be told back the same
+    reads = [t for t in tools if t.mode == "read" and not any(w in t.name.lower() for w in _MOMENTARY)]
+    writes = [t for t in tools if t.mode == "write"]
+    readable = [(t, a) for t in reads if (a := read_arguments(t, rng)) is not None]
+    if not readable:
+        return False
+    rng.shuffle(readable)
+    tool, args = next(((t, a) for t, a in readable if a), readable[0])  # one with arguments says more
+    what = ", ".join(f"{k} {v}" for k, v in args.items()) or "what it shows"
+    builder._add(f"Use {tool.name} on {what} and report what it shows.",
+                 f"could you check {what} for me and tell me what is there?", [[PlannedCall(tool=tool.name,
+                                                                                           arguments=args)]], [0])
+    tag = f"{rng.randint(100, 999)}"
+    rng.shuffle(writes)
+    for write in writes:
+        values = {n: _fresh(n, write.properties.get(n, {}), rng, tag) for n in write.required}
+        if any(isinstance(v, (list, dict)) for v in values.values()):
+            continue  # a planned call's arguments are plain values
+        if any(_is_path(n) for n in values) and not _paths_of(values):
+            continue
+        back = _read_back(values, reads, rng)
+        if back is None:
+            continue
+        reader, reader_args = back
+        builder.has_write = True
+        shown = ", ".join(f"{k} {v!r}" for k, v in values.items())
+        builder._add(f"Use {write.name} with {shown}, then confirm with {reader.name} that it shows.",
+                     f"please make this change: {shown}. Then read it back to me.",
+                     [[PlannedCall(tool=write.name, arguments=values)],
+                      [PlannedCall(tool=reader.name, arguments=reader_args)]], [0, 1])
+        return True
+    others = [(t, a) for t, a in readable if t.name != tool.name or a != args]
+    if not others:
+        return False
+    tool, args = others[0]
+    what = ", ".join(f"{k} {v}" for k, v in args.items()) or "what it shows"
+    builder._add(f"Then use {tool.name} on {what} and report it.", f"and what about {what}?",
+                 [[PlannedCall(tool=tool.name, arguments=args)]], [0])
+    return True
+
+
+def _read_back(values: dict[str, Any], reads: list[Tool], rng: random.Random) -> tuple[Tool, dict[str, Any]] | None:
+    """A read that shows what a write made: one taking the written path (or name) again, else a view that needs
+    no argument."""
+    written = _paths_of(values)
+    for tool in reads:
+        if written and set(tool.required) and set(tool.required) <= set(written) | {
+                n for n in tool.required if tool.properties.get(n, {}).get("type") == "boolean"}:
+            wants_folder = any(w in tool.name.lower() for w in ("list", "directory", "tree"))
+            if not wants_folder:
+                return tool, {n: written.get(n, False) for n in tool.required}
+    views = [t for t in reads if not t.required]
+    return (rng.choice(views), {}) if views else None
