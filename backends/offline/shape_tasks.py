@@ -1,11 +1,12 @@
 """Offline tasks for tools of any shape (an MCP server's: a path, a query, a list of objects), where no entity
 chains through ids: a read task from read tools whose arguments can be filled from what the source shows (its
 probed values, the tools' schema examples, the paths its sandbox holds), and a write task as a write followed by
-a read that shows it (the same path or name read back, or a view that needs no argument)."""
+a read that shows it (the written path read back)."""
 
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 from state.tasks import PlannedCall
@@ -20,8 +21,20 @@ def _is_path(name: str) -> bool:
     return any(w in name.lower() for w in _PATH_WORDS)
 
 
+_QUOTED = re.compile(r"'([^'\s]{1,40})'|\"([^\"\s]{1,40})\"")
+_FORMATS = {"HH:MM": "09:30", "YYYY-MM-DD": "2024-05-17", "ISO 8601": "2024-05-17T09:30:00"}
+
+
 def _known(prop: dict[str, Any]) -> list[Any]:
-    return list(prop.get("enum") or prop.get("examples") or [])
+    """The values the schema shows for an argument: its enum, its examples, or those its description quotes
+    after "e.g." (or a format it names, as HH:MM)."""
+    found = list(prop.get("enum") or prop.get("examples") or [])
+    description = str(prop.get("description") or "")
+    if not found and "e.g." in description:
+        found = [a or b for a, b in _QUOTED.findall(description.split("e.g.", 1)[1].split(")", 1)[0])]
+    if not found:
+        found = [value for fmt, value in _FORMATS.items() if fmt in description]
+    return found
 
 
 def read_arguments(tool: Tool, rng: random.Random) -> dict[str, Any] | None:
@@ -85,6 +98,7 @@ def shape_subtasks(builder: Any) -> bool:
     reads = [t for t in tools if t.mode == "read" and not any(w in t.name.lower() for w in _MOMENTARY)]
     writes = [t for t in tools if t.mode == "write"]
     readable = [(t, a) for t in reads if (a := read_arguments(t, rng)) is not None]
+    readable += [(t, a) for t in reads if t.required and (a := read_arguments(t, rng)) is not None]  # a 2nd draw
     if not readable:
         return False
     rng.shuffle(readable)
@@ -112,7 +126,9 @@ def shape_subtasks(builder: Any) -> bool:
                      [[PlannedCall(tool=write.name, arguments=values)],
                       [PlannedCall(tool=reader.name, arguments=reader_args)]], [0, 1])
         return True
-    others = [(t, a) for t, a in readable if t.name != tool.name or a != args]
+    first = (tool.name, args)
+    others = [(t, a) for t in reads for _ in range(6) if (a := read_arguments(t, rng)) is not None
+              and (t.name, a) != first and (a or t.name != first[0])]
     if not others:
         return False
     tool, args = others[0]
@@ -123,8 +139,8 @@ def shape_subtasks(builder: Any) -> bool:
 
 
 def _read_back(values: dict[str, Any], reads: list[Tool], rng: random.Random) -> tuple[Tool, dict[str, Any]] | None:
-    """A read that shows what a write made: one taking the written path (or name) again, else a view that needs
-    no argument."""
+    """A read that shows what a write made: one taking the written path again. (A view that needs no argument
+    may not show it: a write read back so is not planned, since the plan check would refuse what it cannot see.)"""
     written = _paths_of(values)
     for tool in reads:
         if written and set(tool.required) and set(tool.required) <= set(written) | {
@@ -132,5 +148,4 @@ def _read_back(values: dict[str, Any], reads: list[Tool], rng: random.Random) ->
             wants_folder = any(w in tool.name.lower() for w in ("list", "directory", "tree"))
             if not wants_folder:
                 return tool, {n: written.get(n, False) for n in tool.required}
-    views = [t for t in reads if not t.required]
-    return (rng.choice(views), {}) if views else None
+    return None

@@ -11,7 +11,9 @@ start, crashes or hangs raises `McpServerFailure`, which ends the dialogue as re
 
 from __future__ import annotations
 
+import ast
 import itertools
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from state.verification import StateDiff
 
 SCHEME = "mcp://"
 _EXAMPLES = 6
+_QUERY_ARGUMENTS = ("query", "q", "search", "term", "keyword", "text")
 
 
 def mcp_source_name(path: str | Path) -> str:
@@ -68,7 +71,10 @@ def _with_examples(tool: Tool, rows: list[dict[str, Any]]) -> Tool:
     for name, prop in properties.items():
         if prop.get("examples") or "string" not in str(prop.get("type", prop.get("anyOf", ""))):
             continue
-        seen = sorted({str(r[name]) for r in rows if isinstance(r.get(name), (str, int)) and str(r[name]).strip()})
+        # a field of that name, or the last word of it (table_name: name); a free query: the records' names
+        fields = [name, name.rsplit("_", 1)[-1]] + (["name", "title"] if name in _QUERY_ARGUMENTS else [])
+        field = next((f for f in fields if any(isinstance(r.get(f), (str, int)) for r in rows)), name)
+        seen = sorted({str(r[field]) for r in rows if isinstance(r.get(field), (str, int)) and str(r[field]).strip()})
         if seen:
             properties[name] = {**prop, "examples": seen[:_EXAMPLES]}
             changed = True
@@ -94,6 +100,20 @@ def _with_paths(tool: Tool, paths: list[str]) -> Tool:
     if properties == tool.properties:
         return tool
     return tool.model_copy(update={"parameters": {**tool.parameters, "properties": properties}})
+
+
+def _shown(record: McpCallRecord) -> Any:
+    """What a probed view shows: its structured content, else its text read as JSON or as a Python literal
+    (servers that print their rows, as mcp-server-sqlite does)."""
+    if record.structured_content is not None:
+        return record.structured_content
+    text = "".join(str(block.get("text", "")) for block in record.content or [] if isinstance(block, dict))
+    for read in (json.loads, ast.literal_eval):
+        try:
+            return read(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return None
 
 
 def _outcome_record(outcome: Any) -> dict[str, Any]:
@@ -159,7 +179,7 @@ class McpToolSource:
         if self._catalog is None:
             listing, probed, problem = loop.wait(self._list_and_probe())
             self.views = tuple(probed)  # the views that answered: what a sandbox's snapshot reads
-            rows = list(itertools.chain.from_iterable(view_records(r.structured_content) for r in probed.values()))
+            rows = list(itertools.chain.from_iterable(view_records(_shown(r)) for r in probed.values()))
             paths = {name: self._sandbox_paths(name) for name in self.mcp.per_dialogue}
             tools = [_with_paths(_with_examples(_classified(t.tool, t.remote_name), rows), paths.get(t.server, []))
                      for t in listing.tools]
