@@ -93,8 +93,8 @@ async def check_tasks_possible(tools: list[Tool], database: DatabaseSchema | Non
         raise InputError(f"the {settings.backend} backend can make no task from the tools of {name}: {lacking}")
 
 
-async def prepare_databases(names: list[list[SourceRef]], settings: Settings, given: list[Tool] | None, concurrency: int,
-                            console: Console) -> list[PreparedDatabase]:
+async def prepare_databases(names: list[list[SourceRef]], settings: Settings, given: list[Tool] | None,
+                            concurrency: int, console: Console) -> list[PreparedDatabase]:
     """A toolset for every usable source, in the order given; the unusable ones are named and left out."""
     if len(names) == 1:
         with console.status("synthesizing the toolset"):

@@ -118,7 +118,8 @@ class TrialBatch(Batch):
         task = plan.task
         return {"dialogue_id": plan.thread_id, "sources": task.sources, "seed": task.seed, "user_seed": plan.seed,
                 "tasks_per_dialogue": task.index + 1, "task_style": task.task_style,
-                "toolset_key": self.toolset_keys[task.toolset], "schema_key": self.schema_keys.get(joined_name(task.sources), ""),
+                "toolset_key": self.toolset_keys[task.toolset],
+                "schema_key": self.schema_keys.get(joined_name(task.sources), ""),
                 "messages": convert_to_messages(task.prefix), "tasks": task.earlier_tasks,
                 "task_starts": task.earlier_starts, "calls": task.prefix_calls,
                 "planned_tasks": [*task.earlier_tasks, task.task], "reference_time": reference_time_for(task.seed)}

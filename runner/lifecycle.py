@@ -76,7 +76,8 @@ async def _generate(builder_factory: Callable[[], StateGraph], config: RunConfig
                 await check_tasks_possible(toolset, None, settings, "the given toolset")
             if toolset is not None:
                 report = await prepare_databases(databases, settings, toolset, config.concurrency, console) \
-                    if databases else [PreparedDatabase(sources=[], report=Toolset(tools=toolset, proposed=len(toolset)))]
+                    if databases else [PreparedDatabase(sources=[],
+                                                        report=Toolset(tools=toolset, proposed=len(toolset)))]
                 write_toolset(folder, report[0].report)
             # the config goes first (after a given toolset): a run killed while its toolset is synthesized resumes
             folder.write_json(rf.CONFIG, config.model_dump(mode="json"))

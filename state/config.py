@@ -83,7 +83,8 @@ class Settings(BaseSettings):
         "tool source of its own (environment.sources.registry.register_source_kind); FORGE_SOURCE_KINDS='[\"m\"]'.")
     keep_sandboxes: bool = Field(
         False, description="Keep each dialogue's sandbox when it ends, and the run's copy of each source, for "
-        "inspection (Postgres: the run's template and a database per dialogue, named forge_<run tag>_<source tag>_…); "
+        "inspection (Postgres: each source's template and a database per dialogue, named "
+        "forge_<run tag>_<source tag>_…); "
         "otherwise they are dropped. FORGE_KEEP_SANDBOXES=1.")
     checkpointer: str = Field(
         "", description="Where a dialogue run keeps its checkpoints and store: empty for the run folder's "

@@ -82,6 +82,8 @@ def test_the_filesystem_server_writes_are_verified_by_the_files_and_faults_are_c
     out = tmp_path / "run"
     lines = _generate(files_source, out)
     assert lines, "no dialogue kept"
+    system = lines[0]["messages"][0]
+    assert system["role"] == "system" and "files/notes/todo.txt" in system["content"], "the assistant is told its paths"
     written = [line for line in lines if _write_goal(line)]
     assert written, "no kept dialogue wrote"
     goal = _write_goal(written[0])

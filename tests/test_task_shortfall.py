@@ -39,3 +39,15 @@ def test_tools_that_chain_are_no_shortfall():
                                             "required": ["city_id", "name"]})]]
     assert task_shortfall(tools, None) is None
     assert "no entity" in task_shortfall(tools[:1], None)
+
+
+def test_the_llm_task_prompt_and_the_assistant_see_the_values_and_paths_a_source_holds():
+    from prompts.render import render_known_values, sandbox_paths_line
+
+    read = Tool.model_validate({**WEATHER, "name": "files__read_text_file", "source": "mcp", "parameters": {
+        "type": "object", "required": ["path"],
+        "properties": {"path": {"type": "string", "examples": ["files/notes/todo.txt", "files/README.md"]}}}})
+    assert "files__read_text_file.path: \"files/notes/todo.txt\"" in render_known_values([read])
+    assert "files/README.md" in sandbox_paths_line([read])
+    plain = Tool.model_validate(WEATHER)
+    assert render_known_values([plain]) == "" and sandbox_paths_line([plain]) == "", "other tools: prompts unchanged"

@@ -23,14 +23,14 @@ from environment.sources.mcp import loop
 from environment.sources.mcp.config import load_mcp_config
 from environment.sources.mcp.diff import diff, view_records
 from environment.sources.mcp.files import files_state
-from environment.sources.mcp.paths import is_path_argument, sandbox_paths
+from environment.sources.mcp.paths import sandbox_paths
 from environment.sources.mcp.records import McpServerFailure, to_tool_result
 from environment.sources.mcp.session import McpDialogue, McpSource
 from environment.sources.mcp.toolset import McpToolListing
 from state.config import Settings
 from state.dialogue import ExecutedCall
 from state.mcp import McpCallRecord
-from state.tools import Tool, ToolResult
+from state.tools import Tool, ToolResult, is_path_argument
 from state.verification import StateDiff
 
 SCHEME = "mcp://"
@@ -184,6 +184,7 @@ class McpToolSource:
             tools = [_with_paths(_with_examples(_classified(t.tool, t.remote_name), rows), paths.get(t.server, []))
                      for t in listing.tools]
             notes = [f"left out {d.name}: {d.reason}" for d in listing.dropped] + ([problem] if problem else [])
+            notes += self._unchecked(listing, probed)
             self._catalog = Catalog(tools=tools, notes=notes)
         return self._catalog
 
@@ -197,6 +198,15 @@ class McpToolSource:
                     return scratch.tools or McpToolListing(), probed, \
                         f"probing the read-only tools failed at {name}: {failure.reason}"
             return scratch.tools or McpToolListing(), probed, ""
+
+    def _unchecked(self, listing: McpToolListing, probed: dict[str, McpCallRecord]) -> list[str]:
+        """Servers that write but whose state nothing shows (no declared files, no view without arguments),
+        said once as the run starts: the state check cannot see what their writes did."""
+        viewed = {t.server for t in listing.tools if t.name in probed}
+        writers = sorted({t.server for t in listing.tools if t.tool.mode == "write"})
+        return [f"server {name}: unchecked (no sandbox files declared and no read-only tool without arguments "
+                f"shows its state): a write to it cannot be verified by state, only by the facts and the judge"
+                for name in writers if name not in viewed and not self.config.servers[name].sandbox.paths]
 
     def _sandbox_paths(self, server: str) -> list[str]:
         """The paths a dialogue's sandbox of this server holds, relative to it (its copies, freshly made)."""

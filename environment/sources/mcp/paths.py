@@ -11,16 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
-# argument names that hold a path: path, paths, file, source, destination, repo_path, root, directory, ...
-PATH_ARGUMENT = re.compile(r"(^|_)(path|paths|file|files|filename|dir|directory|root|source|destination|repo)$")
-
-
-def is_path_argument(name: str) -> bool:
-    return bool(PATH_ARGUMENT.search(name.lower()))
+from state.tools import is_path_argument
 
 
 def _inside(sandbox: Path, value: str) -> str | None:
