@@ -21,7 +21,7 @@ from environment.sources.registry import open_source
 from graphs.run import main
 from nodes.verification import check_state, real_diff
 from tests.checkpoint_support import checkpoint_store, dataset_lines
-from tests.conftest import ROOT
+from tests.conftest import ROOT, generate_killed_mid_run
 
 NPM_BIN = ROOT / ".mcp-servers" / "node_modules" / ".bin"
 
@@ -185,3 +185,16 @@ def test_the_time_server_without_state_gives_read_only_tasks(tmp_path):
     lines = _generate(servers, tmp_path / "run")
     calls = [c["function"]["name"] for line in lines for m in line["messages"] for c in m.get("tool_calls") or []]
     assert "clock__convert_time" in calls
+
+
+def test_a_run_on_the_filesystem_server_killed_with_sigkill_resumes(files_source, tmp_path):
+    before = _tree_hash(files_source.parent)
+    out = tmp_path / "killed"
+    generate_killed_mid_run(out, 6, "--tasks-per-dialogue", "1", "--concurrency", "2", after=2,
+                            db=f"mcp://{files_source}")
+    assert len(dataset_lines(out)) < 6, "the run finished before it was killed"
+    assert main(["resume", str(out)]) == 0
+    ids = list(dataset_lines(out))
+    assert len(ids) == 6 and (out / "dialogues.jsonl").read_text().strip()
+    _no_sandbox_path(out)
+    assert _tree_hash(files_source.parent) == before
