@@ -37,12 +37,14 @@ def _known(prop: dict[str, Any]) -> list[Any]:
     return found
 
 
-def read_arguments(tool: Tool, rng: random.Random) -> dict[str, Any] | None:
-    """Arguments a read can be called with, each from what the source shows; None where one cannot be known."""
+def read_arguments(tool: Tool, rng: random.Random, refused: str = "") -> dict[str, Any] | None:
+    """Arguments a read can be called with, each from what the source shows (not a value the plan check just
+    refused: `refused` is its feedback); None where one cannot be known."""
     args: dict[str, Any] = {}
     for name in tool.required:
         prop = tool.properties.get(name, {})
-        known = _known(prop)
+        known = [k for k in _known(prop) if not (refused and isinstance(k, str) and k in refused)] \
+            or _known(prop)
         if _is_path(name) and known:  # a file to read, a folder to list: as the tool's kind of path wants
             folders = [k for k in known if isinstance(k, str) and ("." not in k.rsplit("/", 1)[-1])]
             files = [k for k in known if k not in folders]
@@ -93,12 +95,15 @@ def shape_subtasks(builder: Any) -> bool:
     """Adds a read subtask and a second one (a write read back, or another read) to an offline task builder
     (TaskAssembly); whether it made two."""
     rng: random.Random = builder.rng
+    # what the server said of the refused plan (after "fails:"), not the plan's own arguments
+    feedback: str = builder.request.feedback.split(" fails: ", 1)[1] if " fails: " in builder.request.feedback else ""
     tools: list[Tool] = builder.request.tools
     # reads whose answer carries the moment it is read (a file's access time) cannot be told back the same
     reads = [t for t in tools if t.mode == "read" and not any(w in t.name.lower() for w in _MOMENTARY)]
     writes = [t for t in tools if t.mode == "write"]
-    readable = [(t, a) for t in reads if (a := read_arguments(t, rng)) is not None]
-    readable += [(t, a) for t in reads if t.required and (a := read_arguments(t, rng)) is not None]  # a 2nd draw
+    readable = [(t, a) for t in reads if (a := read_arguments(t, rng, feedback)) is not None]
+    readable += [(t, a) for t in reads  # a second draw of each
+                 if t.required and (a := read_arguments(t, rng, feedback)) is not None]
     if not readable:
         return False
     rng.shuffle(readable)
@@ -127,7 +132,7 @@ def shape_subtasks(builder: Any) -> bool:
                       [PlannedCall(tool=reader.name, arguments=reader_args)]], [0, 1])
         return True
     first = (tool.name, args)
-    others = [(t, a) for t in reads for _ in range(6) if (a := read_arguments(t, rng)) is not None
+    others = [(t, a) for t in reads for _ in range(6) if (a := read_arguments(t, rng, feedback)) is not None
               and (t.name, a) != first and (a or t.name != first[0])]
     if not others:
         return False
