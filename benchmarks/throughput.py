@@ -33,7 +33,8 @@ from runner import run_folder as rf
 from runner.batch import Batch
 from runner.run_folder import RunFolder
 from runner.workers import auto_workers
-from state.config import RunConfig, Settings
+from state.config import RunConfig, RunSource, Settings
+from state.sources import SourceRef
 from nodes.tool_synthesizer import synthesize_toolset
 from environment.sources.sqlite.introspect import inspect_database
 from tests.clinic_model import ClinicModel
@@ -64,7 +65,8 @@ async def _run(settings: Settings, dialogues: int, concurrency: int, tasks: int,
     toolset, _ = await synthesize_toolset(database, backend_for(Settings(backend="offline")), settings)
     with tempfile.TemporaryDirectory() as tmp:
         folder = RunFolder(Path(tmp))
-        config = RunConfig(run_id="bench", source_db=str(CLINIC), dialogues=dialogues, tasks_per_dialogue=tasks,
+        config = RunConfig(run_id="bench", databases=[RunSource(sources=[SourceRef(kind="sqlite", name=str(CLINIC))])],
+                           dialogues=dialogues, tasks_per_dialogue=tasks,
                            seed=1, concurrency=concurrency, workers=workers,
                            settings=settings.public())
         console = Console(quiet=True)

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from backends.llm.replies import BackendOutputError
 from environment.errors import InputError, RunError, read_json_input
-from environment.sources.registry import combined_name, identity, label_of, recordable_configs, source_names
+from environment.sources.registry import label_of, recorded, source_names, source_ref
 from environment.sqlnames import snake
 from graphs import dataset_cli, evaluate_cli, optimize_cli, reasoning_cli, verify_cli
 from graphs.dialogue import build_dialogue_graph
@@ -39,7 +39,7 @@ from runner.layout import LLM_CACHE, dialogue_run_config, load_toolset
 from runner.targeting import read_targeting, targeting_table
 from runner.toolprep import run_toolprep
 from runner.workers import DIALOGUES_PER_WORKER, choose_workers
-from state.config import RunConfig, Settings
+from state.config import RunConfig, RunSource, Settings
 from state.dialogue import DialogueInput
 
 
@@ -243,9 +243,10 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
             raise InputError("pass --db with a SQLite database, --mcp with MCP servers, or --toolset with a "
                              "toolset.json (simulated tools)")
         named = (args.db or []) + ([f"mcp://{args.mcp}"] if args.mcp else [])
-        databases = source_names(named)
+        refs = recorded([source_ref(name) for name in source_names(named)])
+        databases = [[ref] for ref in refs]
         if args.db and args.mcp:  # each dialogue over a database calls the MCP servers' tools too
-            databases = [combined_name([d, databases[-1]]) for d in databases[:-1]]
+            databases = [[d, refs[-1]] for d in refs[:-1]]
         db = databases[0] if len(databases) == 1 else None
         several = Path(named[0].rstrip("/*")).name or "databases" if named else ""
         stem = label_of(db) if db else several or args.toolset.resolve().parent.name
@@ -257,11 +258,10 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
         toolset = load_toolset(args.toolset) if args.toolset else None
         prelude = read_conversation(args.from_conversation) if args.from_conversation else []
         workers, auto = choose_workers(args.workers, settings, args.concurrency)
-        config = RunConfig(run_id=out.name, source_db=identity(db) if db else "", dialogues=args.dialogues,
-                           tasks_per_dialogue=args.tasks_per_dialogue, seed=args.seed,
+        config = RunConfig(run_id=out.name, databases=[RunSource(sources=db)] if db else [],
+                           dialogues=args.dialogues, tasks_per_dialogue=args.tasks_per_dialogue, seed=args.seed,
                            concurrency=args.concurrency, workers=workers.workers, prelude=prelude,
-                           pipeline=args.pipeline, settings=settings.public(),
-                           source_configs=recordable_configs(databases))
+                           pipeline=args.pipeline, settings=settings.public())
         if (workers.workers > 1 or settings.executor == "ray") and settings.backend_kind == "custom":
             raise InputError(f"--workers and --executor ray need the offline or openai backend, not {settings.backend!r}")
         if workers.workers > 1 and settings.executor == "ray":

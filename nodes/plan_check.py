@@ -77,14 +77,14 @@ class PlanRunner:
 
     def _own(self, used: list[Tool]) -> DialogueSandboxes:
         """The dialogue's own sandboxes at the task's start, from the run's pool (blocking: they may be opened)."""
-        boxes = current_pool().checkout(self.state.dialogue_id, self.state.source_db, self.state.seed,
+        boxes = current_pool().checkout(self.state.dialogue_id, self.state.sources, self.state.seed,
                                         self.state.calls, self.tools)
         boxes.open_for(used)
         return boxes
 
     def _scratch(self, used: list[Tool]) -> DialogueSandboxes:
         """Sandboxes holding the dialogue's state at the task's start (blocking: opening copies a source)."""
-        boxes = DialogueSandboxes(self.state.source_db, self.state.seed)
+        boxes = DialogueSandboxes(self.state.sources, self.state.seed)
         boxes.replay(self.state.calls, self.tools)
         boxes.open_for(used)
         return boxes

@@ -113,6 +113,6 @@ def task_messages(messages: list[dict]) -> list[AnyMessage]:
 async def rescore(task: BenchmarkTask, messages: list[dict], calls: list[ExecutedCall], judge_valid: bool,
                   tools: dict[str, Tool]) -> Verification:
     """A saved trial checked again from its recorded calls alone (replayed on fresh sandboxes), as verify does."""
-    actual, _ = await asyncio.to_thread(real_diff, task.source_db, task.seed, task.prefix_calls, calls, tools)
+    actual, _ = await asyncio.to_thread(real_diff, task.sources, task.seed, task.prefix_calls, calls, tools)
     return checked(task.task, task_messages(messages), calls,
                    verify(task.task, task_messages(messages), calls, actual, judge_valid))

@@ -54,7 +54,7 @@ async def tool_executor(state: DialogueState, runtime: Runtime[Settings]) -> dic
     tools = {t.name: t for t in await offered_tools(state, runtime)}
     malformed = dict(zip(last.additional_kwargs.get("malformed_tool_call_ids", []),
                          last.additional_kwargs.get("malformed_tool_call_arguments", [])))
-    sandboxes = await asyncio.to_thread(current_pool().checkout, state.dialogue_id, state.source_db, state.seed,
+    sandboxes = await asyncio.to_thread(current_pool().checkout, state.dialogue_id, state.sources, state.seed,
                                         state.calls, tools)
     simulate = backend_simulator(state, runtime)
     reference = state.reference_time or reference_time_for(state.seed)

@@ -113,8 +113,8 @@ async def prepare(state: DialogueState, runtime: Runtime[Settings]) -> dict:
     if state.prelude and not state.messages:
         update["messages"] = convert_to_messages(state.prelude)  # the conversation being continued
     tools = await tools_of(state, runtime)
-    if state.source_db:
-        source = await asyncio.to_thread(open_source, state.source_db)
+    if state.sources:
+        source = await asyncio.to_thread(open_source, state.sources)
         database = await schema_of(state, runtime)
         if database is None and not state.schema_key:
             database = (await asyncio.to_thread(source.catalog)).database

@@ -35,7 +35,7 @@ async def validator(state: DialogueState, runtime: Runtime[Settings]) -> dict:
     actual, diverged = StateDiff(), []
     if any(c.mode == "write" and c.result.ok for c in calls):  # reads change nothing
         # the dialogue's own sandboxes hold every call so far: the task's diff is read from their change logs
-        boxes = await asyncio.to_thread(current_pool().checkout, state.dialogue_id, state.source_db, state.seed,
+        boxes = await asyncio.to_thread(current_pool().checkout, state.dialogue_id, state.sources, state.seed,
                                         state.calls, tools)
         actual, replayed = await asyncio.to_thread(live_diff, boxes, earlier, calls, tools)
         diverged = [*boxes.diverged, *replayed]

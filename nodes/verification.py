@@ -17,6 +17,7 @@ from environment.sources.pool import DialogueSandboxes
 from environment.state_match import match
 from nodes.plan_check import label_field
 from state.dialogue import ExecutedCall
+from state.sources import Sources
 from state.tasks import Task
 from state.tools import Tool
 from state.verification import Fact, FactCheck, StateCheck, StateDiff, Verification
@@ -145,7 +146,7 @@ def user_fault(messages: list[AnyMessage]) -> str:
 
 # -- the state -------------------------------------------------------------------------------------
 
-def real_diff(source_name: str, seed: int, earlier: list[ExecutedCall], this_task: list[ExecutedCall],
+def real_diff(source_name: Sources, seed: int, earlier: list[ExecutedCall], this_task: list[ExecutedCall],
               tools: dict[str, Tool]) -> tuple[StateDiff, list[str]]:
     """What the task's own calls changed, replayed on fresh sandboxes of the dialogue's sources (a saved
     trial rescored, a kind that cannot capture its changes): the earlier tasks' calls replayed, a mark, this

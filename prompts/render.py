@@ -13,7 +13,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMes
 from state.dialogue import ExecutedCall
 from state.schema import DatabaseSchema
 from state.tasks import ResultRef, Task
-from state.tools import Tool
+from state.tools import Tool, is_path_argument
 
 # What a tool-writing prompt says of the source's SQL dialect (the schema's `dialect`): its name, and notes
 # where it differs from what models write by habit.
@@ -83,6 +83,25 @@ def render_tools(tools: Iterable[Tool]) -> str:
     if optional:
         lines.append("(an argument marked ? is optional)")
     return "\n".join(lines) or "(no tools)"
+
+
+def render_known_values(tools: Iterable[Tool]) -> str:
+    """The values the tools' schemas show (a source's probed values, the paths its sandbox holds), so a model
+    writing tasks asks for what is there instead of guessing; empty when none shows any."""
+    lines = [f"- {tool.name}.{name}: " + ", ".join(json.dumps(v, ensure_ascii=False) for v in prop["examples"][:6])
+             for tool in tools for name, prop in tool.properties.items() if prop.get("examples")]
+    return ("\n\nValues the source holds (use these, never invented ones):\n" + "\n".join(lines)) if lines else ""
+
+
+def sandbox_paths_line(tools: Iterable[Tool]) -> str:
+    """For tools of a service that works on files: the paths it holds, relative to its root (empty otherwise)."""
+    paths = list(dict.fromkeys(str(v) for tool in tools if tool.source == "mcp"
+                               for name, prop in tool.properties.items() if is_path_argument(name)
+                               for v in prop.get("examples") or []))
+    if not paths:
+        return ""
+    return ("\n\nThe service's files are named relative to its root; a path outside it is refused. Paths it "
+            "holds: " + ", ".join(paths[:20]) + ".")
 
 
 def summarize_call(call: ExecutedCall, limit: int = 300) -> str:

@@ -17,7 +17,7 @@ def summarize(files: RunFiles) -> RunStats:
     reports = {}
     for source in config.sources():
         report_file = report_file_of(source.toolset)
-        reports[source.path] = Toolset.model_validate(files.read_json(report_file)) \
+        reports[source.label] = Toolset.model_validate(files.read_json(report_file)) \
             if files.file(report_file).exists() else Toolset(tools=load_toolset(files.file(source.toolset)))
     latency = {r["id"]: r["latency_s"] for r in files.iter_lines(layout.TIMINGS)}  # the last one of a dialogue counts
 

@@ -27,7 +27,9 @@ from environment.sources.pool import DialogueSandboxes
 from environment.state_match import match
 from nodes.verification import told
 from runner import layout
+from state.config import RunConfig
 from state.dialogue import ExecutedCall
+from state.sources import SourceRef, joined_name, read_joined
 from state.tasks import Task
 from state.tools import Tool, ToolResult
 from state.verification import StateDiff
@@ -182,12 +184,19 @@ def _limits(folder: layout.RunFiles) -> dict[str, int]:
     return {ours: settings[theirs] for theirs, ours in names.items() if isinstance(settings.get(theirs), int)}
 
 
-def _sandboxes(source: str, seed: int, dialogue: Any) -> DialogueSandboxes:
+def _sandboxes(sources: list[SourceRef], seed: int, dialogue: Any) -> DialogueSandboxes:
     try:
-        return DialogueSandboxes(source, seed)
+        return DialogueSandboxes(sources, seed)
     except InputError as exc:
-        raise InputError(f"the source {source} of dialogue {dialogue} cannot be opened (give its copy with "
-                         f"--db): {exc}") from None
+        raise InputError(f"the source {joined_name(sources)} of dialogue {dialogue} cannot be opened (give its "
+                         f"copy with --db): {exc}") from None
+
+
+def _sources_by_name(folder: layout.RunFiles) -> dict[str, list[SourceRef]]:
+    """A line names its sources for people (joined); the run's config holds them as references."""
+    if not folder.file(layout.CONFIG).exists():
+        return {}
+    return {s.label: s.sources for s in RunConfig.model_validate(folder.read_json(layout.CONFIG)).sources()}
 
 
 async def verify_run(run_dir: Path, database: str | None = None) -> RunCheck:
@@ -198,10 +207,12 @@ async def verify_run(run_dir: Path, database: str | None = None) -> RunCheck:
         raise InputError(f"no {layout.DIALOGUES} in {run_dir} (is it a run folder?)")
     limits = _limits(folder)
     report = RunCheck(run=str(run_dir))
+    by_name = _sources_by_name(folder)
     for line, tools in folder.lines_with_tools():
         meta = line.get("metadata", {})
-        source = database or meta.get("source_database") or ""
-        boxes = _sandboxes(source, int(meta.get("seed") or 0), line.get("id"))
+        named = meta.get("source_database") or ""
+        sources = read_joined(database) if database else by_name.get(named) or read_joined(named)
+        boxes = _sandboxes(sources, int(meta.get("seed") or 0), line.get("id"))
         decoys = sorted({n for t in meta.get("tasks", []) for n in t.get("decoys", [])})
-        report.dialogues.append(await _Replay(line, with_decoys(tools, decoys, source), boxes, limits).run())
+        report.dialogues.append(await _Replay(line, with_decoys(tools, decoys, sources), boxes, limits).run())
     return report

@@ -43,6 +43,7 @@ from runner.targeting import targeted_source
 from state.config import RunConfig, Settings
 from state.dialogue import DialogueInput, DialogueState, Usage
 from state.personas import PersonaPool
+from state.sources import SourceRef, joined_name
 from state.tools import Tool
 
 
@@ -182,10 +183,10 @@ class Batch:
             for name, tools in self.toolsets.items():
                 self.toolset_keys[name] = await keep_toolset(store, tools)
             for source in self.config.sources():
-                if source.path and source.path not in self.schema_keys:
-                    catalog = await asyncio.to_thread(lambda: open_source(source.path).catalog())
+                if source.sources and source.label not in self.schema_keys:
+                    catalog = await asyncio.to_thread(lambda: open_source(source.sources).catalog())
                     if catalog.database is not None:
-                        self.schema_keys[source.path] = await keep_schema(store, catalog.database)
+                        self.schema_keys[source.label] = await keep_schema(store, catalog.database)
             pending = iter(indices)
 
             # A fixed set of lanes takes the next dialogue when one ends: nothing is held per dialogue
@@ -252,13 +253,13 @@ class Batch:
         error, failed_usage = None, None
         source = targeted_source(self.config, self.settings.targeting, i)
         try:
-            start = DialogueInput(dialogue_id=dialogue_id, source_db=source.path,
+            start = DialogueInput(dialogue_id=dialogue_id, sources=source.sources,
                                   seed=self.config.dialogue_seed(i), prelude=self.config.prelude,
                                   task_style="question" if self.config.pipeline == "task" else "descriptive",
                                   tasks_per_dialogue=self.config.tasks_per_dialogue,
-                                  persona=draw_persona(self.personas, source.path, self.config.dialogue_seed(i)),
+                                  persona=draw_persona(self.personas, source.label, self.config.dialogue_seed(i)),
                                   toolset_key=self.toolset_keys[source.toolset],
-                                  schema_key=self.schema_keys.get(source.path, ""))
+                                  schema_key=self.schema_keys.get(source.label, ""))
             await run_thread(graph, start, cfg, self.settings)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
@@ -284,11 +285,12 @@ class Batch:
             # finished: its sandboxes are not needed again; closing may wait on a process (an MCP server)
             await asyncio.to_thread(self.sandboxes.release, dialogue_id)
 
-    def _schema(self, source: str) -> Any:
-        """A source's database schema (None for simulated tools), read once per batch."""
-        if source not in self.schemas:
-            self.schemas[source] = open_source(source).catalog().database if source else None
-        return self.schemas[source]
+    def _schema(self, sources: list[SourceRef]) -> Any:
+        """A dialogue's database schema (None for simulated tools), read once per batch."""
+        key = joined_name(sources)
+        if key not in self.schemas:
+            self.schemas[key] = open_source(sources).catalog().database if sources else None
+        return self.schemas[key]
 
     async def write(self, dialogue_id: str, values: dict[str, Any], latency: float, error: str | None,
                     tools: list[Tool], replace: bool = False, failed_usage: Usage | None = None) -> None:
@@ -303,12 +305,12 @@ class Batch:
             extra["usage"] = (state.usage + failed_usage if isinstance(failed_usage, Usage) else state.usage).model_dump()
             extra["completed"] = error is None and len(state.verdicts) == state.tasks_per_dialogue and \
                 not state.ended_by_budget
-            extra["toolset"] = self.config.toolset_file_of(state.source_db)
+            extra["toolset"] = self.config.toolset_file_of(state.sources)
             if state.replay_diverged:
                 extra["replay_diverged"] = state.replay_diverged
             if state.current_task is not None and (state.current_task.withheld_tools or state.current_task.decoys):
                 # the line's tools are those its assistant was offered (less a withheld tool, plus decoys)
-                tools = offered(tools, state.current_task, await asyncio.to_thread(self._schema, state.source_db))
+                tools = offered(tools, state.current_task, await asyncio.to_thread(self._schema, state.sources))
             record, ok, _ = export_dialogue(state, tools, extra)
         else:
             if isinstance(failed_usage, Usage):

@@ -134,7 +134,7 @@ class DialogueCheckpoints:
         raise InputError(f"dialogue {dialogue_id!r} has no checkpoint {checkpoint_id!r}")
 
     def _source_names(self) -> list[str]:
-        return [s.path for s in self.config.sources() if s.path]
+        return [ref.name for s in self.config.sources() for ref in s.sources]
 
     def _batch(self) -> Batch:
         return Batch(self.builder_factory, self.folder, self.config, self.settings,
@@ -210,7 +210,7 @@ class DialogueCheckpoints:
             tools = {t.name: t for t in await self.tools_of(state)}
             # within the run's sources, as the dialogue itself runs: what a kind sets up for a run is removed after
             with sources_for_run(self._source_names(), self.config.run_id, self.settings.keep_sandboxes):
-                sandboxes = await asyncio.to_thread(DialogueSandboxes, state.source_db, state.seed)
+                sandboxes = await asyncio.to_thread(DialogueSandboxes, state.sources, state.seed)
                 try:
                     await asyncio.to_thread(sandboxes.replay, state.calls, tools)
                 finally:

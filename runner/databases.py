@@ -16,12 +16,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from backends.registry import backend_for
 from environment.errors import InputError
 from environment.sources.base import ToolSource
-from environment.sources.registry import identity, label_of, open_source
+from environment.sources.registry import label_of, open_source
 from nodes.tool_synthesizer import toolset_for
 from runner import run_folder as rf
 from runner.layout import TOOLSETS_DIR, load_toolset, report_file_of
 from runner.run_folder import RunFolder
 from state.config import RunConfig, Settings
+from state.schema import DatabaseSchema
+from state.sources import SourceRef, joined_name
 from state.tools import Tool, Toolset
 
 
@@ -39,7 +41,7 @@ def toolset_files(names: list[str]) -> list[str]:
 
 
 class PreparedDatabase(BaseModel):
-    path: str
+    sources: list[SourceRef]
     report: Toolset
 
 
@@ -57,10 +59,11 @@ def _misfits(tools: list[Tool], source: ToolSource) -> str:
         sandbox.close()
 
 
-async def prepare_database(name: str, settings: Settings, given: list[Tool] | None,
+async def prepare_database(sources: list[SourceRef], settings: Settings, given: list[Tool] | None,
                            console: Console) -> PreparedDatabase:
-    """Read one source and make (or check) its toolset; an InputError says why it cannot be used."""
-    source = await asyncio.to_thread(open_source, name)
+    """Read one share's sources and make (or check) their toolset; an InputError says why they cannot be used."""
+    name = joined_name(sources)
+    source = await asyncio.to_thread(open_source, sources)
     catalog = await asyncio.to_thread(source.catalog)
     for note in catalog.notes:
         console.print(f"[dim]{note}[/]")
@@ -76,11 +79,22 @@ async def prepare_database(name: str, settings: Settings, given: list[Tool] | No
     if not report.tools:
         raise InputError(f"no tool could be built for {name}: "
                          + "; ".join(f"{d.name}: {d.reason}" for d in report.dropped[:3]))
-    return PreparedDatabase(path=identity(name), report=report)
+    await check_tasks_possible(report.tools, catalog.database, settings, name)
+    return PreparedDatabase(sources=sources, report=report)
 
 
-async def prepare_databases(names: list[str], settings: Settings, given: list[Tool] | None, concurrency: int,
-                            console: Console) -> list[PreparedDatabase]:
+async def check_tasks_possible(tools: list[Tool], database: DatabaseSchema | None, settings: Settings,
+                               name: str) -> None:
+    """A backend that can tell (the offline one) says before the run whether the tools yield any task at all:
+    one line naming what they lack, rather than a run whose every dialogue is rejected."""
+    shortfall = getattr(backend_for(settings), "task_shortfall", None)
+    lacking = await asyncio.to_thread(shortfall, tools, database) if shortfall else None
+    if lacking:
+        raise InputError(f"the {settings.backend} backend can make no task from the tools of {name}: {lacking}")
+
+
+async def prepare_databases(names: list[list[SourceRef]], settings: Settings, given: list[Tool] | None,
+                            concurrency: int, console: Console) -> list[PreparedDatabase]:
     """A toolset for every usable source, in the order given; the unusable ones are named and left out."""
     if len(names) == 1:
         with console.status("synthesizing the toolset"):
@@ -90,12 +104,13 @@ async def prepare_databases(names: list[str], settings: Settings, given: list[To
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("toolsets", total=len(names))
 
-        async def one(name: str) -> PreparedDatabase | None:
+        async def one(name: list[SourceRef]) -> PreparedDatabase | None:
             async with sem:
                 try:
                     return await prepare_database(name, settings, given, console)
                 except InputError as exc:
-                    console.print(f"[yellow]skipped database[/] {name}: {exc}", highlight=False, soft_wrap=True)
+                    console.print(f"[yellow]skipped database[/] {joined_name(name)}: {exc}", highlight=False,
+                                  soft_wrap=True)
                     return None
                 finally:
                     progress.advance(bar)

@@ -36,6 +36,7 @@ from runner.run_folder import RunFolder, new_run_folder
 from state.benchmark import BenchmarkTask, EvaluationConfig, TrialRecord, tasks_of_line, trial_seed
 from state.config import RunConfig, Settings
 from state.dialogue import DialogueState
+from state.sources import joined_name, read_joined
 from state.tools import Tool
 
 
@@ -74,7 +75,7 @@ def select_tasks(run_dir: Path, count: int | None, task_ids: list[str], seed: in
     tasks: list[BenchmarkTask] = []
     for line, tools in files.lines_with_tools():
         source = line.get("metadata", {}).get("source_database") or ""
-        tasks.extend(tasks_of_line(line, tools, label_of(source) if source else "simulated", style))
+        tasks.extend(tasks_of_line(line, tools, label_of(read_joined(source)) if source else "simulated", style))
     if not tasks:
         raise InputError(f"{run_dir} has no valid dialogue with a checked task to evaluate on")
     if task_ids:
@@ -115,9 +116,10 @@ class TrialBatch(Batch):
 
     def start_values(self, plan: TrialPlan) -> dict[str, Any]:
         task = plan.task
-        return {"dialogue_id": plan.thread_id, "source_db": task.source_db, "seed": task.seed, "user_seed": plan.seed,
+        return {"dialogue_id": plan.thread_id, "sources": task.sources, "seed": task.seed, "user_seed": plan.seed,
                 "tasks_per_dialogue": task.index + 1, "task_style": task.task_style,
-                "toolset_key": self.toolset_keys[task.toolset], "schema_key": self.schema_keys.get(task.source_db, ""),
+                "toolset_key": self.toolset_keys[task.toolset],
+                "schema_key": self.schema_keys.get(joined_name(task.sources), ""),
                 "messages": convert_to_messages(task.prefix), "tasks": task.earlier_tasks,
                 "task_starts": task.earlier_starts, "calls": task.prefix_calls,
                 "planned_tasks": [*task.earlier_tasks, task.task], "reference_time": reference_time_for(task.seed)}

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from backends.llm.replies import REASONING
 from prompts import load_prompt
+from prompts.render import sandbox_paths_line
 from state.dialogue import DialogueState
 from state.tasks import Task
 from state.tools import Tool
@@ -138,7 +139,8 @@ def export_dialogue(state: DialogueState, tools: list[Tool], extra: dict[str, An
     ok, reason = acceptance(state)
     stats = dialogue_stats(state)
     # A continued conversation comes first exactly as it was given; otherwise our assistant's system prompt.
-    head = list(state.prelude) or [{"role": "system", "content": load_prompt("assistant").text.strip()}]
+    head = list(state.prelude) or [{"role": "system",
+                                    "content": load_prompt("assistant").text.strip() + sandbox_paths_line(tools)}]
     record = DialogueRecord(
         id=state.dialogue_id,
         messages=[*head, *(openai_message(m) for m in state.messages[len(state.prelude):])],
@@ -150,7 +152,7 @@ def export_dialogue(state: DialogueState, tools: list[Tool], extra: dict[str, An
             "verification": verification_records(state),
             "stats": stats.model_dump(mode="json"),
             "seed": state.seed,
-            "source_database": state.source_db,
+            "source_database": state.source_label,
             "task_message_starts": state.task_starts,
             "tool_results": _sources(state),
             # a write's clock: the time columns defaulting to now were given, so a replay can give them too

@@ -12,23 +12,25 @@ from rich.console import Console
 
 from backends.registry import backend_for
 from environment.errors import InputError
-from environment.sources.registry import identity, load_source_kinds, open_source, tools_without_source
+from environment.sources.registry import load_source_kinds, open_source, tools_without_source
 from environment.sources.runs import sources_for_run
 from runner import run_folder as rf
 from runner.batch import Batch, capped
-from runner.databases import PreparedDatabase, prepare_databases, toolset_files, toolsets_of, write_toolset
+from runner.databases import (PreparedDatabase, check_tasks_possible, prepare_databases, toolset_files, toolsets_of,
+                              write_toolset)
 from runner.postgres_checkpoints import check_checkpointer
 from runner.preflight import backend_notice, check_backend, settle_backend
 from runner.ray_executor import check_ray
 from runner.run_folder import RunFolder, new_run_folder
-from state.config import DatabaseSource, RunConfig, Settings
+from state.config import RunConfig, RunSource, Settings
+from state.sources import SourceRef
 from state.tools import Tool, Toolset
 
 Finished = TypeVar("Finished")
 
 async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
                    console: Console, finish: Callable[[RunFolder], Finished], toolset: list[Tool] | None = None,
-                   databases: list[str] | None = None, dialogues_per_db: int | None = None) -> Finished:
+                   databases: list[list[SourceRef]] | None = None, dialogues_per_db: int | None = None) -> Finished:
     """A new run: validate everything, make each source's toolset once, then run every dialogue; `finish`
     (the run's summary, say) runs on the finished folder while this process still owns it."""
     databases = databases or []
@@ -45,34 +47,37 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
         check_ray(settings.ray_address)
     await check_checkpointer(settings, config.run_id)
     # sources that make something per run (a template database) make it now, and remove it when the run ends
-    with sources_for_run(databases, config.run_id, settings.keep_sandboxes):
+    with sources_for_run(_names(databases), config.run_id, settings.keep_sandboxes):
         return await _generate(builder_factory, config, settings, out, console, finish, toolset, databases,
                                dialogues_per_db)
 
 
 async def _generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
                     console: Console, finish: Callable[[RunFolder], Finished], toolset: list[Tool] | None,
-                    databases: list[str], dialogues_per_db: int | None) -> Finished:
+                    databases: list[list[SourceRef]], dialogues_per_db: int | None) -> Finished:
     with new_run_folder(out, "generate") as folder:  # until the toolsets are written: on failure, no partial folder
         backend_notice(settings, console)
         await settle_backend(backend_for(settings), console)
         if len(databases) > 1:
             prepared = await prepare_databases(databases, settings, toolset, config.concurrency, console)
-            files = toolset_files([p.path for p in prepared]) if len(prepared) > 1 else [rf.TOOLSET]
+            files = toolset_files([p.sources[0].name for p in prepared]) if len(prepared) > 1 else [rf.TOOLSET]
             for entry, name in zip(prepared, files):
                 write_toolset(folder, entry.report, name)
-            sources = [DatabaseSource(path=p.path, toolset=name) for p, name in zip(prepared, files)]
+            sources = [RunSource(sources=p.sources, toolset=name) for p, name in zip(prepared, files)]
             config = config.model_copy(update={
-                "databases": sources, "source_db": sources[0].path if len(sources) == 1 else "",
+                "databases": sources,
                 "dialogues": dialogues_per_db * len(sources) if dialogues_per_db else config.dialogues})
             folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
         else:  # one database, or simulated tools only
             config = config.model_copy(update={
-                "source_db": identity(databases[0]) if databases else "",
+                "databases": [RunSource(sources=databases[0])] if databases else [],
                 "dialogues": dialogues_per_db or config.dialogues})
+            if toolset is not None and not databases:
+                await check_tasks_possible(toolset, None, settings, "the given toolset")
             if toolset is not None:
                 report = await prepare_databases(databases, settings, toolset, config.concurrency, console) \
-                    if databases else [PreparedDatabase(path="", report=Toolset(tools=toolset, proposed=len(toolset)))]
+                    if databases else [PreparedDatabase(sources=[],
+                                                        report=Toolset(tools=toolset, proposed=len(toolset)))]
                 write_toolset(folder, report[0].report)
             # the config goes first (after a given toolset): a run killed while its toolset is synthesized resumes
             folder.write_json(rf.CONFIG, config.model_dump(mode="json"))
@@ -99,8 +104,8 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
         config = RunConfig.model_validate(folder.read_json(rf.CONFIG))
         load_source_kinds(list(config.settings.get("source_kinds") or []))  # the kinds the run was made with
         for source in config.sources():
-            if source.path:
-                open_source(source.path)  # moved or deleted: say so before any dialogue is touched
+            if source.sources:
+                open_source(source.sources)  # moved or deleted: say so before any dialogue is touched
         settings = capped(Settings.of_run(config.settings, settings).model_copy(update=executor or {}), config)
         check_backend(settings)
         if settings.executor == "ray":
@@ -108,17 +113,21 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
         backend_notice(settings, console)
         await settle_backend(backend_for(settings), console)
         # what a killed attempt left of its sandboxes goes first: every dialogue rebuilds its own by replay
-        with sources_for_run([s.path for s in config.sources() if s.path], config.run_id, settings.keep_sandboxes,
+        with sources_for_run(_names([s.sources for s in config.sources()]), config.run_id, settings.keep_sandboxes,
                              resuming=True):
             for source in config.sources():
                 if folder.file(source.toolset).exists():
                     continue
-                if not source.path:
+                if not source.sources:
                     raise InputError(f"{folder.file(source.toolset)} is missing and the run has no database to "
                                      f"derive it from")
                 # stopped while the toolset was being synthesized: synthesize it again
-                prepared = await prepare_databases([source.path], settings, None, 1, console)
+                prepared = await prepare_databases([source.sources], settings, None, 1, console)
                 write_toolset(folder, prepared[0].report, source.toolset)
             await Batch(builder_factory, folder, config, settings, toolsets_of(folder, config), console).run()
             return finish(folder)
 
+
+def _names(groups: list[list[SourceRef]]) -> list[str]:
+    """Every source the run names, each once (a servers file shared by every share of a run, say)."""
+    return list(dict.fromkeys(ref.name for group in groups for ref in group))

@@ -32,10 +32,11 @@ async def ensure_pools(folder: RunFolder, config: RunConfig, settings: Settings,
     embedder = await asyncio.to_thread(get_embedder, "")
     made = PersonaPool()
     for source in config.sources():
-        schema = await asyncio.to_thread(lambda: open_source(source.path).catalog().database) if source.path else None
-        personas, regenerated, notes = await persona_pool(schema, label_of(source.path) if source.path else "tools",
+        named = source.label  # the pool's key: the share's sources in one line
+        schema = await asyncio.to_thread(lambda: open_source(source.sources).catalog().database) if named else None
+        personas, regenerated, notes = await persona_pool(schema, label_of(source.sources) if named else "tools",
                                                           settings.personas, backend, embedder, config.seed)
-        made.pools[source.path] = personas
+        made.pools[named] = personas
         made.regenerated += regenerated
         made.notes.extend(notes)
     folder.write_json(layout.PERSONAS, made.model_dump(mode="json"))

@@ -9,9 +9,10 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, field_validator
 
 from state.dialogue import ExecutedCall
+from state.sources import SourceRef, as_refs, read_joined
 from state.tasks import Task
 from state.tools import Tool, ToolError, ToolResult
 from state.verification import Fact, StateDiff, TaskExpectation
@@ -34,7 +35,8 @@ class BenchmarkTask(BaseModel):
     prefix_calls: list[ExecutedCall] = Field(default_factory=list, description="The earlier tasks' calls: replayed "
                                                                                "onto a fresh sandbox they make the "
                                                                                "state the task began in.")
-    source_db: str = ""
+    sources: list[SourceRef] = Field(default_factory=list, validation_alias=AliasChoices("sources", "source_db"),
+                                     description="The dialogue's sources (tasks saved before: `source_db`, joined).")
     seed: int = Field(0, description="The dialogue's seed: its sandboxes' and its clock's.")
     toolset: str = Field("toolset.json", description="The run's toolset file the dialogue used.")
     task_style: Literal["descriptive", "question"] = "descriptive"
@@ -45,6 +47,11 @@ class BenchmarkTask(BaseModel):
         expected = self.task.expected
         return any(s.changes_data for s in self.task.subtasks) or bool(
             expected and any(not d.is_empty() for d in expected.alternatives))
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _joined_sources(cls, value: Any) -> Any:
+        return as_refs(value)
 
 
 class TrialRecord(BaseModel):
@@ -151,7 +158,7 @@ def tasks_of_line(line: dict[str, Any], tools: dict[str, Tool], database: str,
         out.append(BenchmarkTask(
             task_id=f"{line['id']}-t{i + 1}", dialogue_id=line["id"], index=i, task=task, earlier_tasks=tasks[:i],
             earlier_starts=starts[:i], prefix=messages[offset:starts[i] + offset], prefix_calls=earlier,
-            source_db=meta.get("source_database") or "", seed=int(meta.get("seed") or 0),
+            sources=read_joined(meta.get("source_database") or ""), seed=int(meta.get("seed") or 0),
             toolset=meta.get("toolset") or "toolset.json", task_style=task_style, database=database))
     return out
 

@@ -13,6 +13,7 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator,
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from state.postgres_uri import is_postgres_uri, without_password
+from state.sources import SourceRef, joined_name, read_joined
 from state.targeting import Targeting
 
 
@@ -84,7 +85,8 @@ class Settings(BaseSettings):
         "tool source of its own (environment.sources.registry.register_source_kind); FORGE_SOURCE_KINDS='[\"m\"]'.")
     keep_sandboxes: bool = Field(
         False, description="Keep each dialogue's sandbox when it ends, and the run's copy of each source, for "
-        "inspection (Postgres: the run's template and a database per dialogue, named forge_<run tag>_…); "
+        "inspection (Postgres: each source's template and a database per dialogue, named "
+        "forge_<run tag>_<source tag>_…); "
         "otherwise they are dropped. FORGE_KEEP_SANDBOXES=1.")
     variants: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=dict, description="Share of tasks made as each hard case (missing-info, missing-tool, "
@@ -209,22 +211,35 @@ class Settings(BaseSettings):
         return {**self.model_dump(exclude={"api_key"}), "checkpointer": without_password(self.checkpointer)}
 
 
-class DatabaseSource(BaseModel):
-    """One source of a run (a database, a store, a server) and the toolset made for it."""
+class RunSource(BaseModel):
+    """What one share of a run's dialogues works on: its sources (a database, MCP servers, both) and the
+    toolset made for them."""
 
-    path: str = Field(description="The source as the run names it (a database file's absolute path, a URI); empty "
-                                  "when every tool needs no named source (simulated tools).")
+    sources: list[SourceRef] = Field(default_factory=list,
+                                     description="The sources, as the run names them; empty when every tool needs "
+                                                 "no named source (simulated tools).")
     toolset: str = Field("toolset.json", description="Its toolset file, relative to the run folder.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_form(cls, data: Any) -> Any:
+        """Runs recorded before references named their sources by one joined string (`path`)."""
+        if isinstance(data, dict) and "path" in data and "sources" not in data:
+            data = {**{k: v for k, v in data.items() if k != "path"}, "sources": read_joined(data["path"] or "")}
+        return data
+
+    @property
+    def label(self) -> str:
+        return joined_name(self.sources)
 
 
 class RunConfig(BaseModel):
     """What a run was asked to do; written to config.json so `resume` can finish it."""
 
     run_id: str
-    source_db: str = Field(description="The run's one source, as `path` above (empty when a run spans several).")
-    databases: list[DatabaseSource] = Field(
-        default_factory=list, description="Every usable database of the run with its toolset; dialogue i runs on "
-                                          "database i modulo their number.")
+    databases: list[RunSource] = Field(
+        default_factory=list, description="Every usable source of the run with its toolset; dialogue i runs on "
+                                          "entry i modulo their number (none: simulated tools only).")
     dialogues: int = Field(ge=1)
     tasks_per_dialogue: int = Field(ge=1)
     seed: int
@@ -234,20 +249,29 @@ class RunConfig(BaseModel):
     prelude: list[dict[str, object]] = Field(default_factory=list,
                                              description="A conversation every dialogue continues (OpenAI messages).")
     settings: dict[str, object] = Field(default_factory=dict, description="Settings, without the API key.")
-    source_configs: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="A source's own config as it may be written down (an MCP servers file: "
-                                          "secrets masked, ${VAR} references kept), by source name.")
+    @model_validator(mode="before")
+    @classmethod
+    def _one_joined_source(cls, data: Any) -> Any:
+        """Runs recorded before references kept their one source in `source_db` (joined by ' + ')."""
+        if isinstance(data, dict) and "source_db" in data:
+            joined = data["source_db"]
+            data = {k: v for k, v in data.items() if k != "source_db"}
+            if not data.get("databases") and joined:
+                data["databases"] = [{"path": joined}]
+        return data
 
-    def sources(self) -> list[DatabaseSource]:
-        return self.databases or [DatabaseSource(path=self.source_db)]
+    def sources(self) -> list[RunSource]:
+        return self.databases or [RunSource()]
 
-    def source_of(self, i: int) -> DatabaseSource:
-        """Dialogues go round the databases in turn, so each gets an even share."""
+    def source_of(self, i: int) -> RunSource:
+        """Dialogues go round the sources in turn, so each gets an even share."""
         sources = self.sources()
         return sources[i % len(sources)]
 
-    def toolset_file_of(self, database: str) -> str:
-        return next((s.toolset for s in self.sources() if s.path == database), self.sources()[0].toolset)
+    def toolset_file_of(self, sources: list[SourceRef]) -> str:
+        names = [s.name for s in sources]
+        return next((s.toolset for s in self.sources() if [r.name for r in s.sources] == names),
+                    self.sources()[0].toolset)
 
     def dialogue_id(self, i: int) -> str:
         return f"{self.run_id}-d{i:04d}"

@@ -8,10 +8,11 @@ from typing import Annotated, Any, Literal
 from langchain_core.messages import AnyMessage
 from langgraph.channels.delta import DeltaChannel
 from langgraph.graph.message import _messages_delta_reducer
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from state.personas import Persona
 from state.schema import DatabaseSchema
+from state.sources import SourceRef, as_refs, joined_name, read_joined
 from state.tasks import RubricCategory, Task
 from state.tools import Tool, ToolResult
 from state.verification import Verification
@@ -94,9 +95,13 @@ class DialogueInput(BaseModel):
     """What it takes to start (and later replay) one dialogue."""
 
     dialogue_id: str = Field("dialogue-0", description="Identifier of the dialogue (one thread each).")
-    source_db: str = Field("", description="The tool source the dialogue runs on, as the run named it (a SQLite "
-                                           "file's path; a URI for other kinds); empty when every tool needs no "
-                                           "named source (simulated tools).")
+    sources: list[SourceRef] = Field(default_factory=list,
+                                     description="The tool sources the dialogue runs on, as the run names them (a "
+                                                 "SQLite file's path; a URI for other kinds); empty when every "
+                                                 "tool needs no named source (simulated tools).")
+    source_db: str = Field("", description="The old form of `sources` (names joined by ' + '), as checkpoints of "
+                                           "earlier runs hold it and as a name is typed in Studio: read into "
+                                           "`sources` when that is empty.")
     seed: int = Field(0, description="Seed for every random choice in this dialogue.")
     tasks_per_dialogue: int = Field(2, ge=1, description="How many tasks the user pursues in this dialogue.")
     backend: str = Field("", description="'offline' or 'openai'; empty: the run's settings decide.")
@@ -115,6 +120,22 @@ class DialogueInput(BaseModel):
         "descriptive", description="Latent goals for a user simulator, or direct questions (task-oriented).")
     persona: Persona | None = Field(None, description="The user persona drawn for this dialogue from the run's pool "
                                                       "(None: the plain simulated user); each task records it.")
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _joined_sources(cls, value: Any) -> Any:
+        return as_refs(value)
+
+    @model_validator(mode="after")
+    def _old_form(self) -> "DialogueInput":
+        if self.source_db and not self.sources:
+            self.sources = read_joined(self.source_db)
+        return self
+
+    @property
+    def source_label(self) -> str:
+        """The dialogue's sources in one readable line (as datasets name them)."""
+        return joined_name(self.sources)
 
     @field_validator("prelude")
     @classmethod

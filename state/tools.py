@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
+
+# argument names that hold a path: path, paths, file, source, destination, repo_path, root, directory, ...
+PATH_ARGUMENT = re.compile(r"(^|_)(path|paths|file|files|filename|dir|directory|root|source|destination|repo)$")
+
+
+def is_path_argument(name: str) -> bool:
+    return bool(PATH_ARGUMENT.search(name.lower()))
+
 
 ToolKind = Literal["lookup", "search", "range", "join", "aggregate", "top", "insert", "update", "delete", "other"]
 

@@ -312,7 +312,7 @@ def test_a_later_task_starts_from_the_state_the_earlier_tasks_left(small_run):
     assert tools <= set(toolset)
     for task in later:
         assert task.prefix[0]["role"] == "user" and task.prefix_calls and task.earlier_tasks
-        boxes = DialogueSandboxes(task.source_db, task.seed)
+        boxes = DialogueSandboxes(task.sources, task.seed)
         try:
             boxes.open_for(toolset[c.tool] for c in task.prefix_calls)
             before = boxes.snapshot()

@@ -124,7 +124,9 @@ def test_with_a_database_each_dialogue_calls_sql_and_mcp_tools_each_on_its_own_s
         assert main(["generate", "--db", str(CLINIC), "--mcp", str(SERVERS), "--dialogues", "2", *_llm(server),
                      "--out", str(out)]) in (0, 1)  # the stub's assistant may fail the state check
     config = json.loads((out / "config.json").read_text())
-    assert " + mcp://" in config["source_db"] and list(config["source_configs"]) == [f"mcp://{SERVERS}"]
+    refs = config["databases"][0]["sources"]
+    assert [(r["kind"], r["name"]) for r in refs] == [("sqlite", str(CLINIC)), ("mcp", f"mcp://{SERVERS}")]
+    assert refs[0]["config"] == {} and "mcpServers" in refs[1]["config"]
     sources = {t["source"] for t in json.loads((out / "toolset.json").read_text())}
     assert sources == {"sqlite", "mcp"}
     records = _lines(out)

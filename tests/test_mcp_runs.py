@@ -64,8 +64,9 @@ def test_a_run_over_the_example_starts_one_server_per_dialogue_and_executes_ever
     for record in lines:
         assert _called(record) in per_process, f"{record['id']}: its calls are not one server process's calls"
     assert len(processes) >= len(lines)
-    recorded = json.loads((out / "config.json").read_text())["source_configs"]
-    assert list(recorded.values()) == [{"mcpServers": {"library": {
+    recorded = [ref["config"] for share in json.loads((out / "config.json").read_text())["databases"]
+                for ref in share["sources"]]
+    assert recorded == [{"mcpServers": {"library": {
         "command": "python", "args": ["library_server.py", "--state", "{sandbox}/library.json"],
         "env": {"LIBRARY_LOG": "${LIBRARY_LOG:-}"}, "sandbox": {"copy": ["library.json"]}}}}]
     assert main(["show", str(out), "--dialogue", lines[0]["id"]]) == 0

@@ -22,8 +22,8 @@ from backends.llm.reply_models import (OUTPUT_SCHEMA_REPLY, Proposals, Questions
                                        parse_task, parse_user_turn, parse_verdict, simulated_result_schema)
 from environment.sources.simulated.simulator import validation_error
 from prompts import load_prompt
-from prompts.render import (dialect_of, render_rubric, render_schema, render_subtasks, render_tools, render_transcript,
-                            summarize_call)
+from prompts.render import (dialect_of, render_known_values, render_rubric, render_schema, render_subtasks,
+                            render_tools, render_transcript, sandbox_paths_line, summarize_call)
 from state.config import Settings
 from state.dialogue import Usage, UserTurn, Verdict
 from state.tasks import Task
@@ -169,7 +169,8 @@ class OpenAIBackend:
 
     async def generate_task(self, request: TaskRequest) -> tuple[Task, Usage]:
         prompt = load_prompt("task_generator").render(
-            schema=render_schema(request.database), tools=render_tools(request.tools),
+            schema=render_schema(request.database),
+            tools=render_tools(request.tools) + render_known_values(request.tools),
             context=task_context(request) + aim_note(request), difficulty=request.difficulty,
             feedback=plan_feedback(request), variant=variant_instructions(request.variant))
         return await self.ask("task_generator", [HumanMessage(content=prompt)],
@@ -193,7 +194,8 @@ class OpenAIBackend:
 
     async def assistant_turn(self, request: AssistantRequest) -> tuple[AIMessage, Usage]:
         tools = [t.openai_tool() for t in request.tools] if request.allow_tools and request.tools else None
-        history: list[BaseMessage] = [SystemMessage(content=load_prompt("assistant").text), *request.messages]
+        history: list[BaseMessage] = [SystemMessage(content=load_prompt("assistant").text
+                                                      + sandbox_paths_line(request.tools)), *request.messages]
         names = {t.name for t in request.tools}
         usage = Usage()
         for attempt in range(ASSISTANT_RETRIES + 1):

@@ -13,12 +13,14 @@ from backends.protocols import (AssistantRequest, ExpansionRequest, JudgeRequest
 from backends.offline import toolprep
 from backends.offline.assistant import assistant_turn
 from backends.offline.judge import judge
-from backends.offline.tasks import generate_task
+from backends.offline.tasks import generate_task, task_shortfall
 from backends.offline.user import user_turn
 from environment.sources.sqlite.derive import derive_tools
 from environment.sources.simulated.simulator import simulate
 from state.dialogue import Usage, UserTurn, Verdict
+from state.schema import DatabaseSchema
 from state.tasks import Task
+from state.tools import Tool
 
 
 class OfflineBackend(NothingToManage):
@@ -35,6 +37,10 @@ class OfflineBackend(NothingToManage):
 
     async def generate_task(self, request: TaskRequest) -> tuple[Task, Usage]:
         return generate_task(request), Usage()
+
+    def task_shortfall(self, tools: list[Tool], database: DatabaseSchema | None) -> str | None:
+        """What keeps these tools from yielding any task (None: they yield some); asked before a run starts."""
+        return task_shortfall(tools, database)
 
     async def user_turn(self, request: UserTurnRequest) -> tuple[UserTurn, Usage]:
         return user_turn(request), Usage()

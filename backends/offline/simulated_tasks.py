@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from backends.offline.phrasing import show
+from backends.offline.shape_tasks import shape_subtasks
 from backends.offline.task_assembly import TaskAssembly
 from state.tasks import PlannedCall, ResultRef, Task
 from state.tools import Tool
@@ -112,6 +113,13 @@ class SimulatedTaskBuilder(TaskAssembly):
             if len(self.subtasks) >= 2:
                 break
             self.subtasks, self.items, self.pattern, self.checkpoints = [], [], [], []
+        if len(self.subtasks) < 2:  # no entity chains through ids: tasks from the tools' shapes
+            self.subtasks, self.items, self.pattern, self.checkpoints, self.has_write = [], [], [], [], False
+            shape_subtasks(self)
         if len(self.subtasks) < 2:
-            raise ValueError("the toolset offers no entity with search, lookup and a second operation to build a task")
+            raise ValueError("no entity has a search tool (a query argument), a lookup by its <entity>_id and a "
+                             "second operation on it (an update, or a list of what links to it) to chain into a "
+                             "task, and no read tool takes arguments the source shows (probed values, schema "
+                             "examples, sandbox paths) with a second read or a write to read back; the tools: "
+                             f"{', '.join(t.name for t in self.request.tools[:8])}")
         return self._task("first" if not self.request.previous_tasks else self.request.relation)

@@ -18,7 +18,9 @@ from backends.offline.simulated_tasks import SimulatedTaskBuilder
 from backends.offline.task_assembly import TaskAssembly, as_question
 from backends.offline.variants import as_variant
 from environment.sources.sqlite.tool_checks import group_columns
+from state.schema import DatabaseSchema
 from state.tasks import PlannedCall, ResultRef, Task
+from state.tools import Tool
 
 
 class TaskBuilder(TaskAssembly):
@@ -342,3 +344,19 @@ def generate_task(request: TaskRequest) -> Task:
     if request.variant not in ("standard", "crowded"):  # crowded offers decoys beside the task: the node's part
         task = as_variant(task, request.variant, getattr(builder, "index", None), request.tools, rng)
     return as_question(task) if request.style == "question" else task
+
+
+def task_shortfall(tools: list[Tool], database: DatabaseSchema | None, tries: int = 6) -> str | None:
+    """Why no task can be made from these tools (the builder tried under a few seeds), or None when one can:
+    a run asks before it starts, so a toolset that yields none stops it in one line instead of rejecting
+    every dialogue."""
+    reasons: list[str] = []
+    for attempt in range(tries):
+        request = TaskRequest(database=database, tools=tools, difficulty="medium", relation="first",
+                              rng_key=f"task-shortfall-{attempt}")
+        try:
+            generate_task(request)
+            return None
+        except ValueError as exc:
+            reasons.append(str(exc))
+    return reasons[0] if reasons else None

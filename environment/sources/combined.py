@@ -1,6 +1,7 @@
 """Several named sources in one dialogue (a database and MCP servers: `--db shop.db --mcp servers.json`).
 
-Named by joining the parts' names with ` + `. The first part that has a schema leads: the toolset is
+Named for people by joining the parts' names with ` + ` (never split again: a dialogue records its parts as
+references). The first part that has a schema leads: the toolset is
 synthesized from its schema (tools of its kind) and the other parts' own tools are added as they are. A
 dialogue's pool opens one sandbox per part's kind (pool.py asks `parts_of`), so each call runs on its own
 kind's sandbox.
@@ -13,8 +14,6 @@ from typing import Any
 from environment.sources.base import Catalog, Sandbox, ToolSource
 from state.schema import DatabaseSchema
 from state.tools import Tool
-
-SEPARATOR = " + "
 
 
 class CombinedSource:

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator
 from environment.sources.base import CallContext, CallOutcome, Sandbox, ToolSource, captures, rolls_back
 from environment.sources.registry import nameless_source, open_source, parts_of
 from state.dialogue import ExecutedCall
+from state.sources import Sources
 from state.tools import Tool, ToolError, ToolResult
 from state.verification import StateDiff
 
@@ -40,9 +41,9 @@ def _fingerprint(call: ExecutedCall) -> str:
 class DialogueSandboxes:
     """The sandboxes of one dialogue, by kind of source, and the recorded calls they hold."""
 
-    def __init__(self, source_name: str, seed: int) -> None:
+    def __init__(self, source_name: Sources, seed: int) -> None:
         self.source_name, self.seed = source_name, seed
-        # one source per kind: a combined name (a database and MCP servers) gives several
+        # one source per kind: several references (a database and MCP servers) give several
         self._sources: dict[str, ToolSource] = {
             part.kind: part for part in (parts_of(open_source(source_name)) if source_name else [])}
         self._boxes: dict[str, Sandbox] = {}
@@ -182,7 +183,7 @@ class SandboxPool:
         self._entries: OrderedDict[str, DialogueSandboxes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def checkout(self, dialogue_id: str, source_name: str, seed: int, calls: list[ExecutedCall],
+    def checkout(self, dialogue_id: str, source_name: Sources, seed: int, calls: list[ExecutedCall],
                  tools: dict[str, Tool]) -> DialogueSandboxes:
         """The dialogue's sandboxes, holding exactly the effect of `calls` (its recorded calls so far)."""
         wanted = [_fingerprint(c) for c in calls]

@@ -1,24 +1,27 @@
 """Which kind of source a name stands for: a small registry keyed by how sources are named.
 
 A plain path is a SQLite file (the fallback, asked last); other kinds are named by a URI scheme
-(`postgresql://…`, `mcp://SERVERS.json`). Names joined by ` + ` are sources one dialogue uses together. Kinds that need no name (simulated tools) serve every tool
-bound to them. Nodes and the runner ask the registry, never which kind they have.
+(`postgresql://…`, `mcp://SERVERS.json`). A dialogue's sources are a list of references (state/sources.py):
+several are opened together as one combined source; no name is ever split. Kinds that need no name
+(simulated tools) serve every tool bound to them. Nodes and the runner ask the registry, never which kind
+they have.
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 from environment.errors import InputError
 from environment.sources.base import ToolSource
-from environment.sources.combined import SEPARATOR, CombinedSource
+from environment.sources.combined import CombinedSource
 from environment.sources.mcp.kind import McpKind
 from environment.sources.postgres.source import PostgresKind
 from environment.sources.simulated.source import SimulatedKind
 from environment.sources.sqlite.source import SqliteKind
 from state.config import Settings
+from state.sources import SourceRef, joined_name
 from state.tools import Tool
 
 
@@ -78,16 +81,42 @@ def kind_of(name: str) -> SourceKind:
     return next((k for k in _KINDS.values() if k.named and k.claims(name)), _FALLBACK)
 
 
-def open_source(name: str) -> ToolSource:
-    """The source a name stands for, checked; names joined by ` + ` are one dialogue's several sources."""
-    if SEPARATOR in name:
-        return CombinedSource(name, [open_source(part) for part in name.split(SEPARATOR)])
-    return kind_of(name).open(name)
+def _kind_of_ref(ref: SourceRef) -> SourceKind:
+    load_source_kinds()
+    named = _KINDS.get(ref.kind)
+    return named if named is not None and named.named else kind_of(ref.name)
 
 
-def combined_name(names: list[str]) -> str:
-    """One name for sources a dialogue uses together (each part spelled as `identity` spells it)."""
-    return SEPARATOR.join(identity(n) for n in names)
+def open_source(sources: str | SourceRef | Sequence[SourceRef]) -> ToolSource:
+    """The source a name or reference stands for, checked; several references are one dialogue's sources,
+    opened together."""
+    if isinstance(sources, str):
+        return kind_of(sources).open(sources)
+    if isinstance(sources, SourceRef):
+        return _kind_of_ref(sources).open(sources.name)
+    if not sources:
+        raise ValueError("no source to open")
+    if len(sources) == 1:
+        return open_source(sources[0])
+    return CombinedSource(joined_name(sources), [open_source(ref) for ref in sources])
+
+
+def source_ref(name: str) -> SourceRef:
+    """A reference to the source a name stands for, as runs record it (its kind, its `identity`)."""
+    return SourceRef(kind=kind_of(name).kind, name=identity(name))
+
+
+def recorded(refs: list[SourceRef]) -> list[SourceRef]:
+    """The references with each source's own config as a run folder may keep it (secrets masked), for
+    sources that have one; an unusable source is said where the run checks its sources."""
+    out = []
+    for ref in refs:
+        try:
+            recordable = getattr(open_source(ref), "recordable", None)
+        except InputError:
+            recordable = None
+        out.append(ref.model_copy(update={"config": recordable()}) if recordable is not None else ref)
+    return out
 
 
 def parts_of(source: ToolSource) -> list[ToolSource]:
@@ -108,33 +137,18 @@ def source_names(args: list[str]) -> list[str]:
 
 def identity(name: str) -> str:
     """One spelling per source, as runs record it: a file's resolved path, a URI as given or as its kind
-    writes it down (a Postgres URI without its password); a combined name part by part."""
-    if SEPARATOR in name:
-        return combined_name(name.split(SEPARATOR))
+    writes it down (a Postgres URI without its password)."""
     own = getattr(kind_of(name), "identity", None)
     if own is not None:
         return own(name)
     return name if "://" in name else str(Path(name).resolve())
 
 
-def recordable_configs(names: list[str]) -> dict[str, dict[str, Any]]:
-    """Each source's own config as a run folder may keep it (secrets masked), for sources that have one."""
-    found = {}
-    for name in names:
-        try:
-            parts = parts_of(open_source(name))
-        except InputError:
-            continue  # an unusable source is said where the run checks its sources (skipped, or the user's error)
-        for part in parts:
-            recordable = getattr(part, "recordable", None)
-            if recordable is not None:
-                found[part.name] = recordable()
-    return found
-
-
-def label_of(name: str) -> str:
-    """A short readable name for a source: its file's stem (of a path or a URI's path), or its kind's."""
-    name = name.split(SEPARATOR)[0]
+def label_of(name: str | Sequence[SourceRef]) -> str:
+    """A short readable name for a source (the first of several): its file's stem (of a path or a URI's
+    path), or its kind's."""
+    if not isinstance(name, str):
+        name = name[0].name if name else ""
     own = getattr(kind_of(name), "label", None)
     if own is not None:
         return own(name)

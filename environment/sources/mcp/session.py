@@ -25,6 +25,7 @@ from mcp.shared.exceptions import McpError
 from environment.errors import InputError
 from environment.sources.arguments import DEFAULT_MAX_ARGUMENT_CHARS, check_arguments
 from environment.sources.mcp.config import McpConfig
+from environment.sources.mcp.paths import from_server, to_server
 from environment.sources.mcp.records import McpCallOutcome, McpServerFailure, content_blocks, to_tool_result
 from environment.sources.mcp.server import ServerConnection
 from environment.sources.mcp.toolset import McpToolListing, listing
@@ -261,12 +262,23 @@ class McpDialogue:
         if error is not None:
             record.refused = error.message
             return McpCallOutcome(result=ToolResult(ok=False, error=error), record=record)
+        filed = mcp_tool.server in self.servers and self.source.config.servers[mcp_tool.server].sandbox.paths
+        sandbox = self.sandbox_of(mcp_tool.server) if filed else None
+        if sandbox is not None:  # paths name files relative to the sandbox; the server gets them under it
+            arguments, outside = to_server(arguments, sandbox)
+            if outside is not None:
+                record.refused = outside
+                return McpCallOutcome(result=ToolResult(ok=False, error=ToolError(type="invalid_arguments",
+                                                                                  message=outside)), record=record)
         began = time.perf_counter()
         try:
             answer = await self._connection(mcp_tool.server).call_tool(
                 mcp_tool.remote_name, arguments, self.source.call_timeout)
             record.content = content_blocks(answer)
             record.structured_content = answer.structuredContent
+            if sandbox is not None:
+                record.content = from_server(record.content, sandbox)
+                record.structured_content = from_server(record.structured_content, sandbox)
             record.is_error = bool(answer.isError)
         except McpError as exc:  # the server answered with a protocol error: the call failed, the server lives
             record.content = [{"type": "text", "text": exc.error.message}]

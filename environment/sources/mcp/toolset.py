@@ -54,6 +54,9 @@ def _usability_problems(tool: Tool) -> list[str]:
     return [p for p in spec_problems(tool) if "enum" not in p]
 
 
+_READER_NAMES = ("list_", "get_", "read_", "describe_", "search_", "show_", "find_")
+
+
 def convert(server: str, listed: types.Tool, taken: set[str]) -> McpTool | DroppedTool:
     """One listed tool as an McpTool, or the reason it cannot be offered to a model."""
     name = namespaced(server, listed.name)
@@ -61,7 +64,10 @@ def convert(server: str, listed: types.Tool, taken: set[str]) -> McpTool | Dropp
     if name in taken:
         return DroppedTool(name=label, reason=f"its name {name!r} is already taken by another tool")
     annotations = listed.annotations.model_dump(exclude_none=True) if listed.annotations else {}
-    read_only = bool(annotations.get("readOnlyHint"))
+    # a server that says nothing of it (no readOnlyHint): a tool named as a reader is one (list_tables,
+    # read_query); a wrong guess still shows in the state diff, which the sandbox's files make
+    read_only = bool(annotations.get("readOnlyHint")) if "readOnlyHint" in annotations else \
+        listed.name.lower().startswith(_READER_NAMES)
     tool = Tool(name=name, source="mcp", description=(listed.description or listed.title or listed.name).strip(),
                 parameters=dict(listed.inputSchema or {}), mode="read" if read_only else "write",
                 table=server, origin="seed", output_schema=dict(listed.outputSchema or {}))

@@ -1,8 +1,10 @@
 """One database per dialogue: the source is cloned once into a run-private template, and each dialogue gets
 a database cloned from that template, dropped when it ends (kept on request).
 
-Every database a run creates is named `forge_<run tag>_…` (the tag: a hash of the run id), so the clones a
-killed run left behind are found by that prefix and dropped by the next run with the same id. The source is
+Every database a run creates for a source is named `forge_<run tag>_<source tag>_…` (hashes of the run id and
+of the source's URI without its password), so each source of a run has its own template even where several
+share a server, and the clones a killed run left behind are found by that prefix and dropped by the next run
+with the same id. The source is
 only ever read (as CREATE DATABASE … TEMPLATE's template); the template is where the clock is installed:
 a `forge_clock` schema whose now() reads the dialogue's clock, and every column default that read the wall
 clock rewritten to read it.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 
 import psycopg
@@ -44,6 +47,16 @@ def run_tag(run_id: str) -> str:
     return hashlib.sha256(run_id.encode("utf-8")).hexdigest()[:10]
 
 
+def source_tag(source_uri: str) -> str:
+    """The source's part of its databases' names: the same in every process of the run, whatever password
+    the URI was given with."""
+    return hashlib.sha256(without_password(source_uri).encode("utf-8")).hexdigest()[:8]
+
+
+# what runs made before each source had a tag of its own: `forge_<run tag>_template`, `forge_<run tag>_<clone>`
+_UNTAGGED = re.compile(r"^(template|[0-9a-f]{16})$")
+
+
 class CloneManager:
     """The databases of one run on one source: its template and a clone per dialogue."""
 
@@ -53,7 +66,8 @@ class CloneManager:
         if not self.source:
             raise InputError(f"name the database in the URI: {without_password(source_uri)} "
                              f"(postgresql://…/DATABASE)")
-        self.prefix = f"{PREFIX}{run_tag(run_id)}_"
+        self.run_prefix = f"{PREFIX}{run_tag(run_id)}_"
+        self.prefix = f"{self.run_prefix}{source_tag(source_uri)}_"
         self.template = f"{self.prefix}template"
         self.keep = keep
         self._lock = threading.Lock()  # the template is made once; clones are made and dropped concurrently
@@ -172,18 +186,23 @@ class CloneManager:
             self._drop(admin, name)
 
     def _drop(self, admin: psycopg.Connection, name: str) -> None:
-        if not name.startswith(self.prefix):  # never anything this run did not create
+        if not (name.startswith(self.prefix) or self._untagged(name)):  # never anything this run did not create
             raise ValueError(f"refusing to drop {name!r}: not a database of this run")
         admin.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
 
     # -- after the run, or after a killed one ----------------------------------------------------------
 
+    def _untagged(self, name: str) -> bool:
+        return name.startswith(self.run_prefix) and bool(_UNTAGGED.match(name[len(self.run_prefix):]))
+
     def databases(self) -> list[str]:
-        """Every database of this run on the server (template included), by name."""
-        pattern = self.prefix.replace("_", "\\_") + "%"
+        """Every database of this run for this source on the server (template included), by name; with those
+        an attempt of the run made before sources had tags of their own (a resumed old run drops them too)."""
+        pattern = self.run_prefix.replace("_", "\\_") + "%"
         with maintenance_connection(self.source_uri) as admin:
-            return [r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1",
-                                                (pattern,))]
+            names = [r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1",
+                                                 (pattern,))]
+        return [n for n in names if n.startswith(self.prefix) or self._untagged(n)]
 
     def drop_leftovers(self, keep_dialogues: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Drop the clones a killed run left behind (not the template, nor the clones of `keep_dialogues`);

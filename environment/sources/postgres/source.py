@@ -1,7 +1,8 @@
 """The Postgres kind: a source is a database named by a libpq URI (`postgresql://…` or `postgres://…`).
 
-The source is only read. A run copies it once into a template of its own (named from the run id, so every
-process of the run finds the same one), each dialogue's sandbox is a database cloned from that template,
+The source is only read. A run copies it once into a template of its own (named from the run id and the
+source, so every process of the run finds the same one, and each source of a run has its own), each
+dialogue's sandbox is a database cloned from that template,
 and the run drops them all when it ends (`--keep-sandboxes` leaves them). A resumed run first drops the
 clones a killed attempt left behind; its dialogues rebuild theirs by replay.
 
