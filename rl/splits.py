@@ -94,3 +94,12 @@ def read_split(run_dir: Path) -> SplitRecord | None:
         return SplitRecord.model_validate_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def split_line(run_dir: Path) -> str:
+    """The run's recorded split in words (for `report`), or '' where it has none."""
+    record = read_split(run_dir)
+    if record is None:
+        return ""
+    return (f"RL split by {record.by} (test fraction {record.test_fraction}, seed {record.seed}): "
+            f"{len(record.train)} train / {len(record.test)} test tasks")
