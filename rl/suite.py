@@ -8,9 +8,9 @@ training process killed mid-episode leaves nothing the next start does not drop 
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,33 @@ from state.config import Settings
 from state.tools import Tool
 
 WORKS_ON = "RL environments are made from dialogue runs (the output of generate), not this folder"
+
+_scopes_lock = threading.Lock()
+_scopes: dict[str, tuple[contextlib.ExitStack, int]] = {}  # run id -> its scope in this process, and its users
+
+
+def _enter_scope(run_id: str, names: list[str]) -> None:
+    """The run's source scope in this process, entered by its first environments (which drop what a killed
+    process left: leftovers of an earlier start) and shared by the later ones (a train and a test split)."""
+    with _scopes_lock:
+        if run_id in _scopes:
+            stack, users = _scopes[run_id]
+            _scopes[run_id] = (stack, users + 1)
+            return
+        stack = contextlib.ExitStack()
+        stack.enter_context(sources_for_run(names, f"rl-{run_id}", resuming=True))
+        _scopes[run_id] = (stack, 1)
+
+
+def _leave_scope(run_id: str) -> None:
+    with _scopes_lock:
+        if run_id not in _scopes:
+            return
+        stack, users = _scopes.pop(run_id)
+        if users > 1:
+            _scopes[run_id] = (stack, users - 1)
+            return
+    stack.close()
 
 
 class Environments:
@@ -50,11 +77,9 @@ class Environments:
         self.run_id = config.run_id
         self._toolsets: dict[str, dict[str, Tool]] = {}
         self._lock = threading.Lock()
-        self._scope = contextlib.ExitStack()
-        names = sorted({t.source_db for t in every if t.source_db})
         # one scope id per run: a killed trainer's leftovers (Postgres clones) are dropped at the next start
-        self._scope.enter_context(sources_for_run(names, f"rl-{self.run_id}", resuming=True))
-        atexit.register(self.close)
+        _enter_scope(self.run_id, sorted({t.source_db for t in every if t.source_db}))
+        self._finalizer = weakref.finalize(self, _leave_scope, self.run_id)  # at close, collection or exit
 
     @property
     def task_ids(self) -> list[str]:
@@ -104,8 +129,9 @@ class Environments:
         return environment_factory(self)
 
     def close(self) -> None:
-        """End the run scope (the per-run resources of its sources go)."""
-        self._scope.close()
+        """Leave the run's scope; the last environments of the run in this process end it (the per-run
+        resources of its sources go)."""
+        self._finalizer()
 
 
 def from_run(run_dir: str | Path, split: SplitName = "train", by: SplitBy = "task", test_fraction: float = 0.2,

@@ -66,6 +66,12 @@ def test_a_killed_training_process_leaves_no_sandbox_after_the_next_start(postgr
         episode = environments.episode()
         for task_id in environments.task_ids:
             assert loop.run(play_reference(episode, task_id)).value == 1.0
+        writing = next((t for t in environments.tasks if t.writes), environments.tasks[0])
+        assert loop.run(play_reference(episode, writing.task_id)).value == 1.0
+        test_split = rl.from_run(run, split="all")  # a second split in the same process shares the scope:
+        assert episode.reward().value == 1.0       # the live clone is still there
+        test_split.close()
+        assert episode.reward().value == 1.0
         episode.close()
     finally:
         environments.close()
