@@ -241,3 +241,11 @@ def test_export_rl_writes_the_split_task_files_and_scripts_and_report_shows_the_
     printed = " ".join(capsys.readouterr().out.split())
     assert f"{len(train)} train / {len(test)} test tasks" in printed
     assert f"{len(train)} / {len(test)} (by task)" in (tmp_path / "report.html").read_text()
+
+
+def test_reading_a_runs_split_loads_nothing_that_makes_runs():
+    """`report` (results/) reads the recorded split through rl.splits: that must not pull in runner/ or nodes/."""
+    code = ("import sys, rl.splits; loaded = [m for m in sys.modules if m.split('.')[0] in ('runner', 'nodes', "
+            "'backends')]; print(loaded)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
