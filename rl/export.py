@@ -29,9 +29,11 @@ facts told); the simulated user runs on the offline backend unless --backend ope
 
 import argparse
 
+import torch
+from trl import GRPOConfig, GRPOTrainer
+
 import rl
 from state.config import Settings
-from trl import GRPOConfig, GRPOTrainer
 
 RUN = {run!r}
 
@@ -50,10 +52,11 @@ settings = Settings(backend=args.backend, **{{k: v for k, v in {{"base_url": arg
                                                                 "user_model": args.user_model}}.items() if v}})
 environments = rl.from_run(RUN, split="train", by={by!r}, test_fraction={test_fraction!r}, seed={seed!r},
                            settings=settings)
+gpu = torch.cuda.is_available()
 config = GRPOConfig(output_dir=args.output_dir, max_steps=args.max_steps, num_generations=args.num_generations,
                     per_device_train_batch_size=args.num_generations,
                     max_completion_length=args.max_completion_length, logging_steps=1, report_to="none",
-                    save_strategy="no")
+                    save_strategy="no", bf16=gpu, use_cpu=not gpu)
 trainer = GRPOTrainer(model=args.model, args=config, train_dataset=environments.trl_dataset(),
                       environment_factory=environments.trl_environment_factory())
 trainer.train()

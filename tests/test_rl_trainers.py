@@ -125,3 +125,25 @@ def test_vf_eval_scores_a_served_model_by_the_state_check_as_the_episode_does(rl
         assert line["state_match"] == 1.0 and line["facts_pass"] == 1.0 and line["simulator_fault"] == 0.0
     episode.close()
     environments.close()
+
+
+def test_the_exported_grpo_script_trains_a_step(rl_run, tmp_path):  # noqa: F811
+    pytest.importorskip("trl")
+    from trl.chat_template_utils import qwen3_chat_template
+
+    from graphs.run import main
+    from tests.tiny_model import tiny_model, tiny_tokenizer
+
+    out = tmp_path / "rl-export"
+    assert main(["export", str(rl_run), "--format", "rl", "--out", str(out)]) == 0
+    model_dir = tmp_path / "tiny-model"
+    rows = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    tokenizer = tiny_tokenizer([json.dumps(r["prompt"]) for r in rows], model_dir, chat_template=qwen3_chat_template)
+    tiny_model(tokenizer).save_pretrained(str(model_dir))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRL_EXPERIMENTAL_SILENCE": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(["python", str(out / "train_grpo.py"), "--model", str(model_dir), "--max-steps", "1",
+                           "--num-generations", "2", "--max-completion-length", "8",
+                           "--output-dir", str(tmp_path / "grpo")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "'train_runtime'" in done.stdout + done.stderr
