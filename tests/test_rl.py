@@ -249,3 +249,64 @@ def test_reading_a_runs_split_loads_nothing_that_makes_runs():
             "'backends')]; print(loaded)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_simulator_fault_is_reported_apart_and_can_be_left_out_of_training(rl_run):
+    from backends.registry import register_backend
+    from rl.trl import environment_factory
+    from state.config import Settings
+    from tests.evaluation_fakes import EarlyEndingUser
+
+    register_backend("early-ending-user", EarlyEndingUser())  # greets, never says what it wants, says bye
+    envs = rl.from_run(rl_run, split="all", settings=Settings(backend="early-ending-user"))
+    keep, leave_out = environment_factory(envs)(), environment_factory(envs, exclude_simulator_faults=True)()
+    task_id = envs.task_ids[0]
+    for environment in (keep, leave_out):
+        environment.reset(task_id=task_id)
+        loop.run(play_reference(environment.episode, task_id))
+    assert keep.get_reward() == 0.0 and keep.last_reward.fault == "simulator"
+    assert any("never stated" in line for line in keep.last_reward.failures)
+    assert leave_out.get_reward() is None and leave_out.last_reward.fault == "simulator"
+    envs.close()
+
+
+def test_the_judge_is_scored_only_when_asked(rl_run):
+    envs = rl.from_run(rl_run, split="all", judge=True)
+    episode = envs.episode()
+    reward = loop.run(play_reference(episode, envs.task_ids[0]))
+    assert reward.value == 1.0 and reward.parts["judge"] == "pass"
+    episode.close(), envs.close()
+
+
+@pytest.fixture(scope="module")
+def two_databases(tmp_path_factory) -> Path:
+    """A run over two databases (copies of the bundled one under two names): a toolset each."""
+    folder = tmp_path_factory.mktemp("two-dbs")
+    for name in ("north", "south"):
+        shutil.copyfile(CLINIC, folder / f"{name}.sqlite")
+    out = folder / "two-run"
+    assert main(["generate", "--db", str(folder / "north.sqlite"), str(folder / "south.sqlite"),
+                 "--dialogues-per-db", "2", "--tasks-per-dialogue", "1", "--seed", "3", "--out", str(out)]) == 0
+    return out
+
+
+def test_a_run_over_two_databases_splits_by_database_with_an_environment_per_database(two_databases):
+    from rl.verifiers_env import dataset_rows
+
+    train = rl.from_run(two_databases, split="train", by="database")
+    test = rl.from_run(two_databases, split="test", by="database")
+    assert len(train.databases) == len(test.databases) == 1 and train.databases != test.databases
+    everything = rl.from_run(two_databases, split="all", by="database")
+    assert sorted(everything.databases) == ["north", "south"]
+    factory = everything.trl_environment_factory()
+    assert isinstance(factory, dict) and sorted(factory) == ["north", "south"]
+    rows = everything.trl_dataset().to_list()
+    assert {r["environment"] for r in rows} == {"north", "south"}
+    for row in rows:
+        environment = factory[row["environment"]]()
+        assert environment.reset(**{k: v for k, v in row.items() if k != "environment"})
+        assert environment.episode.task.database == row["environment"]
+    assert {json.loads(r["info"])["database"] for r in dataset_rows(everything)} == {"north", "south"}
+    assert "environment" not in train.trl_dataset().column_names  # one database: one environment
+    for envs in (train, test, everything):
+        envs.close()
