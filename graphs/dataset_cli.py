@@ -62,7 +62,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         from results.exporters.training_set import ExportRequest, export_summary, export_training_set
 
         if args.split.startswith("by-"):
-            raise InputError(f"--split {args.split} is for --format rl; the {args.format} export takes dialogues or tasks")
+            raise InputError(f"--split {args.split} is for --format rl; the {args.format} export takes "
+                             f"dialogues or tasks")
         if not 0 <= args.test_fraction < 1:
             raise InputError(f"--test-fraction must be at least 0 and below 1 (got {args.test_fraction})")
         if args.dedup is not None and not 0 < args.dedup <= 1:

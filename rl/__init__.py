@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 _HOMES = {"Environments": "rl.suite", "from_run": "rl.suite", "Episode": "rl.episode", "Reward": "rl.episode",
           "SplitRecord": "rl.splits"}
-__all__ = list(_HOMES)
+__all__ = ["Environments", "Episode", "Reward", "SplitRecord", "from_run"]
 
 
 def __getattr__(name: str) -> Any:

@@ -30,7 +30,8 @@ async def play_reference(episode: Episode, task_id: str, user_seed: int | None =
     while True:
         closing = episode.done
         message = assistant_turn(AssistantRequest(
-            tools=tools, messages=episode.messages, calls=episode.calls, allow_tools=steps < settings.max_steps_per_turn,
+            tools=tools, messages=episode.messages, calls=episode.calls,
+            allow_tools=steps < settings.max_steps_per_turn,
             reference_task=task.task, closing=closing,
             rng_key=seeded_key(task.seed, "assistant", task.index + 1, turns, steps)))
         if message.tool_calls and steps < settings.max_steps_per_turn:

@@ -75,8 +75,9 @@ def load_environment(run_dir: str, split: str = "test", by: str = "task", test_f
     from verifiers.types import ToolMessage, UserMessage
 
     options = {k: v for k, v in {"backend": backend, "base_url": base_url, "model": model}.items() if v}
-    environments = from_run(Path(run_dir), split=split, by=by, test_fraction=test_fraction, seed=seed,  # type: ignore[arg-type]
-                            settings=Settings(**options, **settings), judge=judge)
+    environments = from_run(Path(run_dir), split=split, by=by,  # type: ignore[arg-type]
+                            test_fraction=test_fraction, seed=seed, settings=Settings(**options, **settings),
+                            judge=judge)
     rows = dataset_rows(environments, repeat)
 
     async def reward_of(state: Any) -> Reward | None:
