@@ -310,3 +310,22 @@ def test_a_run_over_two_databases_splits_by_database_with_an_environment_per_dat
     assert "environment" not in train.trl_dataset().column_names  # one database: one environment
     for envs in (train, test, everything):
         envs.close()
+
+
+def test_episodes_over_simulated_tools_are_rewarded_by_the_simulated_worlds_state(tmp_path):
+    from tests.golden.make import SEEDS
+
+    (tmp_path / "seeds.json").write_text(json.dumps(SEEDS))
+    assert main(["toolprep", "--tools", str(tmp_path / "seeds.json"), "--domain", "online bookstore", "--seed", "12",
+                 "--out", str(tmp_path / "tools")]) == 0
+    run = tmp_path / "run"
+    assert main(["generate", "--toolset", str(tmp_path / "tools" / "toolset.json"), "--dialogues", "2", "--seed", "12",
+                 "--out", str(run)]) == 0
+    envs = rl.from_run(run, split="all")
+    episode = envs.episode()
+    rewards = [loop.run(play_reference(episode, task_id)) for task_id in envs.task_ids]
+    assert envs.databases == ["simulated"]
+    assert [r.value for r in rewards] == [1.0] * len(rewards), [r.failures for r in rewards]
+    assert any(r.verification.state.real_diff.tables for r in rewards), "the simulator's world changed"
+    assert any(c.simulated for c in episode.calls)
+    episode.close(), envs.close()
