@@ -21,14 +21,15 @@ def _fraction(text: str) -> float:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    exp = sub.add_parser("export", help="turn one or more runs into a training set (openai, trl, sharegpt or hf), "
+    exp = sub.add_parser("export", help="turn one or more runs into a training set (openai, trl, sharegpt, hf or rl), "
                                         "or evaluations into preference pairs (dpo)")
     exp.add_argument("run_dirs", type=Path, nargs="+", help="run folders, merged into one dataset (with --format dpo: "
                                                            "evaluation folders of one run)")
-    exp.add_argument("--format", required=True, choices=["openai", "trl", "sharegpt", "hf", "dpo"],
+    exp.add_argument("--format", required=True, choices=["openai", "trl", "sharegpt", "hf", "rl", "dpo"],
                      help="openai: JSONL for OpenAI fine-tuning (arguments as JSON strings); trl: JSONL for TRL and "
                           "Hugging Face chat templates (arguments as objects); sharegpt: LLaMA-Factory with "
                           "dataset_info.json; hf: a datasets DatasetDict, parquet per split and a dataset card; "
+                          "rl: the verified tasks' train/test split and TRL GRPO and verifiers scripts (docs/rl.md); "
                           "dpo: prompt/chosen/rejected pairs from evaluations (passing vs assistant-fault trials of "
                           "a task) for TRL's DPOTrainer")
     exp.add_argument("--pairs-per-task", type=int, metavar="N",
@@ -47,8 +48,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                           "and tokens per line; exits 1 where a line renders wrong")
     exp.add_argument("--max-tokens", type=int, metavar="N",
                      help="leave out samples longer than N tokens as rendered (needs --check-template TOKENIZER_DIR)")
-    exp.add_argument("--split", choices=["dialogues", "tasks"], default="dialogues",
-                     help="one sample per dialogue (default), or one per task carrying the conversation up to its end")
+    exp.add_argument("--split", choices=["dialogues", "tasks", "by-task", "by-database"], default="dialogues",
+                     help="one sample per dialogue (default), or one per task carrying the conversation up to its end; "
+                          "--format rl: hold out whole dialogues (by-task, the default) or whole databases")
 
     rep = sub.add_parser("report", help="a self-contained HTML dataset card with a dialogue browser")
     rep.add_argument("run_dirs", type=Path, nargs="+", help="run folders, shown side by side (or evaluation folders: "
@@ -60,9 +62,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    if args.command == "export" and args.format == "rl":
+        return _export_rl(args, console)
     if args.command == "export":
         from results.exporters.training_set import ExportRequest, export_summary, export_training_set
 
+        if args.split.startswith("by-"):
+            raise InputError(f"--split {args.split} is for --format rl; the {args.format} export takes "
+                             f"dialogues or tasks")
         if not 0 <= args.test_fraction < 1:
             raise InputError(f"--test-fraction must be at least 0 and below 1 (got {args.test_fraction})")
         if args.dedup is not None and not 0 < args.dedup <= 1:
@@ -98,8 +105,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return 0
     else:
         from results.report.page import write_report
+        from rl.splits import split_line
 
         path = write_report(args.run_dirs, args.out, console, args.embedding_model, args.check_template)
+        for run_dir in args.run_dirs:
+            if line := split_line(run_dir):
+                console.print(f"{run_dir}: {line}")
         console.print(f"report written to {path}")
         return 0
 
@@ -125,4 +136,21 @@ def _export_preferences(args: argparse.Namespace, console: Console) -> int:
             console.print(f"refused by the template: {line_id}: {why}")
         console.print(f"[red]{check.template} renders some pairs wrong (see {args.out / 'export.json'})[/red]")
         return 1
+    return 0
+
+
+def _export_rl(args: argparse.Namespace, console: Console) -> int:
+    from rl.export import export_rl
+
+    if len(args.run_dirs) != 1:
+        raise InputError(f"--format rl exports one run at a time (got {len(args.run_dirs)}); a run over several "
+                         f"databases is one run")
+    fraction = args.test_fraction or 0.2
+    if not 0 < fraction < 1:
+        raise InputError(f"--test-fraction must be above 0 and below 1 for --format rl (got {args.test_fraction})")
+    by = "database" if args.split == "by-database" else "task"
+    result = export_rl(args.run_dirs[0], args.out, by, fraction, seed=0)
+    console.print(f"RL split by {result.by}: {result.train} train and {result.test} test tasks "
+                  f"({', '.join(result.databases)}) in {result.out}; train with train_grpo.py, evaluate with "
+                  f"vf-eval forge_env (docs/rl.md)")
     return 0

@@ -30,4 +30,9 @@ def backend_of(runtime: Runtime[Settings] | None, state: DialogueState | None = 
 def rng_key(state: DialogueState, role: str, *parts: object) -> str:
     """A seed string for this dialogue's seed, role and position, so replays choose the same."""
     seed = state.user_seed if role == "user" and getattr(state, "user_seed", None) is not None else state.seed
-    return ":".join(str(p) for p in (seed, role, len(state.tasks), *parts))
+    return seeded_key(seed, role, len(state.tasks), *parts)
+
+
+def seeded_key(seed: int, role: str, task_count: int, *parts: object) -> str:
+    """The key `rng_key` makes, from its parts (an RL episode has no dialogue state to read them from)."""
+    return ":".join(str(p) for p in (seed, role, task_count, *parts))

@@ -65,10 +65,10 @@ def model_under_test(settings: Settings) -> str:
     return settings.role_target("assistant")[0] if settings.backend_kind == "openai" else settings.backend
 
 
-def select_tasks(run_dir: Path, count: int | None, task_ids: list[str], seed: int) \
-        -> tuple[list[BenchmarkTask], RunConfig]:
+def select_tasks(run_dir: Path, count: int | None, task_ids: list[str], seed: int,
+                 works_on: str = "evaluate works on dialogue runs") -> tuple[list[BenchmarkTask], RunConfig]:
     """The run's tasks that have an expected outcome: those named, or `count` drawn with the seed, or all."""
-    config = RunConfig.model_validate(layout.dialogue_run_config(run_dir, "evaluate works on dialogue runs"))
+    config = RunConfig.model_validate(layout.dialogue_run_config(run_dir, works_on))
     load_source_kinds(list(config.settings.get("source_kinds") or []))  # the kinds the run was made with
     files = layout.RunFiles(run_dir)
     style = "question" if config.pipeline == "task" else "descriptive"
@@ -77,7 +77,7 @@ def select_tasks(run_dir: Path, count: int | None, task_ids: list[str], seed: in
         source = line.get("metadata", {}).get("source_database") or ""
         tasks.extend(tasks_of_line(line, tools, label_of(read_joined(source)) if source else "simulated", style))
     if not tasks:
-        raise InputError(f"{run_dir} has no valid dialogue with a checked task to evaluate on")
+        raise InputError(f"{run_dir} has no valid dialogue with a checked task ({works_on.split()[0]} needs them)")
     if task_ids:
         known = {t.task_id: t for t in tasks}
         missing = [i for i in task_ids if i not in known]

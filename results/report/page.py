@@ -38,6 +38,17 @@ def _summaries(run_dirs: list[Path], console: Console, embedding_model: str):
     return runs, stats, summaries
 
 
+def _split_rows(run_dirs: list[Path]) -> list[tuple[str, list[str]]]:
+    """The RL split's sizes (rl/splits.py), where any run has one recorded."""
+    from rl.splits import read_split
+
+    records = [read_split(d) for d in run_dirs]
+    if not any(records):
+        return []
+    return [("RL split, train / test tasks",
+             [f"{len(r.train)} / {len(r.test)} (by {r.by})" if r else "—" for r in records])]
+
+
 def _token_check(runs: list[SourceRun], template: ChatTemplate | None) -> TemplateReport | None:
     """Tokens per valid dialogue as the template renders its trl line (what TRL trains on)."""
     if template is None:
@@ -58,7 +69,7 @@ def render_report(run_dirs: list[Path], console: Console, embedding_model: str =
     return environment.get_template("template.html").render(
         title="Dataset card: " + ", ".join(run.label for run in runs),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        runs=runs, stats_header=list(stats), stats_rows=stats_rows(stats),
+        runs=runs, stats_header=list(stats), stats_rows=[*stats_rows(stats), *_split_rows(run_dirs)],
         databases=database_rows(dialogues), figures=figures, wide=WIDE_CHARTS,
         similarity={s.label: similarity_summary(s.similarity) for s in summaries},
         plotly_js=plotly.offline.get_plotlyjs(), browser_js=(HERE / "browser.js").read_text(encoding="utf-8"),
