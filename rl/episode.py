@@ -93,7 +93,7 @@ class Episode:
         task = self.environments.task(task_id)
         tools = self.environments.tools_of(task)
         self.close()
-        boxes = DialogueSandboxes(task.source_db, task.seed)
+        boxes = DialogueSandboxes(task.sources, task.seed)
         try:
             await asyncio.to_thread(boxes.replay, task.prefix_calls, tools)
         except BaseException:

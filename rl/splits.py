@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from environment.errors import InputError
 from state.benchmark import BenchmarkTask
+from state.sources import joined_name
 
 SPLITS_FILE = "rl_splits.json"
 SplitBy = Literal["task", "database"]
@@ -46,7 +47,7 @@ def _draw(key: str, seed: int) -> float:
 def make_split(tasks: list[BenchmarkTask], by: SplitBy, test_fraction: float, seed: int) -> SplitRecord:
     """Hold out groups (dialogues or databases) whose seeded draw falls under the fraction; at least one group
     on each side where there are two or more."""
-    group_of = (lambda t: t.dialogue_id) if by == "task" else (lambda t: t.database or t.source_db)
+    group_of = (lambda t: t.dialogue_id) if by == "task" else (lambda t: t.database or joined_name(t.sources))
     groups = list(dict.fromkeys(group_of(t) for t in tasks))
     if by == "database" and len(groups) < 2:
         raise InputError(f"a split by database needs a run over two or more databases; this one has "

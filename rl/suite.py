@@ -78,7 +78,7 @@ class Environments:
         self._toolsets: dict[str, dict[str, Tool]] = {}
         self._lock = threading.Lock()
         # one scope id per run: a killed trainer's leftovers (Postgres clones) are dropped at the next start
-        _enter_scope(self.run_id, sorted({t.source_db for t in every if t.source_db}))
+        _enter_scope(self.run_id, sorted({ref.name for t in every for ref in t.sources}))
         self._finalizer = weakref.finalize(self, _leave_scope, self.run_id)  # at close, collection or exit
 
     @property
