@@ -16,7 +16,7 @@ from environment.errors import InputError
 from environment.sources.registry import label_of
 from runner import layout
 from state.benchmark import BenchmarkTask, EvaluationConfig, TrialRecord
-from state.config import DatabaseSource, RunConfig
+from state.config import RunConfig, RunSource
 from state.targeting import Targeting, slice_figures, task_slices
 
 TOOLS_SHOWN = 8  # the tool axis has a slice per tool: the most aimed-at ones are printed
@@ -51,12 +51,12 @@ def read_targeting(eval_dir: Path) -> Targeting:
     return targeting
 
 
-def targeted_source(config: RunConfig, targeting: Targeting | None, i: int) -> DatabaseSource:
+def targeted_source(config: RunConfig, targeting: Targeting | None, i: int) -> RunSource:
     """Dialogue i's source: in turn without targeting (or with one source), else drawn by the databases' weights."""
     sources = config.sources()
     if targeting is None or len(sources) < 2:
         return config.source_of(i)
-    labels = [label_of(s.path) if s.path else "simulated" for s in sources]
+    labels = [label_of(s.sources) if s.sources else "simulated" for s in sources]
     shares = targeting.shares("database", list(dict.fromkeys(labels)))
     rng = random.Random(f"{config.seed}:database:{i}")
     return rng.choices(sources, weights=[shares[label] / labels.count(label) for label in labels])[0]

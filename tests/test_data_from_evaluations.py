@@ -279,19 +279,19 @@ def test_target_refuses_a_run_folder_in_one_line(evaluations, tmp_path, capsys):
 
 def test_a_run_over_several_databases_draws_each_dialogues_database_by_its_weight_and_resume_keeps_the_weights():
     from runner.targeting import targeted_source
-    from state.config import DatabaseSource, RunConfig
+    from state.config import RunConfig, RunSource
     from state.targeting import SliceFigures, Targeting
 
     targeting = Targeting(source="eval", overall_failure=0.5, slices={"database": {
         "shop": SliceFigures(tasks=4, scored=12, failed=12, weight=0.96),
         "clinic": SliceFigures(tasks=4, scored=12, failed=0, weight=0.04)}})
     config = RunConfig(run_id="r", source_db="", dialogues=200, tasks_per_dialogue=1, seed=3, concurrency=1,
-                       databases=[DatabaseSource(path="/data/clinic.sqlite", toolset="toolsets/clinic.json"),
-                                  DatabaseSource(path="/data/shop.sqlite", toolset="toolsets/shop.json")])
-    drawn = [targeted_source(config, targeting, i).path for i in range(200)]
-    assert drawn == [targeted_source(config, targeting, i).path for i in range(200)]  # the same seed, the same run
+                       databases=[RunSource(path="/data/clinic.sqlite", toolset="toolsets/clinic.json"),
+                                  RunSource(path="/data/shop.sqlite", toolset="toolsets/shop.json")])
+    drawn = [targeted_source(config, targeting, i).label for i in range(200)]
+    assert drawn == [targeted_source(config, targeting, i).label for i in range(200)]  # the same seed, the same run
     assert 0.9 <= drawn.count("/data/shop.sqlite") / 200 < 1.0  # leaning, and no database vanishes
-    assert [targeted_source(config, None, i).path for i in range(4)] == [s.path for s in config.databases] * 2
+    assert [targeted_source(config, None, i).label for i in range(4)] == [s.label for s in config.databases] * 2
     recorded = Settings(targeting=targeting).public()
     assert Settings.of_run(json.loads(json.dumps(recorded))).targeting == targeting
     assert Settings.of_run(recorded, Settings(backend="offline")).targeting == targeting
