@@ -71,7 +71,7 @@ async def tool_executor(state: DialogueState, runtime: Runtime[Settings]) -> dic
             simulate=simulate, task_index=state.task_index)
         calls.append(executed)
         messages.append(tool_message(executed))
-    sandboxes.recorded(calls)
+    await asyncio.to_thread(sandboxes.recorded, calls)  # reads each sandbox's change-log mark
     update: dict[str, Any] = {"messages": messages, "calls": calls}
     diverged = [c for c in sandboxes.diverged if c not in state.replay_diverged]
     if diverged:  # the source did not give the same results twice: said in the line, the stats and `show`

@@ -150,7 +150,7 @@ async def regrade(eval_dir: Path) -> list[TrialRecord]:
             continue
         if task.toolset not in toolsets:
             toolsets[task.toolset] = {t.name: t for t in layout.load_toolset(folder.file(task.toolset))}
-        tools = with_decoys(toolsets[task.toolset], task.task.decoys, task.source_db)  # a crowded task's decoys too
+        tools = with_decoys(toolsets[task.toolset], task.task.decoys, task.sources)  # a crowded task's decoys too
         check = await rescore(task, trial.messages, trial.calls, trial.judge_valid, tools)
         reward, parts = reward_parts(check, config.judge)
         fault, detail = classify(task, check, task_messages(trial.messages), trial.calls, reward, config.judge)

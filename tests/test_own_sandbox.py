@@ -74,7 +74,7 @@ def test_a_plan_check_leaves_the_dialogues_sandbox_as_it_found_it():
     tools = source.derive_tools(database, 40)
     state = DialogueState(dialogue_id="plans", source_db=str(CLINIC), seed=5)
     with pool_module.sandbox_pool(2) as pool:
-        boxes = pool.checkout(state.dialogue_id, state.source_db, state.seed, [], {t.name: t for t in tools})
+        boxes = pool.checkout(state.dialogue_id, state.sources, state.seed, [], {t.name: t for t in tools})
         boxes.open_for(tools)
         before, mark = boxes.snapshot(), boxes.mark()
         goal_diffs = 0
@@ -85,5 +85,5 @@ def test_a_plan_check_leaves_the_dialogues_sandbox_as_it_found_it():
             if not isinstance(outcome, str):
                 goal_diffs += sum(bool(a.tables) for a in outcome.alternatives)
         assert goal_diffs, "some plans wrote: their goal diffs were read inside the savepoints"
-        assert pool.checkout(state.dialogue_id, state.source_db, state.seed, [], {}) is boxes
+        assert pool.checkout(state.dialogue_id, state.sources, state.seed, [], {}) is boxes
         assert boxes.snapshot() == before and boxes.since(mark).is_empty()
