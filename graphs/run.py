@@ -158,8 +158,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     hard = {k: v for k in ("variants", "crowd", "personas") if (v := getattr(args, k, None)) is not None}
     try:
         return Settings(**llm_settings(args), **_executor_of(args), **where, **hard)
-    except ValidationError as exc:  # a flag's value, said in one line
+    except ValidationError as exc:  # a hard-case flag's value, said in one line (others keep their own message)
         error = exc.errors()[0]
+        if not error["loc"] or error["loc"][0] not in hard:
+            raise
         raise InputError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
 
 
