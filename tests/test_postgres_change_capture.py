@@ -106,3 +106,23 @@ def test_the_fold_of_a_clones_log_equals_the_snapshot_diff(manager, first: list,
         assert box.changes_since(None).model_dump() == box.diff(opened, box.snapshot()).model_dump()
     finally:
         box.close()
+
+
+def test_a_clone_whose_server_connection_is_lost_stops_the_dialogue_on_every_read(manager, postgres_server) -> None:
+    """The change log's reads, a snapshot and a task builder's sample reads on a clone whose connection the
+    server dropped raise SourceUnavailable (the dialogue stops for `resume`), never a dialogue error."""
+    from environment.errors import SourceUnavailable
+
+    reads = [lambda b, mark: b.mark(), lambda b, mark: b.changes_since(mark), lambda b, mark: b.snapshot(),
+             lambda b, mark: b.reads().conn.execute("SELECT 1")]
+    for read in reads:
+        box = PostgresSandbox(manager, "lost")
+        try:
+            mark = box.mark()
+            pid = box.clone.conn.info.backend_pid
+            with psycopg.connect(postgres_server.uri(), autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            with pytest.raises(SourceUnavailable, match="went away"):
+                read(box, mark)
+        finally:
+            box.close()

@@ -13,7 +13,8 @@ import json
 import re
 import sqlite3
 import threading
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import psycopg
 from psycopg import sql as pgsql
@@ -105,11 +106,21 @@ class PostgresSandbox:
         """Every table's rows keyed by primary key (a table without one: by the whole row), with the columns
         the dialogue's clock fills (defaults that read the time) and whether the key is assigned on insert (a
         single identity or serial column): what the row-level state diff (rows_diff.py) compares."""
-        try:
+        with self._server_kept():
             return self._snapshot()
-        except psycopg.OperationalError as exc:  # as on a call: the server went away, not the dialogue's fault
-            raise SourceUnavailable(f"the PostgreSQL server of {without_password(self.manager.source_uri)} went "
-                                    f"away: {' '.join(str(exc).split())[:200]}") from None
+
+    @contextmanager
+    def _server_kept(self) -> Iterator[None]:
+        """A lost connection while reading the clone (a snapshot, the change log) is the server going away, as
+        on a call: not the dialogue's fault, so it stops the dialogue without a line and `resume` finishes it."""
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            raise self.gone(exc) from None
+
+    def gone(self, exc: Exception) -> SourceUnavailable:
+        return SourceUnavailable(f"the PostgreSQL server of {without_password(self.manager.source_uri)} went away: "
+                                 f"{' '.join(str(exc).split())[:200]}")
 
     def _shape_list(self, conn: psycopg.Connection) -> list[tuple[str, list[str], list[str], bool]]:
         if self._shapes is None:  # tools change rows, never the schema: its facts are read once
@@ -154,13 +165,13 @@ class PostgresSandbox:
     @property
     def captures_changes(self) -> bool:
         if self._logs is None:
-            with self.lock, self.clone.conn.transaction():
+            with self._server_kept(), self.lock, self.clone.conn.transaction():
                 self._logs = capture_logs(self.clone.conn, self.schema) or {}
         return bool(self._logs)
 
     def mark(self) -> tuple[int, dict[str, TableSnapshot]]:
         """The log's position, and the rows of tables no log covers (those without a primary key)."""
-        with self.lock, self.clone.conn.transaction():
+        with self._server_kept(), self.lock, self.clone.conn.transaction():
             conn = self.clone.conn
             unlogged = {table: self._rows(conn, table, key, clock, assigned)
                         for table, key, clock, assigned in self._shape_list(conn) if table not in self._logs}
@@ -170,7 +181,7 @@ class PostgresSandbox:
         position, unlogged = mark if mark is not None else self._opened
         before: dict[str, TableSnapshot] = {}
         after: dict[str, TableSnapshot] = {}
-        with self.lock, self.clone.conn.transaction():
+        with self._server_kept(), self.lock, self.clone.conn.transaction():
             conn = self.clone.conn
             for table, key, clock, assigned in self._shape_list(conn):
                 if table not in self._logs:
@@ -236,5 +247,7 @@ class SampleReads:
             with self._sandbox.lock, conn.transaction(force_rollback=True):
                 rows = conn.execute(sql, params).fetchall()
         except psycopg.Error as exc:
+            if conn.closed:  # the server went away: not a query that does not fit the data
+                raise self._sandbox.gone(exc) from None
             raise sqlite3.OperationalError(" ".join(str(exc).split())[:300]) from None
         return _Rows([tuple(json_value(v) for v in row) for row in rows])
