@@ -126,3 +126,32 @@ def test_a_clone_whose_server_connection_is_lost_stops_the_dialogue_on_every_rea
                 read(box, mark)
         finally:
             box.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.lists(WRITES, max_size=4), planned=st.lists(WRITES, min_size=1, max_size=8))
+def test_a_plan_run_in_a_savepoint_of_the_clone_is_undone_sequences_and_log_included(manager, first: list,
+                                                                                     planned: list) -> None:
+    """The plan check's way on Postgres: writes (and reads between them) inside the clone's savepoint are read
+    from the log as they would be from snapshots, then rolled back: rows, the log and the sequences as before."""
+    box = PostgresSandbox(manager, "plan")
+    try:
+        _run(box, first)
+        before, sequences, start = box.snapshot(), box.clone.positions(), box.mark()
+        box.clone.conn.rollback()  # positions() read outside a transaction block
+        point = box.savepoint()
+        mark = box.mark()
+        for sql, params in planned:
+            _run(box, [(sql, params)])
+            read = box.clone.execute("SELECT count(*) AS n FROM parent", {}, "read")
+            assert read.ok, read.error
+        assert box.changes_since(mark).model_dump() == box.diff(before, box.snapshot()).model_dump()
+        box.rollback_to(point)
+        assert box.diff(before, box.snapshot()).tables == {}
+        assert box.clone.positions() == sequences
+        box.clone.conn.rollback()
+        assert box.changes_since(start).tables == {}
+        write = box.clone.execute("INSERT INTO tag VALUES ('after', 'x') ON CONFLICT DO NOTHING", {}, "write")
+        assert write.ok and box.changes_since(start).tables, "the clone takes writes again once rolled back"
+    finally:
+        box.close()

@@ -192,6 +192,24 @@ def test_kept_sandboxes_stay_for_inspection(shop, postgres_server, tmp_path):
     postgres_server.execute(*(f'DROP DATABASE "{name}" WITH (FORCE)' for name in kept))
 
 
+
+def test_plan_checks_and_validations_open_no_clone_beyond_the_dialogues_own(shop, postgres_server, tmp_path):
+    """The plan check runs each reference plan in a savepoint of the dialogue's own clone and the validator reads
+    the task's diff from its change log: one clone per dialogue (kept here, so every one opened is counted)."""
+    out = tmp_path / "own"
+    assert main(["generate", "--db", shop, "--dialogues", "2", "--tasks-per-dialogue", "2", "--keep-sandboxes",
+                 "--seed", "4", "--out", str(out)]) == 0
+    kept = _forge_databases(postgres_server)
+    try:
+        written = _lines(out)
+        assert len(written) == 2 and _valid(out) >= 1
+        changed = [v for r in written for v in r["metadata"]["verification"] if v["real_diff"]["tables"]]
+        assert changed, "some task wrote, so its plan check and validation had diffs to compute"
+        clones = [name for name in kept if not name.endswith("_template")]
+        assert len(clones) == 2 + 1, kept  # a clone per dialogue, and the one the run checks its tools on
+    finally:
+        postgres_server.execute(*(f'DROP DATABASE "{name}" WITH (FORCE)' for name in kept))
+
 ROLE, PASSWORD = "forge_source_role", "right-pw"
 
 

@@ -74,11 +74,11 @@ class PostgresClone:
                     "WHERE schemaname <> %s ORDER BY 1", (CLOCK_SCHEMA,))]
         return self._sequences
 
-    def _positions(self) -> list[tuple[str, int, bool]]:
+    def positions(self) -> list[tuple[str, int, bool]]:
         return [(name, *self.conn.execute(pgsql.SQL("SELECT last_value, is_called FROM {}").format(
             pgsql.SQL(name))).fetchone()) for name in self.sequences()]
 
-    def _restore(self, positions: list[tuple[str, int, bool]]) -> None:
+    def restore(self, positions: list[tuple[str, int, bool]]) -> None:
         with self.conn.transaction():
             for name, value, called in positions:
                 self.conn.execute("SELECT setval(%s::regclass, %s, %s)", (name, value, called))
@@ -96,7 +96,7 @@ class PostgresClone:
         try:
             if mode == "write" or trial:
                 with self.conn.transaction():
-                    positions = self._positions()
+                    positions = self.positions()
             with self.conn.transaction(force_rollback=trial):
                 if mode == "read":
                     self.conn.execute("SET TRANSACTION READ ONLY")
@@ -114,7 +114,7 @@ class PostgresClone:
         except (psycopg.Error, OverflowError, ValueError, TypeError) as exc:
             return self._failed(exc, positions)
         if trial and positions:
-            self._restore(positions)
+            self.restore(positions)
         rows = [{k: json_value(v) for k, v in zip(names, r)} for r in raw[:max_rows]]
         if mode == "read":
             return ToolResult(ok=True, rows=rows, row_count=len(raw), truncated=len(raw) > max_rows)
@@ -129,7 +129,7 @@ class PostgresClone:
     def _failed(self, exc: BaseException, positions: list[tuple[str, int, bool]]) -> ToolResult:
         if positions:
             try:
-                self._restore(positions)
+                self.restore(positions)
             except psycopg.Error:
                 pass  # the error below is what the caller needs; a lost connection says so on the next call
         return ToolResult(ok=False, error=_error(exc))

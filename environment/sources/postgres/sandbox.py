@@ -196,6 +196,22 @@ class PostgresSandbox:
                     after[table] = self._rows(conn, table, key, clock, assigned, where=list(first))
         return rows_diff(Snapshot(tables=before), Snapshot(tables=after))
 
+    # -- savepoints (RollbackSandbox): the plan check runs a reference plan on the dialogue's own clone ----
+
+    def savepoint(self) -> list[tuple[str, int, bool]]:
+        """Open a transaction around what follows (each call's own transaction becomes a savepoint inside it,
+        the change log's rows included); the sequences' positions are kept, since nextval is not rolled back."""
+        with self._server_kept(), self.lock:
+            positions = self.clone.positions()
+            self.clone.conn.execute("SAVEPOINT forge_plan")  # outside a transaction this begins one
+            return positions
+
+    def rollback_to(self, positions: list[tuple[str, int, bool]]) -> None:
+        """Undo everything since the savepoint and put the sequences back: the clone is as it was before."""
+        with self._server_kept(), self.lock:
+            self.clone.conn.rollback()
+            self.clone.restore(positions)
+
     def _key_facts(self, conn: psycopg.Connection, table: str, key: list[str]) -> tuple[list[str], bool]:
         """A table's columns the dialogue's clock fills, and whether its key is assigned on insert."""
         defaults = dict(conn.execute(_DEFAULTS, (self.schema, table)).fetchall())
