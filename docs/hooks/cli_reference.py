@@ -13,7 +13,7 @@ from pathlib import Path
 
 MARKER = "<!-- cli-reference -->"
 PAGE = "cli.md"
-WIDTH = 100  # usage lines wrapped at a fixed width, whatever the terminal that runs the build
+WIDTH = 80  # usage wrapped at a fixed width, whatever the terminal that runs the build: the code box's
 
 # Where the parser builder may live, first found wins: the CLI is being restructured, and a missing
 # builder must fail the build loudly rather than leave an empty reference.
@@ -31,12 +31,6 @@ def parser() -> argparse.ArgumentParser:
             return builder()
     tried = ", ".join(f"{m}.{a}()" for m, a in _BUILDERS)
     raise RuntimeError(f"cli_reference hook: no CLI parser builder found (tried {tried})")
-
-
-def _fixed_width(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    cls = p.formatter_class
-    p.formatter_class = lambda prog: cls(prog, width=WIDTH)
-    return p
 
 
 def _subparsers(p: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
@@ -57,10 +51,26 @@ def _code(text: str) -> str:
 
 
 def _usage(p: argparse.ArgumentParser) -> str:
-    # argparse indents continuation lines under "usage: ", which the page leaves out
-    prefix = "usage: "
-    first, *rest = p.format_usage().rstrip().splitlines()
-    return "\n".join([first.removeprefix(prefix), *(line.removeprefix(" " * len(prefix)) for line in rest)])
+    # argparse aligns continuation lines under the first option, far right of a long command: rewrapped here at
+    # WIDTH with a 4-space indent, breaking only between top-level groups ([--x X], {a,b}, positionals)
+    text = " ".join(p.format_usage().removeprefix("usage: ").split())
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "[({":
+            depth += 1
+        elif ch in "])}":
+            depth -= 1
+        if ch == " " and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    lines = [parts[0]]
+    for part in parts[1:]:
+        if len(lines[-1]) + 1 + len(part) > WIDTH and lines[-1].strip():
+            lines.append("    " + part)
+        else:
+            lines[-1] += " " + part
+    return "\n".join(lines)
 
 
 def _argument_rows(p: argparse.ArgumentParser) -> list[str]:
@@ -86,7 +96,6 @@ def _argument_rows(p: argparse.ArgumentParser) -> list[str]:
 
 
 def _command_sections(p: argparse.ArgumentParser, path: list[str], summary: str, level: int) -> list[str]:
-    _fixed_width(p)
     lines = [f"{'#' * level} `{' '.join(path)}`", ""]
     if summary:
         lines += [_cell(summary), ""]
@@ -106,9 +115,9 @@ def _command_sections(p: argparse.ArgumentParser, path: list[str], summary: str,
 
 def reference() -> str:
     """Markdown for every command of the CLI: usage and arguments, nested commands included."""
-    root = _fixed_width(parser())
+    root = parser()
     sub = _subparsers(root)
-    lines = ["```text", _usage(root), "```", ""]
+    lines = ["```text", f"{root.prog} [-h] COMMAND ...", "```", ""]  # the commands, one section each below
     if sub is None:
         return "\n".join(lines)
     helps = {a.dest: a.help or "" for a in sub._choices_actions}
