@@ -84,11 +84,11 @@ def agent_backend_for(settings: Settings) -> AgentBackend:
     if settings.backend in _CUSTOM_AGENT:
         return _CUSTOM_AGENT[settings.backend]
     if settings.backend == "offline":
-        from backends.offline.agent import OfflineAgentBackend
+        from backends.offline.user_agent import OfflineAgentBackend
 
         return _BUILT.setdefault(("agent-offline",), OfflineAgentBackend())
     if settings.backend == "openai":
-        from backends.llm.agent import OpenAIAgentBackend
+        from backends.llm.user_agent import OpenAIAgentBackend
 
         key = ("agent-openai", settings.model_dump_json())
         if key not in _BUILT:
