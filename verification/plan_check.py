@@ -24,7 +24,7 @@ from state.config import Settings
 from state.dialogue import DialogueState
 from state.tasks import PlannedCall, ResultRef, Task
 from state.tools import Tool, ToolResult
-from state.verification import StateDiff, TaskExpectation
+from state.verification import Fact, StateDiff, TaskExpectation
 from verification.facts import Plan, facts_for
 from verification.hard_cases import variant_problem
 
