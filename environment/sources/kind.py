@@ -9,6 +9,9 @@ here, so the registry calls each one as it is, never asking whether a kind has i
 - `recordable(name)`: the source's own config as a run folder may keep it, secrets masked (default: none).
 - `start_run(name, scope, resuming)` / `finish_run(name, scope)`: set up once per run what every dialogue's
   sandbox is made from, and remove it after (default: nothing to do); run_hooks.py calls them.
+
+A source's `parts` are no kind's: only a combined source (combined.py, made by the registry when a dialogue
+names several) has them, and `registry.parts_of` reads them off it.
 """
 
 from __future__ import annotations
