@@ -66,6 +66,12 @@ def backend_for(settings: Settings) -> Backend:
     raise InputError(f"unknown backend {settings.backend!r} (choose one of: {known})")
 
 
+def stand_in_backend() -> Backend:
+    """The backend whose data-grounded tasks stand in for tasks the plan check refused: the offline one, whichever
+    backend runs (its tasks are built from the sources' rows, so their plans pass)."""
+    return _BUILT.setdefault(("offline",), OfflineBackend())
+
+
 async def close_backends() -> None:
     """Close the running loop's HTTP connections of every backend built so far (each stays usable)."""
     for backend in [*_BUILT.values(), *_CUSTOM.values(), *_CUSTOM_AGENT.values()]:
@@ -78,11 +84,11 @@ def agent_backend_for(settings: Settings) -> AgentBackend:
     if settings.backend in _CUSTOM_AGENT:
         return _CUSTOM_AGENT[settings.backend]
     if settings.backend == "offline":
-        from backends.offline.agent import OfflineAgentBackend
+        from backends.offline.user_agent import OfflineAgentBackend
 
         return _BUILT.setdefault(("agent-offline",), OfflineAgentBackend())
     if settings.backend == "openai":
-        from backends.llm.agent import OpenAIAgentBackend
+        from backends.llm.user_agent import OpenAIAgentBackend
 
         key = ("agent-openai", settings.model_dump_json())
         if key not in _BUILT:

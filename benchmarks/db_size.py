@@ -151,9 +151,9 @@ def _timed(owner: Any, name: str, tally: dict[str, list[float]], key: str) -> No
 
 def child(argv: list[str], timings: Path) -> int:
     """Run `generate` with sandbox opening, plan checks and real diffs timed; the figures go to `timings`."""
-    import nodes.plan_check as plan_check
     import nodes.validator as validator
-    import nodes.verification as verification
+    import verification.plan_check as plan_check
+    import verification.state_check as state_check
     from environment.sources.postgres import sandbox as postgres_sandbox
     from environment.sources.sqlite import sandbox as sqlite_sandbox
     from graphs.run import main
@@ -167,7 +167,7 @@ def child(argv: list[str], timings: Path) -> int:
     except ImportError:
         pass
     _timed(plan_check, "expectation", tally, "plan")
-    for module in (validator, verification):  # the validator's own reference, whichever the code has
+    for module in (validator, state_check):  # the validator's own reference, whichever the code has
         _timed(module, "live_diff", tally, "diff")
         if module is validator:
             _timed(module, "real_diff", tally, "diff")

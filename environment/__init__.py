@@ -1,1 +1,3 @@
-"""The SQL environment: schema introspection, per-dialogue sandboxes, and SQL tool synthesis."""
+"""The tools' environment: tool sources of every kind (environment/sources/: SQLite files, PostgreSQL databases,
+MCP servers, simulated tools), each isolated per dialogue, recorded and replayable; and what tools are made
+and checked from (seeds, tool specs, decoys, names, state matching)."""

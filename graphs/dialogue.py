@@ -15,7 +15,7 @@ from langgraph.graph import END, START, StateGraph
 from nodes.assistant import assistant, task_closed
 from nodes.task_generator import task_generator
 from nodes.tool_executor import tool_executor
-from nodes.tool_synthesizer import prepare
+from nodes.prepare import prepare
 from nodes.user_simulator import user_simulator
 from nodes.validator import validator
 from state.config import Settings

@@ -15,7 +15,7 @@ from nodes.assistant import assistant
 from nodes.question_poser import pose_question
 from nodes.task_generator import task_generator
 from nodes.tool_executor import tool_executor
-from nodes.tool_synthesizer import prepare
+from nodes.prepare import prepare
 from nodes.validator import validator
 from state.config import Settings
 from state.dialogue import DialogueInput, DialogueOutput, DialogueState

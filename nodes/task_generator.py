@@ -7,9 +7,9 @@ from typing import get_args
 
 from langgraph.runtime import Runtime
 
-from backends.protocols import TaskRequest
+from backends.protocols import Backend, TaskRequest
+from backends.registry import stand_in_backend
 from nodes.common import backend_of, rng_key, settings_of
-from nodes.plan_check import checked_task
 from nodes.stored_values import schema_of, tools_of
 from nodes.toolbox import offered
 from nodes.variants import DIALOGUE_WIDE, dialogue_wide, draw_variant
@@ -18,8 +18,10 @@ from state.dialogue import DialogueState, Usage
 from state.targeting import TaskAim, Targeting
 from state.tasks import Task, Variant
 from state.tools import Tool
+from verification.plan_check import check
 
 DIFFICULTY_WEIGHTS = {"easy": 0.25, "medium": 0.45, "hard": 0.30}
+REPLACEMENTS = 5  # stand-in tasks tried after the backend's task and its one retry are refused
 
 
 async def task_generator(state: DialogueState, runtime: Runtime[Settings]) -> dict:
@@ -48,7 +50,7 @@ async def task_generator(state: DialogueState, runtime: Runtime[Settings]) -> di
     # a later task is made from the tools the dialogue offers (a withheld tool stays withheld, decoys stay)
     with_decoys = offered(tools, earlier, schema)  # what replays of earlier calls need
     offered_now = [t for t in with_decoys if t.name not in (earlier.decoys if earlier else [])]
-    # the task is kept only once its reference plan runs on a scratch copy of the dialogue's state (nodes/plan_check)
+    # the task is kept only once its reference plan runs on a scratch copy of the dialogue's state (verification/plan_check.py)
     task, usage = await checked_task(state, with_decoys, settings, backend_of(runtime, state), TaskRequest(
         database=schema, tools=offered_now, difficulty=difficulty, relation=relation,
         previous_tasks=state.tasks, previous_calls=state.calls, conversation=conversation, style=state.task_style,
@@ -56,6 +58,31 @@ async def task_generator(state: DialogueState, runtime: Runtime[Settings]) -> di
     ))
     task = dialogue_wide(task, earlier, variant, tools, schema, settings.crowd, key, state.persona)
     return _started(state, task, usage)
+
+
+async def checked_task(state: DialogueState, tools: list[Tool], settings: Settings, backend: Backend,
+                       request: TaskRequest) -> tuple[Task, Usage]:
+    """The backend's task once its plan passes; a refused one goes back once with the reason, then is replaced
+    by a data-grounded task of the stand-in backend. Every refusal is recorded on the task that stands."""
+    refused: list[str] = []
+    stand_in = stand_in_backend()
+    task, usage = await backend.generate_task(request)
+    outcome = await check(state, tools, settings, task)
+    if isinstance(outcome, str):
+        refused.append(outcome)
+        task, more = await backend.generate_task(request.model_copy(update={"feedback": outcome}))
+        usage = usage + more
+        outcome = await check(state, tools, settings, task)
+    for n in range(REPLACEMENTS):
+        if not isinstance(outcome, str):
+            break
+        refused.append(outcome)
+        task, _ = await stand_in.generate_task(request.model_copy(
+            update={"rng_key": f"{request.rng_key}:replacement:{n}", "feedback": ""}))
+        outcome = await check(state, tools, settings, task)
+    if isinstance(outcome, str):
+        raise RuntimeError(f"no task passed the plan check ({len(refused) + 1} tried); the last: {outcome}")
+    return task.model_copy(update={"expected": outcome.model_copy(update={"refused": refused})}), usage
 
 
 def aimed(targeting: Targeting, rng: random.Random, tools: list[Tool]) -> tuple[str, TaskAim]:

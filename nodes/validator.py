@@ -1,4 +1,4 @@
-"""Validator node: checks the task just finished, state first (nodes/verification), then its rubric (the judge).
+"""Validator node: checks the task just finished, state first (verification/), then its rubric (the judge).
 
 The task's real diff is read from the dialogue's own sandboxes (the run's pool), not from copies."""
 
@@ -13,8 +13,9 @@ from environment.sources.pool import current_pool
 from nodes.assistant import current_task_calls
 from nodes.common import backend_of
 from nodes.toolbox import offered_tools
-from nodes.variant_checks import checked
-from nodes.verification import live_diff, verify
+from verification.hard_cases import checked
+from verification.state_check import live_diff
+from verification.verdict import verify
 from state.config import Settings
 from state.dialogue import DialogueState
 from state.verification import StateDiff

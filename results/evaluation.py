@@ -18,7 +18,7 @@ from rich.table import Table
 
 from environment.decoys import with_decoys
 from environment.errors import InputError
-from nodes.scoring import classify, reward_parts, rescore, task_messages
+from verification.scoring import classify, reward_parts, rescore, task_messages
 from runner import layout
 from state.benchmark import BenchmarkTask, EvaluationConfig, TrialRecord
 from state.tools import Tool

@@ -18,14 +18,14 @@ from langchain_core.messages import convert_to_messages
 from pydantic import BaseModel, Field
 
 from environment.decoys import with_decoys
-from nodes.variant_checks import variant_failures, volunteered
+from verification.hard_cases import variant_failures, volunteered
 
 from environment.errors import InputError
 from environment.sources.base import CallContext
 from environment.sources.dialogue_time import reference_time_for
 from environment.sources.pool import DialogueSandboxes
 from environment.state_match import match
-from nodes.verification import told
+from verification.facts import told
 from runner import layout
 from state.config import RunConfig
 from state.dialogue import ExecutedCall

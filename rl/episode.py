@@ -4,8 +4,8 @@ Everything is the pipeline's own: the sandbox is the dialogue's (environment/sou
 the earlier tasks' recorded writes replayed onto a fresh copy of the source), a tool call takes the executor's
 path (nodes/tool_executor.execute_call: arguments checked, the call run on its sandbox), the user is the user
 simulator's turn rule (nodes/user_simulator.next_user_turn) on the backend given, seeded as an evaluation trial
-is, and the reward is the validator's verification (nodes/verification.verify) read as evaluate reads it
-(nodes/scoring). The assistant under training talks to the user through `send_message_to_user`: the user's
+is, and the reward is the validator's verification (verification/verdict.py) read as evaluate reads it
+(verification/scoring.py). The assistant under training talks to the user through `send_message_to_user`: the user's
 reply is that call's result, so a trainer whose loop ends at the first turn without a tool call still plays the
 whole multi-turn dialogue.
 """
@@ -23,10 +23,10 @@ from environment.errors import InputError
 from environment.sources.dialogue_time import reference_time_for
 from environment.sources.pool import DialogueSandboxes
 from nodes.common import seeded_key
-from nodes.scoring import classify, reward_parts
+from verification.scoring import classify, reward_parts
 from nodes.tool_executor import execute_call, simulator_of, tool_message, tool_message_content
 from nodes.user_simulator import next_user_turn
-from nodes.verification import verify
+from verification.verdict import verify
 from rl import loop
 from state.benchmark import BenchmarkTask, Fault
 from state.dialogue import ExecutedCall

@@ -17,7 +17,7 @@ from typing import Any
 from backends.protocols import Backend
 from backends.registry import backend_for
 from environment.errors import InputError
-from environment.sources.runs import sources_for_run
+from environment.sources.run_hooks import sources_for_run
 from rl.episode import Episode
 from rl.splits import SplitBy, SplitName, SplitRecord, recorded_split
 from runner import layout

@@ -19,7 +19,7 @@ from rich.console import Console
 from environment.errors import InputError
 from environment.sources.pool import DialogueSandboxes, sandbox_pool
 from environment.sources.registry import load_source_kinds
-from environment.sources.runs import sources_for_run
+from environment.sources.run_hooks import sources_for_run
 from runner import run_folder as rf
 from nodes.stored_values import toolset_of
 from runner.batch import Batch, recursion_limit

@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from environment.errors import InputError
 from environment.sources.dialogue_time import reference_time_for
 from environment.sources.registry import label_of, load_source_kinds
-from nodes.scoring import classify, reward_parts
+from verification.scoring import classify, reward_parts
 from runner import layout
 from runner import run_folder as rf
 from runner.batch import Batch, capped, recursion_limit, run_in_worker

@@ -13,7 +13,7 @@ from rich.console import Console
 from backends.registry import backend_for
 from environment.errors import InputError
 from environment.sources.registry import load_source_kinds, open_source, tools_without_source
-from environment.sources.runs import sources_for_run
+from environment.sources.run_hooks import sources_for_run
 from runner import run_folder as rf
 from runner.batch import Batch, capped
 from runner.databases import (PreparedDatabase, check_tasks_possible, prepare_databases, toolset_files, toolsets_of,

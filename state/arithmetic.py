@@ -82,7 +82,7 @@ def parse_number(text: str) -> float | None:
 def answer_matches(answer: str, label: str, kind: str) -> bool:
     """A solver's answer against the label: numbers within a cent, or the same yes / no. For method B's
     reasoning items this is the facts check (the computed answer is the required fact); dialogues over tools
-    have theirs in nodes/verification."""
+    have theirs in verification/facts.py."""
     if kind == "commonsense":
         got = _YES_NO.search(answer or "")
         return bool(got) and got.group(1).lower() == label.strip().lower()

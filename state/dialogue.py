@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AnyMessage
 from langgraph.channels.delta import DeltaChannel
-from langgraph.graph.message import _messages_delta_reducer
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from state.messages import merge_messages
 from state.personas import Persona
 from state.schema import DatabaseSchema
 from state.sources import SourceRef, as_refs, joined_name, read_joined
@@ -190,7 +190,7 @@ class DialogueInput(BaseModel):
 # Growing lists are delta channels: a checkpoint stores what a step added, not the whole list again.
 class DialogueState(DialogueInput):
     database: DatabaseSchema | None = Field(None, description="The schema, inline when the graph has no store.")
-    messages: Annotated[list[AnyMessage], DeltaChannel(_messages_delta_reducer)] = []
+    messages: Annotated[list[AnyMessage], DeltaChannel(merge_messages)] = []
     tasks: Annotated[list[Task], DeltaChannel(concat)] = []
     task_starts: Annotated[list[int], DeltaChannel(concat)] = Field(
         default_factory=list, description="Message index where each task begins.")

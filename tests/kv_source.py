@@ -14,6 +14,7 @@ from typing import Any
 from environment.errors import InputError
 from environment.sources.arguments import check_arguments
 from environment.sources.base import CallContext, CallOutcome, Catalog
+from environment.sources.kind import SourceKind
 from environment.sources.registry import register_source_kind
 from state.dialogue import ExecutedCall
 from state.tools import Tool, ToolError, ToolResult
@@ -124,7 +125,7 @@ class KvSource:
         return []  # no schema: its tools are all there is
 
 
-class KvKind:
+class KvKind(SourceKind):
     kind = "kv"
     named = True
 

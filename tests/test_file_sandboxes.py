@@ -6,7 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from environment.sources.runs import run_scope, sources_for_run
+from environment.sources.run_hooks import sources_for_run
+from environment.sources.runs import run_scope
 from environment.sources.sqlite.files import scratch_folder
 from environment.sources.sqlite.source import SqliteSource
 from tests.conftest import CLINIC

@@ -13,7 +13,7 @@ from rich.console import Console
 from backends.registry import register_backend
 from graphs.dialogue import build_dialogue_graph
 from graphs.run import main
-from nodes.variant_checks import variant_problem
+from verification.hard_cases import variant_problem
 from results.evaluation import read_evaluation, regrade, summarize
 from results.verify import verify_run
 from runner import event_loop
@@ -201,7 +201,7 @@ def test_the_llm_backend_writes_a_missing_info_task_that_the_plan_check_keeps(tm
     from backends.protocols import TaskRequest
     from environment.sources.registry import open_source
     from environment.sources.sqlite.derive import derive_tools
-    from nodes.plan_check import checked_task
+    from nodes.task_generator import checked_task
     from state.dialogue import DialogueState
     from tests.fakes import ScriptedChatModel
 

@@ -18,8 +18,8 @@ import pytest
 
 from backends.protocols import QualityJudgeRequest
 from backends.offline import OfflineBackend
-from backends.offline.agent import OfflineAgentBackend
-from backends.llm.agent import OpenAIAgentBackend
+from backends.offline.user_agent import OfflineAgentBackend
+from backends.llm.user_agent import OpenAIAgentBackend
 from backends.registry import register_agent_backend, register_backend
 from graphs.reasoning import build_reasoning_item_graph
 from graphs.run import main

@@ -66,7 +66,7 @@ def test_a_plan_check_leaves_the_dialogues_sandbox_as_it_found_it():
     from backends.offline.tasks import generate_task
     from backends.protocols import TaskRequest
     from environment.sources.sqlite.source import SqliteSource
-    from nodes.plan_check import check
+    from verification.plan_check import check
     from state.dialogue import DialogueState
 
     source = SqliteSource(str(CLINIC))

@@ -12,7 +12,7 @@ import pytest
 
 from backends.registry import register_agent_backend
 from backends.offline.questions import TEMPLATES, check_label
-from backends.llm.agent import OpenAIAgentBackend
+from backends.llm.user_agent import OpenAIAgentBackend
 from graphs.reasoning import build_hardening_graph, build_reasoning_item_graph
 from graphs.run import main
 from state.agent import HardeningEntry, HardeningState, ItemState, ReasoningQuestion, ReasoningSettings

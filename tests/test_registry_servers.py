@@ -19,7 +19,7 @@ import pytest
 from environment.sources.base import CallContext
 from environment.sources.registry import open_source
 from graphs.run import main
-from nodes.verification import check_state, real_diff
+from verification.state_check import check_state, real_diff
 from tests.checkpoint_support import checkpoint_store, dataset_lines
 from tests.conftest import ROOT, generate_killed_mid_run
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 
 from backends.protocols import ProfileRequest
-from backends.offline.agent import OfflineAgentBackend
+from backends.offline.user_agent import OfflineAgentBackend
 from graphs.reasoning import build_reasoning_item_graph
 from graphs.user_agent import build_user_agent_graph
 from knowledge.embedder import get_embedder

@@ -13,7 +13,7 @@ from environment.sources.sqlite.derive import derive_tools
 from environment.sources.sqlite.diff import diff, snapshot
 from environment.sources.sqlite.introspect import inspect_database
 from environment.state_match import match
-from nodes.plan_check import checked_task
+from nodes.task_generator import checked_task
 from state.config import Settings
 from state.dialogue import DialogueState
 from state.tasks import PlannedCall, ResultRef, Subtask, Task
@@ -264,13 +264,13 @@ def test_the_dataset_line_and_the_report_show_the_diff_of_a_failed_task(db):
     (None, "confirmation", "Here it is.", False),
 ])
 def test_facts_are_found_with_numbers_dates_and_names_normalised(value, kind, text, expected):
-    from nodes.verification import told
+    from verification.facts import told
 
     assert told(value, kind, text) is expected
 
 
 def test_a_plan_whose_second_run_differs_is_refused(db):
-    from nodes.plan_check import check
+    from verification.plan_check import check
     from tests.verification_support import _tool
 
     lottery = _tool("draw_balance", "UPDATE accounts SET balance = random() WHERE account_id = :account_id",

@@ -69,7 +69,7 @@ def aim_note(request: TaskRequest) -> str:
 
 
 def plan_feedback(request: TaskRequest) -> str:
-    """Why the last task was refused at the plan check (nodes/plan_check), for the one retry it gets."""
+    """Why the last task was refused at the plan check (verification/plan_check.py), for the one retry it gets."""
     if not request.feedback:
         return ""
     return (f"\nYour previous task was refused: its plan was run on a copy of the database and {request.feedback}. "

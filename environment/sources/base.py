@@ -22,7 +22,7 @@ A dialogue's sandboxes (one per kind its tools use) live in the run's pool (pool
 `DialogueSandboxes.snapshot()` and `diff()` cover every kind at once, and `replay()` rebuilds them from
 recorded calls alone: the places the state diff and `verify` hook in. The registry (registry.py) picks a kind
 from how a source is named; a kind that sets something up once per run (Postgres: a template database)
-does it in the hooks runs.py calls.
+does it in the hooks of its kind (kind.py), which run_hooks.py calls.
 """
 
 from __future__ import annotations

@@ -10,12 +10,12 @@ they have.
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Sequence
 
 from environment.errors import InputError
 from environment.sources.base import ToolSource
 from environment.sources.combined import CombinedSource
+from environment.sources.kind import SourceKind
 from environment.sources.mcp.kind import McpKind
 from environment.sources.postgres.source import PostgresKind
 from environment.sources.simulated.source import SimulatedKind
@@ -23,20 +23,6 @@ from environment.sources.sqlite.source import SqliteKind
 from state.config import Settings
 from state.sources import SourceRef, joined_name
 from state.tools import Tool
-
-
-class SourceKind(Protocol):
-    kind: str
-    named: bool  # False: the kind needs no name (simulated tools are always at hand)
-
-    def claims(self, name: str) -> bool:
-        """Whether a source name (a path, a URI) is of this kind."""
-
-    def expand(self, arg: str) -> list[str]:
-        """The sources one argument names (a folder: every database file in it)."""
-
-    def open(self, name: str) -> ToolSource:
-        """The source, checked: an InputError (one line) says why it cannot be used."""
 
 
 _KINDS: dict[str, SourceKind] = {}
@@ -64,6 +50,9 @@ def load_source_kinds(modules: list[str] | None = None) -> None:
 
 def register_source_kind(kind: SourceKind) -> None:
     """Add (or replace) a kind of source; named kinds are asked before the SQLite fallback."""
+    if not isinstance(kind, SourceKind):
+        raise TypeError(f"a kind of source subclasses environment.sources.kind.SourceKind "
+                        f"(got {type(kind).__name__})")
     _KINDS[kind.kind] = kind
 
 
@@ -112,16 +101,16 @@ def recorded(refs: list[SourceRef]) -> list[SourceRef]:
     out = []
     for ref in refs:
         try:
-            recordable = getattr(open_source(ref), "recordable", None)
+            config = _kind_of_ref(ref).recordable(ref.name)
         except InputError:
-            recordable = None
-        out.append(ref.model_copy(update={"config": recordable()}) if recordable is not None else ref)
+            config = None
+        out.append(ref.model_copy(update={"config": config}) if config is not None else ref)
     return out
 
 
 def parts_of(source: ToolSource) -> list[ToolSource]:
     """The sources one source stands for: its parts when combined, else itself."""
-    return list(getattr(source, "parts", [source]))
+    return list(source.parts) if isinstance(source, CombinedSource) else [source]
 
 
 def source_names(args: list[str]) -> list[str]:
@@ -138,10 +127,7 @@ def source_names(args: list[str]) -> list[str]:
 def identity(name: str) -> str:
     """One spelling per source, as runs record it: a file's resolved path, a URI as given or as its kind
     writes it down (a Postgres URI without its password)."""
-    own = getattr(kind_of(name), "identity", None)
-    if own is not None:
-        return own(name)
-    return name if "://" in name else str(Path(name).resolve())
+    return kind_of(name).identity(name)
 
 
 def label_of(name: str | Sequence[SourceRef]) -> str:
@@ -149,10 +135,7 @@ def label_of(name: str | Sequence[SourceRef]) -> str:
     path), or its kind's."""
     if not isinstance(name, str):
         name = name[0].name if name else ""
-    own = getattr(kind_of(name), "label", None)
-    if own is not None:
-        return own(name)
-    return Path(name.split("://", 1)[-1].rstrip("/")).stem or "source"
+    return kind_of(name).label(name)
 
 
 def nameless_source(kind: str) -> ToolSource | None:

@@ -2,10 +2,9 @@
 
 Some kinds set up once per run what every dialogue's sandbox is made from (Postgres: a run-private
 template database) and tear it down when the run ends. The process that owns a run (generate, resume,
-fork) wraps it in `sources_for_run`, which calls each named source's kind's optional hooks:
-`start_run(name, scope, resuming)` before the run (a resumed one: leftovers of a killed attempt go first)
-and `finish_run(name, scope)` after it. Worker processes only enter `run_scope`: they use what the owner
-set up. Code outside `environment/sources/` never asks which kinds have hooks.
+fork) wraps it in `run_hooks.sources_for_run`, which calls each named source's kind's hooks; worker
+processes only enter `run_scope`: they use what the owner set up. This module knows no kind (the kinds
+read it), so the kinds and the registry import it, never the other way round.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import os
 import threading
 import uuid
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from pydantic import BaseModel, Field
 
@@ -29,7 +28,7 @@ class RunScope(BaseModel):
 _lock = threading.Lock()
 _current: RunScope | None = None
 _adhoc: RunScope | None = None
-_adhoc_names: list[str] = []
+_adhoc_finish: dict[str, Callable[[RunScope], None]] = {}  # name -> what removes its per-run resources
 
 
 def current_run() -> RunScope:
@@ -45,16 +44,17 @@ def current_run() -> RunScope:
         return _adhoc
 
 
-def used_outside_a_run(name: str) -> None:
-    """A kind says it set up per-run resources for `name` under the ad-hoc scope: finished at exit."""
+def used_outside_a_run(name: str, finish: Callable[[RunScope], None]) -> None:
+    """A kind says it set up per-run resources for `name` under the ad-hoc scope: `finish` removes them at exit."""
     with _lock:
-        if _current is None and name not in _adhoc_names:
-            _adhoc_names.append(name)
+        if _current is None:
+            _adhoc_finish.setdefault(name, finish)
 
 
 def _finish_adhoc() -> None:
     if _adhoc is not None:
-        _finish(list(_adhoc_names), _adhoc)
+        for finish in list(_adhoc_finish.values()):
+            finish(_adhoc)
 
 
 @contextmanager
@@ -69,31 +69,3 @@ def run_scope(run_id: str, keep_sandboxes: bool = False) -> Iterator[RunScope]:
     finally:
         with _lock:
             _current = previous
-
-
-@contextmanager
-def sources_for_run(names: list[str], run_id: str, keep_sandboxes: bool = False,
-                    resuming: bool = False) -> Iterator[RunScope]:
-    """Own a run over these sources: each kind prepares what the run needs first, and removes it after."""
-    from environment.sources.registry import kind_of  # the registry imports the kinds, which import this
-
-    with run_scope(run_id, keep_sandboxes) as scope:
-        started: list[str] = []
-        try:
-            for name in names:
-                hook = getattr(kind_of(name), "start_run", None)
-                if hook is not None:
-                    hook(name, scope, resuming)
-                started.append(name)
-            yield scope
-        finally:
-            _finish(started, scope)
-
-
-def _finish(names: list[str], scope: RunScope) -> None:
-    from environment.sources.registry import kind_of
-
-    for name in names:
-        hook = getattr(kind_of(name), "finish_run", None)
-        if hook is not None:
-            hook(name, scope)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from environment.sources.base import CallContext, CallOutcome, Catalog
+from environment.sources.kind import SourceKind
 from environment.sources.mcp import loop
 from environment.sources.mcp.config import load_mcp_config
 from environment.sources.mcp.diff import diff, view_records
@@ -229,7 +230,7 @@ class McpToolSource:
         return []  # no schema: the servers' tools are all there is
 
 
-class McpKind:
+class McpKind(SourceKind):
     kind = "mcp"
     named = True
 
@@ -251,3 +252,6 @@ class McpKind:
                 self._sources[name] = McpToolSource(name)
             return self._sources[name]
 
+    def recordable(self, name: str) -> dict[str, Any]:
+        """The servers file as the run folder keeps it (secrets masked)."""
+        return self.open(name).recordable()

@@ -23,6 +23,7 @@ import psycopg
 
 from environment.errors import InputError, SourceUnavailable
 from environment.sources.base import Catalog, Sandbox as AnySandbox
+from environment.sources.kind import SourceKind
 from environment.sources.postgres.clones import CloneManager
 from environment.sources.postgres.connection import maintenance_connection
 from environment.sources.postgres.introspect import inspect_postgres
@@ -100,7 +101,7 @@ class PostgresSource:
             if scope.run_id not in self._prepared:
                 manager.prepare()
                 self._prepared.add(scope.run_id)
-                used_outside_a_run(self.name)
+                used_outside_a_run(self.name, self.finish_run)
         return manager
 
     def open(self, seed: int) -> PostgresSandbox:
@@ -160,7 +161,7 @@ class PostgresSource:
             log.warning("could not drop the run's databases on %s: %s", self.name, exc)
 
 
-class PostgresKind:
+class PostgresKind(SourceKind):
     """How a run names Postgres sources: libpq URIs."""
 
     kind = "postgres"

@@ -14,6 +14,7 @@ from langchain_core.messages import AnyMessage, HumanMessage
 
 from environment.sources.arguments import check_arguments
 from environment.sources.base import CallContext, CallOutcome, Catalog
+from environment.sources.kind import SourceKind
 from environment.sources.dialogue_time import reference_time_for, stated_date
 from environment.sources.simulated.diff import diff, write_change
 from environment.sources.simulated.simulator import reconcile, simulate, validation_error
@@ -119,7 +120,7 @@ class SimulatedSource:
         return []
 
 
-class SimulatedKind:
+class SimulatedKind(SourceKind):
     kind = "simulated"
     named = False  # always at hand: a tool bound to it needs no --db
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from environment.errors import InputError
 from environment.sources.base import Catalog, Sandbox as AnySandbox
+from environment.sources.kind import SourceKind
 from environment.sources.runs import RunScope, current_run, used_outside_a_run
 from environment.sources.sqlite.derive import derive_tools
 from environment.sources.sqlite.files import file_threshold_bytes, remove_scratch, scratch_folder
@@ -48,7 +49,7 @@ class SqliteSource:
         if Path(self.name).stat().st_size <= file_threshold_bytes():
             return Sandbox(self.name)
         run = current_run()
-        used_outside_a_run(self.name)  # outside a run, the folder goes when the process exits
+        used_outside_a_run(self.name, _remove_scratch)  # outside a run, the folder goes when the process exits
         return Sandbox(self.name, scratch_folder(run.run_id), keep=run.keep_sandboxes)
 
     def check_tool(self, tool: Tool, sandbox: AnySandbox) -> str | None:
@@ -59,7 +60,7 @@ class SqliteSource:
         return derive_tools(database, limit)
 
 
-class SqliteKind:
+class SqliteKind(SourceKind):
     """How a run names SQLite sources: files, folders searched for database files, globs."""
 
     kind = "sqlite"
@@ -95,5 +96,9 @@ class SqliteKind:
                 log.info("removed %d file sandbox(es) a killed run left behind", removed)
 
     def finish_run(self, name: str, scope: RunScope) -> None:
-        if not scope.keep_sandboxes:
-            remove_scratch(scope.run_id)
+        _remove_scratch(scope)
+
+
+def _remove_scratch(scope: RunScope) -> None:
+    if not scope.keep_sandboxes:
+        remove_scratch(scope.run_id)

@@ -14,6 +14,7 @@ from state.dialogue import ExecutedCall
 from state.tasks import ResultRef, Task
 from state.tools import Tool
 from state.verification import Verification
+from verification.facts import told
 
 
 def _shown(value: object) -> str:
@@ -58,7 +59,6 @@ def variant_problem(task: Task, tools: list[Tool]) -> str:
 
 
 def _told_value(task: Task, text: str) -> bool:
-    from nodes.verification import told  # the fact matcher; imported here, as it imports the plan check
     assert task.held_back is not None
     return told(task.held_back.value, "value", text)
 

@@ -7,7 +7,8 @@ cannot roll back (MCP servers), on scratch sandboxes brought to that state by re
 Each call is made as the tool executor makes it, at the dialogue's clock. A plan that fails, a subtask marked `changes_data` whose
 plan changes nothing, or a read-only subtask whose plan writes is refused; so is a plan whose second run
 gives another diff. What survives is the task's expected outcome: the goal diff (one per acceptable plan,
-as the sandboxes' kinds state it) and the facts the user must be told.
+as the sandboxes' kinds state it) and the facts the user must be told (facts.py). The retry with the
+backend and the stand-in tasks that follow a refusal are the task generator's (nodes/task_generator.py).
 """
 
 from __future__ import annotations
@@ -16,21 +17,16 @@ import asyncio
 import json
 from typing import Any
 
-from backends.offline.tasks import generate_task as offline_task
-from backends.protocols import TaskRequest
 from environment.sources.base import CallContext
 from environment.sources.dialogue_time import dialogue_clock, reference_time_for
 from environment.sources.pool import DialogueSandboxes, current_pool
-from nodes.variant_checks import variant_problem
 from state.config import Settings
-from state.dialogue import DialogueState, Usage
+from state.dialogue import DialogueState
 from state.tasks import PlannedCall, ResultRef, Task
 from state.tools import Tool, ToolResult
 from state.verification import Fact, StateDiff, TaskExpectation
-
-REPLACEMENTS = 5  # offline-built stand-ins tried after the model's task and its one retry are refused
-
-Plan = list[list[list[PlannedCall]]]  # per subtask, its steps
+from verification.facts import Plan, facts_for
+from verification.hard_cases import variant_problem
 
 
 class PlanRefused(Exception):
@@ -153,46 +149,6 @@ class PlanRunner:
         return out
 
 
-def label_field(row: dict[str, Any], window: int = 3) -> str | None:
-    """The field a short answer names a record by: the first text among its first `window` values, else the
-    first value that is not an id, else the first value."""
-    present = [(k, v) for k, v in row.items() if v is not None and not (isinstance(v, str) and v.startswith("<BLOB"))]
-    text = [k for k, v in present[:window] if isinstance(v, str)]
-    if text:
-        return text[0]
-    plain = [k for k, _ in present[:window] if not (k.lower() == "id" or k.lower().endswith("_id"))]
-    return (plain or [k for k, _ in present])[0] if present else None
-
-
-def facts_for(task: Task, plan: Plan, results: dict[tuple[int, int], ToolResult], simulated: bool) -> list[Fact]:
-    """What the user must be told: per subtask, from its last step's result, the fields it asks for (the
-    record's label and, for several rows, their count), that nothing matched, or the confirmation of a write."""
-    facts: list[Fact] = []
-    for i, steps in enumerate(plan):
-        if not steps:
-            if task.subtasks[i].cannot:  # the user must hear that it cannot be done
-                facts.append(Fact(subtask=i, kind="cannot"))
-            continue
-        result = results[(i, len(steps) - 1)]
-        subtask = task.subtasks[i]
-        if result.rows is None and result.value is None:
-            facts.append(Fact(subtask=i, kind="confirmation"))
-            continue
-        row = result.first_row()
-        if row is None:
-            facts.append(Fact(subtask=i, kind="none"))
-            continue
-        # a single record is described in full (its first six values), several by their first three each
-        window = 6 if (result.row_count or 1) == 1 else 3
-        fields = subtask.answer_fields or [f for f in [label_field(row, window)] if f]
-        for name in fields:
-            facts.append(Fact(subtask=i, field=name, value=None if simulated else row.get(name),
-                              resolved=not simulated))
-        if not subtask.answer_fields and (result.row_count or 0) > 1 and not simulated:
-            facts.append(Fact(subtask=i, kind="count", value=result.row_count))
-    return facts
-
-
 def plans_of(task: Task) -> list[Plan]:
     """The main plan, then one plan per alternative of a subtask (the other subtasks as planned)."""
     main = [s.steps for s in task.subtasks]
@@ -241,27 +197,3 @@ async def check(state: DialogueState, tools: list[Tool], settings: Settings, tas
         return await expectation(PlanRunner(state, offered, settings), task)
     except PlanRefused as refusal:
         return str(refusal)
-
-
-async def checked_task(state: DialogueState, tools: list[Tool], settings: Settings, backend: Any,
-                       request: TaskRequest) -> tuple[Task, Usage]:
-    """The backend's task once its plan passes; a refused one goes back once with the reason, then is replaced
-    by a data-grounded task of the offline builder. Every refusal is recorded on the task that stands."""
-    refused: list[str] = []
-    task, usage = await backend.generate_task(request)
-    outcome = await check(state, tools, settings, task)
-    if isinstance(outcome, str):
-        refused.append(outcome)
-        task, more = await backend.generate_task(request.model_copy(update={"feedback": outcome}))
-        usage = usage + more
-        outcome = await check(state, tools, settings, task)
-    for n in range(REPLACEMENTS):
-        if not isinstance(outcome, str):
-            break
-        refused.append(outcome)
-        task = offline_task(request.model_copy(update={"rng_key": f"{request.rng_key}:replacement:{n}",
-                                                       "feedback": ""}))
-        outcome = await check(state, tools, settings, task)
-    if isinstance(outcome, str):
-        raise RuntimeError(f"no task passed the plan check ({len(refused) + 1} tried); the last: {outcome}")
-    return task.model_copy(update={"expected": outcome.model_copy(update={"refused": refused})}), usage

@@ -1,6 +1,6 @@
 """An evaluation trial's reward and, for a failed one, whose fault it was.
 
-The reward reads the Verification the validator computed (nodes/verification): 1 only when the state and the
+The reward reads the Verification the validator computed (verdict.py): 1 only when the state and the
 facts pass (and the judge's items, where the evaluation scores them). A failed trial is the simulated user's
 fault when the user misbehaved (user conduct), left part of its goal unsaid (a subtask neither asked for nor
 acted on) or stated a value that neither its task nor the conversation holds; otherwise the assistant's:
@@ -15,13 +15,14 @@ import re
 
 from langchain_core.messages import AnyMessage, HumanMessage, convert_to_messages
 
-from nodes.variant_checks import checked
-from nodes.verification import real_diff, verify
 from state.benchmark import BenchmarkTask, Fault
 from state.dialogue import ExecutedCall
 from state.tasks import PlannedCall, ResultRef, Task
 from state.tools import Tool
 from state.verification import Verification
+from verification.hard_cases import checked
+from verification.state_check import real_diff
+from verification.verdict import verify
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9'@.-]*")
 
