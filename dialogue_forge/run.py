@@ -62,8 +62,11 @@ class Run:
         from results.exporters.source import load_run
 
         disable_progress_bars()
-        accepted = load_run(self.path, self.path.name).accepted
-        return Dataset.from_list([hf_row(d) for d in accepted], features=features())
+        rows = [hf_row(d) for d in load_run(self.path, self.path.name).accepted]
+        columns = features()
+        if not rows:  # from_list infers no columns from no rows
+            return Dataset.from_dict({name: [] for name in columns}, features=columns)
+        return Dataset.from_list(rows, features=columns)
 
     def rejected(self) -> list[RejectedLine]:
         """The dialogues the run refused, with their reasons (in the order written)."""
