@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+
 from pydantic import ValidationError
 
 from environment.errors import InputError, RunError

@@ -4,8 +4,8 @@ and the facts told; the result is the evaluation folder with its pass^k figures.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

@@ -44,7 +44,8 @@ def read_conversation(path: Path) -> list[dict]:
     if isinstance(data, dict) and isinstance(data.get("messages"), list):
         data = data["messages"]
     if not isinstance(data, list) or not data or not all(isinstance(m, dict) for m in data):
-        raise InputError(f"conversation {path} must be a non-empty JSON list of chat messages (or {{'messages': [...]}})")
+        raise InputError(f"conversation {path} must be a non-empty JSON list of chat messages "
+                         f"(or {{'messages': [...]}})")
     _check_prelude(data, str(path))
     return data
 

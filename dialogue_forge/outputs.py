@@ -57,7 +57,8 @@ def _check_export(request: ExportRequest) -> None:
             raise InputError(f"--format rl exports one run at a time (got {len(request.runs)}); a run over several "
                              f"databases is one run")
         if not 0 < (request.test_fraction or 0.2) < 1:
-            raise InputError(f"--test-fraction must be above 0 and below 1 for --format rl (got {request.test_fraction})")
+            raise InputError(f"--test-fraction must be above 0 and below 1 for --format rl "
+                             f"(got {request.test_fraction})")
         return
     if request.split.startswith("by-"):
         raise InputError(f"--split {request.split} is for --format rl; the {request.format} export takes "

@@ -61,7 +61,8 @@ class EvaluateRequest(_Request):
 
     run: Path = Field(description="A finished dialogue run whose valid dialogues' tasks are the benchmark.")
     trials: int = Field(3, description="Trials per task, K.")
-    out: Path | None = Field(None, description="The evaluation folder (default runs/eval-<run>-<model>-s<seed>-<time>).")
+    out: Path | None = Field(None, description="The evaluation folder "
+                                               "(default runs/eval-<run>-<model>-s<seed>-<time>).")
     tasks: int | None = Field(None, description="Evaluate on this many tasks drawn with the seed (default: all).")
     task_ids: list[str] = Field(default_factory=list, description="Evaluate on these task ids only.")
     seed: int = Field(0, description="Seeds the task sample, every trial's user and the bootstrap.")

@@ -54,8 +54,8 @@ def _generate_arguments(gen: argparse.ArgumentParser) -> None:
                           "under them) or globs, Postgres URIs (postgresql://...), or the URI of another registered "
                           "kind (mcp://SERVERS.json); without it, --mcp or --toolset with simulated tools")
     gen.add_argument("--mcp", type=Path, metavar="SERVERS.json",
-                     help="MCP servers (the mcpServers format) whose tools the dialogues call, each dialogue on its own "
-                          "servers started on fresh copies of their declared files (see the README's MCP section)")
+                     help="MCP servers (the mcpServers format) whose tools the dialogues call, each dialogue on its "
+                          "own servers started on fresh copies of their declared files (see the README's MCP section)")
     gen.add_argument("--pipeline", choices=["user", "task"], default="user",
                      help="user-oriented dialogues (default) or task-oriented direct questions")
     count = gen.add_mutually_exclusive_group()
@@ -191,7 +191,8 @@ async def _generate(args: argparse.Namespace, console: Console) -> int:
 async def _resume(args: argparse.Namespace, console: Console) -> int:
     if args.dialogue:
         if not args.checkpoint:
-            raise InputError("--dialogue goes with --checkpoint (see: python -m graphs.run history RUN_DIR --dialogue ID)")
+            raise InputError("--dialogue goes with --checkpoint "
+                             "(see: python -m graphs.run history RUN_DIR --dialogue ID)")
         return await _checkpoint_command(args, console)
     if reasoning_cli.is_reasoning_run(args.run_dir):
         await reasoning_cli.resume(args.run_dir, console)
