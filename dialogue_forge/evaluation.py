@@ -98,7 +98,7 @@ async def aevaluate(request: EvaluateRequest, *, console: Console | None = None,
             value = getattr(request, name)
             if value is not None:
                 _positive(name, value)
-        settings = request.settings or Settings()
+        settings = request.settings if request.settings is not None else Settings()
         model = model_under_test(settings).replace("/", "_")
         out = request.out or Path("runs") / (f"eval-{request.run.name}-{model}-s{request.seed}-"
                                              f"{time.strftime('%Y%m%d-%H%M%S')}")

@@ -89,7 +89,7 @@ async def _agenerate(request: GenerateRequest, console: Console, on_folder: Fold
         _positive(name.replace("_", "-"), getattr(request, name))
     if request.dialogues_per_source is not None:
         _positive("dialogues-per-db", request.dialogues_per_source)
-    settings = request.settings or Settings()
+    settings = request.settings if request.settings is not None else Settings()
     if request.target is not None:
         targeting = read_targeting(request.target)
         settings = settings.model_copy(update={"targeting": targeting})
