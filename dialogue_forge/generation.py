@@ -97,7 +97,7 @@ async def _agenerate(request: GenerateRequest, console: Console, on_folder: Fold
     if not request.sources and not request.toolset and not request.mcp:
         raise InputError("pass --db with a SQLite database, --mcp with MCP servers, or --toolset with a "
                          "toolset.json (simulated tools)")
-    named = list(request.sources) + ([f"mcp://{request.mcp}"] if request.mcp else [])
+    named = [str(s) for s in request.sources] + ([f"mcp://{request.mcp}"] if request.mcp else [])
     refs = recorded([source_ref(name) for name in source_names(named)])
     databases = [[ref] for ref in refs]
     if request.sources and request.mcp:  # each dialogue over a source calls the MCP servers' tools too

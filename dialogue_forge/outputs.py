@@ -181,7 +181,7 @@ async def averify(request: VerifyRequest, *, console: Console | None = None) -> 
 
     console = quiet(console)
     with forge_errors():
-        result = await verify_run(request.run, request.source)
+        result = await verify_run(request.run, None if request.source is None else str(request.source))
     console.print(_verification_table(request, result))
     for problem in result.problems:
         console.print(f"[red]mismatch[/red] {problem}", markup=True, highlight=False)

@@ -21,7 +21,7 @@ class _Request(BaseModel):
 class GenerateRequest(_Request):
     """A new run of dialogues over one or more sources (or over simulated tools from a toolset)."""
 
-    sources: list[str] = Field(default_factory=list, description=(
+    sources: list[str | Path] = Field(default_factory=list, description=(
         "Tool sources, never modified: SQLite files, folders (every *.sqlite, *.sqlite3, *.db under them) or globs, "
         "Postgres URIs, or the URI of another registered kind (mcp://SERVERS.json)."))
     mcp: Path | None = Field(None, description="MCP servers (the mcpServers format) whose tools the dialogues call; "
@@ -106,4 +106,4 @@ class VerifyRequest(_Request):
     """A finished run re-checked from its files alone: every call replayed on a fresh copy of its source."""
 
     run: Path = Field(description="A finished run folder (or a dataset folder laid out the same way).")
-    source: str | None = Field(None, description="The source, where the lines' own path is not on this machine.")
+    source: str | Path | None = Field(None, description="The source, where the lines' own path is not on this machine.")

@@ -12,7 +12,7 @@ from graphs.commands_cli import Command
 
 def arguments(ver: argparse.ArgumentParser) -> None:
     ver.add_argument("run_dir", type=Path, help="a finished run folder (or a dataset folder laid out the same way)")
-    ver.add_argument("--db", "--source", dest="db", default=None,
+    ver.add_argument("--db", "--source", dest="db", default=None, metavar="SOURCE",
                      help="the source (a SQLite file, a Postgres URI...), where the lines' own is not on this machine")
 
 

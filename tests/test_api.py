@@ -31,7 +31,7 @@ def _lines(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def api_run(tmp_path_factory) -> forge.Run:
     out = tmp_path_factory.mktemp("api") / "clinic"
-    return forge.generate(forge.GenerateRequest(sources=[str(CLINIC)], dialogues=4, tasks_per_dialogue=2, seed=5,
+    return forge.generate(forge.GenerateRequest(sources=[CLINIC], dialogues=4, tasks_per_dialogue=2, seed=5,
                                                 concurrency=4, out=out))
 
 
