@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from graphs.finish import write_stats  # noqa: E402
+from dialogue_forge.run import write_stats  # noqa: E402
 from graphs.run import main  # noqa: E402
 from runner import run_folder as rf  # noqa: E402
 from runner.run_folder import RunFolder  # noqa: E402

@@ -5,26 +5,27 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from rich.console import Console
 
 from environment.errors import InputError
-from graphs.optimize import build_optimizer_graph
+from graphs.commands_cli import Command
 from graphs.reasoning_cli import add_common_args, settings_of
-from graphs.user_agent import build_user_agent_graph
 from runner.layout import run_kind
-from runner.optimize import resume_optimize, run_optimize
-from state.optimize import OptimizeBudget, OptimizeRunConfig
+
+if TYPE_CHECKING:
+    from state.optimize import OptimizeBudget
 
 COMMAND = "optimize"
 BUDGET_FLAGS = {"generations": int, "population": int, "steps": int, "dialogues": int, "mu": float, "lr": float,
                 "depth": int}
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    opt = sub.add_parser(COMMAND, help="evolve a dialogue-quality metric and tune the user agent's and the "
-                                       "assistant's prompts against it (trilevel optimization)")
+def arguments(opt: argparse.ArgumentParser) -> None:
+    from state.optimize import OptimizeBudget  # its defaults and descriptions are the flags' help
+
     add_common_args(opt, "dialogues generated per evaluation (default 4)")
     opt.set_defaults(dialogues=None, users=None)
     described = OptimizeBudget.model_fields
@@ -36,6 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _budget(args: argparse.Namespace) -> OptimizeBudget:
+    from state.optimize import OptimizeBudget
+
     given = {name: getattr(args, name) for name in BUDGET_FLAGS if getattr(args, name, None) is not None}
     try:
         return OptimizeBudget(**given)
@@ -45,6 +48,11 @@ def _budget(args: argparse.Namespace) -> OptimizeBudget:
 
 
 async def run(args: argparse.Namespace, console: Console) -> None:
+    from graphs.optimize import build_optimizer_graph
+    from graphs.user_agent import build_user_agent_graph
+    from runner.optimize import run_optimize
+    from state.optimize import OptimizeRunConfig
+
     budget = _budget(args)
     if args.concurrency < 1:
         raise InputError(f"--concurrency must be at least 1 (got {args.concurrency})")
@@ -67,4 +75,14 @@ def is_optimize_run(run_dir: Path) -> bool:
 
 
 async def resume(run_dir: Path, console: Console) -> None:
+    from graphs.optimize import build_optimizer_graph
+    from graphs.user_agent import build_user_agent_graph
+    from runner.optimize import resume_optimize
+
     await resume_optimize(run_dir, console, build_optimizer_graph, build_user_agent_graph)
+
+
+COMMANDS = {
+    COMMAND: Command("evolve a dialogue-quality metric and tune the user agent's and the assistant's prompts against "
+                     "it (trilevel optimization)", arguments, run),
+}

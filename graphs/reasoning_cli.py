@@ -5,20 +5,19 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
+from rich.console import Console
 
 from environment.errors import InputError, read_json_input
+from graphs.commands_cli import Command
 from graphs.llm_options import add_llm_args, llm_settings
-from graphs.reasoning import build_hardening_graph, build_reasoning_item_graph
 from runner.layout import run_kind
-from runner.reasoning import resume_reasoning, run_ablation, run_reasoning
-from state.agent import ReasoningRunConfig, ReasoningSettings
-from state.prompt_params import PromptParams
 
-COMMANDS = ("reasoning", "ablate")
+if TYPE_CHECKING:
+    from state.agent import ReasoningSettings
+    from state.prompt_params import PromptParams
 
 
 def add_common_args(p: argparse.ArgumentParser, dialogues_help: str) -> None:
@@ -35,22 +34,27 @@ def add_common_args(p: argparse.ArgumentParser, dialogues_help: str) -> None:
     add_llm_args(p)
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
-    rea = sub.add_parser("reasoning", help="user-agent dialogues grounded in a knowledge corpus, with reasoning "
-                                           "questions kept hard by k solvers")
+def _prompt_params_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prompt-params", type=Path, help="prompt_params.json of an `optimize` run: talk with its "
+                                                      "tuned prompts (default: the untuned ones)")
+
+
+def reasoning_arguments(rea: argparse.ArgumentParser) -> None:
     add_common_args(rea, "dialogues, one reasoning question each (default 10)")
     rea.add_argument("--solvers", help="comma-separated solver model names (offline: exact,skip-step,rounder)")
     rea.add_argument("--max-rounds", type=int, help="rounds of regenerating easy questions (default 3)")
     rea.add_argument("--hard-threshold", type=float, help="accuracy below which a question is hard (default 0.5)")
-    abl = sub.add_parser("ablate", help="the same number of dialogues three ways (direct, + profile, + actions), "
-                                        "their quality side by side and a similarity plot")
+    _prompt_params_arg(rea)
+
+
+def ablate_arguments(abl: argparse.ArgumentParser) -> None:
     add_common_args(abl, "dialogues per way (default 10)")
-    for p in (rea, abl):
-        p.add_argument("--prompt-params", type=Path, help="prompt_params.json of an `optimize` run: talk with its "
-                                                          "tuned prompts (default: the untuned ones)")
+    _prompt_params_arg(abl)
 
 
 def read_prompt_params(path: Path) -> PromptParams:
+    from state.prompt_params import PromptParams
+
     data = read_json_input(path, "prompt parameters file")
     try:
         return PromptParams.from_file_data(data)
@@ -61,6 +65,8 @@ def read_prompt_params(path: Path) -> PromptParams:
 
 
 def settings_of(args: argparse.Namespace) -> ReasoningSettings:
+    from state.agent import ReasoningSettings
+
     given = {**llm_settings(args), "max_in_flight": args.concurrency, "embedding_model": args.embedding_model, "max_actions": args.max_actions,
              "max_rounds": getattr(args, "max_rounds", None), "hard_threshold": getattr(args, "hard_threshold", None)}
     solvers = getattr(args, "solvers", None)
@@ -92,6 +98,10 @@ def _check(args: argparse.Namespace) -> None:
 
 
 async def run(args: argparse.Namespace, console: Console) -> None:
+    from graphs.reasoning import build_hardening_graph, build_reasoning_item_graph
+    from runner.reasoning import run_ablation, run_reasoning
+    from state.agent import ReasoningRunConfig
+
     _check(args)
     settings = settings_of(args)
     stem = args.scenario.parent.name if args.scenario.name in ("scenario.md", "scenario.txt") else args.scenario.stem
@@ -113,4 +123,15 @@ def is_reasoning_run(run_dir: Path) -> bool:
 
 async def resume(run_dir: Path, console: Console) -> None:
     """`python -m graphs.run resume RUN_DIR` on a reasoning run folder."""
+    from graphs.reasoning import build_hardening_graph, build_reasoning_item_graph
+    from runner.reasoning import resume_reasoning
+
     await resume_reasoning(run_dir, None, console, build_reasoning_item_graph, build_hardening_graph)
+
+
+COMMANDS = {
+    "reasoning": Command("user-agent dialogues grounded in a knowledge corpus, with reasoning questions kept hard by "
+                         "k solvers", reasoning_arguments, run),
+    "ablate": Command("the same number of dialogues three ways (direct, + profile, + actions), their quality side "
+                      "by side and a similarity plot", ablate_arguments, run),
+}

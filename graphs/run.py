@@ -1,72 +1,74 @@
-"""Command line: `python -m graphs.run generate | resume | fork | history | show | toolprep | stats | export | report | evaluate`.
+"""Command line of Dialogue Forge (`python -m graphs.run COMMAND`, or `dialogue-forge COMMAND`).
 
-Bad input is reported as one line on stderr with exit code 2; nothing half-written is left behind.
+Runs of dialogues:
+  generate     synthesize a dataset of dialogues from one or more tool sources (SQLite, Postgres, MCP servers)
+  resume       finish an interrupted run, or continue one dialogue from a checkpoint
+  fork         start a new dialogue from another dialogue's checkpoint
+  history      list every checkpoint of a dialogue
+  show         print a dialogue as it stood at a checkpoint
+  toolprep     grow a consistent toolset with output schemas from a few seed tools
+  stats        print the statistics of one or more runs side by side
+User agents grounded in a knowledge corpus:
+  reasoning    dialogues with reasoning questions kept hard by k solvers
+  ablate       the same dialogues three ways, their quality side by side
+  optimize     evolve a dialogue-quality metric and tune the prompts against it
+From finished runs:
+  export       a training set (openai, trl, sharegpt, hf, rl), or preference pairs from evaluations (dpo)
+  report       a self-contained HTML dataset card with a dialogue browser
+  verify       replay every call of a finished run and re-check every diff and fact
+  evaluate     a run's tasks as a benchmark for a model: pass^k
+
+Bad input is reported as one line on stderr with exit code 2; nothing half-written is left behind. The commands
+that make or read datasets are calls of the `dialogue_forge` API; this module parses, calls and prints.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import signal
 import sys
 import threading
-import time
+from collections.abc import Collection
 from pathlib import Path
 
-import openai
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 
-from backends.llm.replies import BackendOutputError
-from environment.errors import InputError, RunError, read_json_input
-from environment.sources.registry import label_of, recorded, source_names, source_ref
-from environment.sqlnames import snake
+from dialogue_forge.errors import ForgeError, forge_errors
+from environment.errors import InputError
 from graphs import dataset_cli, evaluate_cli, optimize_cli, reasoning_cli, verify_cli
-from graphs.dialogue import build_dialogue_graph
+from graphs.commands_cli import Command
 from graphs.llm_options import add_llm_args, llm_options_given, llm_settings
-from graphs.task_oriented import build_task_oriented_graph
-from graphs.toolprep import build_toolprep_graph
-from graphs.finish import finish_run, write_stats
-from results.stats import RunStats, read_run_stats, stats_table
-from results.targeting import slice_shares, slice_table
-from runner import event_loop
-from runner import layout
-from runner.lifecycle import generate, resume
-from runner.checkpoints import DialogueCheckpoints, render_conversation
-from runner.layout import LLM_CACHE, dialogue_run_config, load_toolset
-from runner.targeting import read_targeting, targeting_table
-from runner.toolprep import run_toolprep
-from runner.workers import DIALOGUES_PER_WORKER, choose_workers
-from state.config import RunConfig, RunSource, Settings
-from state.dialogue import DialogueInput
+
+PROG = "python -m graphs.run"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m graphs.run", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _generate_arguments(gen: argparse.ArgumentParser) -> None:
+    from runner.workers import DIALOGUES_PER_WORKER
 
-    gen = sub.add_parser("generate", help="synthesize a dataset of dialogues from a SQLite database")
-    gen.add_argument("--db", nargs="+", help="tool source(s), never modified: SQLite files, folders (every "
-                                              "*.sqlite, *.sqlite3, *.db under them) or globs, or the URI of a "
-                                              "registered kind (mcp://SERVERS.json); without it, --mcp or --toolset "
-                                              "with simulated tools")
+    gen.add_argument("--db", "--source", dest="db", nargs="+", metavar="SOURCE",
+                     help="tool source(s), never modified: SQLite files, folders (every *.sqlite, *.sqlite3, *.db "
+                          "under them) or globs, Postgres URIs (postgresql://...), or the URI of another registered "
+                          "kind (mcp://SERVERS.json); without it, --mcp or --toolset with simulated tools")
     gen.add_argument("--mcp", type=Path, metavar="SERVERS.json",
-                     help="MCP servers (the mcpServers format) whose tools the dialogues call, each dialogue on its own "
-                          "servers started on fresh copies of their declared files (see the README's MCP section)")
+                     help="MCP servers (the mcpServers format) whose tools the dialogues call, each dialogue on its "
+                          "own servers started on fresh copies of their declared files (see the README's MCP section)")
     gen.add_argument("--pipeline", choices=["user", "task"], default="user",
                      help="user-oriented dialogues (default) or task-oriented direct questions")
     count = gen.add_mutually_exclusive_group()
     count.add_argument("--dialogues", type=int, default=10, help="how many dialogues in all (default 10)")
-    count.add_argument("--dialogues-per-db", type=int, help="how many dialogues for each usable database")
+    count.add_argument("--dialogues-per-db", "--dialogues-per-source", dest="dialogues_per_db", type=int, metavar="N",
+                       help="how many dialogues for each usable source")
     gen.add_argument("--tasks-per-dialogue", type=int, default=2, help="tasks per dialogue (default 2)")
     gen.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
     gen.add_argument("--concurrency", type=int, default=8, help="dialogues run at once (default 8)")
     gen.add_argument("--workers", default="auto", metavar="auto|N",
                      help="processes to spread the dialogues over: a number, or auto (the default): on a model server "
                           f"min(cores, ceil(concurrency / {DIALOGUES_PER_WORKER})), offline 1")
-    gen.add_argument("--out", type=Path, help="run folder (default runs/<database>-s<seed>-<time>)")
+    gen.add_argument("--out", type=Path, help="run folder (default runs/<source>-<pipeline>-s<seed>-<time>)")
     gen.add_argument("--toolset", type=Path, help="reuse a toolset.json instead of synthesizing one")
     gen.add_argument("--target", type=Path, metavar="EVAL_DIR",
                      help="lean task making toward the slices (databases, tools, writes, difficulties, subtasks, "
@@ -87,11 +89,12 @@ def _parser() -> argparse.ArgumentParser:
                           "out-of-scope=0.05,crowded=0.2 (default none; see docs/hard-cases.md)")
     gen.add_argument("--crowd", type=int, metavar="N", help="decoy tools a crowded dialogue is offered (default 50)")
     gen.add_argument("--personas", type=int, metavar="N",
-                     help="a pool of N user personas per database, made from its domain; each dialogue's user plays "
+                     help="a pool of N user personas per source, made from its domain; each dialogue's user plays "
                           "one (default 0: none)")
     _executor_args(gen)
 
-    res = sub.add_parser("resume", help="finish an interrupted run, or continue one dialogue from a checkpoint")
+
+def _resume_arguments(res: argparse.ArgumentParser) -> None:
     res.add_argument("run_dir", type=Path)
     res.add_argument("--dialogue", help="the dialogue to continue (with --checkpoint)")
     res.add_argument("--checkpoint", help="checkpoint id to continue from (see `history`)")
@@ -99,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     add_llm_args(res)
     _executor_args(res)
 
-    fork = sub.add_parser("fork", help="start a new dialogue from another dialogue's checkpoint")
+
+def _fork_arguments(fork: argparse.ArgumentParser) -> None:
     fork.add_argument("run_dir", type=Path)
     fork.add_argument("--dialogue", required=True)
     fork.add_argument("--checkpoint", required=True)
@@ -108,34 +112,31 @@ def _parser() -> argparse.ArgumentParser:
     fork.add_argument("--cache", action="store_true", help="use the run folder's LLM response cache")
     add_llm_args(fork)
 
-    hist = sub.add_parser("history", help="list every checkpoint of a dialogue")
+
+def _history_arguments(hist: argparse.ArgumentParser) -> None:
     hist.add_argument("run_dir", type=Path)
     hist.add_argument("--dialogue", required=True)
 
-    show = sub.add_parser("show", help="print a dialogue as it stood at a checkpoint (default: the last)")
-    show.add_argument("run_dir", type=Path)
-    show.add_argument("--dialogue", required=True)
+
+def _show_arguments(show: argparse.ArgumentParser) -> None:
+    _history_arguments(show)
     show.add_argument("--checkpoint")
 
-    prep = sub.add_parser("toolprep", help="grow a consistent toolset with output schemas from a few seed tools")
+
+def _toolprep_arguments(prep: argparse.ArgumentParser) -> None:
     prep.add_argument("--tools", type=Path, required=True, help="seed tools: a JSON list of OpenAI function specs")
     prep.add_argument("--domain", required=True, help="the domain the tools serve, e.g. 'online bookstore'")
     prep.add_argument("--seed", type=int, default=0)
     prep.add_argument("--out", type=Path, help="run folder (default runs/toolprep-<domain>-s<seed>-<time>)")
     add_llm_args(prep)
 
-    st = sub.add_parser("stats", help="print the statistics of one or more runs side by side")
+
+def _stats_arguments(st: argparse.ArgumentParser) -> None:
     st.add_argument("run_dirs", type=Path, nargs="+")
     st.add_argument("--diversity", action="store_true",
                     help="also the diversity of each run's users (embedding similarity of user turns, distinct-n, "
                          "topics), e.g. a run with personas beside one without (shown without the flag when a run "
                          "has personas)")
-    reasoning_cli.add_parsers(sub)
-    dataset_cli.add_parsers(sub)
-    optimize_cli.add_parser(sub)
-    verify_cli.add_parser(sub)
-    evaluate_cli.add_parser(sub)
-    return parser
 
 
 def _executor_args(p: argparse.ArgumentParser) -> None:
@@ -153,8 +154,11 @@ def _executor_of(args: argparse.Namespace) -> dict[str, object]:
                               "keep_sandboxes": getattr(args, "keep_sandboxes", None)}.items() if v is not None}
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    where = {"checkpointer": args.checkpointer} if getattr(args, "checkpointer", None) is not None else {}
+def _settings(args: argparse.Namespace):
+    """The Settings the flags give (the environment fills the rest)."""
+    from state.config import Settings
+
+    where = {k: v for k in ("checkpointer", "checkpoints") if (v := getattr(args, k, None)) is not None}
     hard = {k: v for k in ("variants", "crowd", "personas") if (v := getattr(args, k, None)) is not None}
     try:
         return Settings(**llm_settings(args), **_executor_of(args), **where, **hard)
@@ -165,37 +169,59 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise InputError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
 
 
-def _positive(name: str, value: int) -> None:
-    if value < 1:
-        raise InputError(f"--{name} must be at least 1 (got {value})")
-
-
 def read_conversation(path: Path) -> list[dict]:
-    data = read_json_input(path, "conversation")
-    if isinstance(data, dict) and isinstance(data.get("messages"), list):
-        data = data["messages"]
-    if not isinstance(data, list) or not data or not all(isinstance(m, dict) for m in data):
-        raise InputError(f"conversation {path} must be a non-empty JSON list of chat messages (or {{'messages': [...]}})")
-    try:
-        DialogueInput(prelude=data)
-    except ValidationError as exc:
-        raise InputError(f"conversation {path}: {exc.errors()[0]['msg']}") from None
-    return data
+    """A --from-conversation file, checked (the API's reader)."""
+    from dialogue_forge.generation import read_conversation as read
+
+    return read(path)
 
 
-PIPELINES = {"user": build_dialogue_graph, "task": build_task_oriented_graph}
+async def _generate(args: argparse.Namespace, console: Console) -> int:
+    import dialogue_forge as forge
+
+    request = forge.GenerateRequest(
+        sources=args.db or [], mcp=args.mcp, toolset=args.toolset, pipeline=args.pipeline, dialogues=args.dialogues,
+        dialogues_per_source=args.dialogues_per_db, tasks_per_dialogue=args.tasks_per_dialogue, seed=args.seed,
+        concurrency=args.concurrency, workers=args.workers, out=args.out, target=args.target,
+        conversation=args.from_conversation, cache=args.cache, settings=_settings(args))
+    await forge.agenerate(request, console=console, on_folder=lambda out: setattr(args, "started_out", out))
+    return 0
 
 
-def _pipeline_of(run_dir: Path):
-    """The graph builder a dialogue run folder was made with."""
-    config = dialogue_run_config(run_dir, "this command works on dialogue runs")
-    return PIPELINES[config.get("pipeline", "user")]
+async def _resume(args: argparse.Namespace, console: Console) -> int:
+    if args.dialogue:
+        if not args.checkpoint:
+            raise InputError("--dialogue goes with --checkpoint "
+                             "(see: python -m graphs.run history RUN_DIR --dialogue ID)")
+        return await _checkpoint_command(args, console)
+    if reasoning_cli.is_reasoning_run(args.run_dir):
+        await reasoning_cli.resume(args.run_dir, console)
+        return 0
+    if optimize_cli.is_optimize_run(args.run_dir):
+        await optimize_cli.resume(args.run_dir, console)
+        return 0
+    if args.checkpoint:
+        raise InputError("--checkpoint goes with --dialogue")
+    import dialogue_forge as forge
+
+    executor = _executor_of(args)
+    await forge.aresume(forge.ResumeRequest(run=args.run_dir, settings=_settings(args) if llm_options_given(args)
+                                            else None, **executor), console=console)
+    return 0
 
 
-async def _checkpoint_command(args: argparse.Namespace, console: Console) -> None:
+async def _checkpoint_command(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from dialogue_forge.generation import pipeline_of
+    from dialogue_forge.run import write_stats
+    from results.stats import stats_table
+    from runner.checkpoints import DialogueCheckpoints, render_conversation
+    from runner.layout import LLM_CACHE
+
     settings = _settings(args) if llm_options_given(args) else None
     owner = args.command if args.command in ("resume", "fork") else None  # history and show only read
-    async with DialogueCheckpoints(args.run_dir, _pipeline_of(args.run_dir), settings, console, owner) as store:
+    async with DialogueCheckpoints(args.run_dir, pipeline_of(args.run_dir), settings, console, owner) as store:
         if getattr(args, "cache", False):
             store.settings = store.settings.model_copy(update={"llm_cache": str(args.run_dir / LLM_CACHE)})
         if args.command == "history":
@@ -218,102 +244,86 @@ async def _checkpoint_command(args: argparse.Namespace, console: Console) -> Non
             console.print(f"forked {args.dialogue} at {args.checkpoint} into {new_id}")
         if owner:
             console.print(stats_table({args.run_dir.name: write_stats(store.folder)}))
-
-
-def _outcome(stats: RunStats, out: Path) -> int:
-    """A run that produced no valid dialogue failed, whatever the reasons: say so and exit non-zero."""
-    if stats.samples == 0 and stats.rejected:
-        print(f"error: no dialogue was valid; the reasons are in {out / layout.REJECTED}", file=sys.stderr)
-        return 1
     return 0
 
 
-async def _main(args: argparse.Namespace, console: Console) -> int:
-    if args.command == "generate":
-        for name in ("dialogues", "tasks-per-dialogue", "concurrency"):
-            _positive(name, getattr(args, name.replace("-", "_")))
-        if args.dialogues_per_db is not None:
-            _positive("dialogues-per-db", args.dialogues_per_db)
-        settings = _settings(args)
-        if args.checkpoints:
-            settings = settings.model_copy(update={"checkpoints": args.checkpoints})
-        if args.target is not None:
-            targeting = read_targeting(args.target)
-            settings = settings.model_copy(update={"targeting": targeting})
-            console.print(targeting_table(targeting))
-        if not args.db and not args.toolset and not args.mcp:
-            raise InputError("pass --db with a SQLite database, --mcp with MCP servers, or --toolset with a "
-                             "toolset.json (simulated tools)")
-        named = (args.db or []) + ([f"mcp://{args.mcp}"] if args.mcp else [])
-        refs = recorded([source_ref(name) for name in source_names(named)])
-        databases = [[ref] for ref in refs]
-        if args.db and args.mcp:  # each dialogue over a database calls the MCP servers' tools too
-            databases = [[d, refs[-1]] for d in refs[:-1]]
-        db = databases[0] if len(databases) == 1 else None
-        several = Path(named[0].rstrip("/*")).name or "databases" if named else ""
-        stem = label_of(db) if db else several or args.toolset.resolve().parent.name
-        run_id = f"{stem}-{args.pipeline}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        out = args.out or Path("runs") / run_id
-        args.started_out = out
-        if args.cache:
-            settings = settings.model_copy(update={"llm_cache": str(out.resolve() / LLM_CACHE)})
-        toolset = load_toolset(args.toolset) if args.toolset else None
-        prelude = read_conversation(args.from_conversation) if args.from_conversation else []
-        workers, auto = choose_workers(args.workers, settings, args.concurrency)
-        config = RunConfig(run_id=out.name, databases=[RunSource(sources=db)] if db else [],
-                           dialogues=args.dialogues, tasks_per_dialogue=args.tasks_per_dialogue, seed=args.seed,
-                           concurrency=args.concurrency, workers=workers.workers, prelude=prelude,
-                           pipeline=args.pipeline, settings=settings.public())
-        if (workers.workers > 1 or settings.executor == "ray") and settings.backend_kind == "custom":
-            raise InputError(f"--workers and --executor ray need the offline or openai backend, not {settings.backend!r}")
-        if workers.workers > 1 and settings.executor == "ray":
-            raise InputError("--workers is for the local executor; with --executor ray every CPU of the cluster runs tasks")
-        console.print(workers.line(auto))
-        stats = await generate(PIPELINES[args.pipeline], config, settings, out, console,
-                               lambda folder: finish_run(folder, console), toolset, databases, args.dialogues_per_db)
-        return _outcome(stats, out)
-    elif args.command == "resume" and not args.dialogue and reasoning_cli.is_reasoning_run(args.run_dir):
-        await reasoning_cli.resume(args.run_dir, console)
-    elif args.command == "resume" and not args.dialogue and optimize_cli.is_optimize_run(args.run_dir):
-        await optimize_cli.resume(args.run_dir, console)
-    elif args.command == "resume" and not args.dialogue:
-        if args.checkpoint:
-            raise InputError("--checkpoint goes with --dialogue")
-        stats = await resume(_pipeline_of(args.run_dir), args.run_dir,
-                             _settings(args) if llm_options_given(args) else None, console,
-                             lambda folder: finish_run(folder, console), _executor_of(args))
-        return _outcome(stats, args.run_dir)
-    elif args.command in ("resume", "fork", "history", "show"):
-        if args.command == "resume" and not args.checkpoint:
-            raise InputError("--dialogue goes with --checkpoint (see: python -m graphs.run history RUN_DIR --dialogue ID)")
-        await _checkpoint_command(args, console)
-    elif args.command == "toolprep":
-        if not args.domain.strip():
-            raise InputError("--domain must name the domain the tools serve, e.g. 'online bookstore'")
-        out = args.out or Path("runs") / f"toolprep-{snake(args.domain)}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        await run_toolprep(build_toolprep_graph, args.tools, args.domain, out, _settings(args), args.seed, console)
-    elif args.command == "stats":
-        columns = read_run_stats(args.run_dirs)
-        console.print(stats_table(columns))
-        for run_dir, label in zip(args.run_dirs, layout.run_labels(args.run_dirs)):
-            targeted = slice_shares(run_dir)  # a run made with --target: its slices beside the evaluation's
-            if targeted is not None:
-                console.print(slice_table(label, *targeted))
-        if args.diversity or any((run / layout.PERSONAS).exists() for run in args.run_dirs):
-            from results.diversity import diversity_table, read_diversity  # loads the embedding model
+async def _toolprep(args: argparse.Namespace, console: Console) -> int:
+    import time
 
-            console.print(diversity_table(read_diversity(dict(zip(columns, args.run_dirs)))))
-    elif args.command == verify_cli.COMMAND:
-        return await verify_cli.run(args, console)
-    elif args.command == evaluate_cli.COMMAND:
-        return await evaluate_cli.run(args, console)
-    if args.command in reasoning_cli.COMMANDS:
-        await reasoning_cli.run(args, console)
-    if args.command in dataset_cli.COMMANDS:
-        return dataset_cli.run(args, console)
-    elif args.command == optimize_cli.COMMAND:
-        await optimize_cli.run(args, console)
+    from environment.sqlnames import snake
+    from graphs.toolprep import build_toolprep_graph
+    from runner.toolprep import run_toolprep
+
+    if not args.domain.strip():
+        raise InputError("--domain must name the domain the tools serve, e.g. 'online bookstore'")
+    out = args.out or Path("runs") / f"toolprep-{snake(args.domain)}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    await run_toolprep(build_toolprep_graph, args.tools, args.domain, out, _settings(args), args.seed, console)
     return 0
+
+
+def _stats(args: argparse.Namespace, console: Console) -> int:
+    from results.stats import read_run_stats, stats_table
+    from results.targeting import slice_shares, slice_table
+    from runner import layout
+
+    columns = read_run_stats(args.run_dirs)
+    console.print(stats_table(columns))
+    for run_dir, label in zip(args.run_dirs, layout.run_labels(args.run_dirs)):
+        targeted = slice_shares(run_dir)  # a run made with --target: its slices beside the evaluation's
+        if targeted is not None:
+            console.print(slice_table(label, *targeted))
+    if args.diversity or any((run / layout.PERSONAS).exists() for run in args.run_dirs):
+        from results.diversity import diversity_table, read_diversity  # loads the embedding model
+
+        console.print(diversity_table(read_diversity(dict(zip(columns, args.run_dirs)))))
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "generate": Command("synthesize a dataset of dialogues from one or more tool sources (SQLite, Postgres, MCP)",
+                        _generate_arguments, _generate),
+    "resume": Command("finish an interrupted run, or continue one dialogue from a checkpoint", _resume_arguments,
+                      _resume),
+    "fork": Command("start a new dialogue from another dialogue's checkpoint", _fork_arguments, _checkpoint_command),
+    "history": Command("list every checkpoint of a dialogue", _history_arguments, _checkpoint_command),
+    "show": Command("print a dialogue as it stood at a checkpoint (default: the last)", _show_arguments,
+                    _checkpoint_command),
+    "toolprep": Command("grow a consistent toolset with output schemas from a few seed tools", _toolprep_arguments,
+                        _toolprep),
+    "stats": Command("print the statistics of one or more runs side by side", _stats_arguments, _stats),
+    **reasoning_cli.COMMANDS,
+    **dataset_cli.COMMANDS,
+    **optimize_cli.COMMANDS,
+    **verify_cli.COMMANDS,
+    **evaluate_cli.COMMANDS,
+}
+
+
+def parser(only: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The whole argument parser (for the CLI reference); with `only`, just those commands' arguments are added
+    (the others are listed), so parsing one command imports only what its flags need."""
+    top = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
+                                  epilog="`COMMAND --help` describes a command's options.")
+    sub = top.add_subparsers(dest="command", required=True)
+    for name, entry in COMMANDS.items():
+        p = sub.add_parser(name, help=entry.help, description=entry.help)
+        if only is None or name in only:
+            entry.arguments(p)
+    return top
+
+
+def _interrupted(args: argparse.Namespace) -> int:
+    target = getattr(args, "run_dir", None) or getattr(args, "started_out", None)
+    if args.command == evaluate_cli.COMMAND:
+        target = getattr(args, "resume", None) or getattr(args, "started_out", None)
+        if target is not None and Path(target).exists():
+            print(f"interrupted: finish it with `python -m graphs.run evaluate --resume {target}`", file=sys.stderr)
+            return 130
+    if target is not None and Path(target).exists():
+        print(f"interrupted: finish the run with `python -m graphs.run resume {target}`", file=sys.stderr)
+    else:
+        print("interrupted", file=sys.stderr)
+    return 130
 
 
 def _interrupt(*_: object) -> None:
@@ -329,37 +339,24 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     # a checkpointer's lost connection is said once, in the run's own line, not again per pipeline psycopg drops
     logging.getLogger("psycopg").setLevel(logging.ERROR)
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser(argv[:1]).parse_args(argv)
     console = Console(stderr=False)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return event_loop.run(_main(args, console))
-    except InputError as exc:
+        with forge_errors():
+            code = COMMANDS[args.command].handler(args, console)
+            if inspect.iscoroutine(code):
+                from runner import event_loop
+
+                code = event_loop.run(code)
+        return code or 0
+    except ForgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        print(f"error: invalid input: {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
-        return 2
-    except RunError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (BackendOutputError, openai.APIError) as exc:  # the model server failed us, not the user's input
-        print(f"error: the model server: {str(exc).splitlines()[0][:300]}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
-        target = getattr(args, "run_dir", None) or getattr(args, "started_out", None)
-        if args.command == evaluate_cli.COMMAND:
-            target = getattr(args, "resume", None) or getattr(args, "started_out", None)
-            if target is not None and Path(target).exists():
-                print(f"interrupted: finish it with `python -m graphs.run evaluate --resume {target}`", file=sys.stderr)
-                return 130
-        if target is not None and Path(target).exists():
-            print(f"interrupted: finish the run with `python -m graphs.run resume {target}`", file=sys.stderr)
-        else:
-            print("interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(args)
 
 
 if __name__ == "__main__":

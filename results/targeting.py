@@ -8,7 +8,6 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from rich.table import Table
 
-from environment.sources.registry import label_of
 from runner import layout
 from state.targeting import AXES, Targeting, task_slices
 from state.tasks import Task
@@ -26,6 +25,8 @@ class SliceShare(BaseModel):
 
 
 def _tasks(run_dir: Path) -> list[tuple[Task, str]]:
+    from environment.sources.registry import label_of  # the source kinds load with it: only a targeted run's stats
+
     out = []
     for line in layout.RunFiles(run_dir).iter_lines(layout.DIALOGUES):
         source = str(line.get("metadata", {}).get("source_database") or "")

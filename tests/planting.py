@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from graphs.finish import write_stats
+from dialogue_forge.run import write_stats
 from runner import run_folder as rf
 from runner.run_folder import RunFolder
 
