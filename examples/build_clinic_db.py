@@ -395,9 +395,9 @@ def make_owners(rng: random.Random) -> list[dict]:
 
         email = None
         if rng.random() < 0.88:
-            f, l = first.lower(), last.lower().replace("'", "").replace("-", "")
+            given, family = first.lower(), last.lower().replace("'", "").replace("-", "")
             pattern = rng.choice(["{f}.{l}", "{f}{l}", "{f0}{l}", "{f}_{l}{n}", "{l}.{f}"])
-            local = pattern.format(f=f, l=l, f0=f[0], n=rng.randint(1, 99))
+            local = pattern.format(f=given, l=family, f0=given[0], n=rng.randint(1, 99))
             email = f"{local}@{rng.choice(EMAIL_DOMAINS)}"
             suffix = 2
             while email in emails:

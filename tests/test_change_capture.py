@@ -10,7 +10,6 @@ change log's fold since a mark taken part way equals the snapshot diff between t
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from graphs.run import main
 from tests.conftest import CLINIC, ROOT

@@ -49,8 +49,8 @@ class SourceKind(ABC):
     def recordable(self, name: str) -> dict[str, Any] | None:
         return None
 
-    def start_run(self, name: str, scope: RunScope, resuming: bool) -> None:
+    def start_run(self, name: str, scope: RunScope, resuming: bool) -> None:  # noqa: B027 - optional: nothing by default
         """Before a run (a resumed one: leftovers of a killed attempt go first)."""
 
-    def finish_run(self, name: str, scope: RunScope) -> None:
+    def finish_run(self, name: str, scope: RunScope) -> None:  # noqa: B027 - optional: nothing by default
         """After a run, whatever ended it."""

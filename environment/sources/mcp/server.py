@@ -143,7 +143,7 @@ class ServerConnection:
         while True:
             try:
                 page = await self._request(
-                    lambda s: s.list_tools(params=types.PaginatedRequestParams(cursor=cursor)) if cursor
+                    lambda s, cursor=cursor: s.list_tools(params=types.PaginatedRequestParams(cursor=cursor)) if cursor
                     else s.list_tools(), timeout)
             except McpServerFailure:
                 raise

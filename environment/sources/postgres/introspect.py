@@ -108,7 +108,7 @@ def _table(conn: psycopg.Connection, schema: str, oid: int, name: str, kind: str
     unique = {c[3][0] for c in constraints if c[0] == "u" and len(c[3]) == 1}
     unique |= {r[0] for r in conn.execute(_UNIQUE_INDEXES, {"oid": oid})}
     columns: list[Column] = []
-    for (column, declared, typname, typtype, category, not_null, default, identity, generated, owned,
+    for (column, declared, typname, _typtype, category, not_null, default, identity, generated, owned,
          labels) in conn.execute(_COLUMNS, {"oid": oid}):
         json_type, is_blob, is_date = _json_type(typname, category)
         columns.append(Column(
