@@ -22,8 +22,8 @@ from environment.sources.registry import load_source_kinds
 from environment.sources.run_hooks import sources_for_run
 from runner import run_folder as rf
 from nodes.stored_values import toolset_of
-from runner.batch import Batch, recursion_limit
-from runner.databases import toolsets_of
+from runner.lanes import recursion_limit
+from runner.lines import LineWriter
 from runner.persistence import checkpoint_location, keep_only_last_checkpoint, open_persistence
 from runner.run_folder import RunFolder
 from state.config import RunConfig, Settings
@@ -136,9 +136,6 @@ class DialogueCheckpoints:
     def _source_names(self) -> list[str]:
         return [ref.name for s in self.config.sources() for ref in s.sources]
 
-    def _batch(self) -> Batch:
-        return Batch(self.builder_factory, self.folder, self.config, self.settings,
-                     toolsets_of(self.folder, self.config), self.console)
 
     async def _finish(self, dialogue_id: str, started: float, replace: bool, run: Any) -> None:
         error = None
@@ -150,7 +147,7 @@ class DialogueCheckpoints:
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         values = (await self.graph.aget_state(self._cfg(dialogue_id))).values
         tools = await self.tools_of(DialogueState.model_validate(values)) if values else []
-        await self._batch().write(dialogue_id, values, time.perf_counter() - started, error, tools=tools,
+        await LineWriter(self.folder, self.config, self.settings).write(dialogue_id, values, time.perf_counter() - started, error, tools=tools,
                                   replace=replace)
         self.folder.sort_dataset()
         if self.settings.checkpoints == "final" and error is None:

@@ -4,16 +4,14 @@ A trial is one thread of the dialogue graph, seeded as if `prepare` had just run
 the task, the earlier tasks and their calls (the tool executor's sandbox pool replays them onto a fresh copy
 of the source, so the task starts in the state it began in), and the task itself as the one the task
 generator takes. The graph then runs that task to its verdict; the validator's Verification is the score.
-Lanes, checkpoints and the sandbox pool are the run machinery's (runner/batch.py): kill -9 and resume
+Lanes, checkpoints and the sandbox pool are the run machinery's (runner/lanes.py): kill -9 and resume
 continues each trial from its last checkpoint, and a trial's line is written only once it ended.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import shutil
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,17 +19,17 @@ from langchain_core.messages import convert_to_messages
 from langgraph.graph import StateGraph
 from pydantic import BaseModel, Field
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from environment.errors import InputError
 from environment.sources.dialogue_time import reference_time_for
 from environment.sources.registry import label_of, load_source_kinds
 from verification.scoring import classify, reward_parts
 from runner import layout
-from runner import run_folder as rf
-from runner.batch import Batch, capped, recursion_limit, run_in_worker
+from runner.lanes import Ended, Lanes
 from runner.export import openai_message
-from runner.preflight import backend_notice, check_backend
+from runner.preflight import backend_notice, run_settings
+from runner.processes import run_in_processes, run_in_worker
+from runner.progress import progress_bar
 from runner.run_folder import RunFolder, new_run_folder
 from state.benchmark import BenchmarkTask, EvaluationConfig, TrialRecord, tasks_of_line, trial_seed
 from state.config import RunConfig, Settings
@@ -101,16 +99,20 @@ def _trial_worker_main(builder_factory: Callable[[], StateGraph], folder: str, c
     run_in_worker(batch, list(range(len(plan))), events, number, parent)
 
 
-class TrialBatch(Batch):
-    """The run machinery's lanes, checkpoints and sandbox pool, each index one trial of the plan."""
+class TrialBatch:
+    """An evaluation's trials on the one dialogue path (runner/lanes.py): index i is trial i of the plan, its
+    thread seeded where its task began, its end scored into a trial line."""
 
+    noun = "trial"
     worker_main = staticmethod(_trial_worker_main)
 
     def __init__(self, builder_factory: Callable[[], StateGraph], folder: RunFolder, evaluation: EvaluationConfig,
                  settings: Settings, toolsets: dict[str, list[Tool]], plan: list[TrialPlan], console: Console) -> None:
-        run_config = RunConfig.model_validate(evaluation.run_config).model_copy(
+        self.config = RunConfig.model_validate(evaluation.run_config).model_copy(
             update={"concurrency": evaluation.concurrency, "workers": 1})
-        super().__init__(builder_factory, folder, run_config, settings, toolsets, console)
+        self.builder_factory, self.folder, self.toolsets, self.console = builder_factory, folder, toolsets, console
+        self.lanes = Lanes(folder, self.config, settings, toolsets)
+        self.settings = self.lanes.settings
         self.evaluation, self.plan = evaluation, plan
         self.forked: dict[str, str] = {}  # re-run thread -> the checkpoint it continued from
 
@@ -118,8 +120,8 @@ class TrialBatch(Batch):
         task = plan.task
         return {"dialogue_id": plan.thread_id, "sources": task.sources, "seed": task.seed, "user_seed": plan.seed,
                 "tasks_per_dialogue": task.index + 1, "task_style": task.task_style,
-                "toolset_key": self.toolset_keys[task.toolset],
-                "schema_key": self.schema_keys.get(joined_name(task.sources), ""),
+                "toolset_key": self.lanes.toolset_keys[task.toolset],
+                "schema_key": self.lanes.schema_keys.get(joined_name(task.sources), ""),
                 "messages": convert_to_messages(task.prefix), "tasks": task.earlier_tasks,
                 "task_starts": task.earlier_starts, "calls": task.prefix_calls,
                 "planned_tasks": [*task.earlier_tasks, task.task], "reference_time": reference_time_for(task.seed)}
@@ -127,40 +129,42 @@ class TrialBatch(Batch):
     def worker_share(self, indices: list[int]) -> Any:
         return self.toolsets, self.evaluation, [self.plan[i] for i in indices]
 
-    async def _dialogue(self, graph: Any, i: int) -> None:
+    async def run_shard(self, indices: list[int], on_done: Callable[[], None]) -> None:
+        """These trials in this process, on its lanes."""
+        await self.lanes.run(self.builder_factory, self, indices, on_done)
+
+    async def run_in_processes(self, indices: list[int], workers: int, on_done: Callable[[], None]) -> None:
+        await run_in_processes(self.worker_main, self.builder_factory, self.folder, self.config, self.settings,
+                               self.worker_share, indices, workers, on_done)
+
+    def thread_id(self, i: int) -> str:
+        return self.plan[i].thread_id
+
+    def resume_command(self) -> str:
+        return f"python -m graphs.run evaluate --resume {self.folder.path}"
+
+    async def play(self, graph: Any, cfg: dict[str, Any], i: int) -> None:
         plan = self.plan[i]
-        cfg = {"configurable": {"thread_id": plan.thread_id},
-               "recursion_limit": recursion_limit(self.config, self.settings)}
-        started = time.perf_counter()
-        error = ""
-        try:
-            snapshot = await graph.aget_state(cfg)
-            if not snapshot.values:  # a new trial: the thread starts where the task began (or before the fault)
-                fork = await fork_point(graph, plan.fork_thread) if plan.fork_thread else None
-                if fork is None:
-                    await graph.aupdate_state(cfg, self.start_values(plan), as_node="prepare")
-                else:
-                    checkpoint, writer, values = fork
-                    await graph.aupdate_state(cfg, {**values, "dialogue_id": plan.thread_id, "user_seed": plan.seed},
-                                              as_node=writer)
-                    self.forked[plan.thread_id] = checkpoint
-                await graph.ainvoke(None, cfg, context=self.settings)
-            elif snapshot.next or snapshot.tasks:  # cut off part way: go on from its last checkpoint
-                await graph.ainvoke(None, cfg, context=self.settings)
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # the run's error path: counted apart, never scored
-            if rf.is_disk_full(exc):
-                raise rf.disk_full_error(self.folder.file(rf.CHECKPOINTS), self.folder.path) from None
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        values = (await graph.aget_state(cfg)).values
-        record = self.record(plan, values, error, time.perf_counter() - started)
-        async with self.lock:
-            if plan.replaces:
-                await asyncio.to_thread(self.folder.drop_lines, layout.TRIALS, {plan.id})
-            await asyncio.to_thread(self.folder.append_line, layout.TRIALS, record.model_dump(mode="json"))
-        if self.sandboxes is not None:
-            self.sandboxes.release(plan.thread_id)
+        snapshot = await graph.aget_state(cfg)
+        if not snapshot.values:  # a new trial: the thread starts where the task began (or before the fault)
+            fork = await fork_point(graph, plan.fork_thread) if plan.fork_thread else None
+            if fork is None:
+                await graph.aupdate_state(cfg, self.start_values(plan), as_node="prepare")
+            else:
+                checkpoint, writer, values = fork
+                await graph.aupdate_state(cfg, {**values, "dialogue_id": plan.thread_id, "user_seed": plan.seed},
+                                          as_node=writer)
+                self.forked[plan.thread_id] = checkpoint
+            await graph.ainvoke(None, cfg, context=self.settings)
+        elif snapshot.next or snapshot.tasks:  # cut off part way: go on from its last checkpoint
+            await graph.ainvoke(None, cfg, context=self.settings)
+
+    async def finish(self, graph: Any, cfg: dict[str, Any], i: int, ended: Ended) -> None:
+        """The trial's line (a failure is the run's error path: counted apart, never scored)."""
+        plan = self.plan[i]
+        record = self.record(plan, ended.values, ended.error or "", ended.latency)
+        await self.lanes.lines.append(layout.TRIALS, record.model_dump(mode="json"),
+                                      replacing=plan.id if plan.replaces else None)
 
     def record(self, plan: TrialPlan, values: dict[str, Any], error: str, latency: float) -> TrialRecord:
         task = plan.task
@@ -242,15 +246,13 @@ async def run_trials(builder_factory: Callable[[], StateGraph], folder: RunFolde
     plan = _plan(evaluation, tasks, done, rerun_faults)
     toolsets = {name: layout.load_toolset(folder.file(name)) for name in sorted({t.toolset for t in tasks})}
     batch = TrialBatch(builder_factory, folder, evaluation, settings, toolsets, plan, console)
-    columns = [TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     total = len(tasks) * evaluation.trials
-    with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task("trials", total=total, completed=total - sum(not p.replaces for p in plan))
+    with progress_bar(console, "trials", total, total - sum(not p.replaces for p in plan)) as on_done:
         workers = min(evaluation.workers, len(plan))
         if workers > 1:
-            await batch._run_in_processes(list(range(len(plan))), workers, lambda: progress.advance(bar))
+            await batch.run_in_processes(list(range(len(plan))), workers, on_done)
         elif plan:
-            await batch.run_shard(list(range(len(plan))), lambda: progress.advance(bar))
+            await batch.run_shard(list(range(len(plan))), on_done)
     folder.sort_lines(layout.TRIALS)  # the same bytes whichever trial happened to end first
     return len(plan)
 
@@ -262,9 +264,8 @@ async def evaluate(builder_factory: Callable[[], StateGraph], run_dir: Path, out
     """A new evaluation folder: the chosen tasks and the run's toolsets copied in, then every trial run."""
     tasks, run_config = select_tasks(run_dir, count, task_ids or [], seed)
     kinds = list(dict.fromkeys([*(run_config.settings.get("source_kinds") or []), *settings.source_kinds]))
-    settings = capped(settings.model_copy(update={"source_kinds": kinds}),
-                      run_config.model_copy(update={"concurrency": concurrency}))
-    check_backend(settings)
+    settings = run_settings(settings.model_copy(update={"source_kinds": kinds}),
+                            run_config.model_copy(update={"concurrency": concurrency}), executor=False)
     if workers > 1 and settings.backend_kind == "custom":
         raise InputError(f"--workers needs the offline or openai backend, not {settings.backend!r}")
     evaluation = EvaluationConfig(run_dir=str(run_dir), run_config=run_config.model_dump(mode="json"), trials=trials,
@@ -289,8 +290,6 @@ def evaluation_settings(folder: layout.RunFiles, given: Settings | None) -> Sett
     if not folder.file(layout.CONFIG).exists() or layout.run_kind(folder.path) != "evaluate":
         raise InputError(f"not an evaluation folder (no evaluate config.json): {folder.path}")
     evaluation = EvaluationConfig.model_validate(folder.read_json(layout.CONFIG))
-    run_config = RunConfig.model_validate(evaluation.run_config).model_copy(
-        update={"concurrency": evaluation.concurrency})
     settings = Settings.of_run(evaluation.settings, given)
     kinds = list(dict.fromkeys([*(evaluation.settings.get("source_kinds") or []), *settings.source_kinds]))
-    return capped(settings.model_copy(update={"source_kinds": kinds}), run_config)
+    return settings.model_copy(update={"source_kinds": kinds})  # capped by the lanes that run the trials

@@ -5,28 +5,35 @@ Batch (batch.py)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 from langgraph.graph import StateGraph
 from rich.console import Console
 
-from backends.registry import backend_for
 from environment.errors import InputError
 from environment.sources.registry import load_source_kinds, open_source, tools_without_source
 from environment.sources.run_hooks import sources_for_run
 from runner import run_folder as rf
-from runner.batch import Batch, capped
+from runner.batch import Batch
 from runner.databases import (PreparedDatabase, check_tasks_possible, prepare_databases, toolset_files, toolsets_of,
                               write_toolset)
 from runner.postgres_checkpoints import check_checkpointer
-from runner.preflight import backend_notice, check_backend, settle_backend
-from runner.ray_executor import check_ray
+from runner.preflight import run_settings, start_backend
 from runner.run_folder import RunFolder, new_run_folder
 from state.config import RunConfig, RunSource, Settings
 from state.sources import SourceRef
 from state.tools import Tool, Toolset
 
 Finished = TypeVar("Finished")
+
+
+def check_something_to_work_on(databases: Sequence[object] | None, toolset: object | None) -> None:
+    """A run needs sources or a toolset: said in one line, before anything else is checked (the one home of
+    this check, for the command line and Python callers alike)."""
+    if not databases and not toolset:
+        raise InputError("nothing to work on: pass --db with a SQLite database, --mcp with MCP servers, or "
+                         "--toolset with a toolset.json (simulated tools)")
+
 
 async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
                    console: Console, finish: Callable[[RunFolder], Finished], toolset: list[Tool] | None = None,
@@ -35,16 +42,12 @@ async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig,
     (the run's summary, say) runs on the finished folder while this process still owns it."""
     databases = databases or []
     single = open_source(databases[0]) if len(databases) == 1 else None  # its problem is the user's error, said first
-    if not databases and not toolset:
-        raise InputError("nothing to work on: pass --db (a SQLite database) or --toolset (simulated tools)")
+    check_something_to_work_on(databases, toolset)
     homeless = tools_without_source(toolset or [], single) if len(databases) <= 1 else []
     if homeless:
         raise InputError(f"the toolset has {homeless[0].source} tools ({homeless[0].name}): pass --db with the "
                          f"source they run on")
-    settings = capped(settings, config)
-    check_backend(settings)
-    if settings.executor == "ray":
-        check_ray(settings.ray_address)
+    settings = run_settings(settings, config)
     await check_checkpointer(settings, config.run_id)
     # sources that make something per run (a template database) make it now, and remove it when the run ends
     with sources_for_run(_names(databases), config.run_id, settings.keep_sandboxes):
@@ -56,8 +59,7 @@ async def _generate(builder_factory: Callable[[], StateGraph], config: RunConfig
                     console: Console, finish: Callable[[RunFolder], Finished], toolset: list[Tool] | None,
                     databases: list[list[SourceRef]], dialogues_per_db: int | None) -> Finished:
     with new_run_folder(out, "generate") as folder:  # until the toolsets are written: on failure, no partial folder
-        backend_notice(settings, console)
-        await settle_backend(backend_for(settings), console)
+        await start_backend(settings, console)
         if len(databases) > 1:
             prepared = await prepare_databases(databases, settings, toolset, config.concurrency, console)
             files = toolset_files([p.sources[0].name for p in prepared]) if len(prepared) > 1 else [rf.TOOLSET]
@@ -106,12 +108,8 @@ async def resume(builder_factory: Callable[[], StateGraph], run_dir: Path, setti
         for source in config.sources():
             if source.sources:
                 open_source(source.sources)  # moved or deleted: say so before any dialogue is touched
-        settings = capped(Settings.of_run(config.settings, settings).model_copy(update=executor or {}), config)
-        check_backend(settings)
-        if settings.executor == "ray":
-            check_ray(settings.ray_address)
-        backend_notice(settings, console)
-        await settle_backend(backend_for(settings), console)
+        settings = run_settings(Settings.of_run(config.settings, settings).model_copy(update=executor or {}), config)
+        await start_backend(settings, console)
         # what a killed attempt left of its sandboxes goes first: every dialogue rebuilds its own by replay
         with sources_for_run(_names([s.sources for s in config.sources()]), config.run_id, settings.keep_sandboxes,
                              resuming=True):

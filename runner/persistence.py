@@ -8,7 +8,7 @@ import asyncio
 import fcntl
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import aiosqlite
 from langgraph.channels.delta import DeltaChannel
@@ -135,3 +135,11 @@ async def keep_only_last_checkpoint(graph: Any, saver: AsyncSqliteSaver, thread_
             await saver.conn.execute(f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_id != ?",
                                      (thread_id, checkpoint_id))
         await saver.conn.commit()
+
+
+async def keep_only_final_states(where: Path | str, builder_factory: Callable[[], Any], done: set[str]) -> None:
+    """Dialogues written just before a run was cut off may still keep every step: prune them now."""
+    async with open_persistence(where) as (saver, store):
+        graph = builder_factory().compile(checkpointer=saver, store=store)
+        for thread_id in sorted(await threads_with_history(saver) & done):
+            await keep_only_last_checkpoint(graph, saver, thread_id)

@@ -8,7 +8,27 @@ from rich.console import Console
 from backends.protocols import Lifecycle
 from backends.registry import backend_for
 from environment.errors import InputError
-from state.config import LLM_ROLES, Settings
+from runner.ray_executor import check_ray
+from state.config import LLM_ROLES, RunConfig, Settings
+
+
+def capped(settings: Settings, config: RunConfig) -> Settings:
+    """The settings with each endpoint's concurrency capped at the run's: never more requests at once. The one
+    home of the cap: a run's entry caps through `run_settings`, and the lanes of each process (runner.lanes) cap
+    at their own share of the concurrency (a worker process's is less than the run's)."""
+    if settings.max_in_flight == config.concurrency:
+        return settings
+    return settings.model_copy(update={"max_in_flight": config.concurrency})
+
+
+def run_settings(settings: Settings, config: RunConfig, executor: bool = True) -> Settings:
+    """The settings a run goes with, checked before anything is written: capped at the run's concurrency, the
+    backend set up and reachable, and (with `executor`, for a run that may go to Ray) the executor at hand."""
+    settings = capped(settings, config)
+    check_backend(settings)
+    if executor and settings.executor == "ray":
+        check_ray(settings.ray_address)
+    return settings
 
 
 def check_backend(settings: Settings) -> None:
@@ -57,6 +77,13 @@ async def settle_backend(backend: Lifecycle, console: Console) -> None:
     """Get the backend ready before the work starts (each endpoint's structured-output mode), and say how."""
     for line in await backend.settle():
         console.print(line)
+
+
+async def start_backend(settings: Settings, console: Console) -> None:
+    """Before a run's first model call: say which backend runs, and get it ready (the lanes of each process
+    settle it again, quietly: a worker process or a Ray task has a backend of its own)."""
+    backend_notice(settings, console)
+    await settle_backend(backend_for(settings), console)
 
 
 def backend_notice(settings: Settings, console: Console, offline: str = "") -> None:

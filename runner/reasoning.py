@@ -30,7 +30,7 @@ from metrics.quality import quality_report
 from nodes.reasoning import transcript_of
 from nodes.user_generator import generate_profile_pool
 from runner import run_folder as rf
-from runner.batch import run_thread
+from runner.lanes import run_thread
 from runner.preflight import backend_notice, check_backend, settle_backend
 from runner.persistence import open_checkpointer
 from runner.export import openai_message

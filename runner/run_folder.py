@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,6 +19,20 @@ from environment.errors import InputError, RunError
 # the file names are re-exported: the run-making code names a run folder's files through this module
 from runner.layout import (CHECKPOINTS, CONFIG, DIALOGUES, LLM_CACHE, OWNER_LOCK, REJECTED, STATS,  # noqa: F401
                            TIMINGS, TOOLSET, TOOLSET_REPORT, RunFiles)
+
+
+RUNS = Path("runs")  # where a run goes when no --out names its folder
+
+
+def run_name(*parts: str, seed: int, started: time.struct_time | None = None) -> str:
+    """A new run's name (its folder's, its run id): what it is, its seed and when it started, e.g.
+    clinic-dialogue-s3-20260102-030405. The one place a run's name is built, whatever the command."""
+    return "-".join([*parts, f"s{seed}", time.strftime("%Y%m%d-%H%M%S", started or time.localtime())])
+
+
+def default_run_dir(*parts: str, seed: int) -> Path:
+    """The folder of a new run that names none: runs/<run_name>."""
+    return RUNS / run_name(*parts, seed=seed)
 
 
 class DiskFullError(RunError):

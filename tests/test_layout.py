@@ -59,3 +59,14 @@ def test_a_run_goes_on_with_its_recorded_settings_or_the_given_ones_keeping_its_
     merged = Settings.of_run(recorded, given)
     assert merged.backend == "openai" and merged.checkpoints == "final" and merged.max_tools == given.max_tools
     assert Settings.of_run({"backend": "offline", "model": None}).model == Settings().model  # None: the default
+
+
+def test_a_new_run_is_named_by_what_it_is_its_seed_and_when_it_started():
+    import time
+
+    from runner.run_folder import default_run_dir, run_name
+
+    started = time.strptime("2026-01-02 03:04:05", "%Y-%m-%d %H:%M:%S")
+    assert run_name("clinic", "dialogue", seed=3, started=started) == "clinic-dialogue-s3-20260102-030405"
+    assert run_name("eval", "clinic-six", "gpt-4o", seed=0, started=started) == "eval-clinic-six-gpt-4o-s0-20260102-030405"
+    assert default_run_dir("toolprep", "bookstore", seed=1).parent == Path("runs")

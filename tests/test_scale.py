@@ -52,7 +52,7 @@ def test_dialogues_wait_their_turn_without_a_task_each(tmp_path):
     seen: list[int] = []
     tasks_alive: list[int] = []
 
-    async def fake_dialogue(graph, i):
+    async def fake_dialogue(graph, job, i):
         tasks_alive.append(len(asyncio.all_tasks()))
         await asyncio.sleep(0)
         seen.append(i)
@@ -62,7 +62,7 @@ def test_dialogues_wait_their_turn_without_a_task_each(tmp_path):
             return None
 
     batch.builder_factory = _Compiled
-    batch._dialogue = fake_dialogue
+    batch.lanes.dialogue = fake_dialogue
     asyncio.run(batch.run_shard(list(range(300)), lambda: None))
     assert sorted(seen) == list(range(300))
     assert max(tasks_alive) <= 4 + 2  # the lanes, the main task and the checkpoint store's background task
