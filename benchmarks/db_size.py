@@ -3,14 +3,16 @@
     python -m benchmarks.db_size [--rows 10k 100k 1M 10M] [--dialogues 6] [--postgres 10k 1M] [--mcp]
                                  [--code DIR] [--scratch DIR]
 
-Builds a shop database of each size (customers, products, and purchases filling the rest; deterministic,
-no download; cached under --scratch), runs `generate` on it offline with 2 tasks per dialogue in a process of
-its own, and prints: latency per sample, dialogues per second, the peak resident memory of the run (the
-command and every process it started, sampled), and per task the time spent opening sandboxes, in plan checks
-and reading real diffs. `--postgres` runs the same on a PostgreSQL database of the same rows (a throwaway
-server, as the tests start); `--mcp` adds one row over the bundled MCP library server, whose sandboxes cannot
-roll back (each plan check starts fresh servers). `--code DIR` runs another checkout of the project (e.g. an
-older commit exported with `git archive`) for a before/after comparison. Prints figures; asserts nothing.
+Builds a shop database of each size (customers, products, and purchases filling the rest; deterministic, no
+download; cached under --scratch), runs `generate` on it offline with 2 tasks per dialogue in a process of its
+own, and prints: latency per sample, dialogues per second, the peak resident memory of the run (the command and
+every process it started, sampled), and per task the time spent opening sandboxes, in plan checks and reading
+real diffs, and the time of every tool call's statement (plan checks' included). `--postgres` runs the same on
+a PostgreSQL database of the same rows (a throwaway server, as the tests start); `--mcp` adds one row over the
+bundled MCP library server, whose sandboxes cannot roll back (each plan check starts fresh servers). `--code
+DIR` runs another checkout of the project (e.g. an older commit exported with `git archive`) for a before/after
+comparison.
+Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -158,9 +160,13 @@ def child(argv: list[str], timings: Path) -> int:
     from environment.sources.sqlite import sandbox as sqlite_sandbox
     from graphs.run import main
 
-    tally: dict[str, list[float]] = {"open": [], "plan": [], "diff": []}
+    tally: dict[str, list[float]] = {"open": [], "plan": [], "diff": [], "calls": []}
     _timed(sqlite_sandbox.Sandbox, "__init__", tally, "open")
     _timed(postgres_sandbox.PostgresSandbox, "__init__", tally, "open")
+    # every tool call's statement on a sandbox (the plan checks' and the dialogue's): the work that grows
+    # with the data where a tool scans or sorts a whole table
+    _timed(sqlite_sandbox.Sandbox, "run", tally, "calls")
+    _timed(postgres_sandbox.PostgresSandbox, "run", tally, "calls")
     try:
         from environment.sources.mcp import kind as mcp_kind
         _timed(mcp_kind.McpSandbox, "__init__", tally, "open")
@@ -203,7 +209,7 @@ def run_once(label: str, source: list[str], dialogues: int, scratch: Path, code:
     return {"label": label, "latency": stats.get("latency_per_sample_s", 0.0), "wall": seconds,
             "rate": dialogues / seconds, "rss": peak / 2**20, "opens": len(tally["open"]),
             "open_ms": 1000 * sum(tally["open"]) / tasks, "plan_ms": 1000 * sum(tally["plan"]) / tasks,
-            "diff_ms": 1000 * sum(tally["diff"]) / tasks}
+            "diff_ms": 1000 * sum(tally["diff"]) / tasks, "calls_ms": 1000 * sum(tally["calls"]) / tasks}
 
 
 def main() -> int:
@@ -227,13 +233,13 @@ def main() -> int:
     table = Table(title=f"db_size: offline, {args.dialogues} dialogues x 2 tasks, code {args.code}, "
                         f"{os.cpu_count()} cores")
     for column in ("source", "rows", "DB MB", "latency/sample s", "dialogues/s", "peak RSS MB", "sandboxes opened",
-                   "open ms/task", "plan check ms/task", "diff ms/task"):
+                   "open ms/task", "plan check ms/task", "diff ms/task", "tool calls ms/task"):
         table.add_column(column, justify="right")
 
     def add(kind: str, rows: int, size_mb: float, figures: dict[str, Any]) -> None:
         table.add_row(kind, f"{rows:,}", f"{size_mb:.0f}", f"{figures['latency']:.3f}", f"{figures['rate']:.2f}",
                       f"{figures['rss']:.0f}", str(figures["opens"]), f"{figures['open_ms']:.1f}",
-                      f"{figures['plan_ms']:.1f}", f"{figures['diff_ms']:.1f}")
+                      f"{figures['plan_ms']:.1f}", f"{figures['diff_ms']:.1f}", f"{figures['calls_ms']:.1f}")
         console.print(f"  {kind} {rows:,} rows: {json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()})}")
 
     for text in args.rows:

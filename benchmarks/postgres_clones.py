@@ -3,6 +3,12 @@ run's template, then DROP) against SQLite (the in-memory copy a dialogue's sandb
 second of whole offline runs (`generate --db`) over each.
 
     python benchmarks/postgres_clones.py [--clones 20] [--dialogues 20] [--uri postgresql://USER@HOST:PORT/DATABASE]
+    python -m benchmarks.postgres_clones --strategies 10k 1M 10M [--clones 4]
+
+`--strategies` compares CREATE DATABASE … STRATEGY WAL_LOG (Postgres 15's default: the template's blocks are
+copied and WAL-logged one by one) with STRATEGY FILE_COPY (a checkpoint, then the files copied whole) on the
+shop databases of benchmarks/db_size.py, each size a database of its own on a throwaway server: time per clone
+(create, then drop) of each strategy, one at a time and 4 at once.
 
 Without --uri a throwaway server is started (initdb and pg_ctl, as the tests do) and the example is loaded
 into it with examples/load_postgres.py; with --uri the example is loaded into that (empty) database.
@@ -108,7 +114,80 @@ def run_figures(db: str, name: str, dialogues: int) -> str:
     return f"{name + ': offline run':<34} n={dialogues:<4} {wall:8.2f} s wall   {dialogues / wall:8.2f} dialogues/s"
 
 
+def strategy_figures(uri: str, clones: int, at_once: int = 4) -> dict[str, tuple[float, float]]:
+    """Seconds per clone of `uri`'s database with each strategy: (one at a time, `at_once` at a time)."""
+    import psycopg
+    from psycopg import sql as pgsql
+
+    from state.postgres_uri import database_name, with_database
+
+    source, admin_uri = database_name(uri), with_database(uri, "postgres")
+
+    def clone(name: str, strategy: str) -> None:
+        with psycopg.connect(admin_uri, autocommit=True) as admin:
+            admin.execute(pgsql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY {}").format(
+                pgsql.Identifier(name), pgsql.Identifier(source), pgsql.SQL(strategy)))
+
+    def drop(name: str) -> None:
+        with psycopg.connect(admin_uri, autocommit=True) as admin:
+            admin.execute(pgsql.SQL("DROP DATABASE IF EXISTS {}").format(pgsql.Identifier(name)))
+
+    figures = {}
+    for strategy in ("WAL_LOG", "FILE_COPY"):
+        serial = []
+        for i in range(clones):
+            started = time.perf_counter()
+            clone(f"bench_{i}", strategy)
+            serial.append(time.perf_counter() - started)
+            drop(f"bench_{i}")
+        names = [f"bench_c{i}" for i in range(at_once)]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(at_once) as pool:
+            list(pool.map(lambda n: clone(n, strategy), names))
+        concurrent = (time.perf_counter() - started) / at_once
+        for name in names:
+            drop(name)
+        figures[strategy] = (statistics.median(serial), concurrent)
+    return figures
+
+
+def strategies_main(sizes: list[str], clones: int) -> int:
+    from benchmarks.db_size import build_postgres, parse_rows
+    from tests.postgres_server import PostgresServer, missing_reason
+    import psycopg
+
+    if missing_reason():
+        print(f"cannot run: {missing_reason()}", file=sys.stderr)
+        return 2
+    server = PostgresServer().start()
+    rows_out = []
+    try:
+        for text in sizes:
+            rows = parse_rows(text)
+            uri = server.create_database(f"shop_{rows}")
+            build_postgres(rows, uri)
+            with psycopg.connect(uri) as conn:
+                size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 2**20
+            figures = strategy_figures(uri, clones)
+            rows_out.append((rows, size, figures))
+            print(f"{rows:>12,} rows {size:8.0f} MB  " + "  ".join(
+                f"{k}: {1000 * a:8.1f} ms serial, {1000 * b:8.1f} ms/clone 4 at once" for k, (a, b) in figures.items()),
+                flush=True)
+    finally:
+        server.stop()
+    return 0
+
+
 def main() -> int:
+    if "--strategies" in sys.argv:
+        at = sys.argv.index("--strategies")
+        clones = int(sys.argv[sys.argv.index("--clones") + 1]) if "--clones" in sys.argv else 4
+        sizes = []
+        for word in sys.argv[at + 1:]:
+            if word.startswith("--"):
+                break
+            sizes.append(word)
+        return strategies_main(sizes, clones)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clones", type=int, default=20)
     parser.add_argument("--dialogues", type=int, default=20, help="dialogues per offline run (0: no runs)")

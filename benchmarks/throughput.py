@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -36,6 +37,7 @@ from runner.workers import auto_workers
 from state.config import RunConfig, RunSource, Settings
 from state.sources import SourceRef
 from nodes.tool_synthesizer import synthesize_toolset
+from environment.sources.registry import open_source
 from environment.sources.sqlite.introspect import inspect_database
 from tests.clinic_model import ClinicModel
 from tests.stub_server import run_async_stub
@@ -58,11 +60,23 @@ def _serve(latency: float, ports: "multiprocessing.Queue[int]", stop: "multiproc
     run_async_stub(counted, latency=latency, on_ready=ports.put, should_stop=stop.is_set)
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that have ended (worker processes; the stub server
+    still runs, so it is not counted)."""
+    own, ended = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime
+
+
+CPU: dict[tuple[str, int, int], float] = {}  # (run, concurrency, workers) -> CPU seconds per LLM call
+
+
 async def _run(settings: Settings, dialogues: int, concurrency: int, tasks: int,
                workers: int = 1) -> tuple[float, int, int]:
-    """(seconds, LLM calls, dialogues written) for one batch into a throwaway run folder."""
+    """(seconds, LLM calls, dialogues written) for one batch into a throwaway run folder; its CPU per call
+    goes to CPU."""
     database = inspect_database(CLINIC)
-    toolset, _ = await synthesize_toolset(database, backend_for(Settings(backend="offline")), settings)
+    toolset, _ = await synthesize_toolset(open_source(str(CLINIC)), database, backend_for(Settings(backend="offline")),
+                                          settings)
     with tempfile.TemporaryDirectory() as tmp:
         folder = RunFolder(Path(tmp))
         config = RunConfig(run_id="bench", databases=[RunSource(sources=[SourceRef(kind="sqlite", name=str(CLINIC))])],
@@ -71,20 +85,21 @@ async def _run(settings: Settings, dialogues: int, concurrency: int, tasks: int,
                            settings=settings.public())
         console = Console(quiet=True)
         served_before = SERVED.value if SERVED is not None else 0
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu()
         try:
             await Batch(build_dialogue_graph, folder, config, settings, {rf.TOOLSET: toolset.tools}, console).run()
         except Exception:
             for log in sorted(Path(tmp).glob("worker-*.log")):  # the folder goes with the error: show why
                 print(f"--- {log.name}\n{log.read_text()}", file=sys.stderr)
             raise
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, _cpu() - cpu
         lines = folder.read_lines("dialogues.jsonl") + folder.read_lines("rejected.jsonl")
         # every request the server answered, the structured-output probe included: a call is a call
         calls = SERVED.value - served_before if SERVED is not None else 0
         if not settings.uses_model:
             calls = sum(sum(1 for m in r["messages"] if m["role"] in ("user", "assistant")) + 2 * tasks
                         for r in lines)  # one backend call per user/assistant message, plus task + judge
+        CPU["graph", concurrency, workers] = cpu / max(1, calls)
         return seconds, calls, len(lines)
 
 
@@ -121,8 +136,9 @@ async def _raw_http(base_url: str, concurrency: int, per_worker: int, client: st
 
     async with session:
         await worker(2)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu()
         await asyncio.gather(*(worker(per_worker) for _ in range(concurrency)))
+        CPU[client, concurrency, 1] = (_cpu() - cpu) / (concurrency * per_worker)
         return concurrency * per_worker / (time.perf_counter() - started)
 
 
@@ -211,6 +227,13 @@ def main() -> None:
                 best = max(busy["httpx", concurrency], busy["aiohttp", concurrency])
                 print(f"  with --workers auto ({auto_workers(settings, concurrency).line(True)}): "
                       f"{busy['auto', concurrency] / best:.2f} of the better bare client")
+    for concurrency in args.levels:
+        bare = "; ".join(f"bare {c} {1000 * CPU[c, concurrency, 1]:.2f} ms" for c in ("httpx", "aiohttp")
+                         if (c, concurrency, 1) in CPU)
+        for (kind, level, workers), seconds in sorted(CPU.items()):
+            if kind == "graph" and level == concurrency:
+                print(f"CPU per LLM call at concurrency {concurrency}, {workers} process{'es' if workers > 1 else ''}: "
+                      f"{1000 * seconds:.2f} ms (the whole run: graph, checkpoints, sandboxes, HTTP); {bare}")
     if 1 not in args.levels:
         return
     for client in ("httpx", "aiohttp"):

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         32.0, ge=0, description="A SQLite source larger than this many MB gets file sandboxes (a copy of the file "
         "in sandbox_dir, a reflink where the file system offers one) instead of in-memory copies, so memory does not "
         "grow with database size times dialogues in flight. FORGE_SANDBOX_FILE_ABOVE_MB.")
+    postgres_file_copy_above_mb: float = Field(
+        64.0, ge=0, description="A Postgres run's template larger than this many MB is cloned per dialogue with "
+        "CREATE DATABASE … STRATEGY FILE_COPY (a checkpoint, then the files copied), a smaller one with WAL_LOG "
+        "(Postgres 15's default: blocks copied through the write-ahead log); docs/performance.md has the figures. "
+        "FORGE_POSTGRES_FILE_COPY_ABOVE_MB.")
     sandbox_dir: str = Field(
         "", description="Where file sandboxes go, one folder per run (removed when it ends, and by `resume` after "
         "a kill); empty: the system's temporary folder. FORGE_SANDBOX_DIR.")

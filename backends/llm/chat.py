@@ -79,13 +79,13 @@ class LeanChatOpenAI(ChatOpenAI):
         generation_info = {"headers": headers} if self.include_response_headers else None
         return self._create_chat_result(reply, generation_info)
 
-    def post_over(self, session: aiohttp.ClientSession) -> LeanChatOpenAI:
-        """Post plain requests over this aiohttp session (backends/llm/wire.py says why); other auth
-        schemes and the typed paths keep the SDK's client."""
+    def post_over(self, session: aiohttp.ClientSession, proxy: tuple[Any, Any] = (None, None)) -> LeanChatOpenAI:
+        """Post plain requests over this aiohttp session, through `proxy` (wire.env_proxy) when there is one
+        (backends/llm/wire.py says why); other auth schemes and the typed paths keep the SDK's client."""
         if Wire.usable(self.root_async_client):
             timeout = self.request_timeout
             self._wire = Wire(self.root_async_client, session,
-                              float(timeout) if isinstance(timeout, (int, float)) else 600.0)
+                              float(timeout) if isinstance(timeout, (int, float)) else 600.0, proxy)
         return self
 
     def _create_chat_result(self, response: dict | openai.BaseModel, generation_info: dict | None = None) -> ChatResult:

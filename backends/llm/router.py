@@ -17,6 +17,7 @@ import openai
 from langchain_core.language_models import BaseChatModel
 
 from backends.llm.chat import chat_openai
+from backends.llm.wire import env_proxy
 from backends.llm.endpoints import Endpoint, EndpointPool
 from state.config import LLM_ROLES, Settings
 
@@ -92,7 +93,8 @@ class Router:
         if models is None:
             client = await asyncio.to_thread(openai.DefaultAioHttpClient)
             # no connection limit of its own: each endpoint's pool decides how many requests are in flight
-            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=True)
+            # the environment's proxy is found once per endpoint (wire.env_proxy), not per request
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=False)
             models = self._per_loop.setdefault(loop, {"client": client, "session": session})
         key = (endpoint.base_url, model)
         if key not in models:
@@ -101,7 +103,8 @@ class Router:
             chat = await asyncio.to_thread(
                 chat_openai, model, endpoint.base_url, key_text, settings.temperature, settings.request_timeout,
                 models["client"], settings.max_tokens)
-            models[key] = chat.post_over(models["session"])
+            proxy = await asyncio.to_thread(env_proxy, str(chat.root_async_client.base_url))
+            models[key] = chat.post_over(models["session"], proxy)
         return models[key]
 
     async def aclose(self) -> None:

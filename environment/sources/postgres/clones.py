@@ -24,6 +24,7 @@ from environment.errors import InputError
 from environment.sources.postgres.capture import install_change_capture
 from environment.sources.postgres.connection import connect, maintenance_connection
 from environment.sources.postgres.sqltext import CLOCK_SCHEMA, clock_default
+from state.config import Settings
 from state.postgres_uri import database_name, with_database, without_password
 
 PREFIX = "forge_"
@@ -41,6 +42,15 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', %s) AND n.nspname NO
   AND c.relkind IN ('r', 'p') AND a.attgenerated = ''
 ORDER BY 1, 2, 3
 """
+
+
+def clone_strategy(size_bytes: int, server_version: int, file_copy_above_mb: float) -> str | None:
+    """How CREATE DATABASE copies the template: WAL_LOG writes every block to the write-ahead log (no
+    checkpoint: cheap for a small template), FILE_COPY checkpoints and copies the files whole (cheaper once the
+    template is big). None before Postgres 15, which has no STRATEGY and always copies files."""
+    if server_version < 150000:
+        return None
+    return "FILE_COPY" if size_bytes > file_copy_above_mb * 2**20 else "WAL_LOG"
 
 
 def run_tag(run_id: str) -> str:
@@ -71,6 +81,7 @@ class CloneManager:
         self.template = f"{self.prefix}template"
         self.keep = keep
         self._lock = threading.Lock()  # the template is made once; clones are made and dropped concurrently
+        self._strategy: str | None = None  # how clones of the template are made, once its size is known
 
     def clone_name(self, dialogue_id: str) -> str:
         return f"{self.prefix}{hashlib.sha256(dialogue_id.encode('utf-8')).hexdigest()[:16]}"
@@ -118,10 +129,22 @@ class CloneManager:
             admin.execute(pgsql.SQL("COMMENT ON DATABASE {} IS {}").format(pgsql.Identifier(self.template),
                                                                           pgsql.Literal(_READY)))
 
-    def _create(self, admin: psycopg.Connection, name: str, template: str, what: str) -> None:
+    def strategy(self, admin: psycopg.Connection) -> str | None:
+        """The clone strategy for this run's template, picked by its size once (clone_strategy)."""
+        if self._strategy is None:
+            size = admin.execute("SELECT pg_database_size(%s)", (self.template,)).fetchone()[0]
+            self._strategy = clone_strategy(size, admin.info.server_version,
+                                            Settings().postgres_file_copy_above_mb) or ""
+        return self._strategy or None
+
+    def _create(self, admin: psycopg.Connection, name: str, template: str, what: str,
+                strategy: str | None = None) -> None:
+        statement = pgsql.SQL("CREATE DATABASE {} TEMPLATE {}").format(pgsql.Identifier(name),
+                                                                      pgsql.Identifier(template))
+        if strategy:
+            statement = pgsql.SQL("{} STRATEGY {}").format(statement, pgsql.SQL(strategy))
         try:
-            admin.execute(pgsql.SQL("CREATE DATABASE {} TEMPLATE {}").format(pgsql.Identifier(name),
-                                                                            pgsql.Identifier(template)))
+            admin.execute(statement)
         except psycopg.errors.ObjectInUse as exc:
             raise InputError(f"cannot copy {what} ({template}): other sessions are connected to it, and CREATE "
                              f"DATABASE … TEMPLATE needs it to themselves ({str(exc).splitlines()[-1].strip()})") \
@@ -171,7 +194,7 @@ class CloneManager:
         name = self.clone_name(dialogue_id)
         with maintenance_connection(self.source_uri) as admin:  # clones of one template may be made at once
             self._drop(admin, name)
-            self._create(admin, name, self.template, "the run's template")
+            self._create(admin, name, self.template, "the run's template", self.strategy(admin))
             admin.execute(pgsql.SQL("COMMENT ON DATABASE {} IS {}").format(
                 pgsql.Identifier(name), pgsql.Literal(f"forge clone of {dialogue_id}")))
         return self.uri_of(name)
