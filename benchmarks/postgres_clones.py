@@ -143,7 +143,7 @@ def strategy_figures(uri: str, clones: int, at_once: int = 4) -> dict[str, tuple
         names = [f"bench_c{i}" for i in range(at_once)]
         started = time.perf_counter()
         with ThreadPoolExecutor(at_once) as pool:
-            list(pool.map(lambda n: clone(n, strategy), names))
+            list(pool.map(lambda n, strategy=strategy: clone(n, strategy), names))
         concurrent = (time.perf_counter() - started) / at_once
         for name in names:
             drop(name)

@@ -106,7 +106,7 @@ class Lanes:
             self.toolset_keys[name] = await keep_toolset(store, tools)
         for source in self.config.sources():
             if source.sources and source.label not in self.schema_keys:
-                catalog = await asyncio.to_thread(lambda: open_source(source.sources).catalog())
+                catalog = await asyncio.to_thread(lambda source=source: open_source(source.sources).catalog())
                 if catalog.database is not None:
                     self.schema_keys[source.label] = await keep_schema(store, catalog.database)
 

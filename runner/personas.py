@@ -33,7 +33,7 @@ async def ensure_pools(folder: RunFolder, config: RunConfig, settings: Settings,
     made = PersonaPool()
     for source in config.sources():
         named = source.label  # the pool's key: the share's sources in one line
-        schema = await asyncio.to_thread(lambda: open_source(source.sources).catalog().database) if named else None
+        schema = await asyncio.to_thread(lambda source=source: open_source(source.sources).catalog().database) if named else None
         personas, regenerated, notes = await persona_pool(schema, label_of(source.sources) if named else "tools",
                                                           settings.personas, backend, embedder, config.seed)
         made.pools[named] = personas
