@@ -3,7 +3,6 @@ and the facts told; the result is the evaluation folder with its pass^k figures.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +90,7 @@ async def aevaluate(request: EvaluateRequest, *, console: Console | None = None,
     from runner.evaluate import evaluate, model_under_test, run_trials
     from runner.layout import dialogue_run_config
     from runner.workers import choose_workers
+    from runner.run_folder import default_run_dir
 
     console = quiet(console)
     with forge_errors():
@@ -100,8 +100,7 @@ async def aevaluate(request: EvaluateRequest, *, console: Console | None = None,
                 _positive(name, value)
         settings = request.settings if request.settings is not None else Settings()
         model = model_under_test(settings).replace("/", "_")
-        out = request.out or Path("runs") / (f"eval-{request.run.name}-{model}-s{request.seed}-"
-                                             f"{time.strftime('%Y%m%d-%H%M%S')}")
+        out = request.out or default_run_dir("eval", request.run.name, model, seed=request.seed)
         if on_folder is not None:
             on_folder(out)
         workers, auto = choose_workers(str(request.workers), settings, request.concurrency)

@@ -3,7 +3,6 @@ the finished run returned (or the typed exception of what went wrong)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -105,8 +104,10 @@ async def _agenerate(request: GenerateRequest, console: Console, on_folder: Fold
     db = databases[0] if len(databases) == 1 else None
     several = Path(named[0].rstrip("/*")).name or "databases" if named else ""
     stem = label_of(db) if db else several or request.toolset.resolve().parent.name
-    run_id = f"{stem}-{request.pipeline}-s{request.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out = request.out or Path("runs") / run_id
+    from runner.run_folder import RUNS, run_name
+
+    run_id = run_name(stem, request.pipeline, seed=request.seed)
+    out = request.out or RUNS / run_id
     if on_folder is not None:
         on_folder(out)
     if request.cache:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,7 +60,9 @@ async def run(args: argparse.Namespace, console: Console) -> None:
         raise InputError(f"--users must be at least 1 (got {users})")
     settings = settings_of(args)
     stem = args.scenario.parent.name if args.scenario.name in ("scenario.md", "scenario.txt") else args.scenario.stem
-    out = args.out or Path("runs") / f"{stem}-optimize-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from runner.run_folder import default_run_dir
+
+    out = args.out or default_run_dir(stem, "optimize", seed=args.seed)
     args.started_out = out
     config = OptimizeRunConfig(run_id=out.name, scenario_file=str(args.scenario.resolve()),
                                corpus=str(args.corpus.resolve()), users=users, dialogues=budget.dialogues,

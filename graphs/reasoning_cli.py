@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -105,8 +104,9 @@ async def run(args: argparse.Namespace, console: Console) -> None:
     _check(args)
     settings = settings_of(args)
     stem = args.scenario.parent.name if args.scenario.name in ("scenario.md", "scenario.txt") else args.scenario.stem
-    run_id = f"{stem}-{args.command}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out = args.out or Path("runs") / run_id
+    from runner.run_folder import default_run_dir
+
+    out = args.out or default_run_dir(stem, args.command, seed=args.seed)
     config = ReasoningRunConfig(run_id=out.name, command=args.command, scenario_file=str(args.scenario.resolve()),
                                 corpus=str(args.corpus.resolve()), users=args.users, dialogues=args.dialogues,
                                 seed=args.seed, concurrency=args.concurrency, solvers=settings.solver_names(),

@@ -248,7 +248,6 @@ async def _checkpoint_command(args: argparse.Namespace, console: Console) -> int
 
 
 async def _toolprep(args: argparse.Namespace, console: Console) -> int:
-    import time
 
     from environment.sqlnames import snake
     from graphs.toolprep import build_toolprep_graph
@@ -256,7 +255,9 @@ async def _toolprep(args: argparse.Namespace, console: Console) -> int:
 
     if not args.domain.strip():
         raise InputError("--domain must name the domain the tools serve, e.g. 'online bookstore'")
-    out = args.out or Path("runs") / f"toolprep-{snake(args.domain)}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from runner.run_folder import default_run_dir
+
+    out = args.out or default_run_dir("toolprep", snake(args.domain), seed=args.seed)
     await run_toolprep(build_toolprep_graph, args.tools, args.domain, out, _settings(args), args.seed, console)
     return 0
 
