@@ -93,9 +93,9 @@ async def _agenerate(request: GenerateRequest, console: Console, on_folder: Fold
         targeting = read_targeting(request.target)
         settings = settings.model_copy(update={"targeting": targeting})
         console.print(targeting_table(targeting))
-    if not request.sources and not request.toolset and not request.mcp:
-        raise InputError("pass --db with a SQLite database, --mcp with MCP servers, or --toolset with a "
-                         "toolset.json (simulated tools)")
+    from runner.lifecycle import check_something_to_work_on
+
+    check_something_to_work_on([*request.sources, *([request.mcp] if request.mcp else [])], request.toolset)
     named = [str(s) for s in request.sources] + ([f"mcp://{request.mcp}"] if request.mcp else [])
     refs = recorded([source_ref(name) for name in source_names(named)])
     databases = [[ref] for ref in refs]

@@ -31,8 +31,8 @@ def check_something_to_work_on(databases: Sequence[object] | None, toolset: obje
     """A run needs sources or a toolset: said in one line, before anything else is checked (the one home of
     this check, for the command line and Python callers alike)."""
     if not databases and not toolset:
-        raise InputError("nothing to work on: pass --db with a SQLite database, --mcp with MCP servers, or "
-                         "--toolset with a toolset.json (simulated tools)")
+        raise InputError("pass --db with a SQLite database, --mcp with MCP servers, or --toolset with a "
+                         "toolset.json (simulated tools)")
 
 
 async def generate(builder_factory: Callable[[], StateGraph], config: RunConfig, settings: Settings, out: Path,
