@@ -20,6 +20,7 @@ A table no trigger can be put on (a virtual table) is compared by whole snapshot
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from environment.sources.rows_diff import Snapshot, TableSnapshot
@@ -133,8 +134,8 @@ class ChangeLog:
         position = self.conn.execute(f"SELECT coalesce(max(seq), 0) FROM {LOG}").fetchone()[0]
         return Mark(position, snapshot(self.conn, self.unwatched) if self.unwatched else None)
 
-    def folded(self, since: Mark) -> tuple[Snapshot, Snapshot]:
-        """The rows changed since a mark: as they were then, and as they are now (two small snapshots)."""
+    def _first_rows(self, since: Mark) -> dict[int, dict[tuple, tuple | None]]:
+        """Per table and key touched since a mark, the first row logged: the row as it was then (None: none)."""
         first: dict[int, dict[tuple, tuple | None]] = {}
         logged = self.conn.execute(f"SELECT {', '.join(['tbl', 'present', *(f'v{i}' for i in range(self.width))])} FROM {LOG} "
                                    f"WHERE seq > ? ORDER BY seq", (since.position,)).fetchall()
@@ -143,18 +144,37 @@ class ChangeLog:
             row = tuple(values[: len(table.columns)])
             key = tuple(row[i] for i in table.key_at)
             first.setdefault(tbl, {}).setdefault(key, row if present else None)
+        return first
+
+    def _rows_now(self, table: _Table, keys: Iterable[tuple]) -> dict[tuple, tuple]:
+        where = " AND ".join(f"{quote_ident(c)} IS ?" for c in table.key_columns)
+        now: dict[tuple, tuple] = {}
+        for key in keys:
+            found = self.conn.execute(f"{table.select()} WHERE {where}", key).fetchone()
+            if found is not None:
+                now[key] = found
+        return now
+
+    def state_token(self, since: Mark) -> frozenset | None:
+        """What identifies the rows as they are now, given the rows at the mark: each key touched since with
+        its row now (None where it has none). Equal tokens mean equal contents; it costs the rows changed.
+        None where a table no trigger watches could have changed unseen."""
+        if self.unwatched:
+            return None
+        token: set[tuple] = set()
+        for tbl, rows in self._first_rows(since).items():
+            now = self._rows_now(self._by_number[tbl], rows)
+            token.update((tbl, key, now.get(key)) for key in rows)
+        return frozenset(token)
+
+    def folded(self, since: Mark) -> tuple[Snapshot, Snapshot]:
+        """The rows changed since a mark: as they were then, and as they are now (two small snapshots)."""
         before: dict[str, TableSnapshot] = {}
         after: dict[str, TableSnapshot] = {}
-        for tbl, rows in sorted(first.items()):
+        for tbl, rows in sorted(self._first_rows(since).items()):
             table = self._by_number[tbl]
-            where = " AND ".join(f"{quote_ident(c)} IS ?" for c in table.key_columns)
-            now: dict[tuple, tuple] = {}
-            for key in rows:
-                found = self.conn.execute(f"{table.select()} WHERE {where}", key).fetchone()
-                if found is not None:
-                    now[key] = found
             before[table.name] = table.shape({k: r for k, r in rows.items() if r is not None})
-            after[table.name] = table.shape(now)
+            after[table.name] = table.shape(self._rows_now(table, rows))
         if since.unwatched is not None:
             before.update(since.unwatched.tables)
             after.update(snapshot(self.conn, self.unwatched).tables)

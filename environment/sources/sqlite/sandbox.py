@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from environment.sources.arguments import DEFAULT_MAX_ARGUMENT_CHARS, check_arguments, refusal, typed_arguments
 from environment.sources.base import CallContext, CallOutcome
+from environment.sources.read_memo import DEFAULT_CAPACITY, ReadMemo, file_identity, memoizable, shared_memo
 from environment.sources.sqlite.changes import ChangeLog, Mark
 from environment.sources.sqlite.clock import ClockBinding, clock_binding
 from environment.sources.sqlite.files import copy_database, remove_copy
@@ -72,8 +73,10 @@ class Sandbox:
     """A private, writable copy of a source database (the SQLite kind's sandbox): in memory, or with `folder` a
     file there (files.py), for a big source."""
 
-    def __init__(self, source_path: str, folder: Path | None = None, keep: bool = False) -> None:
+    def __init__(self, source_path: str, folder: Path | None = None, keep: bool = False,
+                 memo_capacity: int = DEFAULT_CAPACITY) -> None:
         self.source_path = source_path
+        identity = file_identity(source_path)  # before the copy: the contents it starts from
         self.file: Path | None = None
         self.keep = keep
         if folder is None:
@@ -95,6 +98,8 @@ class Sandbox:
         self.changes = ChangeLog(self.conn)
         self._opened = self.changes.mark()
         self._savepoints = 0
+        # a read made again on the same rows, by this sandbox or another of the source, is answered (read_memo.py)
+        self.reads = shared_memo(identity, memo_capacity)
 
     def close(self) -> None:
         self.conn.close()
@@ -106,7 +111,20 @@ class Sandbox:
         """Run one parameterized statement. Database errors come back as results, never raised.
 
         With a clock (the dialogue's time), an INSERT that leaves out columns defaulting to the current time
-        gets them bound from it instead of the wall clock."""
+        gets them bound from it instead of the wall clock. A read this sandbox already made on the same rows
+        is answered with its result (read_memo.py)."""
+        if mode != "read" or self.reads.capacity <= 0 or not memoizable(sql):
+            return self._execute(sql, params, mode, max_rows, clock)
+        token = self.changes.state_token(self._opened)
+        key = None if token is None else ReadMemo.key(token, sql, params, max_rows)
+        if key is not None and (known := self.reads.get(key)) is not None:
+            return known
+        result = self._execute(sql, params, mode, max_rows, clock)
+        if key is not None:
+            self.reads.put(key, result)
+        return result
+
+    def _execute(self, sql: str, params: dict[str, Any], mode: str, max_rows: int, clock: str | None) -> ToolResult:
         try:
             if clock is not None and mode == "write":
                 if sql not in self._clock:

@@ -15,6 +15,7 @@ from environment.sources.sqlite.files import file_threshold_bytes, remove_scratc
 from environment.sources.sqlite.introspect import check_database_path, inspect_database
 from environment.sources.sqlite.sandbox import Sandbox
 from environment.sources.sqlite.tool_checks import check_tool
+from state.config import Settings
 from state.schema import DatabaseSchema
 from state.tools import Tool
 
@@ -46,11 +47,12 @@ class SqliteSource:
 
     def open(self, seed: int) -> Sandbox:
         """An in-memory copy; above the file threshold a file copy in the run's scratch folder (files.py)."""
+        memo = Settings().read_memo_entries
         if Path(self.name).stat().st_size <= file_threshold_bytes():
-            return Sandbox(self.name)
+            return Sandbox(self.name, memo_capacity=memo)
         run = current_run()
         used_outside_a_run(self.name, _remove_scratch)  # outside a run, the folder goes when the process exits
-        return Sandbox(self.name, scratch_folder(run.run_id), keep=run.keep_sandboxes)
+        return Sandbox(self.name, scratch_folder(run.run_id), keep=run.keep_sandboxes, memo_capacity=memo)
 
     def check_tool(self, tool: Tool, sandbox: AnySandbox) -> str | None:
         assert isinstance(sandbox, Sandbox)
