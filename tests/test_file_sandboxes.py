@@ -72,10 +72,12 @@ def test_resume_removes_the_file_sandboxes_a_killed_run_left_and_the_end_removes
 
 def test_kill_then_resume_and_verify_hold_with_file_sandboxes(tmp_path, monkeypatch):
     """kill -9 mid-run leaves the copies of the dialogues in flight; `resume` removes them, finishes every
-    dialogue once, leaves no copy behind, and `verify` re-checks the run."""
+    dialogue once, leaves no copy behind, `verify` re-checks the run, and a fork after a write rebuilds its
+    file sandbox to the state of its checkpoint."""
     import json
 
     from graphs.run import main
+    from tests.checkpoint_support import dataset_lines, first_write_then_read, replays
     from tests.conftest import generate_killed_mid_run
 
     scratch = tmp_path / "scratch"
@@ -90,3 +92,11 @@ def test_kill_then_resume_and_verify_hold_with_file_sandboxes(tmp_path, monkeypa
     assert len(ids) == 16 and len(set(ids)) == 16
     assert not list(scratch.rglob("*.sqlite")), "no file sandbox is left once the resumed run ends"
     assert main(["verify", str(out)]) == 0
+    records = dataset_lines(out)
+    found = first_write_then_read(out, records)
+    assert found, "no dialogue wrote and then read"
+    dialogue, _, checkpoint = found
+    assert main(["fork", str(out), "--dialogue", dialogue, "--checkpoint", checkpoint, "--seed", "9"]) == 0
+    fork = next(r for r in dataset_lines(out).values() if r["metadata"].get("forked_from"))
+    replays(out, fork)
+    assert not list(scratch.rglob("*.sqlite")), "the fork's file sandbox went with it"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_change_capture import SCHEMA, WRITES
+from tests.test_change_capture import SCHEMA, WRITES
 
 from environment.sources.read_memo import memoizable
 from environment.sources.sqlite.sandbox import Sandbox
