@@ -26,6 +26,7 @@ from environment.sources.postgres.capture import capture_logs, first_logged, log
 from environment.sources.postgres.clones import CloneManager
 from environment.sources.postgres.execute import DEFAULT_MAX_ROWS, PostgresClone
 from environment.sources.postgres.introspect import json_value
+from environment.sources.read_memo import DEFAULT_CAPACITY, ReadMemo, memoizable, shared_memo
 from environment.sources.rows_diff import Snapshot, TableSnapshot
 from environment.sources.rows_diff import diff as rows_diff
 from environment.sources.sqlite.sandbox import check_sql_arguments
@@ -62,7 +63,8 @@ def _identity_columns(conn: psycopg.Connection, schema: str, table: str) -> set[
 class PostgresSandbox:
     """A private database for one dialogue (the Postgres kind's sandbox)."""
 
-    def __init__(self, manager: CloneManager, key: str, schema: str = "public") -> None:
+    def __init__(self, manager: CloneManager, key: str, schema: str = "public",
+                 memo_capacity: int = DEFAULT_CAPACITY) -> None:
         self.manager, self.key, self.schema = manager, key, schema
         try:
             self.clone = PostgresClone(manager.clone(key), schema)
@@ -75,6 +77,10 @@ class PostgresSandbox:
         self._logs: dict[str, str] | None = None  # the change log of each table (capture.py); {} without capture
         if self.captures_changes:
             self._opened = self.mark()
+        # a read made again on the same rows, by this clone or another of the run's template, is answered
+        # (read_memo.py); the rows are named by the change log, so a clone without one keeps no results
+        self.reads = shared_memo((manager.source_uri, manager.template, schema),
+                                 memo_capacity if self._logs else 0)
 
     def run(self, tool: Tool, arguments: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS, clock: str | None = None,
             max_chars: int = DEFAULT_MAX_ARGUMENT_CHARS) -> ToolResult:
@@ -83,9 +89,18 @@ class PostgresSandbox:
         error = check_sql_arguments(tool, arguments, max_chars)
         if error is not None:
             return ToolResult(ok=False, error=error)
+        typed = typed_arguments(tool, arguments)
+        key = None
+        if tool.mode == "read" and self.reads.capacity > 0 and memoizable(tool.sql):
+            token = self._state_token()
+            key = None if token is None else ReadMemo.key(token, tool.sql, typed, max_rows)
+            if key is not None and (known := self.reads.get(key)) is not None:
+                return known
         with self.lock:
-            result = self.clone.execute(tool.sql, typed_arguments(tool, arguments), tool.mode,
-                                        declared=tool.properties, max_rows=max_rows, clock=clock)
+            result = self.clone.execute(tool.sql, typed, tool.mode, declared=tool.properties, max_rows=max_rows,
+                                        clock=clock)
+        if key is not None:
+            self.reads.put(key, result)
         if not result.ok and self.clone.conn.closed:
             raise SourceUnavailable(f"the PostgreSQL server of {without_password(self.manager.source_uri)} went away: "
                              f"{result.error.message if result.error else ''}")
@@ -195,6 +210,23 @@ class PostgresSandbox:
                                                raw_rows=[r for r in first.values() if r is not None])
                     after[table] = self._rows(conn, table, key, clock, assigned, where=list(first))
         return rows_diff(Snapshot(tables=before), Snapshot(tables=after))
+
+    def _state_token(self) -> frozenset | None:
+        """What names the clone's rows now, given the template's: each table's keys logged since the clone
+        opened and their rows now (read_memo.py); None where a table no log covers could have changed."""
+        token: set[tuple] = set()
+        with self._server_kept(), self.lock, self.clone.conn.transaction():
+            conn = self.clone.conn
+            for table, key, clock, assigned in self._shape_list(conn):
+                if table not in self._logs:
+                    return None
+                names = self._columns(conn, table)
+                first = first_logged(conn, self._logs[table], self._opened[0], [names.index(k) for k in key])
+                if first:
+                    now = self._rows(conn, table, key, clock, assigned, where=list(first)).rows
+                    token.add((table, frozenset(json.dumps(k, default=str) for k in first),
+                               frozenset((k, json.dumps(r, sort_keys=True, default=str)) for k, r in now.items())))
+        return frozenset(token)
 
     # -- savepoints (RollbackSandbox): the plan check runs a reference plan on the dialogue's own clone ----
 

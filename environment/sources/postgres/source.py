@@ -33,6 +33,7 @@ from environment.sources.runs import RunScope, current_run, used_outside_a_run
 from environment.sources.sqlite.derive import derive_tools
 from environment.sources.sqlite.tool_checks import interface_problems, sample_arguments
 from state.postgres_uri import database_name, is_postgres_uri, without_password
+from state.config import Settings
 from state.schema import DatabaseSchema
 from state.tools import Tool
 
@@ -114,7 +115,7 @@ class PostgresSource:
             raise SourceUnavailable(f"the PostgreSQL server of {self.name} went away: "
                                     f"{' '.join(str(exc).split())[:200]}") from None
         # the clone's name only has to be unique: nothing a dialogue sees depends on it
-        return PostgresSandbox(manager, f"seed {seed} {uuid.uuid4().hex}")
+        return PostgresSandbox(manager, f"seed {seed} {uuid.uuid4().hex}", memo_capacity=Settings().read_memo_entries)
 
     def _reachable(self) -> bool:
         try:
