@@ -79,7 +79,7 @@ class PostgresSandbox:
             self._opened = self.mark()
         # a read made again on the same rows, by this clone or another of the run's template, is answered
         # (read_memo.py); the rows are named by the change log, so a clone without one keeps no results
-        self.reads = shared_memo((manager.source_uri, manager.template, schema),
+        self.memo = shared_memo((manager.source_uri, manager.template, schema),
                                  memo_capacity if self._logs else 0)
 
     def run(self, tool: Tool, arguments: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS, clock: str | None = None,
@@ -91,16 +91,16 @@ class PostgresSandbox:
             return ToolResult(ok=False, error=error)
         typed = typed_arguments(tool, arguments)
         key = None
-        if tool.mode == "read" and self.reads.capacity > 0 and memoizable(tool.sql):
+        if tool.mode == "read" and self.memo.capacity > 0 and memoizable(tool.sql):
             token = self._state_token()
             key = None if token is None else ReadMemo.key(token, tool.sql, typed, max_rows)
-            if key is not None and (known := self.reads.get(key)) is not None:
+            if key is not None and (known := self.memo.get(key)) is not None:
                 return known
         with self.lock:
             result = self.clone.execute(tool.sql, typed, tool.mode, declared=tool.properties, max_rows=max_rows,
                                         clock=clock)
         if key is not None:
-            self.reads.put(key, result)
+            self.memo.put(key, result)
         if not result.ok and self.clone.conn.closed:
             raise SourceUnavailable(f"the PostgreSQL server of {without_password(self.manager.source_uri)} went away: "
                              f"{result.error.message if result.error else ''}")

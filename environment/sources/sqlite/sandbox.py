@@ -99,7 +99,7 @@ class Sandbox:
         self._opened = self.changes.mark()
         self._savepoints = 0
         # a read made again on the same rows, by this sandbox or another of the source, is answered (read_memo.py)
-        self.reads = shared_memo(identity, memo_capacity)
+        self.memo = shared_memo(identity, memo_capacity)
 
     def close(self) -> None:
         self.conn.close()
@@ -113,15 +113,15 @@ class Sandbox:
         With a clock (the dialogue's time), an INSERT that leaves out columns defaulting to the current time
         gets them bound from it instead of the wall clock. A read this sandbox already made on the same rows
         is answered with its result (read_memo.py)."""
-        if mode != "read" or self.reads.capacity <= 0 or not memoizable(sql):
+        if mode != "read" or self.memo.capacity <= 0 or not memoizable(sql):
             return self._execute(sql, params, mode, max_rows, clock)
         token = self.changes.state_token(self._opened)
         key = None if token is None else ReadMemo.key(token, sql, params, max_rows)
-        if key is not None and (known := self.reads.get(key)) is not None:
+        if key is not None and (known := self.memo.get(key)) is not None:
             return known
         result = self._execute(sql, params, mode, max_rows, clock)
         if key is not None:
-            self.reads.put(key, result)
+            self.memo.put(key, result)
         return result
 
     def _execute(self, sql: str, params: dict[str, Any], mode: str, max_rows: int, clock: str | None) -> ToolResult:
