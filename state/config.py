@@ -100,9 +100,10 @@ class Settings(BaseSettings):
         "in sandbox_dir, a reflink where the file system offers one) instead of in-memory copies, so memory does not "
         "grow with database size times dialogues in flight. FORGE_SANDBOX_FILE_ABOVE_MB.")
     read_memo_entries: int = Field(
-        1024, ge=0, description="Results of read tools kept per SQLite source, so a read made again on the same rows "
-        "(a plan check's read that the dialogue repeats, or any dialogue's at the same state) is answered without "
-        "running its statement again; 0: every read runs. FORGE_READ_MEMO_ENTRIES.")
+        1024, ge=0, description="Results of read tools kept per source (a SQLite file, a Postgres run's template), "
+        "so a read made again on the same rows (a plan check's read that the dialogue repeats, or any dialogue's at "
+        "the same state) is answered without running its statement again; 0: every read runs. "
+        "FORGE_READ_MEMO_ENTRIES.")
     postgres_file_copy_above_mb: float = Field(
         64.0, ge=0, description="A Postgres run's template larger than this many MB is cloned per dialogue with "
         "CREATE DATABASE … STRATEGY FILE_COPY (a checkpoint, then the files copied), a smaller one with WAL_LOG "

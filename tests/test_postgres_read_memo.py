@@ -15,6 +15,7 @@ from environment.sources.postgres.clones import CloneManager
 from environment.sources.postgres.sandbox import PostgresSandbox
 from state.tools import Tool
 from tests.test_postgres_change_capture import SCHEMA, WRITES, _run
+from tests.test_read_memo import memo_ops
 
 # every table keyed (the change log covers it); `loose` has no key, so it is left out here
 KEYED_SCHEMA = "\n".join(line for line in SCHEMA.splitlines() if "loose" not in line)
@@ -31,12 +32,7 @@ READS = [Tool(name=f"read_{n}", description="a read", parameters={"type": "objec
              "SELECT count(*) AS n, max(id) AS last FROM audit",
          ])]
 
-OPS = st.one_of(
-    st.tuples(st.just("write"), WRITES),
-    st.tuples(st.just("read"), st.integers(0, len(READS) - 1)),
-    st.tuples(st.just("savepoint"), st.none()),
-    st.tuples(st.just("rollback"), st.none()),
-)
+OPS = memo_ops(WRITES, len(READS))
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,19 @@ READS = [
     "SELECT count(*), max(id) FROM audit",
 ]
 
-OPS = st.one_of(
-    st.tuples(st.just("write"), WRITES),
-    st.tuples(st.just("read"), st.integers(0, len(READS) - 1)),
-    st.tuples(st.just("savepoint"), st.none()),
-    st.tuples(st.just("rollback"), st.none()),
-)
+
+
+def memo_ops(writes: st.SearchStrategy, reads: int) -> st.SearchStrategy:
+    """One step of a sandbox's life: a write, one of `reads` reads, a savepoint, or a rollback to it."""
+    return st.one_of(
+        st.tuples(st.just("write"), writes),
+        st.tuples(st.just("read"), st.integers(0, reads - 1)),
+        st.tuples(st.just("savepoint"), st.none()),
+        st.tuples(st.just("rollback"), st.none()),
+    )
+
+
+OPS = memo_ops(WRITES, len(READS))
 
 
 @pytest.fixture(scope="module")

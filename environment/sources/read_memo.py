@@ -18,7 +18,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from functools import lru_cache
 from typing import Any
 
@@ -46,7 +46,21 @@ class ReadMemo:
         self.capacity = capacity
         self._results: OrderedDict[Hashable, ToolResult] = OrderedDict()
         self._lock = threading.Lock()  # the sandboxes sharing it run in threads of their own
-        self.hits = 0
+
+    def read(self, sql: str, params: dict[str, Any], max_rows: int, token: Callable[[], Hashable | None],
+             run: Callable[[], ToolResult]) -> ToolResult:
+        """A read's result: answered where the same read was made on rows with the same `token()` (None: the
+        state cannot be named), else `run()` and kept. The one path of both sandbox kinds."""
+        if self.capacity <= 0 or not memoizable(sql):
+            return run()
+        state = token()
+        key = None if state is None else self.key(state, sql, params, max_rows)
+        if key is not None and (known := self.get(key)) is not None:
+            return known
+        result = run()
+        if key is not None:
+            self.put(key, result)
+        return result
 
     @staticmethod
     def key(token: Hashable, sql: str, params: dict[str, Any], max_rows: int) -> Hashable | None:
@@ -64,7 +78,6 @@ class ReadMemo:
             if found is None:
                 return None
             self._results.move_to_end(key)
-            self.hits += 1
         return found.model_copy(deep=True)  # the caller may change what it is given
 
     def put(self, key: Hashable, result: ToolResult) -> None:

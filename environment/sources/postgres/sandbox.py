@@ -26,7 +26,7 @@ from environment.sources.postgres.capture import capture_logs, first_logged, log
 from environment.sources.postgres.clones import CloneManager
 from environment.sources.postgres.execute import DEFAULT_MAX_ROWS, PostgresClone
 from environment.sources.postgres.introspect import json_value
-from environment.sources.read_memo import DEFAULT_CAPACITY, ReadMemo, memoizable, shared_memo
+from environment.sources.read_memo import DEFAULT_CAPACITY, shared_memo
 from environment.sources.rows_diff import Snapshot, TableSnapshot
 from environment.sources.rows_diff import diff as rows_diff
 from environment.sources.sqlite.sandbox import check_sql_arguments
@@ -90,17 +90,14 @@ class PostgresSandbox:
         if error is not None:
             return ToolResult(ok=False, error=error)
         typed = typed_arguments(tool, arguments)
-        key = None
-        if tool.mode == "read" and self.memo.capacity > 0 and memoizable(tool.sql):
-            token = self._state_token()
-            key = None if token is None else ReadMemo.key(token, tool.sql, typed, max_rows)
-            if key is not None and (known := self.memo.get(key)) is not None:
-                return known
-        with self.lock:
-            result = self.clone.execute(tool.sql, typed, tool.mode, declared=tool.properties, max_rows=max_rows,
-                                        clock=clock)
-        if key is not None:
-            self.memo.put(key, result)
+
+        def execute() -> ToolResult:
+            with self.lock:
+                return self.clone.execute(tool.sql, typed, tool.mode, declared=tool.properties, max_rows=max_rows,
+                                          clock=clock)
+
+        result = self.memo.read(tool.sql, typed, max_rows, self._state_token, execute) if tool.mode == "read" \
+            else execute()
         if not result.ok and self.clone.conn.closed:
             raise SourceUnavailable(f"the PostgreSQL server of {without_password(self.manager.source_uri)} went away: "
                              f"{result.error.message if result.error else ''}")
@@ -203,13 +200,19 @@ class PostgresSandbox:
                     before[table] = unlogged[table]
                     after[table] = self._rows(conn, table, key, clock, assigned)
                     continue
-                names = self._columns(conn, table)
-                first = first_logged(conn, self._logs[table], position, [names.index(k) for k in key])
+                first, now = self._logged_since(conn, table, key, clock, assigned, position)
                 if first:
                     before[table] = self._rows(conn, table, key, clock, assigned,
                                                raw_rows=[r for r in first.values() if r is not None])
-                    after[table] = self._rows(conn, table, key, clock, assigned, where=list(first))
+                    after[table] = now
         return rows_diff(Snapshot(tables=before), Snapshot(tables=after))
+
+    def _logged_since(self, conn: psycopg.Connection, table: str, key: list[str], clock: list[str], assigned: bool,
+                      position: int) -> tuple[dict[tuple, tuple[Any, ...] | None], TableSnapshot]:
+        """A logged table's keys changed since a log position (each with its first row logged) and their rows now."""
+        names = self._columns(conn, table)
+        first = first_logged(conn, self._logs[table], position, [names.index(k) for k in key])
+        return first, self._rows(conn, table, key, clock, assigned, where=list(first))
 
     def _state_token(self) -> frozenset | None:
         """What names the clone's rows now, given the template's: each table's keys logged since the clone
@@ -220,12 +223,10 @@ class PostgresSandbox:
             for table, key, clock, assigned in self._shape_list(conn):
                 if table not in self._logs:
                     return None
-                names = self._columns(conn, table)
-                first = first_logged(conn, self._logs[table], self._opened[0], [names.index(k) for k in key])
+                first, now = self._logged_since(conn, table, key, clock, assigned, self._opened[0])
                 if first:
-                    now = self._rows(conn, table, key, clock, assigned, where=list(first)).rows
                     token.add((table, frozenset(json.dumps(k, default=str) for k in first),
-                               frozenset((k, json.dumps(r, sort_keys=True, default=str)) for k, r in now.items())))
+                               frozenset((k, json.dumps(r, sort_keys=True, default=str)) for k, r in now.rows.items())))
         return frozenset(token)
 
     # -- savepoints (RollbackSandbox): the plan check runs a reference plan on the dialogue's own clone ----

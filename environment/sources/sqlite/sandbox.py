@@ -20,7 +20,7 @@ from sqlglot import exp
 
 from environment.sources.arguments import DEFAULT_MAX_ARGUMENT_CHARS, check_arguments, refusal, typed_arguments
 from environment.sources.base import CallContext, CallOutcome
-from environment.sources.read_memo import DEFAULT_CAPACITY, ReadMemo, file_identity, memoizable, shared_memo
+from environment.sources.read_memo import DEFAULT_CAPACITY, file_identity, shared_memo
 from environment.sources.sqlite.changes import ChangeLog, Mark
 from environment.sources.sqlite.clock import ClockBinding, clock_binding
 from environment.sources.sqlite.files import copy_database, remove_copy
@@ -113,16 +113,10 @@ class Sandbox:
         With a clock (the dialogue's time), an INSERT that leaves out columns defaulting to the current time
         gets them bound from it instead of the wall clock. A read this sandbox already made on the same rows
         is answered with its result (read_memo.py)."""
-        if mode != "read" or self.memo.capacity <= 0 or not memoizable(sql):
+        if mode != "read":
             return self._execute(sql, params, mode, max_rows, clock)
-        token = self.changes.state_token(self._opened)
-        key = None if token is None else ReadMemo.key(token, sql, params, max_rows)
-        if key is not None and (known := self.memo.get(key)) is not None:
-            return known
-        result = self._execute(sql, params, mode, max_rows, clock)
-        if key is not None:
-            self.memo.put(key, result)
-        return result
+        return self.memo.read(sql, params, max_rows, lambda: self.changes.state_token(self._opened),
+                              lambda: self._execute(sql, params, mode, max_rows, clock))
 
     def _execute(self, sql: str, params: dict[str, Any], mode: str, max_rows: int, clock: str | None) -> ToolResult:
         try:
