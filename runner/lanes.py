@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Coroutine, Protocol
 
 from langgraph.graph import StateGraph
 from rich.console import Console
@@ -43,6 +43,22 @@ async def run_thread(graph: Any, start: Any, cfg: dict[str, Any], context: Any) 
         await graph.ainvoke(start, cfg, context=context)
     elif snapshot.next or snapshot.tasks:  # tasks: a step cut off mid-write leaves no 'next'
         await graph.ainvoke(None, cfg, context=context)
+
+
+async def all_or_none(lanes: list[Coroutine[Any, Any, None]]) -> None:
+    """Run the lanes together to their end; when one fails, the others are cancelled and awaited before its
+    failure goes on, so none is still at work on the sandboxes and checkpointer its caller then closes
+    (asyncio.gather would leave them running)."""
+    tasks = [asyncio.ensure_future(lane) for lane in lanes]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:  # a failure, or the run itself cancelled (Ctrl-C)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()
 
 
 def recursion_limit(config: RunConfig, settings: Settings) -> int:
@@ -130,7 +146,7 @@ class Lanes:
             with run_scope(self.config.run_id, self.settings.keep_sandboxes), \
                     sandbox_pool(max(lanes, 1)) as self.sandboxes:  # one live sandbox set per dialogue in flight
                 try:
-                    await asyncio.gather(*(lane() for _ in range(lanes)))
+                    await all_or_none([lane() for _ in range(lanes)])
                 except Exception as exc:  # the checkpointer's server went away: stop; `resume` goes on once it is back
                     if self.settings.checkpointer and checkpointer_lost(exc):
                         raise checkpointer_lost_error(self.settings.checkpointer, exc, self.folder.path) from None

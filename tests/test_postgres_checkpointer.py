@@ -4,6 +4,7 @@ fork and resume read them there; the password never reaches the run folder; bad 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -172,7 +173,8 @@ def test_a_checkpointer_that_goes_away_stops_the_run_and_resume_finishes_it(tmp_
         driver = subprocess.Popen([sys.executable, "-m", "graphs.run", "generate", "--db", str(CLINIC),
                                    "--dialogues", "40", "--tasks-per-dialogue", "1", "--concurrency", "2",
                                    "--checkpointer", uri, "--out", str(out)],
-                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # a crash says where
         deadline = time.time() + 300
         while time.time() < deadline and _written(out) < 2 and driver.poll() is None:
             time.sleep(0.05)

@@ -260,7 +260,8 @@ class PostgresSandbox:
         return SampleReads(self)
 
     def close(self) -> None:
-        self.clone.close()
+        with self.lock:  # a call still running in its thread finishes before its connection goes
+            self.clone.close()
         try:
             self.manager.release(self.key)
         except Exception:  # noqa: BLE001 - a server gone away keeps the clone; `resume` drops it as a leftover

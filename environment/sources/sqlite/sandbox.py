@@ -102,7 +102,10 @@ class Sandbox:
         self.memo = shared_memo(identity, memo_capacity)
 
     def close(self) -> None:
-        self.conn.close()
+        # under the lock: a call still running in its thread (a run stopping) finishes before the connection
+        # goes; closing it under a running statement crashes the interpreter
+        with self.lock:
+            self.conn.close()
         if self.file is not None and not self.keep:
             remove_copy(self.file)
 
