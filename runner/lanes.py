@@ -50,6 +50,8 @@ async def all_or_none(lanes: list[Coroutine[Any, Any, None]]) -> None:
     failure goes on, so none is still at work on the sandboxes and checkpointer its caller then closes
     (asyncio.gather would leave them running)."""
     tasks = [asyncio.ensure_future(lane) for lane in lanes]
+    if not tasks:  # nothing left to run (a resume of a finished run)
+        return
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     finally:  # a failure, or the run itself cancelled (Ctrl-C)

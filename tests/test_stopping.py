@@ -51,6 +51,7 @@ def test_lanes_that_all_end_leave_nothing_behind():
 
     asyncio.run(all_or_none([lane(i) for i in range(3)]))
     assert sorted(ended) == [0, 1, 2]
+    asyncio.run(all_or_none([]))  # none at all: a resume with nothing left
 
 
 def test_closing_a_sandbox_waits_for_the_call_running_on_it():
