@@ -1,7 +1,7 @@
 """Database size: what a verified dialogue costs as the source grows from 10 thousand to 10 million rows.
 
-    python -m benchmarks.db_size [--rows 10k 100k 1M 10M] [--dialogues 6] [--postgres 10k 1M] [--mcp]
-                                 [--code DIR] [--scratch DIR]
+    python -m benchmarks.db_size [--rows 10k 100k 1M 10M] [--dialogues 6] [--concurrency N] [--postgres 10k 1M]
+                                 [--mcp] [--code DIR] [--scratch DIR]
 
 Builds a shop database of each size (customers, products, and purchases filling the rest; deterministic, no
 download; cached under --scratch), runs `generate` on it offline with 2 tasks per dialogue in a process of its
@@ -184,11 +184,13 @@ def child(argv: list[str], timings: Path) -> int:
 
 # -- the parent: build, run, measure ---------------------------------------------------------------------
 
-def run_once(label: str, source: list[str], dialogues: int, scratch: Path, code: Path) -> dict[str, Any]:
+def run_once(label: str, source: list[str], dialogues: int, scratch: Path, code: Path,
+             concurrency: int | None = None) -> dict[str, Any]:
     out = scratch / f"run-{label}-{time.time_ns()}"
     timings = scratch / f"timings-{time.time_ns()}.json"
     command = [sys.executable, "-m", "benchmarks.db_size", "--child", str(timings), "--", "generate", *source,
-               "--dialogues", str(dialogues), "--tasks-per-dialogue", "2", "--seed", "1", "--out", str(out)]
+               "--dialogues", str(dialogues), "--tasks-per-dialogue", "2", "--seed", "1", "--out", str(out),
+               *(["--concurrency", str(concurrency)] if concurrency else [])]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "FORGE_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(code), str(ROOT)])
     env["FORGE_SANDBOX_DIR"] = str(scratch / "sandboxes")
@@ -224,14 +226,16 @@ def main() -> int:
     parser.add_argument("--postgres", nargs="*", default=None, help="sizes to run on PostgreSQL too (e.g. 10k 1M)")
     parser.add_argument("--mcp", action="store_true", help="add a row over the bundled MCP library server")
     parser.add_argument("--dialogues", type=int, default=6)
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="dialogues in flight (default: generate's); fewer than --dialogues shows the steady state")
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose `generate` runs (default: this)")
     parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "forge-db-size",
                         help="where the built databases are kept between runs, and run folders while they run")
     args = parser.parse_args()
     console = Console(width=170)
     args.scratch.mkdir(parents=True, exist_ok=True)
-    table = Table(title=f"db_size: offline, {args.dialogues} dialogues x 2 tasks, code {args.code}, "
-                        f"{os.cpu_count()} cores")
+    table = Table(title=f"db_size: offline, {args.dialogues} dialogues x 2 tasks, concurrency "
+                        f"{args.concurrency or 'default'}, code {args.code}, {os.cpu_count()} cores")
     for column in ("source", "rows", "DB MB", "latency/sample s", "dialogues/s", "peak RSS MB", "sandboxes opened",
                    "open ms/task", "plan check ms/task", "diff ms/task", "tool calls ms/task"):
         table.add_column(column, justify="right")
@@ -247,7 +251,8 @@ def main() -> int:
         console.print(f"building {rows:,} rows…")
         db = build_sqlite(rows, args.scratch / f"shop-{rows}.sqlite")
         add("sqlite", rows, db.stat().st_size / 2**20,
-            run_once(f"sqlite-{rows}", ["--db", str(db)], args.dialogues, args.scratch, args.code))
+            run_once(f"sqlite-{rows}", ["--db", str(db)], args.dialogues, args.scratch, args.code,
+                     args.concurrency))
     if args.postgres:
         from tests.postgres_server import PostgresServer, missing_reason
 
@@ -266,12 +271,14 @@ def main() -> int:
                     with psycopg.connect(uri) as conn:
                         size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 2**20
                     add("postgres", rows, size,
-                        run_once(f"pg-{rows}", ["--db", uri], args.dialogues, args.scratch, args.code))
+                        run_once(f"pg-{rows}", ["--db", uri], args.dialogues, args.scratch, args.code,
+                                 args.concurrency))
             finally:
                 server.stop()
     if args.mcp:
         servers = ROOT / "examples" / "mcp" / "servers.json"
-        add("mcp (library)", 0, 0.0, run_once("mcp", ["--mcp", str(servers)], args.dialogues, args.scratch, args.code))
+        add("mcp (library)", 0, 0.0, run_once("mcp", ["--mcp", str(servers)], args.dialogues, args.scratch,
+                                              args.code, args.concurrency))
     console.print(table)
     console.print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
                   "(the machine may be shared: compare figures within one run)")
