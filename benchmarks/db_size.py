@@ -240,6 +240,9 @@ def main() -> int:
                    "open ms/task", "plan check ms/task", "diff ms/task", "tool calls ms/task"):
         table.add_column(column, justify="right")
 
+    def measure(label: str, source: list[str]) -> dict[str, Any]:
+        return run_once(label, source, args.dialogues, args.scratch, args.code, args.concurrency)
+
     def add(kind: str, rows: int, size_mb: float, figures: dict[str, Any]) -> None:
         table.add_row(kind, f"{rows:,}", f"{size_mb:.0f}", f"{figures['latency']:.3f}", f"{figures['rate']:.2f}",
                       f"{figures['rss']:.0f}", str(figures["opens"]), f"{figures['open_ms']:.1f}",
@@ -251,8 +254,7 @@ def main() -> int:
         console.print(f"building {rows:,} rows…")
         db = build_sqlite(rows, args.scratch / f"shop-{rows}.sqlite")
         add("sqlite", rows, db.stat().st_size / 2**20,
-            run_once(f"sqlite-{rows}", ["--db", str(db)], args.dialogues, args.scratch, args.code,
-                     args.concurrency))
+            measure(f"sqlite-{rows}", ["--db", str(db)]))
     if args.postgres:
         from tests.postgres_server import PostgresServer, missing_reason
 
@@ -271,14 +273,12 @@ def main() -> int:
                     with psycopg.connect(uri) as conn:
                         size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 2**20
                     add("postgres", rows, size,
-                        run_once(f"pg-{rows}", ["--db", uri], args.dialogues, args.scratch, args.code,
-                                 args.concurrency))
+                        measure(f"pg-{rows}", ["--db", uri]))
             finally:
                 server.stop()
     if args.mcp:
         servers = ROOT / "examples" / "mcp" / "servers.json"
-        add("mcp (library)", 0, 0.0, run_once("mcp", ["--mcp", str(servers)], args.dialogues, args.scratch,
-                                              args.code, args.concurrency))
+        add("mcp (library)", 0, 0.0, measure("mcp", ["--mcp", str(servers)]))
     console.print(table)
     console.print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
                   "(the machine may be shared: compare figures within one run)")
